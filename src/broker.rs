@@ -1,0 +1,219 @@
+//! RabbitMQ: connection, the contract's topology (declared idempotently), and publishing with
+//! publisher confirms.
+
+use std::time::Duration;
+
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+/// Header naming a dead letter's job.
+pub const JOB_ID_HEADER: &str = "x-stopcaster-job-id";
+/// Header giving why a message was dead-lettered.
+pub const REASON_HEADER: &str = "x-stopcaster-reason";
+/// Routing key of the work queue on the exchange `P`.
+pub const STOP_ROUTING_KEY: &str = "stop";
+/// Deliveries of one message before RabbitMQ itself dead-letters it: a last guard against a
+/// message that crashes the worker every time. Fixed, since queue arguments must match on every
+/// declaration.
+pub const DELIVERY_LIMIT: i64 = 50;
+
+/// The broker names under a prefix `P`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// `P`: durable direct exchange, routing key `stop` to the work queue.
+    pub exchange: String,
+    /// `P.jobs`: the work queue (quorum).
+    pub jobs: String,
+    /// `P.dlx`: the dead-letter exchange (fanout).
+    pub dlx: String,
+    /// `P.dead`: the dead-letter queue.
+    pub dead: String,
+}
+
+impl Names {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            exchange: prefix.to_owned(),
+            jobs: format!("{prefix}.jobs"),
+            dlx: format!("{prefix}.dlx"),
+            dead: format!("{prefix}.dead"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("RabbitMQ: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    #[error("the message could not be routed to a queue (returned)")]
+    Returned,
+    #[error("the broker ended the consumer (channel closed or queue deleted)")]
+    ConsumerEnded,
+    #[error("RabbitMQ did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Connects, naming the connection so it is recognisable in the management UI.
+pub async fn connect(url: &str, name: &str) -> Result<Connection, BrokerError> {
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    let timeout = Duration::from_secs(10);
+    tokio::time::timeout(timeout, Connection::connect(url, props))
+        .await
+        .map_err(|_| BrokerError::Timeout(timeout))?
+        .map_err(BrokerError::from)
+}
+
+/// Declares the exchanges, queues and bindings of the contract. Idempotent: the same arguments
+/// every time.
+pub async fn declare_topology(channel: &Channel, names: &Names) -> Result<(), BrokerError> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            names.dlx.as_str().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            names.exchange.as_str().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    let mut dead_args = FieldTable::default();
+    dead_args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("classic".into()),
+    );
+    channel
+        .queue_declare(
+            names.dead.as_str().into(),
+            QueueDeclareOptions::durable(),
+            dead_args,
+        )
+        .await?;
+    channel
+        .queue_bind(
+            names.dead.as_str().into(),
+            names.dlx.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut jobs_args = FieldTable::default();
+    jobs_args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    jobs_args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(DELIVERY_LIMIT),
+    );
+    jobs_args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(names.dlx.as_str().into()),
+    );
+    channel
+        .queue_declare(
+            names.jobs.as_str().into(),
+            QueueDeclareOptions::durable(),
+            jobs_args,
+        )
+        .await?;
+    channel
+        .queue_bind(
+            names.jobs.as_str().into(),
+            names.exchange.as_str().into(),
+            STOP_ROUTING_KEY.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A channel in confirm mode.
+pub async fn confirm_channel(connection: &Connection) -> Result<Channel, BrokerError> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+/// Publishes one message as `mandatory` and waits for the broker's confirm: `Ok` means the
+/// message is routed to a queue and, being persistent, on disk.
+pub async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), BrokerError> {
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            body,
+            properties,
+        )
+        .await?;
+    let timeout = Duration::from_secs(30);
+    let confirmation = tokio::time::timeout(timeout, confirm)
+        .await
+        .map_err(|_| BrokerError::Timeout(timeout))??;
+    if confirmation.is_nack() {
+        return Err(BrokerError::Nacked);
+    }
+    if confirmation.take_message().is_some() {
+        return Err(BrokerError::Returned);
+    }
+    Ok(())
+}
+
+/// Properties of a job message: JSON, persistent, `message_id` = job id.
+pub fn job_properties(job_id: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_message_id(job_id.into())
+}
+
+/// The dead letter of a message: its own properties (persistent) plus the two headers.
+pub fn dead_letter_properties(
+    original: &BasicProperties,
+    job_id: &str,
+    reason: &str,
+) -> BasicProperties {
+    let mut headers = original.headers().clone().unwrap_or_default();
+    headers.insert(JOB_ID_HEADER.into(), AMQPValue::LongString(job_id.into()));
+    headers.insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
+    original.clone().with_delivery_mode(2).with_headers(headers)
+}
+
+/// A text header of a message, if present.
+pub fn header_text(properties: &BasicProperties, name: &str) -> Option<String> {
+    let headers = properties.headers().as_ref()?;
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}

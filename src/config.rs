@@ -1,0 +1,154 @@
+//! Command-line and environment configuration (each setting is a flag and a variable), and
+//! turning it into the library's types.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::accounts::{Account, Accounts};
+use crate::api::ClientConfig;
+use crate::backoff::Backoff;
+use crate::credentials::Credentials;
+use crate::domain::RegionId;
+
+#[derive(Args, Clone, Debug)]
+pub struct DatabaseArgs {
+    /// Postgres URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://127.0.0.1/stopcaster"
+    )]
+    pub database_url: String,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct BrokerArgs {
+    /// RabbitMQ URL.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+    /// Prefix P of every broker name (P, P.jobs, P.dlx, P.dead).
+    #[arg(long, env = "STOPCASTER_QUEUE_PREFIX", default_value = "stopcaster")]
+    pub queue_prefix: String,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ApiArgs {
+    /// AccessKey id of the default account.
+    #[arg(long, env = "ALIBABA_CLOUD_ACCESS_KEY_ID")]
+    pub access_key_id: Option<String>,
+    /// AccessKey secret of the default account (prefer the variable: flags show in `ps`).
+    #[arg(long, env = "ALIBABA_CLOUD_ACCESS_KEY_SECRET", hide_env_values = true)]
+    pub access_key_secret: Option<String>,
+    /// STS security token, signed and sent when set.
+    #[arg(long, env = "ALIBABA_CLOUD_SECURITY_TOKEN", hide_env_values = true)]
+    pub security_token: Option<String>,
+    /// API endpoint.
+    #[arg(
+        long,
+        env = "STOPCASTER_ENDPOINT",
+        default_value = "https://live.aliyuncs.com"
+    )]
+    pub endpoint: String,
+    /// RegionId for jobs that name none.
+    #[arg(
+        long = "default-region",
+        env = "STOPCASTER_REGION",
+        default_value = "cn-shanghai"
+    )]
+    pub default_region: String,
+    /// Connect timeout of a call, in milliseconds.
+    #[arg(long, env = "STOPCASTER_CONNECT_TIMEOUT_MS", default_value_t = 5000)]
+    pub connect_timeout_ms: u64,
+    /// Overall timeout of a call, in milliseconds.
+    #[arg(long, env = "STOPCASTER_TIMEOUT_MS", default_value_t = 10000)]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET")]
+    MissingCredentials,
+    #[error("invalid {0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+impl ApiArgs {
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            endpoint: self.endpoint.clone(),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+        }
+    }
+
+    pub fn credentials(&self) -> Result<Credentials, ConfigError> {
+        match (&self.access_key_id, &self.access_key_secret) {
+            (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+                Ok(Credentials::new(id, secret).with_security_token(self.security_token.clone()))
+            }
+            _ => Err(ConfigError::MissingCredentials),
+        }
+    }
+
+    pub fn region(&self) -> Result<RegionId, ConfigError> {
+        RegionId::parse(&self.default_region)
+            .map_err(|e| ConfigError::Invalid("STOPCASTER_REGION", e.to_string()))
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct WorkerArgs {
+    /// StopCaster calls per second per account, summed over every worker sharing the database.
+    #[arg(long, env = "STOPCASTER_QPS", default_value_t = 10)]
+    pub qps: u32,
+    /// Safety margin added to each second of the pacer's schedule, in milliseconds.
+    #[arg(long, env = "STOPCASTER_PACER_MARGIN_MS", default_value_t = 5)]
+    pub pacer_margin_ms: u64,
+    /// Calls per job before a retryable failure is given up and dead-lettered.
+    #[arg(long, env = "STOPCASTER_MAX_ATTEMPTS", default_value_t = 8)]
+    pub max_attempts: u32,
+    /// First backoff ceiling, in milliseconds.
+    #[arg(long, env = "STOPCASTER_BACKOFF_INITIAL_MS", default_value_t = 500)]
+    pub backoff_initial_ms: u64,
+    /// Largest backoff, in milliseconds.
+    #[arg(long, env = "STOPCASTER_BACKOFF_MAX_MS", default_value_t = 30000)]
+    pub backoff_max_ms: u64,
+    /// Deliveries held and processed at once (the AMQP prefetch).
+    #[arg(long, env = "STOPCASTER_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: u16,
+    /// Seconds in-flight jobs get to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "STOPCASTER_DRAIN_TIMEOUT_S", default_value_t = 30)]
+    pub drain_timeout_s: u64,
+    /// Longest a delivery is held (in backoff or waiting for the database) before it is handed
+    /// back to the queue, in seconds; well under RabbitMQ's consumer_timeout.
+    #[arg(long, env = "STOPCASTER_HOLD_CAP_S", default_value_t = 300)]
+    pub hold_cap_s: u64,
+    /// Pacer: `shared` (through Postgres, for several replicas) or `local` (this process only).
+    #[arg(long, env = "STOPCASTER_PACER", default_value = "shared")]
+    pub pacer: String,
+    /// Serve Prometheus /metrics, /healthz and /readyz here (for example 127.0.0.1:9187).
+    #[arg(long, env = "STOPCASTER_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl WorkerArgs {
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: Duration::from_millis(self.backoff_initial_ms),
+            max: Duration::from_millis(self.backoff_max_ms.max(self.backoff_initial_ms)),
+        }
+    }
+
+    pub fn accounts(&self, api: &ApiArgs) -> Result<Accounts, ConfigError> {
+        let default = api.credentials()?;
+        Ok(Accounts {
+            default: Some(Account::new(default, self.qps)),
+            named: Default::default(),
+        })
+    }
+}

@@ -1,0 +1,396 @@
+//! Typed job data. A message body becomes a [`Job`] once, here, at the edge; nothing downstream
+//! re-checks strings. What cannot become a job becomes a [`Rejection`] with a reason that goes
+//! into the database and the dead-letter header.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Longest `caster_id` the worker accepts, in bytes. The API's own limit is 64 characters; ids
+/// between the two reach the API and fail there with `InvalidCasterId.Malformed`, which is
+/// recorded as the API's verdict rather than ours.
+pub const MAX_CASTER_ID_BYTES: usize = 128;
+const MAX_SHORT_FIELD_BYTES: usize = 128;
+/// Bodies larger than this are rejected unread (they are still stored and dead-lettered).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A production studio's CasterId: non-empty, at most 128 bytes, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CasterId(String);
+
+/// A RegionId such as `cn-shanghai`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RegionId(String);
+
+/// The idempotency key of a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(Uuid);
+
+/// The name of a configured account (credentials plus quota).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AccountName(String);
+
+macro_rules! string_newtype {
+    ($t:ident) => {
+        impl $t {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+string_newtype!(CasterId);
+string_newtype!(RegionId);
+string_newtype!(AccountName);
+
+fn short_text(value: &str, max: usize) -> Result<&str, &'static str> {
+    if value.is_empty() {
+        Err("is empty")
+    } else if value.len() > max {
+        Err("is too long")
+    } else if value.chars().any(char::is_control) {
+        Err("contains control characters")
+    } else {
+        Ok(value)
+    }
+}
+
+impl CasterId {
+    pub fn parse(value: &str) -> Result<Self, Rejection> {
+        short_text(value, MAX_CASTER_ID_BYTES)
+            .map(|v| Self(v.to_owned()))
+            .map_err(|why| Rejection::new(format!("caster_id {why}")))
+    }
+}
+
+impl RegionId {
+    pub fn parse(value: &str) -> Result<Self, Rejection> {
+        short_text(value, MAX_SHORT_FIELD_BYTES)
+            .map(|v| Self(v.to_owned()))
+            .map_err(|why| Rejection::new(format!("region_id {why}")))
+    }
+}
+
+impl AccountName {
+    pub fn parse(value: &str) -> Result<Self, Rejection> {
+        short_text(value, MAX_SHORT_FIELD_BYTES)
+            .map(|v| Self(v.to_owned()))
+            .map_err(|why| Rejection::new(format!("account {why}")))
+    }
+}
+
+impl JobId {
+    pub fn new_random() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Uuid::try_parse(value).ok().map(Self)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl From<Uuid> for JobId {
+    fn from(value: Uuid) -> Self {
+        Self(value)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A well-formed stop request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub job_id: JobId,
+    pub caster_id: CasterId,
+    /// `None`: the worker's default region.
+    pub region_id: Option<RegionId>,
+    pub batch_id: Option<String>,
+    /// `None`: the credentials from the environment.
+    pub account: Option<AccountName>,
+}
+
+/// Why a message is not a job. The `reason` is what `x-stopcaster-reason` and `error_message`
+/// carry; `job_id` is the best id the message offered, if any.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Rejection {
+    pub reason: String,
+}
+
+impl Rejection {
+    fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What a delivery's bytes turned out to be. A rejected message still gets a job id (from
+/// the body, the AMQP `message_id` or a new one) and whatever fields could be read, so its row
+/// says as much as the message did.
+#[derive(Debug)]
+pub enum Parsed {
+    Job(Job),
+    Rejected {
+        job_id: JobId,
+        caster_id: Option<String>,
+        batch_id: Option<String>,
+        rejection: Rejection,
+    },
+}
+
+/// Turns a message body into a job. `message_id` is the AMQP property, used as the job id when
+/// the body names none and it is a UUID.
+pub fn parse_message(body: &[u8], message_id: Option<&str>) -> Parsed {
+    let fallback_id = || {
+        message_id
+            .and_then(JobId::parse)
+            .unwrap_or_else(JobId::new_random)
+    };
+    let object = match decode_object(body) {
+        Ok(object) => object,
+        Err(rejection) => {
+            return Parsed::Rejected {
+                job_id: fallback_id(),
+                caster_id: None,
+                batch_id: None,
+                rejection,
+            };
+        }
+    };
+    let text_field = |name: &str| object.get(name).and_then(Value::as_str).map(str::to_owned);
+    let rejected = |job_id: JobId, rejection: Rejection| Parsed::Rejected {
+        job_id,
+        caster_id: text_field("caster_id").filter(|c| c.len() <= 1024),
+        batch_id: text_field("batch_id").filter(|b| b.len() <= MAX_SHORT_FIELD_BYTES),
+        rejection,
+    };
+    let job_id = match object.get("job_id") {
+        None | Some(Value::Null) => fallback_id(),
+        Some(Value::String(s)) => match JobId::parse(s) {
+            Some(id) => id,
+            None => return rejected(fallback_id(), Rejection::new("job_id is not a UUID")),
+        },
+        Some(_) => return rejected(fallback_id(), Rejection::new("job_id is not a string")),
+    };
+    match parse_fields(&object, job_id) {
+        Ok(job) => Parsed::Job(job),
+        Err(rejection) => rejected(job_id, rejection),
+    }
+}
+
+fn decode_object(body: &[u8]) -> Result<Map<String, Value>, Rejection> {
+    if body.is_empty() {
+        return Err(Rejection::new("empty body"));
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Rejection::new(format!(
+            "body of {} bytes exceeds {MAX_BODY_BYTES}",
+            body.len()
+        )));
+    }
+    let text = std::str::from_utf8(body).map_err(|_| Rejection::new("body is not UTF-8"))?;
+    if text.contains('\0') {
+        return Err(Rejection::new("body contains NUL bytes"));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(Rejection::new(format!(
+            "body is a JSON {}, not an object",
+            json_kind(&other)
+        ))),
+        Err(e) => Err(Rejection::new(format!("body is not JSON: {e}"))),
+    }
+}
+
+fn parse_fields(object: &Map<String, Value>, job_id: JobId) -> Result<Job, Rejection> {
+    let caster_id = match object.get("caster_id") {
+        None => return Err(Rejection::new("caster_id is missing")),
+        Some(Value::String(s)) => CasterId::parse(s)?,
+        Some(other) => {
+            return Err(Rejection::new(format!(
+                "caster_id is a JSON {}, not a string",
+                json_kind(other)
+            )));
+        }
+    };
+    let optional = |name: &str| -> Result<Option<&str>, Rejection> {
+        match object.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(Rejection::new(format!(
+                "{name} is a JSON {}, not a string",
+                json_kind(other)
+            ))),
+        }
+    };
+    let region_id = optional("region_id")?.map(RegionId::parse).transpose()?;
+    let account = optional("account")?.map(AccountName::parse).transpose()?;
+    let batch_id = optional("batch_id")?
+        .map(|b| {
+            short_text(b, MAX_SHORT_FIELD_BYTES)
+                .map(str::to_owned)
+                .map_err(|why| Rejection::new(format!("batch_id {why}")))
+        })
+        .transpose()?;
+    Ok(Job {
+        job_id,
+        caster_id,
+        region_id,
+        batch_id,
+        account,
+    })
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The payload as text for the `payload` column. Valid UTF-8 without NUL is kept as is (the
+/// `false`); anything else is escaped reversibly (`\\` for a backslash, `\xNN` for NUL and for
+/// each byte that is not UTF-8) and flagged `true`, so nothing is dropped and Postgres, which
+/// refuses NUL in text, accepts it.
+pub fn payload_text(body: &[u8]) -> (String, bool) {
+    if let Ok(text) = std::str::from_utf8(body)
+        && !text.contains('\0')
+    {
+        return (text.to_owned(), false);
+    }
+    let mut out = String::with_capacity(body.len() * 2);
+    for chunk in body.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\0' => out.push_str("\\x00"),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    (out, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(body: &[u8]) -> String {
+        match parse_message(body, None) {
+            Parsed::Rejected { rejection, .. } => rejection.reason,
+            Parsed::Job(job) => panic!("accepted {job:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_a_full_job() {
+        let id = Uuid::new_v4();
+        let body = format!(
+            r#"{{"caster_id":"LIVEPRODUCER_POST-cn-0pp1czt","region_id":"cn-beijing","job_id":"{id}","batch_id":"b1","account":"prod","extra":[1,2]}}"#
+        );
+        let Parsed::Job(job) = parse_message(body.as_bytes(), None) else {
+            panic!()
+        };
+        assert_eq!(job.job_id.as_uuid(), id);
+        assert_eq!(job.caster_id.as_str(), "LIVEPRODUCER_POST-cn-0pp1czt");
+        assert_eq!(job.region_id.unwrap().as_str(), "cn-beijing");
+        assert_eq!(job.batch_id.as_deref(), Some("b1"));
+        assert_eq!(job.account.unwrap().as_str(), "prod");
+    }
+
+    #[test]
+    fn job_id_falls_back_to_message_id_then_random() {
+        let mid = Uuid::new_v4().to_string();
+        let Parsed::Job(job) = parse_message(br#"{"caster_id":"c1"}"#, Some(&mid)) else {
+            panic!()
+        };
+        assert_eq!(job.job_id.to_string(), mid);
+        let Parsed::Job(job) = parse_message(br#"{"caster_id":"c1"}"#, Some("not-a-uuid")) else {
+            panic!()
+        };
+        assert_ne!(job.job_id.to_string(), "not-a-uuid");
+    }
+
+    #[test]
+    fn rejects_malformed_messages_with_reasons() {
+        let long = format!(r#"{{"caster_id":"{}"}}"#, "a".repeat(20_000));
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let cases: Vec<(&[u8], &str)> = vec![
+            (b"", "empty body"),
+            (b"not json", "not JSON"),
+            (b"[1,2]", "array"),
+            (b"{}", "caster_id is missing"),
+            (br#"{"caster_id":""}"#, "caster_id is empty"),
+            (br#"{"caster_id":42}"#, "number"),
+            (br#"{"caster_id":null}"#, "null"),
+            (b"{\"caster_id\":\"\xff\xfe\"}", "not UTF-8"),
+            (b"{\"caster_id\":\"a\0b\"}", "NUL"),
+            (long.as_bytes(), "too long"),
+            (deep.as_bytes(), "not JSON"),
+            (
+                br#"{"caster_id":"c","job_id":"nope"}"#,
+                "job_id is not a UUID",
+            ),
+            (br#"{"caster_id":"c","job_id":7}"#, "job_id is not a string"),
+            (br#"{"caster_id":"a\u0007b"}"#, "control characters"),
+            (br#"{"caster_id":"c","region_id":5}"#, "region_id"),
+            (br#""just a string""#, "string"),
+            (br#"{"caster_id":"c","account":""}"#, "account is empty"),
+        ];
+        for (body, want) in cases {
+            let got = reason(body);
+            assert!(got.contains(want), "{body:?}: {got}");
+        }
+    }
+
+    #[test]
+    fn rejected_message_keeps_its_job_id_when_valid() {
+        let id = Uuid::new_v4();
+        let body = format!(r#"{{"caster_id":5,"job_id":"{id}","batch_id":"b"}}"#);
+        let Parsed::Rejected {
+            job_id, batch_id, ..
+        } = parse_message(body.as_bytes(), None)
+        else {
+            panic!()
+        };
+        assert_eq!(job_id.as_uuid(), id);
+        assert_eq!(batch_id.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn payload_text_escapes_reversibly() {
+        assert_eq!(payload_text(b"{\"a\":1}"), ("{\"a\":1}".into(), false));
+        assert_eq!(
+            payload_text(b"a\0b\\\xff"),
+            ("a\\x00b\\\\\\xFF".into(), true)
+        );
+        assert_eq!(payload_text("é\0".as_bytes()), ("é\\x00".into(), true));
+    }
+}

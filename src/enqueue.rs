@@ -1,0 +1,184 @@
+//! `stopcaster enqueue`: turn a list of CasterIds into confirmed job messages, one per studio.
+
+use std::collections::HashSet;
+
+use futures_util::future::join_all;
+use lapin::options::BasicPublishOptions;
+use serde_json::json;
+
+use crate::broker::{self, BrokerError, Names};
+use crate::domain::{CasterId, JobId, RegionId, Rejection};
+
+/// The jobs one `enqueue` publishes.
+#[derive(Debug)]
+pub struct Plan {
+    pub batch_id: String,
+    pub jobs: Vec<(JobId, CasterId)>,
+    pub region: Option<RegionId>,
+    /// Ids given more than once (enqueued once).
+    pub duplicates: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("invalid CasterId {id:?}: {rejection}")]
+    InvalidCasterId { id: String, rejection: Rejection },
+    #[error("invalid region: {0}")]
+    InvalidRegion(Rejection),
+    #[error("no CasterIds given")]
+    Empty,
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// Ids from a file's text: one per line, surrounding blanks trimmed, blank lines and `#`
+/// comments skipped.
+pub fn parse_id_lines(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+}
+
+/// Validates and de-duplicates the ids, giving each job an id.
+pub fn plan(
+    ids: Vec<String>,
+    region: Option<&str>,
+    batch: Option<String>,
+) -> Result<Plan, EnqueueError> {
+    let region = region
+        .map(RegionId::parse)
+        .transpose()
+        .map_err(EnqueueError::InvalidRegion)?;
+    let mut seen = HashSet::new();
+    let mut jobs = Vec::with_capacity(ids.len());
+    let mut duplicates = Vec::new();
+    for id in ids {
+        let caster = CasterId::parse(&id).map_err(|rejection| EnqueueError::InvalidCasterId {
+            id: id.clone(),
+            rejection,
+        })?;
+        if seen.insert(id.clone()) {
+            jobs.push((JobId::new_random(), caster));
+        } else {
+            duplicates.push(id);
+        }
+    }
+    if jobs.is_empty() {
+        return Err(EnqueueError::Empty);
+    }
+    Ok(Plan {
+        batch_id: batch.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        jobs,
+        region,
+        duplicates,
+    })
+}
+
+/// The message body of one job.
+pub fn job_body(
+    job_id: JobId,
+    caster: &CasterId,
+    region: Option<&RegionId>,
+    batch_id: &str,
+) -> Vec<u8> {
+    let mut body = json!({
+        "job_id": job_id.to_string(),
+        "caster_id": caster.as_str(),
+        "batch_id": batch_id,
+    });
+    if let Some(region) = region {
+        body["region_id"] = json!(region.as_str());
+    }
+    serde_json::to_vec(&body).expect("a JSON object serializes")
+}
+
+/// What the broker confirmed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PublishReport {
+    pub confirmed: usize,
+    pub unconfirmed: usize,
+}
+
+/// Publishes every job of the plan (persistent, mandatory) and waits for all confirms.
+/// Publishing is pipelined: confirms are awaited together, so thousands take seconds.
+pub async fn publish(
+    amqp_url: &str,
+    names: &Names,
+    plan: &Plan,
+) -> Result<PublishReport, EnqueueError> {
+    let connection = broker::connect(amqp_url, "stopcaster enqueue").await?;
+    let channel = broker::confirm_channel(&connection).await?;
+    broker::declare_topology(&channel, names).await?;
+    let mut pending = Vec::with_capacity(plan.jobs.len());
+    let mut report = PublishReport::default();
+    for (job_id, caster) in &plan.jobs {
+        let body = job_body(*job_id, caster, plan.region.as_ref(), &plan.batch_id);
+        let published = channel
+            .basic_publish(
+                names.exchange.as_str().into(),
+                broker::STOP_ROUTING_KEY.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &body,
+                broker::job_properties(&job_id.to_string()),
+            )
+            .await;
+        match published {
+            Ok(confirm) => pending.push(confirm),
+            Err(e) => {
+                tracing::warn!(error = %e, "publish failed");
+                report.unconfirmed += 1;
+            }
+        }
+    }
+    for confirmation in join_all(pending).await {
+        match confirmation {
+            Ok(c) if c.is_ack() => match c.take_message() {
+                None => report.confirmed += 1,
+                Some(_) => report.unconfirmed += 1,
+            },
+            _ => report.unconfirmed += 1,
+        }
+    }
+    let _ = channel.close(200, "done".into()).await;
+    let _ = connection.close(200, "done".into()).await;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_lines_skip_blanks_and_comments() {
+        let ids: Vec<String> = parse_id_lines("a\n\n  # note\n b \n#x\nc").collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn plan_dedupes_and_validates() {
+        let p = plan(
+            vec!["a".into(), "b".into(), "a".into()],
+            Some("cn-beijing"),
+            Some("L".into()),
+        )
+        .unwrap();
+        assert_eq!(p.jobs.len(), 2);
+        assert_eq!(p.duplicates, ["a"]);
+        assert_eq!(p.batch_id, "L");
+        assert!(matches!(
+            plan(vec!["bad\u{7}".into()], None, None),
+            Err(EnqueueError::InvalidCasterId { .. })
+        ));
+        assert!(matches!(plan(vec![], None, None), Err(EnqueueError::Empty)));
+        let body: serde_json::Value =
+            serde_json::from_slice(&job_body(p.jobs[0].0, &p.jobs[0].1, p.region.as_ref(), "L"))
+                .unwrap();
+        assert_eq!(body["caster_id"], "a");
+        assert_eq!(body["region_id"], "cn-beijing");
+        assert_eq!(body["batch_id"], "L");
+    }
+}

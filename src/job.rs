@@ -1,0 +1,439 @@
+//! One delivery, from bytes to a disposition: parse, record, pace, call, decide, retry. The
+//! broker side (ack, dead letter, republish) is the caller's; this module only says which.
+//!
+//! Order of effects, which the guarantees rest on: the job row exists before any call; each
+//! attempt row is written before its call and completed after it; the terminal status is
+//! committed with the last attempt; only then does the caller dead-letter (with confirms) and
+//! acknowledge.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::accounts::Accounts;
+use crate::api::{CallOutcome, LiveClient, StopCasterRequest};
+use crate::backoff::Backoff;
+use crate::domain::{Job, JobId, Parsed, RegionId, parse_message, payload_text};
+use crate::pacer::Pacer;
+use crate::storage::{self, AttemptStart, JobStatus, RejectedMessage};
+use crate::verdict::{self, Next};
+
+/// Everything a job needs, shared by all of a worker's jobs.
+pub struct JobContext {
+    pub pool: PgPool,
+    pub client: LiveClient,
+    pub pacer: Pacer,
+    pub accounts: Accounts,
+    pub default_region: RegionId,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    /// Longest a delivery is held before it is handed back to the queue (RabbitMQ's
+    /// consumer_timeout is 30 minutes).
+    pub hold_cap: Duration,
+    /// How long a claim on a job lasts (covers one call).
+    pub claim_lease: Duration,
+    /// This worker's name in attempt rows and claims.
+    pub worker_id: String,
+    pub in_flight: InFlight,
+    pub metrics: crate::metrics::Metrics,
+}
+
+/// What to do with a delivery once its outcome is committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (or a duplicate of something done): acknowledge.
+    Ack,
+    /// Publish to `P.dead` with these headers, confirm, then mark the row and acknowledge.
+    DeadLetter { job_id: JobId, reason: String },
+    /// Give the delivery back to the queue unacknowledged (shutdown, database unavailable for
+    /// too long): nothing about it was lost, the next delivery continues from the database.
+    Requeue,
+    /// Held too long: publish a copy (same body, `message_id` = job id) and acknowledge this one.
+    Republish { job_id: JobId },
+}
+
+/// Job ids being worked on in this process: a second delivery of the same job waits for the
+/// first to finish instead of calling in parallel.
+#[derive(Clone, Default)]
+pub struct InFlight {
+    ids: Arc<Mutex<HashSet<JobId>>>,
+    released: Arc<Notify>,
+}
+
+pub struct InFlightGuard {
+    set: InFlight,
+    id: JobId,
+}
+
+impl InFlight {
+    pub async fn claim(&self, id: JobId) -> InFlightGuard {
+        loop {
+            let released = self.released.notified();
+            if self.ids.lock().expect("in-flight set poisoned").insert(id) {
+                return InFlightGuard {
+                    set: self.clone(),
+                    id,
+                };
+            }
+            released.await;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.lock().expect("in-flight set poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.set
+            .ids
+            .lock()
+            .expect("in-flight set poisoned")
+            .remove(&self.id);
+        self.set.released.notify_waiters();
+    }
+}
+
+/// Why processing stopped before a disposition was reached.
+enum Interrupt {
+    /// Shutdown, or the delivery was held too long while the database was away.
+    Requeue,
+    /// The database said no for a reason other than unavailability.
+    Database(sqlx::Error),
+}
+
+impl From<Interrupt> for Disposition {
+    fn from(i: Interrupt) -> Self {
+        match i {
+            Interrupt::Requeue => Disposition::Requeue,
+            Interrupt::Database(e) => {
+                warn!(error = %e, "database error; the delivery goes back to the queue");
+                Disposition::Requeue
+            }
+        }
+    }
+}
+
+/// A delivery being processed.
+pub struct Delivery<'a> {
+    pub body: &'a [u8],
+    pub message_id: Option<&'a str>,
+    pub received: Instant,
+}
+
+/// Processes one delivery to a disposition.
+pub async fn process(
+    ctx: &JobContext,
+    delivery: Delivery<'_>,
+    shutdown: &CancellationToken,
+) -> Disposition {
+    let (payload, escaped) = payload_text(delivery.body);
+    match parse_message(delivery.body, delivery.message_id) {
+        Parsed::Rejected {
+            job_id,
+            caster_id,
+            batch_id,
+            rejection,
+        } => {
+            let span = info_span!("job", %job_id, caster_id = caster_id.as_deref().unwrap_or(""));
+            async {
+                warn!(reason = %rejection.reason, "malformed message rejected");
+                ctx.metrics.job_finished("rejected");
+                let record = RejectedMessage {
+                    job_id,
+                    caster_id: caster_id.as_deref(),
+                    batch_id: batch_id.as_deref(),
+                    payload: &payload,
+                    payload_escaped: escaped,
+                    reason: &rejection.reason,
+                };
+                let step = Step {
+                    ctx,
+                    shutdown,
+                    received: delivery.received,
+                };
+                match step
+                    .db(|| storage::record_rejected(&ctx.pool, &record))
+                    .await
+                {
+                    Ok(_) => match step
+                        .db(|| storage::is_dead_lettered(&ctx.pool, job_id))
+                        .await
+                    {
+                        Ok(true) => Disposition::Ack,
+                        Ok(false) => Disposition::DeadLetter {
+                            job_id,
+                            reason: rejection.reason.clone(),
+                        },
+                        Err(i) => i.into(),
+                    },
+                    Err(i) => i.into(),
+                }
+            }
+            .instrument(span)
+            .await
+        }
+        Parsed::Job(job) => {
+            let span = info_span!("job", job_id = %job.job_id, caster_id = %job.caster_id, attempt = tracing::field::Empty);
+            let _guard = ctx
+                .in_flight
+                .claim(job.job_id)
+                .instrument(span.clone())
+                .await;
+            let step = Step {
+                ctx,
+                shutdown,
+                received: delivery.received,
+            };
+            run_job(&step, &job, &payload, escaped)
+                .instrument(span)
+                .await
+                .unwrap_or_else(Disposition::from)
+        }
+    }
+}
+
+/// Shared plumbing of one delivery's steps: database retries bounded by the hold cap, and
+/// waits that give way to shutdown.
+struct Step<'a> {
+    ctx: &'a JobContext,
+    shutdown: &'a CancellationToken,
+    received: Instant,
+}
+
+impl Step<'_> {
+    fn held(&self) -> Duration {
+        self.received.elapsed()
+    }
+
+    /// Runs a database operation, retrying while the database is unavailable. Gives up (the
+    /// delivery goes back to the queue) when the hold cap is reached; a shutdown does not stop
+    /// it, since an outcome already obtained is worth committing within the drain time.
+    async fn db<T, F, Fut>(&self, mut op: F) -> Result<T, Interrupt>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if storage::is_transient(&e) => {
+                    if self.held() + wait > self.ctx.hold_cap {
+                        return Err(Interrupt::Requeue);
+                    }
+                    warn!(error = %e, retry_in = ?wait, "database unavailable");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(Interrupt::Database(e)),
+            }
+        }
+    }
+
+    /// Sleeps `d` unless shutdown comes first.
+    async fn sleep(&self, d: Duration) -> Result<(), Interrupt> {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Ok(()),
+            _ = self.shutdown.cancelled() => Err(Interrupt::Requeue),
+        }
+    }
+}
+
+async fn run_job(
+    step: &Step<'_>,
+    job: &Job,
+    payload: &str,
+    escaped: bool,
+) -> Result<Disposition, Interrupt> {
+    let ctx = step.ctx;
+    let region = job.region_id.as_ref().unwrap_or(&ctx.default_region);
+    let state = step
+        .db(|| storage::open_job(&ctx.pool, job, region, payload, escaped))
+        .await?;
+    if state.status.is_terminal() {
+        debug!(
+            status = state.status.as_str(),
+            "already finished; acknowledging without a call"
+        );
+        return Ok(match state.status {
+            JobStatus::Failed | JobStatus::Rejected if !state.dead_lettered => {
+                Disposition::DeadLetter {
+                    job_id: job.job_id,
+                    reason: "redelivered".into(),
+                }
+            }
+            _ => Disposition::Ack,
+        });
+    }
+    let Some(account) = ctx.accounts.resolve(job.account.as_ref()) else {
+        let verdict = verdict::failed("unknown-account");
+        step.db(|| storage::conclude_job(&ctx.pool, job.job_id, &verdict))
+            .await?;
+        warn!(account = ?job.account, "the job names an account that is not configured");
+        ctx.metrics.job_finished("failed");
+        return Ok(Disposition::DeadLetter {
+            job_id: job.job_id,
+            reason: "UnknownAccount".into(),
+        });
+    };
+    let budget = state.attempt_budget.unwrap_or(ctx.max_attempts);
+    if state.attempts >= budget {
+        // The last attempt's verdict was lost with a crash: its outcome was unknown.
+        let verdict = verdict::failed(verdict::conclusion::RETRIES_EXHAUSTED);
+        step.db(|| storage::conclude_job(&ctx.pool, job.job_id, &verdict))
+            .await?;
+        ctx.metrics.job_finished("failed");
+        return Ok(Disposition::DeadLetter {
+            job_id: job.job_id,
+            reason: verdict::RETRIES_EXHAUSTED.into(),
+        });
+    }
+    let mut unknown_before = state.unknown_outcome;
+    if let Some(next) = state.next_attempt_at {
+        let wait = (next - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+        let wait = Duration::try_from(wait).unwrap_or_default();
+        if !wait.is_zero() {
+            if step.held() + wait > ctx.hold_cap {
+                return Ok(Disposition::Republish { job_id: job.job_id });
+            }
+            step.sleep(wait).await?;
+        }
+    }
+    let request = StopCasterRequest {
+        caster_id: &job.caster_id,
+        region_id: region,
+    };
+    loop {
+        let slot = match ctx.pacer.acquire(&account.pacer_key).await {
+            Ok(slot) => slot,
+            Err(e) => {
+                warn!(error = %e, "pacer unavailable");
+                step.sleep(Duration::from_millis(500)).await?;
+                continue;
+            }
+        };
+        ctx.metrics.pacer_wait(slot.wait);
+        if step.shutdown.is_cancelled() {
+            ctx.pacer.release(slot).await;
+            return Err(Interrupt::Requeue);
+        }
+        let attempt = match step
+            .db(|| storage::start_attempt(&ctx.pool, job.job_id, &ctx.worker_id, ctx.claim_lease))
+            .await
+        {
+            Ok(AttemptStart::Started(n)) => n,
+            Ok(AttemptStart::NotPending) => {
+                ctx.pacer.release(slot).await;
+                return Ok(Disposition::Ack);
+            }
+            Ok(AttemptStart::ClaimedElsewhere) => {
+                ctx.pacer.release(slot).await;
+                debug!("another worker holds this job; waiting");
+                if step.held() + Duration::from_secs(1) > ctx.hold_cap {
+                    return Err(Interrupt::Requeue);
+                }
+                step.sleep(Duration::from_secs(1)).await?;
+                continue;
+            }
+            Err(i) => {
+                ctx.pacer.release(slot).await;
+                return Err(i);
+            }
+        };
+        tracing::Span::current().record("attempt", attempt);
+        let started = Instant::now();
+        let outcome = ctx.client.stop_caster(&account.credentials, request).await;
+        ctx.metrics.api_call(&outcome, started.elapsed());
+        if outcome.is_throttled() {
+            ctx.pacer.throttled(&account.pacer_key).await;
+        }
+        let next = verdict::decide(&outcome, attempt, budget, unknown_before);
+        log_outcome(&outcome, attempt);
+        match next {
+            Next::Finish(verdict) => {
+                let first = step
+                    .db(|| {
+                        storage::finish_attempt(
+                            &ctx.pool,
+                            job.job_id,
+                            attempt,
+                            &outcome,
+                            Some(&verdict),
+                            None,
+                        )
+                    })
+                    .await?;
+                if !first {
+                    return Ok(Disposition::Ack);
+                }
+                ctx.metrics.job_finished(verdict.status.as_str());
+                return Ok(match verdict.status {
+                    JobStatus::Succeeded => {
+                        info!(
+                            conclusion = verdict.conclusion,
+                            request_id = outcome.request_id().unwrap_or(""),
+                            "studio stopped"
+                        );
+                        Disposition::Ack
+                    }
+                    _ => {
+                        let reason = verdict::dead_letter_reason(&outcome, &verdict);
+                        warn!(%reason, "job failed");
+                        Disposition::DeadLetter {
+                            job_id: job.job_id,
+                            reason,
+                        }
+                    }
+                });
+            }
+            Next::Retry => {
+                unknown_before |= verdict::leaves_outcome_unknown(&outcome);
+                let delay = ctx.backoff.random_delay(attempt);
+                let next_at = time::OffsetDateTime::now_utc() + delay;
+                step.db(|| {
+                    storage::finish_attempt(
+                        &ctx.pool,
+                        job.job_id,
+                        attempt,
+                        &outcome,
+                        None,
+                        Some(next_at),
+                    )
+                })
+                .await?;
+                if step.held() + delay > ctx.hold_cap {
+                    return Ok(Disposition::Republish { job_id: job.job_id });
+                }
+                debug!(?delay, "retrying after backoff");
+                step.sleep(delay).await?;
+            }
+        }
+    }
+}
+
+fn log_outcome(outcome: &CallOutcome, attempt: u32) {
+    match outcome {
+        CallOutcome::Stopped { request_id, .. } => debug!(attempt, request_id, "StopCaster ok"),
+        other => warn!(
+            attempt,
+            outcome = other.label(),
+            http_status = other.http_status(),
+            code = other.error_code().unwrap_or(""),
+            request_id = other.request_id().unwrap_or(""),
+            message = other.error_message().unwrap_or(""),
+            "StopCaster failed"
+        ),
+    }
+}

@@ -1,0 +1,369 @@
+//! The `stopcaster` binary: parses the command line and wires the library together. The only
+//! place that uses `anyhow`.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use stopcaster::api::{CallOutcome, LiveClient, StopCasterRequest};
+use stopcaster::broker::Names;
+use stopcaster::config::{ApiArgs, BrokerArgs, DatabaseArgs, WorkerArgs};
+use stopcaster::credentials::Secret;
+use stopcaster::domain::{CasterId, RegionId};
+use stopcaster::fake_live::{self, FakeLiveConfig};
+use stopcaster::job::{InFlight, JobContext};
+use stopcaster::pacer::{LocalPacer, Pacer, Rate, SharedPacer};
+use stopcaster::{enqueue, storage, telemetry, worker};
+
+/// Exit codes of `stopcaster stop`.
+mod exit {
+    pub const PERMANENT: u8 = 3;
+    pub const RETRYABLE: u8 = 4;
+    pub const TRANSPORT: u8 = 5;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "stopcaster",
+    version,
+    about = "Stops Alibaba Cloud ApsaraVideo Live production studios from a RabbitMQ queue"
+)]
+struct Cli {
+    /// Log format: text or json.
+    #[arg(
+        long,
+        env = "STOPCASTER_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume stop jobs until SIGINT/SIGTERM, then drain and exit 0.
+    Worker {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
+    /// Publish one job per studio with publisher confirms; prints the batch id.
+    Enqueue {
+        /// CasterIds to stop.
+        caster_ids: Vec<String>,
+        /// Read CasterIds from a file, one per line (`-` for standard input; blank lines and
+        /// `#` comments are skipped).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// RegionId for these jobs (default: the worker's STOPCASTER_REGION).
+        #[arg(long)]
+        region: Option<String>,
+        /// Batch label (default: a new UUID).
+        #[arg(long)]
+        batch: Option<String>,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Create the database if missing and apply the migrations.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// One signed StopCaster call now, no queue. Exit codes: 0 stopped, 3 permanent API error,
+    /// 4 retryable API error (5xx, throttling), 5 transport failure, 1 configuration error.
+    Stop {
+        caster_id: String,
+        /// RegionId (default: STOPCASTER_REGION).
+        #[arg(long)]
+        region: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// A local stand-in for the ApsaraVideo Live endpoint.
+    FakeLive {
+        /// Where to serve.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Accepted AccessKey pair ID:SECRET (repeatable); default: the environment's.
+        #[arg(long = "access-key")]
+        access_keys: Vec<String>,
+        /// Calls per AccessKeyId in any sliding one-second window.
+        #[arg(long, default_value_t = 10)]
+        qps: u32,
+        /// JSON object {"<CasterId>": "running"|"stopped"}; other ids are then NotFound.
+        #[arg(long)]
+        casters: Option<PathBuf>,
+        /// Share of calls answered 503 ServiceUnavailable.
+        #[arg(long, default_value_t = 0.0)]
+        fail_rate: f64,
+        /// Latency added to each call, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(&cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Worker {
+            broker,
+            database,
+            api,
+            worker,
+        } => run_worker(broker, database, api, worker).await,
+        Command::Enqueue {
+            caster_ids,
+            file,
+            region,
+            batch,
+            broker,
+        } => {
+            let mut ids = caster_ids;
+            if let Some(path) = file {
+                let text = if path.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+                } else {
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?
+                };
+                ids.extend(enqueue::parse_id_lines(&text));
+            }
+            let plan = enqueue::plan(ids, region.as_deref(), batch)?;
+            for dup in &plan.duplicates {
+                eprintln!("duplicate CasterId {dup}: enqueued once");
+            }
+            let report =
+                enqueue::publish(&broker.amqp_url, &Names::new(&broker.queue_prefix), &plan)
+                    .await?;
+            println!("{}", plan.batch_id);
+            eprintln!(
+                "{} jobs confirmed in batch {}",
+                report.confirmed, plan.batch_id
+            );
+            if report.unconfirmed > 0 {
+                bail!(
+                    "{} of {} jobs were not confirmed by the broker",
+                    report.unconfirmed,
+                    plan.jobs.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { database } => {
+            storage::migrate(&database.database_url).await?;
+            eprintln!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stop {
+            caster_id,
+            region,
+            api,
+        } => {
+            let credentials = api.credentials()?;
+            let caster_id = CasterId::parse(&caster_id)?;
+            let region = match region {
+                Some(r) => RegionId::parse(&r)?,
+                None => api.region()?,
+            };
+            let client = LiveClient::new(&api.client_config())?;
+            let outcome = client
+                .stop_caster(
+                    &credentials,
+                    StopCasterRequest {
+                        caster_id: &caster_id,
+                        region_id: &region,
+                    },
+                )
+                .await;
+            Ok(match outcome {
+                CallOutcome::Stopped { request_id, .. } => {
+                    println!("{request_id}");
+                    ExitCode::SUCCESS
+                }
+                CallOutcome::Permanent(e) | CallOutcome::Retryable(e) => {
+                    let code = if stopcaster::api::outcome::classify(e.http_status, &e.code)
+                        == stopcaster::api::Class::Retryable
+                    {
+                        exit::RETRYABLE
+                    } else {
+                        exit::PERMANENT
+                    };
+                    eprintln!(
+                        "{}: {} (RequestId {})",
+                        e.code,
+                        e.message,
+                        e.request_id.as_deref().unwrap_or("none")
+                    );
+                    ExitCode::from(code)
+                }
+                CallOutcome::Transport(t) => {
+                    eprintln!("{}: {} (RequestId none)", t.code(), t.message);
+                    ExitCode::from(exit::TRANSPORT)
+                }
+            })
+        }
+        Command::FakeLive {
+            listen,
+            access_keys,
+            qps,
+            casters,
+            fail_rate,
+            latency_ms,
+        } => {
+            let mut keys = Vec::new();
+            for pair in access_keys {
+                let (id, secret) = pair
+                    .split_once(':')
+                    .context("--access-key wants ID:SECRET")?;
+                keys.push((id.to_owned(), Secret::new(secret)));
+            }
+            if keys.is_empty() {
+                let id = std::env::var("ALIBABA_CLOUD_ACCESS_KEY_ID").ok();
+                let secret = std::env::var("ALIBABA_CLOUD_ACCESS_KEY_SECRET").ok();
+                match (id, secret) {
+                    (Some(id), Some(secret)) => keys.push((id, Secret::new(secret))),
+                    _ => bail!(
+                        "no access keys: pass --access-key ID:SECRET or set ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET"
+                    ),
+                }
+            }
+            let mut config = FakeLiveConfig::new(keys);
+            config.qps = qps;
+            config.fail_rate = fail_rate;
+            config.latency = Duration::from_millis(latency_ms);
+            if let Some(path) = casters {
+                config.casters = Some(fake_live::load_casters(&path).map_err(anyhow::Error::msg)?);
+            }
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let addr = listener.local_addr()?;
+            eprintln!("fake-live listening on http://{addr}");
+            let _ = std::io::stderr().flush();
+            let shutdown = CancellationToken::new();
+            tokio::spawn(signal_shutdown(shutdown.clone()));
+            fake_live::serve(listener, config, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn run_worker(
+    broker: BrokerArgs,
+    database: DatabaseArgs,
+    api: ApiArgs,
+    args: WorkerArgs,
+) -> anyhow::Result<ExitCode> {
+    let accounts = args.accounts(&api)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    let pool = loop {
+        match storage::migrate(&database.database_url).await {
+            Ok(pool) => break pool,
+            Err(e) if storage::is_transient(&e) && !shutdown.is_cancelled() => {
+                tracing::warn!(error = %e, "database unavailable at start; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).context("preparing the database"),
+        }
+    };
+    let rate_accounts = accounts.clone();
+    let margin = Duration::from_millis(args.pacer_margin_ms);
+    let rates = move |key: &str| Rate {
+        qps: rate_accounts.qps_of(key).unwrap_or(1),
+        margin,
+    };
+    let pacer = match args.pacer.as_str() {
+        "shared" => Pacer::Shared(SharedPacer::new(pool.clone(), rates)),
+        "local" => Pacer::Local(LocalPacer::new(rates)),
+        other => bail!("STOPCASTER_PACER must be shared or local, not {other:?}"),
+    };
+    let client_config = api.client_config();
+    let worker_id = format!(
+        "{}-{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let ctx = Arc::new(JobContext {
+        pool,
+        client: LiveClient::new(&client_config)?,
+        pacer,
+        accounts,
+        default_region: api.region()?,
+        max_attempts: args.max_attempts.max(1),
+        backoff: args.backoff(),
+        hold_cap: Duration::from_secs(args.hold_cap_s),
+        claim_lease: client_config.timeout + client_config.connect_timeout + Duration::from_secs(5),
+        worker_id,
+        in_flight: InFlight::default(),
+        metrics: Default::default(),
+    });
+    ctx.metrics.set_database_up(true);
+    if let Some(addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics address {addr}"))?;
+        tokio::spawn(stopcaster::http::serve_metrics(
+            listener,
+            ctx.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let config = worker::WorkerConfig {
+        amqp_url: broker.amqp_url,
+        names: Names::new(&broker.queue_prefix),
+        concurrency: args.concurrency,
+        drain_timeout: Duration::from_secs(args.drain_timeout_s),
+    };
+    worker::run(config, ctx, shutdown).await?;
+    tracing::info!("worker stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+async fn signal_shutdown(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+    token.cancel();
+}

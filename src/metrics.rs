@@ -1,0 +1,189 @@
+//! Process counters, rendered in the Prometheus text format. Plain atomics and one small map:
+//! recording costs a lock-free add or a short lock, nothing on the hot path allocates twice.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::api::CallOutcome;
+
+/// Upper bounds (seconds) of the API latency histogram.
+const LATENCY_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Clone, Default)]
+pub struct Metrics(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    jobs: Mutex<BTreeMap<String, u64>>,
+    attempts: Mutex<BTreeMap<(String, String), u64>>,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+    pacer_wait_us: AtomicU64,
+    pacer_slots: AtomicU64,
+    pub broker_up: AtomicBool,
+    pub database_up: AtomicBool,
+}
+
+impl Metrics {
+    pub fn job_finished(&self, status: &str) {
+        *self
+            .0
+            .jobs
+            .lock()
+            .expect("metrics poisoned")
+            .entry(status.to_owned())
+            .or_default() += 1;
+    }
+
+    pub fn api_call(&self, outcome: &CallOutcome, latency: Duration) {
+        let key = (
+            outcome.label().to_owned(),
+            outcome.error_code().unwrap_or("").to_owned(),
+        );
+        *self
+            .0
+            .attempts
+            .lock()
+            .expect("metrics poisoned")
+            .entry(key)
+            .or_default() += 1;
+        let secs = latency.as_secs_f64();
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.0.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.0.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .latency_sum_us
+            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn pacer_wait(&self, wait: Duration) {
+        self.0.pacer_slots.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .pacer_wait_us
+            .fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_broker_up(&self, up: bool) {
+        self.0.broker_up.store(up, Ordering::Relaxed);
+    }
+
+    pub fn set_database_up(&self, up: bool) {
+        self.0.database_up.store(up, Ordering::Relaxed);
+    }
+
+    pub fn broker_up(&self) -> bool {
+        self.0.broker_up.load(Ordering::Relaxed)
+    }
+
+    pub fn database_up(&self) -> bool {
+        self.0.database_up.load(Ordering::Relaxed)
+    }
+
+    /// Jobs finished with this status so far.
+    pub fn jobs(&self, status: &str) -> u64 {
+        self.0
+            .jobs
+            .lock()
+            .expect("metrics poisoned")
+            .get(status)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The Prometheus exposition text. `in_flight` is sampled by the caller.
+    pub fn render(&self, in_flight: usize) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP stopcaster_jobs_total Jobs finished, by final status.\n# TYPE stopcaster_jobs_total counter\n");
+        for (status, n) in self.0.jobs.lock().expect("metrics poisoned").iter() {
+            let _ = writeln!(out, "stopcaster_jobs_total{{status=\"{status}\"}} {n}");
+        }
+        out.push_str("# HELP stopcaster_attempts_total StopCaster calls, by outcome and error code.\n# TYPE stopcaster_attempts_total counter\n");
+        for ((outcome, code), n) in self.0.attempts.lock().expect("metrics poisoned").iter() {
+            let _ = writeln!(
+                out,
+                "stopcaster_attempts_total{{outcome=\"{outcome}\",code=\"{}\"}} {n}",
+                code.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+        }
+        out.push_str("# HELP stopcaster_api_latency_seconds StopCaster call latency.\n# TYPE stopcaster_api_latency_seconds histogram\n");
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            let n = self.0.latency_buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "stopcaster_api_latency_seconds_bucket{{le=\"{bound}\"}} {n}"
+            );
+        }
+        let count = self.0.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "stopcaster_api_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "stopcaster_api_latency_seconds_sum {}",
+            self.0.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "stopcaster_api_latency_seconds_count {count}");
+        out.push_str("# HELP stopcaster_pacer_wait_seconds_total Time spent waiting for pacer slots.\n# TYPE stopcaster_pacer_wait_seconds_total counter\n");
+        let _ = writeln!(
+            out,
+            "stopcaster_pacer_wait_seconds_total {}",
+            self.0.pacer_wait_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE stopcaster_pacer_slots_total counter\nstopcaster_pacer_slots_total {}",
+            self.0.pacer_slots.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP stopcaster_jobs_in_flight Jobs being processed.\n# TYPE stopcaster_jobs_in_flight gauge\nstopcaster_jobs_in_flight {in_flight}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP stopcaster_broker_connected 1 when connected to RabbitMQ.\n# TYPE stopcaster_broker_connected gauge\nstopcaster_broker_connected {}",
+            u8::from(self.broker_up())
+        );
+        let _ = writeln!(
+            out,
+            "# HELP stopcaster_database_connected 1 when Postgres answered last.\n# TYPE stopcaster_database_connected gauge\nstopcaster_database_connected {}",
+            u8::from(self.database_up())
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters() {
+        let m = Metrics::default();
+        m.job_finished("succeeded");
+        m.job_finished("succeeded");
+        m.api_call(
+            &CallOutcome::Stopped {
+                request_id: "R".into(),
+                http_status: 200,
+            },
+            Duration::from_millis(30),
+        );
+        let text = m.render(3);
+        assert!(
+            text.contains("stopcaster_jobs_total{status=\"succeeded\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("stopcaster_attempts_total{outcome=\"ok\",code=\"\"} 1"));
+        assert!(text.contains("stopcaster_api_latency_seconds_bucket{le=\"0.025\"} 0"));
+        assert!(text.contains("stopcaster_api_latency_seconds_bucket{le=\"0.05\"} 1"));
+        assert!(text.contains("stopcaster_jobs_in_flight 3"));
+    }
+}

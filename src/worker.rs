@@ -1,0 +1,258 @@
+//! The worker loop: keep a broker session up, feed deliveries to [`job::process`] with bounded
+//! concurrency, carry out each disposition (ack, dead letter, requeue, republish), and drain on
+//! shutdown.
+//!
+//! Supervision is ours rather than lapin's auto-recovery (which has failed to reconnect after a
+//! broker restart, amqp-rs/lapin#450): a session ends on any channel or connection error and a
+//! new one is made with backoff, the topology declared again. Jobs still running from the old
+//! session finish their database work; their acks fail harmlessly, and RabbitMQ redelivers the
+//! messages, which are then recognised as done.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use crate::backoff::Backoff;
+use crate::broker::{self, Names};
+use crate::job::{self, Disposition, JobContext};
+
+/// Broker-side settings of a worker.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub amqp_url: String,
+    pub names: Names,
+    /// Deliveries held at once (prefetch) and jobs processed at once.
+    pub concurrency: u16,
+    /// How long in-flight jobs get to finish after a shutdown signal.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+}
+
+/// Runs until `shutdown` is cancelled, then drains. Broker failures are retried forever.
+pub async fn run(
+    config: WorkerConfig,
+    ctx: Arc<JobContext>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(usize::from(config.concurrency.max(1))));
+    let reconnect = Backoff {
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(10),
+    };
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        match session(&config, &ctx, &tracker, &permits, &shutdown).await {
+            Ok(()) => break,
+            Err(e) => {
+                ctx.metrics.set_broker_up(false);
+                failures += 1;
+                let wait = reconnect
+                    .ceiling(failures)
+                    .mul_f64(0.5 + rand::random::<f64>() / 2.0);
+                warn!(error = %e, retry_in = ?wait, "broker session ended; reconnecting");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+    tracker.close();
+    info!(in_flight = tracker.len(), "draining");
+    if tokio::time::timeout(config.drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            left = tracker.len(),
+            "drain timed out; unfinished deliveries go back to the queue"
+        );
+    }
+    Ok(())
+}
+
+/// One connection's life: returns `Ok` after a clean shutdown, `Err` when the broker went away.
+async fn session(
+    config: &WorkerConfig,
+    ctx: &Arc<JobContext>,
+    tracker: &TaskTracker,
+    permits: &Arc<Semaphore>,
+    shutdown: &CancellationToken,
+) -> Result<(), broker::BrokerError> {
+    let connection = broker::connect(
+        &config.amqp_url,
+        &format!("stopcaster worker {}", ctx.worker_id),
+    )
+    .await?;
+    let consume = connection.create_channel().await?;
+    broker::declare_topology(&consume, &config.names).await?;
+    consume
+        .basic_qos(config.concurrency, BasicQosOptions::default())
+        .await?;
+    let publish = Arc::new(broker::confirm_channel(&connection).await?);
+    let tag = format!("stopcaster-{}", ctx.worker_id);
+    let mut consumer = consume
+        .basic_consume(
+            config.names.jobs.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    ctx.metrics.set_broker_up(true);
+    info!(queue = %config.names.jobs, prefetch = config.concurrency, "consuming");
+    let ended = loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            _ = shutdown.cancelled() => break Ok(()),
+        };
+        let next = tokio::select! {
+            d = consumer.next() => d,
+            _ = shutdown.cancelled() => break Ok(()),
+        };
+        let delivery = match next {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => break Err(e.into()),
+            None => break Err(broker::BrokerError::ConsumerEnded),
+        };
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        let publish = publish.clone();
+        let names = config.names.clone();
+        tracker.spawn(async move {
+            let _permit = permit;
+            handle_delivery(&ctx, &names, &publish, delivery, &shutdown).await;
+        });
+    };
+    if ended.is_ok() {
+        // Stop deliveries, let what is held finish, then close (which requeues the rest).
+        let _ = consume
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+        tracker.close();
+        if tokio::time::timeout(config.drain_timeout, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                left = tracker.len(),
+                "drain timed out; closing the channel requeues the rest"
+            );
+        }
+        close(&connection, &consume).await;
+    }
+    ended
+}
+
+async fn close(connection: &Connection, channel: &Channel) {
+    let _ = channel.close(200, "shutdown".into()).await;
+    let _ = connection.close(200, "shutdown".into()).await;
+}
+
+async fn handle_delivery(
+    ctx: &JobContext,
+    names: &Names,
+    publish: &Channel,
+    delivery: lapin::message::Delivery,
+    shutdown: &CancellationToken,
+) {
+    let message_id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|m| m.as_str().to_owned());
+    let disposition = job::process(
+        ctx,
+        job::Delivery {
+            body: &delivery.data,
+            message_id: message_id.as_deref(),
+            received: Instant::now(),
+        },
+        shutdown,
+    )
+    .await;
+    let settled = match disposition {
+        Disposition::Ack => delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(broker::BrokerError::from),
+        Disposition::Requeue => delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: true })
+            .await
+            .map_err(broker::BrokerError::from),
+        Disposition::DeadLetter { job_id, reason } => {
+            let props =
+                broker::dead_letter_properties(&delivery.properties, &job_id.to_string(), &reason);
+            match broker::publish_confirmed(publish, &names.dlx, "", &delivery.data, props).await {
+                Ok(()) => {
+                    if let Err(e) = crate::storage::mark_dead_lettered(&ctx.pool, job_id).await {
+                        // The dead letter exists; at worst a redelivery publishes a second copy.
+                        warn!(error = %e, "could not note the dead letter");
+                    }
+                    delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .map_err(Into::into)
+                }
+                Err(e) => {
+                    error!(error = %e, %job_id, "dead letter not confirmed; requeueing");
+                    delivery
+                        .acker
+                        .reject(BasicRejectOptions { requeue: true })
+                        .await
+                        .map_err(Into::into)
+                }
+            }
+        }
+        Disposition::Republish { job_id } => {
+            let props = delivery
+                .properties
+                .clone()
+                .with_message_id(job_id.to_string().into())
+                .with_delivery_mode(2);
+            match broker::publish_confirmed(publish, "", &names.jobs, &delivery.data, props).await {
+                Ok(()) => {
+                    debug!(%job_id, "held too long; republished for a later delivery");
+                    delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .map_err(Into::into)
+                }
+                Err(e) => {
+                    warn!(error = %e, %job_id, "republish failed; requeueing");
+                    delivery
+                        .acker
+                        .reject(BasicRejectOptions { requeue: true })
+                        .await
+                        .map_err(Into::into)
+                }
+            }
+        }
+    };
+    if let Err(e) = settled {
+        // The channel is gone: the broker requeues the message, and its next delivery finds the
+        // committed outcome.
+        warn!(error = %e, "could not settle the delivery; the broker will redeliver it");
+    }
+}
