@@ -131,6 +131,9 @@ pub struct WorkerArgs {
     /// Pacer: `shared` (through Postgres, for several replicas) or `local` (this process only).
     #[arg(long, env = "STOPCASTER_PACER", default_value = "shared")]
     pub pacer: String,
+    /// JSON file naming the accounts a job may select with its `account` field (see README).
+    #[arg(long, env = "STOPCASTER_ACCOUNTS_FILE")]
+    pub accounts_file: Option<std::path::PathBuf>,
     /// Serve Prometheus /metrics, /healthz and /readyz here (for example 127.0.0.1:9187).
     #[arg(long, env = "STOPCASTER_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -144,11 +147,19 @@ impl WorkerArgs {
         }
     }
 
+    /// The default account (from the environment, if set) and the accounts file's. At least
+    /// one must exist.
     pub fn accounts(&self, api: &ApiArgs) -> Result<Accounts, ConfigError> {
-        let default = api.credentials()?;
-        Ok(Accounts {
-            default: Some(Account::new(default, self.qps)),
-            named: Default::default(),
-        })
+        let default = match api.credentials() {
+            Ok(c) => Some(Account::new(c, self.qps)),
+            Err(_) if self.accounts_file.is_some() => None,
+            Err(e) => return Err(e),
+        };
+        let named = match &self.accounts_file {
+            Some(path) => crate::accounts::load_file(path, self.qps)
+                .map_err(|e| ConfigError::Invalid("STOPCASTER_ACCOUNTS_FILE", e.to_string()))?,
+            None => Default::default(),
+        };
+        Ok(Accounts { default, named })
     }
 }

@@ -279,8 +279,16 @@ async fn run_job(
     }
     let Some(account) = ctx.accounts.resolve(job.account.as_ref()) else {
         let verdict = verdict::failed("unknown-account");
-        step.db(|| storage::conclude_job(&ctx.pool, job.job_id, &verdict))
-            .await?;
+        let message = "the job names an account that is not configured";
+        step.db(|| {
+            storage::conclude_job(
+                &ctx.pool,
+                job.job_id,
+                &verdict,
+                Some(("UnknownAccount", message)),
+            )
+        })
+        .await?;
         warn!(account = ?job.account, "the job names an account that is not configured");
         ctx.metrics.job_finished("failed");
         return Ok(Disposition::DeadLetter {
@@ -292,7 +300,7 @@ async fn run_job(
     if state.attempts >= budget {
         // The last attempt's verdict was lost with a crash: its outcome was unknown.
         let verdict = verdict::failed(verdict::conclusion::RETRIES_EXHAUSTED);
-        step.db(|| storage::conclude_job(&ctx.pool, job.job_id, &verdict))
+        step.db(|| storage::conclude_job(&ctx.pool, job.job_id, &verdict, None))
             .await?;
         ctx.metrics.job_finished("failed");
         return Ok(Disposition::DeadLetter {

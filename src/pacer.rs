@@ -83,6 +83,16 @@ pub struct Slot {
     token: SlotToken,
 }
 
+impl Slot {
+    /// The slot's time on the database's clock (shared pacer only).
+    pub fn database_time(&self) -> Option<time::OffsetDateTime> {
+        match &self.token {
+            SlotToken::Shared { slot, .. } => Some(*slot),
+            SlotToken::Local { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum SlotToken {
     Local {

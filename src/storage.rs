@@ -345,16 +345,20 @@ pub async fn conclude_job(
     pool: &PgPool,
     job_id: JobId,
     verdict: &Verdict,
+    error: Option<(&str, &str)>,
 ) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
         "UPDATE caster_stop_jobs
          SET status = $2, conclusion = $3, updated_at = now(), finished_at = now(),
-             claimed_by = NULL, claimed_until = NULL
+             claimed_by = NULL, claimed_until = NULL,
+             error_code = coalesce($4, error_code), error_message = coalesce($5, error_message)
          WHERE job_id = $1 AND status = 'pending'",
     )
     .bind(job_id.as_uuid())
     .bind(verdict.status.as_str())
     .bind(verdict.conclusion)
+    .bind(error.map(|e| e.0))
+    .bind(error.map(|e| e.1))
     .execute(pool)
     .await?;
     Ok(updated.rows_affected() == 1)
