@@ -196,7 +196,8 @@ pub fn job_properties(job_id: &str) -> BasicProperties {
         .with_message_id(job_id.into())
 }
 
-/// The dead letter of a message: its own properties (persistent) plus the two headers.
+/// The dead letter of a message: its own properties (persistent), the two headers, and the
+/// time it was dead-lettered.
 pub fn dead_letter_properties(
     original: &BasicProperties,
     job_id: &str,
@@ -205,7 +206,16 @@ pub fn dead_letter_properties(
     let mut headers = original.headers().clone().unwrap_or_default();
     headers.insert(JOB_ID_HEADER.into(), AMQPValue::LongString(job_id.into()));
     headers.insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
-    original.clone().with_delivery_mode(2).with_headers(headers)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    // The dead-lettering time, for `dead-letters list` (jobs carry no timestamp of their own).
+    original
+        .clone()
+        .with_delivery_mode(2)
+        .with_headers(headers)
+        .with_timestamp(now)
 }
 
 /// A text header of a message, if present.

@@ -361,8 +361,10 @@ async fn run_job(
             }
         };
         tracing::Span::current().record("attempt", attempt);
+        slot.due().await;
         let started = Instant::now();
         let outcome = ctx.client.stop_caster(&account.credentials, request).await;
+        ctx.pacer.sent(&slot, started).await;
         ctx.metrics.api_call(&outcome, started.elapsed());
         if outcome.is_throttled() {
             ctx.pacer.throttled(&account.pacer_key).await;

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod bench;
+
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -78,6 +80,16 @@ enum Command {
         #[command(flatten)]
         broker: BrokerArgs,
     },
+    /// Audit queries over the results tables: jobs newest first, plus a summary.
+    Report {
+        #[command(flatten)]
+        report: stopcaster::report::ReportArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Inspect the dead-letter queue P.dead; put chosen jobs back on the work queue.
+    #[command(subcommand)]
+    DeadLetters(stopcaster::dead_letters::DeadLettersCommand),
     /// Create the database if missing and apply the migrations.
     Migrate {
         #[command(flatten)]
@@ -93,6 +105,8 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Benchmark: real worker processes against the stand-in, RabbitMQ and Postgres.
+    Bench(bench::BenchArgs),
     /// A local stand-in for the ApsaraVideo Live endpoint.
     FakeLive {
         /// Where to serve.
@@ -134,6 +148,22 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Report { report, database } => {
+            stopcaster::report::run(&report, &database.database_url, &mut std::io::stdout())
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DeadLetters(command) => {
+            let missing = stopcaster::dead_letters::run(&command, &mut std::io::stdout()).await?;
+            for id in &missing {
+                eprintln!("{id}: no dead letter for this job in the dead-letter queue");
+            }
+            Ok(if missing.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Worker {
             broker,
             database,
@@ -176,6 +206,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     plan.jobs.len()
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            bench::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { database } => {

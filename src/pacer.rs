@@ -11,10 +11,18 @@
 //! holds at most one reserved slot per account at a time (a local lock), so a process that stops
 //! can waste at most one slot, and it hands that one back if nobody reserved after it.
 //!
+//! Calls go out on time: [`Pacer::acquire`] returns a little before the slot (`PREPARE_LEAD`),
+//! the caller records its attempt, then waits for [`Slot::due`] and sends. A call that still
+//! leaves late (a slow database, a pause) pushes the schedule back by its lateness
+//! ([`Pacer::sent`]), so the calls after it keep their distance from it, and no window of one
+//! second at the server holds more than `qps` calls. Lateness up to half the margin is let
+//! pass (the margin absorbs it; tokio's timers alone are a millisecond coarse).
+//!
 //! Throttling feedback: a `Throttling*` answer means someone outside the schedule shares the
-//! quota. The account's `slowdown` (a period multiplier) is raised and `tat` pushed back by a
-//! second, at most once per second however many replicas report it; each later slot lowers
-//! `slowdown` a little, so the rate recovers gradually.
+//! quota. The account's `slowdown` (a period multiplier) is multiplied by 1.25 and `tat` pushed
+//! back by one period, at most once per period however many replicas report the same event;
+//! each later slot takes 0.02 off `slowdown`, so the rate recovers within about a dozen calls,
+//! and repeated throttling (a competitor that stays) compounds into a lasting slowdown.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,8 +38,11 @@ pub struct Rate {
     pub margin: Duration,
 }
 
+/// How long before its slot [`Pacer::acquire`] returns, for the caller's bookkeeping.
+pub const PREPARE_LEAD: Duration = Duration::from_millis(25);
+
 /// Multiplier applied to `slowdown` on a throttled call.
-pub const THROTTLE_SLOWDOWN: f64 = 1.5;
+pub const THROTTLE_SLOWDOWN: f64 = 1.25;
 /// Upper bound of `slowdown` (a tenth of the quota).
 pub const MAX_SLOWDOWN: f64 = 10.0;
 /// What each slot takes off `slowdown` (towards 1).
@@ -84,6 +95,11 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Waits until the slot's time.
+    pub async fn due(&self) {
+        tokio::time::sleep_until(self.at).await;
+    }
+
     /// The slot's time on the database's clock (shared pacer only).
     pub fn database_time(&self) -> Option<time::OffsetDateTime> {
         match &self.token {
@@ -113,7 +129,7 @@ pub enum Pacer {
 }
 
 impl Pacer {
-    /// Reserves the next slot for `account` and sleeps until it.
+    /// Reserves the next slot for `account` and sleeps until [`PREPARE_LEAD`] before it.
     pub async fn acquire(&self, account: &str) -> Result<Slot, PacerError> {
         match self {
             Pacer::Local(p) => Ok(p.acquire(account).await),
@@ -132,6 +148,34 @@ impl Pacer {
             }
             _ => {}
         }
+    }
+
+    /// Reports when a slot's call was sent: if late, the schedule moves back by the lateness.
+    pub async fn sent(&self, slot: &Slot, sent_at: Instant) {
+        let late = sent_at.saturating_duration_since(slot.at);
+        if late <= self.late_tolerance(&slot.token) {
+            return;
+        }
+        match (self, &slot.token) {
+            (Pacer::Local(p), SlotToken::Local { account, .. }) => p.push_back(account, late),
+            (Pacer::Shared(p), SlotToken::Shared { account, .. }) => {
+                if let Err(e) = crate::storage::push_back_pacer(&p.pool, account, late).await {
+                    tracing::debug!(error = %e, "could not push the pacer back");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn late_tolerance(&self, token: &SlotToken) -> Duration {
+        let account = match token {
+            SlotToken::Local { account, .. } | SlotToken::Shared { account, .. } => account,
+        };
+        let rates = match self {
+            Pacer::Local(p) => &p.rates,
+            Pacer::Shared(p) => &p.rates,
+        };
+        rates(account).margin / 2
     }
 
     /// Reports a throttled call: slow the account down for everyone.
@@ -192,7 +236,7 @@ impl LocalPacer {
             (slot, slot.saturating_sub(now))
         };
         let at = self.epoch + slot;
-        tokio::time::sleep_until(at).await;
+        tokio::time::sleep_until(at - PREPARE_LEAD).await;
         Slot {
             at,
             wait,
@@ -213,13 +257,25 @@ impl LocalPacer {
         }
     }
 
+    fn push_back(&self, account: &str, by: Duration) {
+        if let Some(entry) = self
+            .state
+            .lock()
+            .expect("pacer state poisoned")
+            .get_mut(account)
+        {
+            entry.0 += by;
+        }
+    }
+
     fn throttled(&self, account: &str) {
         let mut state = self.state.lock().expect("pacer state poisoned");
         let now = self.epoch.elapsed();
         let entry = state
             .entry(account.to_owned())
             .or_insert((Duration::ZERO, 1.0));
-        entry.0 = entry.0.max(now) + Duration::from_secs(1);
+        let period = (self.rates)(account).period();
+        entry.0 = entry.0.max(now) + period;
         entry.1 = throttled(entry.1);
     }
 }
@@ -248,7 +304,7 @@ impl SharedPacer {
         let (slot, wait) =
             crate::storage::reserve_pacer_slot(&self.pool, account, period, RECOVERY_STEP).await?;
         let at = Instant::now() + wait;
-        tokio::time::sleep_until(at).await;
+        tokio::time::sleep_until(at - PREPARE_LEAD).await;
         Ok(Slot {
             at,
             wait,
@@ -267,7 +323,7 @@ impl SharedPacer {
         crate::storage::throttle_pacer(
             &self.pool,
             account,
-            Duration::from_secs(1),
+            (self.rates)(account).period(),
             THROTTLE_SLOWDOWN,
             MAX_SLOWDOWN,
         )
@@ -306,7 +362,7 @@ mod tests {
 
     #[test]
     fn slowdown_rises_on_throttling_and_decays() {
-        assert_eq!(throttled(1.0), 1.5);
+        assert_eq!(throttled(1.0), 1.25);
         assert_eq!(throttled(9.0), MAX_SLOWDOWN);
         let mut s = throttled(1.0);
         let mut steps = 0;
@@ -314,7 +370,7 @@ mod tests {
             s = recovered(s);
             steps += 1;
         }
-        assert_eq!(steps, 25);
+        assert_eq!(steps, 13);
     }
 
     #[tokio::test(start_paused = true)]

@@ -443,6 +443,22 @@ pub async fn release_pacer_slot(
     Ok(())
 }
 
+/// Moves `account`'s schedule back by `by` (a call left that much after its slot).
+pub async fn push_back_pacer(
+    pool: &PgPool,
+    account: &str,
+    by: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE stopcaster_pacer SET tat = tat + make_interval(secs => $2) WHERE account = $1",
+    )
+    .bind(account)
+    .bind(by.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Slows `account` down after a throttled call, at most once per `pause` however many workers
 /// report it: pushes the schedule back by `pause` and multiplies `slowdown`.
 pub async fn throttle_pacer(
@@ -489,4 +505,300 @@ pub async fn count_by_status(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::
     .fetch_all(pool)
     .await?;
     Ok(rows.iter().map(|r| (r.get("status"), r.get("n"))).collect())
+}
+
+// ---- `stopcaster report` (src/report.rs) ----
+
+/// The filters of `stopcaster report`; `None` means "any".
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    pub batch_id: Option<String>,
+    pub caster_id: Option<String>,
+    pub status: Option<JobStatus>,
+    /// Jobs created at most this long ago (by the database's clock).
+    pub since: Option<Duration>,
+}
+
+/// Appends the `WHERE` clause of `filter` (over the alias `j`). Only the conditions asked for
+/// are written, as plain equalities, so that the planner can use `caster_stop_jobs_batch`,
+/// `_caster`, `_status` and `_created` (a `$1 IS NULL OR ...` form would defeat them). True
+/// when a `WHERE` was written.
+fn push_job_filter<'a>(qb: &mut sqlx::QueryBuilder<'a, Postgres>, filter: &'a JobFilter) -> bool {
+    let mut sep = " WHERE ";
+    if let Some(batch) = &filter.batch_id {
+        qb.push(sep).push("j.batch_id = ").push_bind(batch.as_str());
+        sep = " AND ";
+    }
+    if let Some(caster) = &filter.caster_id {
+        qb.push(sep)
+            .push("j.caster_id = ")
+            .push_bind(caster.as_str());
+        sep = " AND ";
+    }
+    if let Some(status) = filter.status {
+        qb.push(sep).push("j.status = ").push_bind(status.as_str());
+        sep = " AND ";
+    }
+    if let Some(since) = filter.since {
+        qb.push(sep)
+            .push("j.created_at >= now() - make_interval(secs => ")
+            .push_bind(since.as_secs_f64())
+            .push(")");
+        sep = " AND ";
+    }
+    sep == " AND "
+}
+
+/// One job as `report` lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobReportRow {
+    pub job_id: uuid::Uuid,
+    pub caster_id: Option<String>,
+    pub region_id: Option<String>,
+    pub batch_id: Option<String>,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub request_id: Option<String>,
+    pub error_code: Option<String>,
+    pub http_status: Option<i32>,
+    pub attempts: i32,
+    pub replays: i32,
+    pub created_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// The text of the `report` job query (also what the EXPLAIN checks in the report ran).
+pub fn report_jobs_query(
+    filter: &JobFilter,
+    limit: Option<u32>,
+) -> sqlx::QueryBuilder<'_, Postgres> {
+    let mut qb = sqlx::QueryBuilder::new(
+        "SELECT j.job_id, j.caster_id, j.region_id, j.batch_id, j.status, j.conclusion,
+                j.request_id, j.error_code, j.http_status, j.attempts, j.replays,
+                j.created_at, j.finished_at
+         FROM caster_stop_jobs j",
+    );
+    push_job_filter(&mut qb, filter);
+    qb.push(" ORDER BY j.created_at DESC, j.job_id");
+    if let Some(limit) = limit {
+        qb.push(" LIMIT ").push_bind(i64::from(limit));
+    }
+    qb
+}
+
+/// Jobs matching `filter`, newest first, at most `limit` (`None`: all).
+pub async fn report_jobs(
+    pool: &PgPool,
+    filter: &JobFilter,
+    limit: Option<u32>,
+) -> Result<Vec<JobReportRow>, sqlx::Error> {
+    let rows = report_jobs_query(filter, limit)
+        .build()
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| JobReportRow {
+            job_id: r.get("job_id"),
+            caster_id: r.get("caster_id"),
+            region_id: r.get("region_id"),
+            batch_id: r.get("batch_id"),
+            status: r.get("status"),
+            conclusion: r.get("conclusion"),
+            request_id: r.get("request_id"),
+            error_code: r.get("error_code"),
+            http_status: r.get("http_status"),
+            attempts: r.get("attempts"),
+            replays: r.get("replays"),
+            created_at: r.get("created_at"),
+            finished_at: r.get("finished_at"),
+        })
+        .collect())
+}
+
+/// Totals over the jobs matching a filter (no limit) and their attempts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReportSummary {
+    /// (status, jobs), every status listed, zeros included.
+    pub by_status: Vec<(String, i64)>,
+    /// StopCaster calls made (attempt rows).
+    pub calls: i64,
+    pub first_call: Option<OffsetDateTime>,
+    pub last_call: Option<OffsetDateTime>,
+    /// Attempts beyond each job's first.
+    pub retried_attempts: i64,
+    /// Attempts answered `Throttling*`.
+    pub throttled_attempts: i64,
+    /// Failed and rejected jobs by their error code (the conclusion where there is none),
+    /// most frequent first.
+    pub failures_by_code: Vec<(String, i64)>,
+}
+
+impl ReportSummary {
+    pub fn count(&self, status: JobStatus) -> i64 {
+        self.by_status
+            .iter()
+            .find(|(s, _)| s == status.as_str())
+            .map_or(0, |(_, n)| *n)
+    }
+
+    pub fn total(&self) -> i64 {
+        self.by_status.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// The summary of the jobs matching `filter`. Three statements, each driven by the same
+/// filter, so that a batch summary reads the batch's rows through `caster_stop_jobs_batch` and
+/// their attempts through the attempts' primary key.
+pub async fn report_summary(
+    pool: &PgPool,
+    filter: &JobFilter,
+) -> Result<ReportSummary, sqlx::Error> {
+    let mut qb = sqlx::QueryBuilder::new("SELECT j.status, count(*) AS n FROM caster_stop_jobs j");
+    push_job_filter(&mut qb, filter);
+    qb.push(" GROUP BY j.status");
+    let counts: Vec<(String, i64)> = qb
+        .build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| (r.get("status"), r.get("n")))
+        .collect();
+    let by_status = [
+        JobStatus::Pending,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Rejected,
+    ]
+    .iter()
+    .map(|s| {
+        let n = counts
+            .iter()
+            .find(|(c, _)| c == s.as_str())
+            .map_or(0, |(_, n)| *n);
+        (s.as_str().to_owned(), n)
+    })
+    .collect();
+
+    let mut qb = sqlx::QueryBuilder::new(
+        "SELECT count(*) AS calls, min(a.started_at) AS first_call, max(a.started_at) AS last_call,
+                count(*) FILTER (WHERE a.attempt > 1) AS retried,
+                count(*) FILTER (WHERE a.error_code LIKE 'Throttling%') AS throttled
+         FROM caster_stop_jobs j JOIN caster_stop_attempts a ON a.job_id = j.job_id",
+    );
+    push_job_filter(&mut qb, filter);
+    let row = qb.build().fetch_one(pool).await?;
+
+    let mut qb = sqlx::QueryBuilder::new(
+        "SELECT coalesce(j.error_code, j.conclusion, '') AS code, count(*) AS n
+         FROM caster_stop_jobs j",
+    );
+    let filtered = push_job_filter(&mut qb, filter);
+    qb.push(if filtered { " AND " } else { " WHERE " })
+        .push("j.status IN ('failed', 'rejected') GROUP BY 1 ORDER BY 2 DESC, 1");
+    let failures_by_code = qb
+        .build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| (r.get("code"), r.get("n")))
+        .collect();
+
+    Ok(ReportSummary {
+        by_status,
+        calls: row.get("calls"),
+        first_call: row.get("first_call"),
+        last_call: row.get("last_call"),
+        retried_attempts: row.get("retried"),
+        throttled_attempts: row.get("throttled"),
+        failures_by_code,
+    })
+}
+
+// ---- `stopcaster dead-letters replay` (src/dead_letters.rs) ----
+
+/// What a replay found and did to a job's row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayRecord {
+    /// `None`: the job has no row (the worker creates it when the message comes back).
+    pub previous_status: Option<JobStatus>,
+    pub previous_error_code: Option<String>,
+    pub caster_id: Option<String>,
+    /// The row was reopened: a failed job is pending again with a fresh attempt budget, or a
+    /// rejected message's dead letter was cleared so that the worker dead-letters it again.
+    pub reopened: bool,
+}
+
+/// Reopens a job for a replay and records the replay in `caster_stop_replays`, in the caller's
+/// transaction: the caller commits only once the message is back on the work queue, and the
+/// row lock taken here makes a worker that receives it meanwhile wait for that commit.
+///
+/// Only a `failed` row goes back to `pending` (budget: `attempts + max_attempts` more calls);
+/// a `rejected` row stays rejected but loses `dead_lettered_at`, since its message will be
+/// rejected again and must be dead-lettered again. `pending` and `succeeded` rows are left
+/// alone, which makes a repeated replay harmless.
+pub async fn reopen_for_replay(
+    conn: &mut sqlx::PgConnection,
+    job_id: JobId,
+    max_attempts: u32,
+    reason: Option<&str>,
+) -> Result<ReplayRecord, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT status, error_code, caster_id FROM caster_stop_jobs WHERE job_id = $1 FOR UPDATE",
+    )
+    .bind(job_id.as_uuid())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let mut record = ReplayRecord {
+        previous_status: None,
+        previous_error_code: None,
+        caster_id: None,
+        reopened: false,
+    };
+    if let Some(row) = row {
+        let status: String = row.get("status");
+        record.previous_status = JobStatus::parse(&status);
+        record.previous_error_code = row.get("error_code");
+        record.caster_id = row.get("caster_id");
+        let reopened = match record.previous_status {
+            Some(JobStatus::Failed) => sqlx::query(
+                "UPDATE caster_stop_jobs
+                     SET status = 'pending', conclusion = NULL, finished_at = NULL,
+                         dead_lettered_at = NULL, next_attempt_at = NULL,
+                         claimed_by = NULL, claimed_until = NULL,
+                         attempt_budget = attempts + $2, replays = replays + 1,
+                         updated_at = now()
+                     WHERE job_id = $1 AND status = 'failed'",
+            )
+            .bind(job_id.as_uuid())
+            .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
+            Some(JobStatus::Rejected) => sqlx::query(
+                "UPDATE caster_stop_jobs
+                     SET dead_lettered_at = NULL, replays = replays + 1, updated_at = now()
+                     WHERE job_id = $1 AND status = 'rejected'",
+            )
+            .bind(job_id.as_uuid())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
+            _ => 0,
+        };
+        record.reopened = reopened == 1;
+    }
+    sqlx::query(
+        "INSERT INTO caster_stop_replays
+           (job_id, previous_status, previous_error_code, reason, reopened)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(job_id.as_uuid())
+    .bind(record.previous_status.map(JobStatus::as_str))
+    .bind(record.previous_error_code.as_deref())
+    .bind(reason)
+    .bind(record.reopened)
+    .execute(&mut *conn)
+    .await?;
+    Ok(record)
 }

@@ -84,27 +84,27 @@ async fn throttling_feedback_moves_the_shared_schedule() {
         .unwrap();
     assert_eq!(slowdown_before, 1.0);
     pacer.throttled("K").await;
-    // A second report within the same second (another replica) does not compound.
+    // A second report of the same event (another replica) does not compound.
     pacer.throttled("K").await;
     let (tat_after, slowdown_after) = stopcaster::storage::pacer_state(&env.pool, "K")
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        tat_after - tat_before >= time::Duration::SECOND,
-        "schedule pushed back by a second"
-    );
-    assert_eq!(slowdown_after, stopcaster::pacer::throttled(1.0));
-    // Every replica now waits for the pushed-back slot, then goes slower, then recovers.
-    let slots = take(&pacer, "K", 4).await;
-    assert!(slots[0] >= tat_after - time::Duration::milliseconds(1));
     let period = Rate {
         qps,
         margin: Duration::from_millis(5),
     }
     .period();
+    assert!(
+        tat_after - tat_before >= period,
+        "schedule pushed back by a period"
+    );
+    assert_eq!(slowdown_after, stopcaster::pacer::throttled(1.0));
+    // Every replica now waits for the pushed-back slot, then goes slower, then recovers.
+    let slots = take(&pacer, "K", 4).await;
+    assert!(slots[0] >= tat_after - time::Duration::milliseconds(1));
     let first_gap = slots[1] - slots[0];
-    assert!(first_gap >= period.mul_f64(1.4), "slowed down: {first_gap}");
+    assert!(first_gap >= period.mul_f64(1.2), "slowed down: {first_gap}");
     let last_gap = slots[3] - slots[2];
     assert!(last_gap < first_gap, "recovering: {last_gap} < {first_gap}");
 }

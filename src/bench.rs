@@ -1,0 +1,297 @@
+//! `stopcaster bench`: real worker processes against the stand-in, with the real RabbitMQ and
+//! Postgres, measured from the outside. A benchmark, not a test: it prints figures and their
+//! setup for `docs/BENCHMARKS.md`.
+//!
+//! Pacing run: N studios, W worker replicas sharing one account at `--qps`; prints calls,
+//! throttled calls, makespan (first to last call at the stand-in), the ideal (N-1)/QPS,
+//! efficiency = ideal / makespan, and the most calls the stand-in admitted in any one-second
+//! window. Ceiling run (`--ceiling`): quota lifted, no latency; prints jobs/s with durable
+//! records, CPU seconds per 1,000 jobs and the worker's peak RSS.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use sqlx::PgPool;
+use stopcaster::broker::Names;
+use stopcaster::credentials::Secret;
+use stopcaster::fake_live::{self, FakeLiveConfig};
+
+const KEY_ID: &str = "LTAIbench";
+const KEY_SECRET: &str = "bench-secret";
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Studios (jobs) to stop.
+    #[arg(long, default_value_t = 300)]
+    studios: usize,
+    /// Worker processes sharing the account.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// The account's quota, enforced by the stand-in and configured in the workers.
+    #[arg(long, default_value_t = 10)]
+    qps: u32,
+    /// Latency the stand-in adds to each call, in milliseconds.
+    #[arg(long, default_value_t = 30)]
+    latency_ms: u64,
+    /// Pipeline ceiling: quota lifted, no latency; reports throughput and the worker's cost.
+    #[arg(long)]
+    ceiling: bool,
+    /// Postgres server URL (a fresh database is created on it and dropped afterwards).
+    #[arg(
+        long,
+        env = "STOPCASTER_BENCH_PG",
+        default_value = "postgres://127.0.0.1:5432"
+    )]
+    postgres: String,
+    /// RabbitMQ URL.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+}
+
+struct WorkerProc {
+    child: Child,
+}
+
+impl WorkerProc {
+    /// utime + stime in seconds and peak RSS in KiB, read from /proc while the process lives.
+    fn cost(&self) -> Option<(f64, u64)> {
+        let pid = self.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let hwm = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some((ticks / 100.0, hwm))
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let db_name = format!("stopcaster_bench_{id}");
+    let database_url = format!("{}/{db_name}", args.postgres.trim_end_matches('/'));
+    let prefix = format!("stopcaster-bench-{id}");
+    let (studios, qps, latency) = if args.ceiling {
+        (args.studios, 1_000_000, Duration::ZERO)
+    } else {
+        (
+            args.studios,
+            args.qps,
+            Duration::from_millis(args.latency_ms),
+        )
+    };
+    let mut config = FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))]);
+    config.qps = qps;
+    config.latency = latency;
+    let fake = fake_live::spawn(config)
+        .await
+        .context("starting the stand-in")?;
+    let pool = stopcaster::storage::migrate(&database_url)
+        .await
+        .context("creating the bench database")?;
+    let result = measure(&args, studios, qps, &database_url, &prefix, &pool, &fake).await;
+    cleanup(&args, &pool, &db_name, &prefix).await;
+    result
+}
+
+async fn measure(
+    args: &BenchArgs,
+    studios: usize,
+    qps: u32,
+    database_url: &str,
+    prefix: &str,
+    pool: &PgPool,
+    fake: &fake_live::FakeLiveHandle,
+) -> anyhow::Result<()> {
+    let names = Names::new(prefix);
+    let ids: Vec<String> = (0..studios).map(|i| format!("bench-studio-{i}")).collect();
+    let plan = stopcaster::enqueue::plan(ids, None, Some(format!("bench-{prefix}")))?;
+    let enqueue_started = Instant::now();
+    let published = stopcaster::enqueue::publish(&args.amqp_url, &names, &plan).await?;
+    let enqueue_time = enqueue_started.elapsed();
+    if published.unconfirmed > 0 {
+        bail!("{} jobs not confirmed", published.unconfirmed);
+    }
+    let exe = std::env::current_exe()?;
+    let mut workers: Vec<WorkerProc> = (0..args.workers)
+        .map(|_| {
+            Command::new(&exe)
+                .arg("worker")
+                .env("AMQP_URL", &args.amqp_url)
+                .env("DATABASE_URL", database_url)
+                .env("STOPCASTER_QUEUE_PREFIX", prefix)
+                .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+                .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
+                .env("STOPCASTER_ENDPOINT", fake.endpoint())
+                .env("STOPCASTER_QPS", qps.to_string())
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map(|child| WorkerProc { child })
+        })
+        .collect::<Result<_, _>>()
+        .context("starting workers")?;
+    let started = Instant::now();
+    let timeout = Duration::from_secs(60)
+        + Duration::from_secs_f64(studios as f64 / f64::from(qps.min(100_000)) * 3.0);
+    loop {
+        let done: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs WHERE status <> 'pending'")
+                .fetch_one(pool)
+                .await?;
+        if done as usize >= studios {
+            break;
+        }
+        if started.elapsed() > timeout {
+            bail!("only {done} of {studios} jobs finished within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let costs: Vec<(f64, u64)> = workers.iter().filter_map(WorkerProc::cost).collect();
+    for w in &mut workers {
+        w.terminate();
+    }
+    let stats = fake.stats();
+    let calls = fake.calls();
+    let succeeded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs WHERE status = 'succeeded'")
+            .fetch_one(pool)
+            .await?;
+    println!(
+        "setup: {} studios, {} worker process(es), quota {} calls/s, stand-in latency {:?}, {} cores",
+        studios,
+        args.workers,
+        if args.ceiling {
+            "lifted".to_owned()
+        } else {
+            qps.to_string()
+        },
+        if args.ceiling {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(args.latency_ms)
+        },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!(
+        "enqueue: {studios} jobs confirmed in {:.2} s ({:.0} jobs/s)",
+        enqueue_time.as_secs_f64(),
+        studios as f64 / enqueue_time.as_secs_f64()
+    );
+    println!("succeeded: {succeeded}");
+    println!("calls: {}", stats.total);
+    println!("throttled: {}", stats.throttled);
+    if args.ceiling {
+        let (first, last): (time::OffsetDateTime, time::OffsetDateTime) =
+            sqlx::query_as("SELECT min(started_at), max(finished_at) FROM caster_stop_attempts")
+                .fetch_one(pool)
+                .await?;
+        let secs = (last - first).as_seconds_f64();
+        let cpu: f64 = costs.iter().map(|c| c.0).sum();
+        let rss = costs.iter().map(|c| c.1).max().unwrap_or(0);
+        println!(
+            "ceiling: {:.0} jobs/s with durable records ({studios} jobs in {secs:.2} s, first call to last commit)",
+            studios as f64 / secs
+        );
+        println!(
+            "cpu: {:.3} CPU seconds per 1,000 jobs (worker user+system)",
+            cpu / studios as f64 * 1000.0
+        );
+        println!("peak_rss: {:.1} MiB (worker VmHWM)", rss as f64 / 1024.0);
+    } else {
+        let times: Vec<time::OffsetDateTime> = calls
+            .iter()
+            .filter(|c| c.http_status == Some(200))
+            .filter_map(|c| {
+                time::OffsetDateTime::parse(&c.time, &time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .collect();
+        let first = times.iter().min().copied();
+        let last = times.iter().max().copied();
+        let makespan = match (first, last) {
+            (Some(a), Some(b)) => (b - a).as_seconds_f64(),
+            _ => f64::NAN,
+        };
+        let ideal = (studios as f64 - 1.0) / f64::from(qps);
+        println!("makespan: {makespan:.3} s (first to last successful call at the stand-in)");
+        println!("ideal: {ideal:.3} s ((N-1)/QPS)");
+        println!("efficiency: {:.4}", ideal / makespan);
+        println!(
+            "max_calls_in_any_1s_window: {}",
+            stats.max_in_any_1s_window.get(KEY_ID).copied().unwrap_or(0)
+        );
+        let cpu: f64 = costs.iter().map(|c| c.0).sum();
+        println!(
+            "worker_cpu: {cpu:.2} s total over {} process(es)",
+            costs.len()
+        );
+    }
+    Ok(())
+}
+
+async fn cleanup(args: &BenchArgs, pool: &PgPool, db_name: &str, prefix: &str) {
+    pool.close().await;
+    if let Ok(admin) =
+        PgPool::connect(&format!("{}/postgres", args.postgres.trim_end_matches('/'))).await
+    {
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+        ))
+        .execute(&admin)
+        .await;
+        admin.close().await;
+    }
+    if let Ok(conn) = stopcaster::broker::connect(&args.amqp_url, "stopcaster bench cleanup").await
+        && let Ok(ch) = conn.create_channel().await
+    {
+        let names = Names::new(prefix);
+        for q in [&names.jobs, &names.dead] {
+            let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+        }
+        for x in [&names.exchange, &names.dlx] {
+            let _ = ch
+                .exchange_delete(x.as_str().into(), Default::default())
+                .await;
+        }
+        let _ = conn.close(200, "".into()).await;
+    }
+}

@@ -1,0 +1,497 @@
+//! `stopcaster report`: audit listings over `caster_stop_jobs` and `caster_stop_attempts`, as
+//! an aligned table for people, or JSON or CSV for programs. The queries are in
+//! [`storage`](crate::storage); this module parses the options and writes the output.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::storage::{self, JobFilter, JobReportRow, JobStatus, ReportSummary};
+
+/// How often `--watch` prints the summary again.
+const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+    Csv,
+}
+
+/// The options of `stopcaster report`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ReportArgs {
+    /// Only this batch (the id `enqueue` printed); adds the batch summary.
+    #[arg(long)]
+    pub batch: Option<String>,
+    /// Only this CasterId.
+    #[arg(long)]
+    pub caster: Option<String>,
+    /// Only this status: pending, succeeded, failed or rejected.
+    #[arg(long, value_parser = parse_status)]
+    pub status: Option<JobStatus>,
+    /// Only jobs created within this long, e.g. 90s, 15m, 2h, 7d, 1h30m.
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<Duration>,
+    /// table, json or csv.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Most jobs listed, newest first (0: no limit). The summary always counts them all.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
+    /// Print the batch summary every 2 s until the batch has jobs and none is pending.
+    #[arg(long, requires = "batch")]
+    pub watch: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("writing the output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SinceError {
+    #[error("empty duration")]
+    Empty,
+    #[error("{0:?}: expected a number followed by s, m, h or d (e.g. 2h, 1h30m)")]
+    Invalid(String),
+    #[error("{0:?}: too long")]
+    Overflow(String),
+}
+
+/// Parses `--since`: one or more `<integer><unit>` parts, unit `s`, `m`, `h` or `d`
+/// (`2h`, `90s`, `1d12h`). A bare number is refused, since its unit would be a guess.
+pub fn parse_since(text: &str) -> Result<Duration, SinceError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(SinceError::Empty);
+    }
+    let invalid = || SinceError::Invalid(text.to_owned());
+    let overflow = || SinceError::Overflow(text.to_owned());
+    let mut total: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?;
+        if digits == 0 {
+            return Err(invalid());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| overflow())?;
+        let mut chars = rest[digits..].chars();
+        let unit = match chars.next() {
+            Some('s') => 1,
+            Some('m') => 60,
+            Some('h') => 3600,
+            Some('d') => 86_400,
+            _ => return Err(invalid()),
+        };
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(overflow)?;
+        rest = chars.as_str();
+    }
+    // Postgres intervals end around 178 million years; keep well inside.
+    if total > 100 * 365 * 86_400 {
+        return Err(overflow());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn parse_status(text: &str) -> Result<JobStatus, String> {
+    JobStatus::parse(text)
+        .ok_or_else(|| format!("{text:?}: expected pending, succeeded, failed or rejected"))
+}
+
+/// One CSV field per RFC 4180: quoted when it holds a comma, a double quote, CR or LF, with
+/// each double quote doubled.
+pub fn csv_field(field: &str) -> Cow<'_, str> {
+    if field.contains([',', '"', '\r', '\n']) {
+        Cow::Owned(format!("\"{}\"", field.replace('"', "\"\"")))
+    } else {
+        Cow::Borrowed(field)
+    }
+}
+
+/// One CSV record, CRLF-terminated as RFC 4180 has it.
+pub fn csv_record<'a>(fields: impl IntoIterator<Item = &'a str>) -> String {
+    let mut line = fields
+        .into_iter()
+        .map(csv_field)
+        .collect::<Vec<_>>()
+        .join(",");
+    line.push_str("\r\n");
+    line
+}
+
+/// The listed columns, in order.
+pub const COLUMNS: [&str; 13] = [
+    "job_id",
+    "caster_id",
+    "region_id",
+    "batch_id",
+    "status",
+    "conclusion",
+    "request_id",
+    "error_code",
+    "http_status",
+    "attempts",
+    "replays",
+    "created_at",
+    "finished_at",
+];
+
+/// A timestamp as RFC 3339 (UTC, as Postgres hands it over).
+pub fn timestamp(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// A row's fields as text, in [`COLUMNS`] order; `None` for SQL NULL.
+fn fields(row: &JobReportRow) -> [Option<String>; 13] {
+    [
+        Some(row.job_id.to_string()),
+        row.caster_id.clone(),
+        row.region_id.clone(),
+        row.batch_id.clone(),
+        Some(row.status.clone()),
+        row.conclusion.clone(),
+        row.request_id.clone(),
+        row.error_code.clone(),
+        row.http_status.map(|s| s.to_string()),
+        Some(row.attempts.to_string()),
+        Some(row.replays.to_string()),
+        Some(timestamp(row.created_at)),
+        row.finished_at.map(timestamp),
+    ]
+}
+
+fn row_json(row: &JobReportRow) -> Value {
+    json!({
+        "job_id": row.job_id.to_string(),
+        "caster_id": row.caster_id,
+        "region_id": row.region_id,
+        "batch_id": row.batch_id,
+        "status": row.status,
+        "conclusion": row.conclusion,
+        "request_id": row.request_id,
+        "error_code": row.error_code,
+        "http_status": row.http_status,
+        "attempts": row.attempts,
+        "replays": row.replays,
+        "created_at": timestamp(row.created_at),
+        "finished_at": row.finished_at.map(timestamp),
+    })
+}
+
+/// The summary as a JSON object.
+pub fn summary_json(summary: &ReportSummary) -> Value {
+    let by_status: serde_json::Map<String, Value> = summary
+        .by_status
+        .iter()
+        .map(|(s, n)| (s.clone(), json!(n)))
+        .collect();
+    let failures: serde_json::Map<String, Value> = summary
+        .failures_by_code
+        .iter()
+        .map(|(c, n)| (c.clone(), json!(n)))
+        .collect();
+    json!({
+        "jobs": summary.total(),
+        "by_status": by_status,
+        "calls": summary.calls,
+        "first_call": summary.first_call.map(timestamp),
+        "last_call": summary.last_call.map(timestamp),
+        "retried_attempts": summary.retried_attempts,
+        "throttled_attempts": summary.throttled_attempts,
+        "failures_by_error_code": failures,
+    })
+}
+
+/// The summary as a few lines of text.
+pub fn summary_text(summary: &ReportSummary, label: &str) -> String {
+    let counts = summary
+        .by_status
+        .iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = format!("{label}: {} jobs: {counts}\n", summary.total());
+    let when = |t: Option<OffsetDateTime>| t.map_or_else(|| "-".to_owned(), timestamp);
+    out.push_str(&format!(
+        "calls: {} (first {}, last {}); retried attempts {}; throttled attempts {}\n",
+        summary.calls,
+        when(summary.first_call),
+        when(summary.last_call),
+        summary.retried_attempts,
+        summary.throttled_attempts
+    ));
+    if !summary.failures_by_code.is_empty() {
+        out.push_str("failures by error code:\n");
+        let width = summary
+            .failures_by_code
+            .iter()
+            .map(|(c, _)| c.len())
+            .max()
+            .unwrap_or(0);
+        for (code, n) in &summary.failures_by_code {
+            out.push_str(&format!("  {code:<width$}  {n}\n"));
+        }
+    }
+    out
+}
+
+/// Rows as aligned columns (`-` for NULL), header first.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            out.push_str(cell);
+            out.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        out
+    };
+    let mut out = line(&mut header.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+/// Keeps a table cell on one line: control characters (a multi-line value) become spaces.
+fn one_line(cell: String) -> String {
+    if cell.contains(char::is_control) {
+        cell.replace(char::is_control, " ")
+    } else {
+        cell
+    }
+}
+
+impl ReportArgs {
+    pub fn filter(&self) -> JobFilter {
+        JobFilter {
+            batch_id: self.batch.clone(),
+            caster_id: self.caster.clone(),
+            status: self.status,
+            since: self.since,
+        }
+    }
+
+    fn label(&self) -> String {
+        match &self.batch {
+            Some(b) => format!("batch {b}"),
+            None => "matching".to_owned(),
+        }
+    }
+}
+
+/// Runs the report against `database_url` and writes it to `out`.
+pub async fn run(
+    args: &ReportArgs,
+    database_url: &str,
+    out: &mut dyn Write,
+) -> Result<(), ReportError> {
+    let pool = storage::pool(database_url, 2).await?;
+    let result = if args.watch {
+        watch(args, &pool, out).await
+    } else {
+        once(args, &pool, out).await
+    };
+    pool.close().await;
+    result
+}
+
+async fn once(
+    args: &ReportArgs,
+    pool: &sqlx::PgPool,
+    out: &mut dyn Write,
+) -> Result<(), ReportError> {
+    let filter = args.filter();
+    let limit = (args.limit > 0).then_some(args.limit);
+    let jobs = storage::report_jobs(pool, &filter, limit).await?;
+    // The summary of an unfiltered JSON/CSV listing could scan the whole table: only when asked
+    // for (a batch) or for people (table).
+    let summary = if args.batch.is_some() || args.format == Format::Table {
+        Some(storage::report_summary(pool, &filter).await?)
+    } else {
+        None
+    };
+    match args.format {
+        Format::Json => {
+            let doc = json!({
+                "jobs": jobs.iter().map(row_json).collect::<Vec<_>>(),
+                "summary": summary.as_ref().map(summary_json),
+            });
+            writeln!(out, "{doc:#}")?;
+        }
+        Format::Csv => {
+            out.write_all(csv_record(COLUMNS).as_bytes())?;
+            for row in &jobs {
+                let f = fields(row);
+                out.write_all(csv_record(f.iter().map(|c| c.as_deref().unwrap_or(""))).as_bytes())?;
+            }
+            // CSV has no place for it: the summary goes to standard error.
+            if let Some(summary) = &summary {
+                eprint!("{}", summary_text(summary, &args.label()));
+            }
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = jobs
+                .iter()
+                .map(|r| {
+                    fields(r)
+                        .into_iter()
+                        .map(|c| one_line(c.unwrap_or_else(|| "-".to_owned())))
+                        .collect()
+                })
+                .collect();
+            out.write_all(table(&COLUMNS, &rows).as_bytes())?;
+            if let Some(summary) = &summary {
+                writeln!(out)?;
+                out.write_all(summary_text(summary, &args.label()).as_bytes())?;
+            }
+        }
+    }
+    if limit.is_some_and(|l| jobs.len() as u64 >= u64::from(l)) {
+        eprintln!(
+            "(the newest {} jobs; --limit N or --limit 0 for more)",
+            jobs.len()
+        );
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints the summary every [`WATCH_INTERVAL`] until the batch has jobs and none is pending.
+/// Jobs still queued and not yet received by a worker have no row, so an empty batch is
+/// waited for rather than taken as finished.
+async fn watch(
+    args: &ReportArgs,
+    pool: &sqlx::PgPool,
+    out: &mut dyn Write,
+) -> Result<(), ReportError> {
+    let filter = args.filter();
+    loop {
+        let summary = storage::report_summary(pool, &filter).await?;
+        let now = timestamp(OffsetDateTime::now_utc());
+        match args.format {
+            Format::Json => {
+                let mut doc = summary_json(&summary);
+                doc["at"] = json!(now);
+                writeln!(out, "{doc}")?;
+            }
+            Format::Table | Format::Csv => {
+                writeln!(out, "[{now}]")?;
+                out.write_all(summary_text(&summary, &args.label()).as_bytes())?;
+            }
+        }
+        out.flush()?;
+        if summary.total() > 0 && summary.count(JobStatus::Pending) == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(WATCH_INTERVAL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_units() {
+        assert_eq!(parse_since("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_since("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_since("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_since(" 7d "), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_since("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_since("0s"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn since_refuses_what_it_cannot_read() {
+        assert_eq!(parse_since(""), Err(SinceError::Empty));
+        for bad in ["2", "h", "2x", "2H", "-2h", "2.5h", "2 h", "1h30", "2hh"] {
+            assert!(
+                matches!(parse_since(bad), Err(SinceError::Invalid(_))),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(matches!(
+            parse_since("99999999999999999999s"),
+            Err(SinceError::Overflow(_))
+        ));
+        assert!(matches!(
+            parse_since("999999999999d"),
+            Err(SinceError::Overflow(_))
+        ));
+    }
+
+    #[test]
+    fn csv_quoting_follows_rfc_4180() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field(""), "");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_field("cr\r"), "\"cr\r\"");
+        assert_eq!(csv_field(" spaced "), " spaced ");
+        assert_eq!(
+            csv_record(["a", "b,c", "", "\""]),
+            "a,\"b,c\",,\"\"\"\"\r\n"
+        );
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["id", "status"],
+            &[
+                vec!["1".into(), "succeeded".into()],
+                vec!["22222".into(), "-".into()],
+            ],
+        );
+        assert_eq!(t, "id     status\n1      succeeded\n22222  -\n");
+    }
+
+    #[test]
+    fn summary_text_lists_failures() {
+        let s = ReportSummary {
+            by_status: vec![("pending".into(), 0), ("failed".into(), 2)],
+            calls: 3,
+            retried_attempts: 1,
+            failures_by_code: vec![("InvalidCaster.NotFound".into(), 2)],
+            ..Default::default()
+        };
+        let text = summary_text(&s, "batch b");
+        assert!(
+            text.starts_with("batch b: 2 jobs: pending 0, failed 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("retried attempts 1"));
+        assert!(text.contains("  InvalidCaster.NotFound  2\n"));
+        let j = summary_json(&s);
+        assert_eq!(j["by_status"]["failed"], 2);
+        assert_eq!(j["failures_by_error_code"]["InvalidCaster.NotFound"], 2);
+        assert!(j["first_call"].is_null());
+    }
+}
