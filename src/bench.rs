@@ -141,7 +141,7 @@ async fn measure(
     let ids: Vec<String> = (0..studios).map(|i| format!("bench-studio-{i}")).collect();
     let plan = stopcaster::enqueue::plan(ids, None, Some(format!("bench-{prefix}")))?;
     let enqueue_started = Instant::now();
-    let published = stopcaster::enqueue::publish(&args.amqp_url, &names, &plan).await?;
+    let published = stopcaster::enqueue::publish(&args.amqp_url, &names, &plan, |_| {}).await?;
     let enqueue_time = enqueue_started.elapsed();
     if published.unconfirmed > 0 {
         bail!("{} jobs not confirmed", published.unconfirmed);

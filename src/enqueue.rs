@@ -2,7 +2,8 @@
 
 use std::collections::HashSet;
 
-use futures_util::future::join_all;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use lapin::options::BasicPublishOptions;
 use serde_json::json;
 
@@ -102,15 +103,17 @@ pub struct PublishReport {
 
 /// Publishes every job of the plan (persistent, mandatory) and waits for all confirms.
 /// Publishing is pipelined: confirms are awaited together, so thousands take seconds.
+/// `progress` is told the running report after each confirm.
 pub async fn publish(
     amqp_url: &str,
     names: &Names,
     plan: &Plan,
+    mut progress: impl FnMut(&PublishReport),
 ) -> Result<PublishReport, EnqueueError> {
     let connection = broker::connect(amqp_url, "stopcaster enqueue").await?;
     let channel = broker::confirm_channel(&connection).await?;
     broker::declare_topology(&channel, names).await?;
-    let mut pending = Vec::with_capacity(plan.jobs.len());
+    let mut pending = FuturesUnordered::new();
     let mut report = PublishReport::default();
     for (job_id, caster) in &plan.jobs {
         let body = job_body(*job_id, caster, plan.region.as_ref(), &plan.batch_id);
@@ -134,7 +137,7 @@ pub async fn publish(
             }
         }
     }
-    for confirmation in join_all(pending).await {
+    while let Some(confirmation) = pending.next().await {
         match confirmation {
             Ok(c) if c.is_ack() => match c.take_message() {
                 None => report.confirmed += 1,
@@ -142,6 +145,7 @@ pub async fn publish(
             },
             _ => report.unconfirmed += 1,
         }
+        progress(&report);
     }
     let _ = channel.close(200, "done".into()).await;
     let _ = connection.close(200, "done".into()).await;

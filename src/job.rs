@@ -228,8 +228,12 @@ impl Step<'_> {
         let mut wait = Duration::from_millis(100);
         loop {
             match op().await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    self.ctx.metrics.set_database_up(true);
+                    return Ok(v);
+                }
                 Err(e) if storage::is_transient(&e) => {
+                    self.ctx.metrics.set_database_up(false);
                     if self.held() + wait > self.ctx.hold_cap {
                         return Err(Interrupt::Requeue);
                     }

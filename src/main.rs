@@ -191,9 +191,43 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             for dup in &plan.duplicates {
                 eprintln!("duplicate CasterId {dup}: enqueued once");
             }
-            let report =
-                enqueue::publish(&broker.amqp_url, &Names::new(&broker.queue_prefix), &plan)
-                    .await?;
+            let total = plan.jobs.len();
+            let started = std::time::Instant::now();
+            let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+                let bar = indicatif::ProgressBar::new(total as u64);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:40} {pos}/{len} confirmed ({per_sec}, {eta} left)",
+                    )
+                    .expect("a valid template"),
+                );
+                bar
+            });
+            // Plain lines when not on a terminal: one per tenth of the batch.
+            let step = total.div_ceil(10).max(1);
+            let report = enqueue::publish(
+                &broker.amqp_url,
+                &Names::new(&broker.queue_prefix),
+                &plan,
+                |r| {
+                    let done = r.confirmed + r.unconfirmed;
+                    match &bar {
+                        Some(bar) => bar.set_position(done as u64),
+                        None if done % step == 0 || done == total => {
+                            eprintln!("{done}/{total} confirmed")
+                        }
+                        None => {}
+                    }
+                },
+            )
+            .await?;
+            if let Some(bar) = bar {
+                bar.finish();
+            }
+            eprintln!(
+                "{total} jobs published in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
             println!("{}", plan.batch_id);
             eprintln!(
                 "{} jobs confirmed in batch {}",

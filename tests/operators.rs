@@ -519,3 +519,89 @@ async fn a_replayed_malformed_message_is_rejected_again() {
     assert_eq!(letters[0].0, b"not json");
     assert_eq!(letters[0].1.as_deref(), Some(id.to_string().as_str()));
 }
+
+#[tokio::test]
+async fn enqueue_reads_a_file_dedupes_and_confirms_ten_thousand_jobs() {
+    let env = env_with(&[]).await;
+    let dir = std::env::temp_dir().join(common::unique("enqueue"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("studios.txt");
+    let mut text = String::from("# end of show 42\n\n");
+    for i in 0..10_000 {
+        text.push_str(&format!("  studio-{i}  \n"));
+    }
+    text.push_str("studio-7\n# repeated above\n");
+    std::fs::write(&file, text).unwrap();
+    let started = std::time::Instant::now();
+    let out = env.run_cli(
+        &[
+            "enqueue",
+            "--file",
+            file.to_str().unwrap(),
+            "--batch",
+            "show-42",
+            "--region",
+            "cn-beijing",
+        ],
+        &[],
+    );
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "show-42");
+    assert!(stderr.contains("duplicate CasterId studio-7"), "{stderr}");
+    assert!(
+        stderr.contains("10000/10000 confirmed"),
+        "plain progress lines off a terminal: {stderr}"
+    );
+    assert_eq!(queue_len(&env, &env.names().jobs).await, 10_000);
+    assert!(took < Duration::from_secs(60), "10,000 ids took {took:?}");
+    eprintln!("enqueue of 10,000 ids took {took:?}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn metrics_health_and_readiness_after_a_small_batch() {
+    let env = env_with(&["m-1", "m-2", "m-3"]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let worker = env.spawn_worker(&[
+        ("STOPCASTER_QPS", "1000"),
+        ("STOPCASTER_METRICS_ADDR", addr.as_str()),
+    ]);
+    worker.wait_ready().await;
+    env.publish_jobs(&["m-1".into(), "m-2".into(), "m-3".into(), "m-unknown".into()])
+        .await;
+    env.wait_terminal(4, WAIT).await;
+    let get = |path: &str| {
+        let url = format!("http://{addr}{path}");
+        let http = env.http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(get("/readyz").await.0, 200);
+    let (status, text) = get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "stopcaster_jobs_total{status=\"succeeded\"} 3",
+        "stopcaster_jobs_total{status=\"failed\"} 1",
+        "stopcaster_attempts_total{outcome=\"ok\",code=\"\"} 3",
+        "stopcaster_attempts_total{outcome=\"permanent\",code=\"InvalidCaster.NotFound\"} 1",
+        "stopcaster_api_latency_seconds_count 4",
+        "stopcaster_broker_connected 1",
+        "stopcaster_database_connected 1",
+        "stopcaster_jobs_in_flight 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+}
