@@ -35,6 +35,10 @@ pub struct BenchArgs {
     /// Latency the stand-in adds to each call, in milliseconds.
     #[arg(long, default_value_t = 30)]
     latency_ms: u64,
+    /// An uncoordinated second client on the same AccessKeyId, calling this many times per
+    /// second (as the console or another tool would): measures the adaptive pacer.
+    #[arg(long, default_value_t = 0)]
+    competitor_qps: u32,
     /// Pipeline ceiling: quota lifted, no latency; reports throughput and the worker's cost.
     #[arg(long)]
     ceiling: bool,
@@ -168,6 +172,8 @@ async fn measure(
         .collect::<Result<_, _>>()
         .context("starting workers")?;
     let started = Instant::now();
+    let competitor = (args.competitor_qps > 0)
+        .then(|| tokio::spawn(compete(fake.endpoint(), args.competitor_qps)));
     let timeout = Duration::from_secs(60)
         + Duration::from_secs_f64(studios as f64 / f64::from(qps.min(100_000)) * 3.0);
     loop {
@@ -183,12 +189,25 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    if let Some(c) = competitor {
+        c.abort();
+    }
     let costs: Vec<(f64, u64)> = workers.iter().filter_map(WorkerProc::cost).collect();
     for w in &mut workers {
         w.terminate();
     }
     let stats = fake.stats();
-    let calls = fake.calls();
+    let all_calls = fake.calls();
+    let is_ours = |c: &&fake_live::CallLogEntry| {
+        c.caster_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("bench-studio-"))
+    };
+    let calls: Vec<&fake_live::CallLogEntry> = all_calls.iter().filter(is_ours).collect();
+    let throttled_ours = calls
+        .iter()
+        .filter(|c| c.code.as_deref() == Some("Throttling.User"))
+        .count();
     let succeeded: i64 =
         sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs WHERE status = 'succeeded'")
             .fetch_one(pool)
@@ -217,8 +236,20 @@ async fn measure(
         studios as f64 / enqueue_time.as_secs_f64()
     );
     println!("succeeded: {succeeded}");
-    println!("calls: {}", stats.total);
-    println!("throttled: {}", stats.throttled);
+    println!("calls: {}", calls.len());
+    println!("throttled: {throttled_ours}");
+    if args.competitor_qps > 0 {
+        let theirs: Vec<_> = all_calls.iter().filter(|c| !is_ours(c)).collect();
+        let refused = theirs
+            .iter()
+            .filter(|c| c.code.as_deref() == Some("Throttling.User"))
+            .count();
+        println!(
+            "competitor: {} calls at {}/s, {refused} throttled",
+            theirs.len(),
+            args.competitor_qps
+        );
+    }
     if args.ceiling {
         let (first, last): (time::OffsetDateTime, time::OffsetDateTime) =
             sqlx::query_as("SELECT min(started_at), max(finished_at) FROM caster_stop_attempts")
@@ -251,10 +282,29 @@ async fn measure(
             (Some(a), Some(b)) => (b - a).as_seconds_f64(),
             _ => f64::NAN,
         };
-        let ideal = (studios as f64 - 1.0) / f64::from(qps);
+        // With a competitor, the quota left to us is what the ideal is measured against.
+        let available = f64::from(qps.saturating_sub(args.competitor_qps).max(1));
+        let ideal = (studios as f64 - 1.0) / available;
         println!("makespan: {makespan:.3} s (first to last successful call at the stand-in)");
-        println!("ideal: {ideal:.3} s ((N-1)/QPS)");
+        println!("ideal: {ideal:.3} s ((N-1)/QPS available to the workers)");
         println!("efficiency: {:.4}", ideal / makespan);
+        if let Some(first) = first {
+            let at: Vec<String> = calls
+                .iter()
+                .filter(|c| c.code.as_deref() == Some("Throttling.User"))
+                .filter_map(|c| {
+                    time::OffsetDateTime::parse(
+                        &c.time,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok()
+                })
+                .map(|t| format!("{:.3}", (t - first).as_seconds_f64()))
+                .collect();
+            if !at.is_empty() {
+                println!("throttled_at_s: {}", at.join(" "));
+            }
+        }
         println!(
             "max_calls_in_any_1s_window: {}",
             stats.max_in_any_1s_window.get(KEY_ID).copied().unwrap_or(0)
@@ -266,6 +316,34 @@ async fn measure(
         );
     }
     Ok(())
+}
+
+/// Calls StopCaster `qps` times a second with the bench's key, on its own studios, ignoring
+/// every answer, until aborted.
+async fn compete(endpoint: String, qps: u32) {
+    let client =
+        match stopcaster::api::LiveClient::new(&stopcaster::api::ClientConfig::new(endpoint)) {
+            Ok(c) => c,
+            Err(_) => return,
+        };
+    let credentials = stopcaster::credentials::Credentials::new(KEY_ID, KEY_SECRET);
+    let region = stopcaster::domain::RegionId::parse("cn-shanghai").expect("a valid region");
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / qps);
+    for i in 0u64.. {
+        tick.tick().await;
+        let caster =
+            stopcaster::domain::CasterId::parse(&format!("competitor-{i}")).expect("a valid id");
+        let client = client.clone();
+        let credentials = credentials.clone();
+        let region = region.clone();
+        tokio::spawn(async move {
+            let request = stopcaster::api::StopCasterRequest {
+                caster_id: &caster,
+                region_id: &region,
+            };
+            client.stop_caster(&credentials, request).await;
+        });
+    }
 }
 
 async fn cleanup(args: &BenchArgs, pool: &PgPool, db_name: &str, prefix: &str) {
