@@ -371,7 +371,12 @@ async fn run_worker(
         margin,
     };
     let pacer = match args.pacer.as_str() {
-        "shared" => Pacer::Shared(SharedPacer::new(pool.clone(), rates)),
+        "shared" => Pacer::Shared(SharedPacer::new(
+            storage::pacer_pool(&database.database_url)
+                .await
+                .context("connecting the pacer")?,
+            rates,
+        )),
         "local" => Pacer::Local(LocalPacer::new(rates)),
         other => bail!("STOPCASTER_PACER must be shared or local, not {other:?}"),
     };

@@ -280,12 +280,16 @@ impl LocalPacer {
     }
 }
 
-/// GCRA in a Postgres row per account (`stopcaster_pacer`), on the database's clock.
+/// GCRA in a Postgres row per account (`stopcaster_pacer`), on the database's clock. Give it
+/// a pool from [`crate::storage::pacer_pool`]: its commits skip the WAL flush, which is slow
+/// and uneven on a busy disk, and the schedule needs no durability (after a database crash it
+/// simply starts from now).
 #[derive(Clone)]
 pub struct SharedPacer {
     pool: PgPool,
     rates: Arc<dyn Fn(&str) -> Rate + Send + Sync>,
     gates: LocalGates,
+    clock: Arc<Mutex<ClockSync>>,
 }
 
 impl SharedPacer {
@@ -294,6 +298,10 @@ impl SharedPacer {
             pool,
             rates: Arc::new(rates),
             gates: LocalGates::default(),
+            clock: Arc::new(Mutex::new(ClockSync::new(
+                Instant::now(),
+                time::OffsetDateTime::now_utc(),
+            ))),
         }
     }
 
@@ -301,9 +309,17 @@ impl SharedPacer {
         let gate = self.gates.gate(account);
         let _one_at_a_time = gate.lock().await;
         let period = (self.rates)(account).period();
-        let (slot, wait) =
+        let asked = Instant::now();
+        let reservation =
             crate::storage::reserve_pacer_slot(&self.pool, account, period, RECOVERY_STEP).await?;
-        let at = Instant::now() + wait;
+        let answered = Instant::now();
+        let at = {
+            let mut clock = self.clock.lock().expect("pacer clock poisoned");
+            clock.observe(asked, answered, reservation.now);
+            clock.to_local(reservation.slot)
+        };
+        let slot = reservation.slot;
+        let wait = at.saturating_duration_since(answered);
         tokio::time::sleep_until(at - PREPARE_LEAD).await;
         Ok(Slot {
             at,
@@ -328,6 +344,82 @@ impl SharedPacer {
             MAX_SLOWDOWN,
         )
         .await
+    }
+}
+
+/// Maps the database's clock onto this process's monotonic clock, the way NTP does: every
+/// reservation is a sample (asked, answered, the database's reading, which lies between the
+/// two), and the sample with the shortest round trip bounds the offset most tightly. A kept
+/// sample counts as a millisecond worse per second of age, so the estimate follows drift.
+/// Mapping a slot through the offset, rather than adding the database's "wait" to the time of
+/// the answer, keeps a slow answer (a commit, a busy backend) from shifting a single call.
+#[derive(Clone, Debug)]
+pub struct ClockSync {
+    base: Instant,
+    base_wall: time::OffsetDateTime,
+    best: Option<ClockSample>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ClockSample {
+    rtt: Duration,
+    /// Database clock minus local wall clock, in seconds.
+    offset: f64,
+    taken: Instant,
+}
+
+/// Ageing of a kept sample: this much round trip per second of age.
+const SAMPLE_AGEING: f64 = 1e-3;
+
+impl ClockSync {
+    pub fn new(base: Instant, base_wall: time::OffsetDateTime) -> Self {
+        Self {
+            base,
+            base_wall,
+            best: None,
+        }
+    }
+
+    fn wall(&self, at: Instant) -> f64 {
+        let base = self.base_wall.unix_timestamp_nanos() as f64 / 1e9;
+        if at >= self.base {
+            base + (at - self.base).as_secs_f64()
+        } else {
+            base - (self.base - at).as_secs_f64()
+        }
+    }
+
+    /// Takes a sample: the database read `db_now` between `asked` and `answered`.
+    pub fn observe(&mut self, asked: Instant, answered: Instant, db_now: time::OffsetDateTime) {
+        let rtt = answered.saturating_duration_since(asked);
+        let mid = asked + rtt / 2;
+        let offset = db_now.unix_timestamp_nanos() as f64 / 1e9 - self.wall(mid);
+        let keep = self.best.is_some_and(|b| {
+            let aged = b.rtt.as_secs_f64()
+                + answered.saturating_duration_since(b.taken).as_secs_f64() * SAMPLE_AGEING;
+            aged < rtt.as_secs_f64()
+        });
+        if !keep {
+            self.best = Some(ClockSample {
+                rtt,
+                offset,
+                taken: answered,
+            });
+        }
+    }
+
+    /// The local instant of a database time (the base instant if no sample was taken yet).
+    pub fn to_local(&self, db_time: time::OffsetDateTime) -> Instant {
+        let offset = self.best.map(|b| b.offset).unwrap_or(0.0);
+        let local_wall = db_time.unix_timestamp_nanos() as f64 / 1e9 - offset;
+        let since_base = local_wall - self.wall(self.base);
+        if since_base >= 0.0 {
+            self.base + Duration::from_secs_f64(since_base)
+        } else {
+            self.base
+                .checked_sub(Duration::from_secs_f64(-since_base))
+                .unwrap_or(self.base)
+        }
     }
 }
 
@@ -371,6 +463,44 @@ mod tests {
             steps += 1;
         }
         assert_eq!(steps, 13);
+    }
+
+    #[test]
+    fn clock_sync_trusts_the_tightest_round_trip() {
+        let base = Instant::now();
+        let wall = time::macros::datetime!(2026-01-01 00:00:00 UTC);
+        let mut clock = ClockSync::new(base, wall);
+        // The database is 2 s ahead. A slow sample (the reading came 40 ms into an 50 ms trip)
+        // then a tight one.
+        let db = |local_ms: u64| wall + time::Duration::milliseconds(local_ms as i64 + 2000);
+        let ms = |n: u64| base + Duration::from_millis(n);
+        clock.observe(ms(100), ms(150), db(140));
+        clock.observe(ms(200), ms(201), db(200));
+        // A later slow sample does not replace the tight one.
+        clock.observe(ms(300), ms(360), db(310));
+        let slot = db(1000);
+        let local = clock.to_local(slot);
+        let err = local.max(ms(1000)) - local.min(ms(1000));
+        assert!(err <= Duration::from_micros(600), "off by {err:?}");
+    }
+
+    #[test]
+    fn clock_sync_follows_drift_with_ageing() {
+        let base = Instant::now();
+        let wall = time::macros::datetime!(2026-01-01 00:00:00 UTC);
+        let mut clock = ClockSync::new(base, wall);
+        clock.observe(base, base + Duration::from_millis(1), wall);
+        // Ten seconds later a 5 ms sample beats the aged 1 ms one (1 + 10 = 11 ms).
+        let later = base + Duration::from_secs(10);
+        clock.observe(
+            later,
+            later + Duration::from_millis(5),
+            wall + time::Duration::milliseconds(10_003),
+        );
+        let local = clock.to_local(wall + time::Duration::milliseconds(10_003));
+        let want = later + Duration::from_micros(2500);
+        let err = local.max(want) - local.min(want);
+        assert!(err < Duration::from_micros(10), "off by {err:?}");
     }
 
     #[tokio::test(start_paused = true)]
