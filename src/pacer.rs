@@ -11,8 +11,9 @@
 //! holds at most one reserved slot per account at a time (a local lock), so a process that stops
 //! can waste at most one slot, and it hands that one back if nobody reserved after it.
 //!
-//! Calls go out on time: [`Pacer::acquire`] returns a little before the slot (`PREPARE_LEAD`),
-//! the caller records its attempt, then waits for [`Slot::due`] and sends. A call that still
+//! Calls go out on time: slots are handed out at least `PREPARE_LEAD` (25 ms) ahead, and
+//! [`Pacer::acquire`] returns that much before the slot, so the caller records its attempt,
+//! then waits for [`Slot::due`] and sends. A call that still
 //! leaves late (a slow database, a pause) pushes the schedule back by its lateness
 //! ([`Pacer::sent`]), so the calls after it keep their distance from it, and no window of one
 //! second at the server holds more than `qps` calls. Lateness up to half the margin is let
@@ -231,7 +232,7 @@ impl LocalPacer {
                 .entry(account.to_owned())
                 .or_insert((Duration::ZERO, 1.0));
             let now = self.epoch.elapsed();
-            let (slot, tat) = gcra_step(entry.0, now, period.mul_f64(entry.1));
+            let (slot, tat) = gcra_step(entry.0, now + PREPARE_LEAD, period.mul_f64(entry.1));
             *entry = (tat, recovered(entry.1));
             (slot, slot.saturating_sub(now))
         };
@@ -310,8 +311,14 @@ impl SharedPacer {
         let _one_at_a_time = gate.lock().await;
         let period = (self.rates)(account).period();
         let asked = Instant::now();
-        let reservation =
-            crate::storage::reserve_pacer_slot(&self.pool, account, period, RECOVERY_STEP).await?;
+        let reservation = crate::storage::reserve_pacer_slot(
+            &self.pool,
+            account,
+            period,
+            RECOVERY_STEP,
+            PREPARE_LEAD,
+        )
+        .await?;
         let answered = Instant::now();
         let at = {
             let mut clock = self.clock.lock().expect("pacer clock poisoned");
@@ -516,8 +523,8 @@ mod tests {
             }
             last = Some(slot.at);
         }
-        // Another account has its own quota.
+        // Another account has its own quota: only the preparation lead, no queueing.
         let other = pacer.acquire("b").await.unwrap();
-        assert_eq!(other.wait, Duration::ZERO);
+        assert_eq!(other.wait, PREPARE_LEAD);
     }
 }

@@ -416,16 +416,18 @@ pub struct Reservation {
     pub now: OffsetDateTime,
 }
 
-/// Takes the next slot of `account`'s shared schedule.
+/// Takes the next slot of `account`'s shared schedule, at least `lead` from now.
 pub async fn reserve_pacer_slot(
     pool: &PgPool,
     account: &str,
     period: Duration,
     recovery_step: f64,
+    lead: Duration,
 ) -> Result<Reservation, sqlx::Error> {
     let sql = "UPDATE stopcaster_pacer p
-         SET last_slot = greatest(p.tat, c.now),
-             tat = greatest(p.tat, c.now) + make_interval(secs => $2 * p.slowdown),
+         SET last_slot = greatest(p.tat, c.now + make_interval(secs => $4)),
+             tat = greatest(p.tat, c.now + make_interval(secs => $4))
+                   + make_interval(secs => $2 * p.slowdown),
              slowdown = greatest(1.0, p.slowdown - $3)
          FROM (SELECT clock_timestamp() AS now) c
          WHERE p.account = $1
@@ -435,6 +437,7 @@ pub async fn reserve_pacer_slot(
             .bind(account)
             .bind(period.as_secs_f64())
             .bind(recovery_step)
+            .bind(lead.as_secs_f64())
             .fetch_optional(pool)
             .await?;
         if let Some(row) = row {
