@@ -497,3 +497,81 @@ async fn jobs_use_the_account_they_name() {
     assert_eq!(dead[0].2.as_deref(), Some("UnknownAccount"));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn a_delivery_held_past_the_cap_is_republished_with_its_attempts() {
+    let env = fast_env().await;
+    env.fake.push_faults([Fault::Status503]);
+    // A hold cap of 0 s: any backoff outlives the delivery, so the retry must go through a
+    // republished copy, which waits out the backoff recorded in the database.
+    let worker = env.spawn_worker(&[
+        ("STOPCASTER_QPS", "1000"),
+        ("STOPCASTER_HOLD_CAP_S", "0"),
+        ("STOPCASTER_BACKOFF_INITIAL_MS", "300"),
+        ("STOPCASTER_BACKOFF_MAX_MS", "300"),
+    ]);
+    let ids = env.publish_jobs(&["studio-held".to_owned()]).await;
+    env.wait_terminal(1, Duration::from_secs(30)).await;
+    let row = env.job(ids[0]).await;
+    assert_eq!(row["status"], "succeeded");
+    assert_eq!(
+        row["attempts"], 2,
+        "the attempt count survived the republish"
+    );
+    let attempts = env.attempts(ids[0]).await;
+    assert_eq!(attempts[0]["outcome"], "retryable");
+    assert_eq!(attempts[1]["outcome"], "ok");
+    worker.wait_log("republished", Duration::from_secs(5)).await;
+    // Exactly one row: the copy carried the same job id.
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(queue_len(&env).await, 0);
+}
+
+// Multi-threaded: `run_cli` blocks its thread while the in-process stand-in answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_command_prints_the_request_id_or_the_error_with_exit_codes() {
+    let env = fast_env().await;
+    let ok = env.run_cli(&["stop", "studio-cli"], &[]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let request_id = String::from_utf8(ok.stdout).unwrap().trim().to_owned();
+    assert_eq!(request_id, env.fake.calls()[0].request_id);
+    let again = env.run_cli(&["stop", "studio-cli", "--region", "cn-beijing"], &[]);
+    assert_eq!(again.status.code(), Some(3), "permanent");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.starts_with("IncorrectSceneStatus: "), "{stderr}");
+    assert!(
+        stderr.contains(&format!("(RequestId {})", env.fake.calls()[1].request_id)),
+        "{stderr}"
+    );
+    env.fake.push_faults([Fault::Status503]);
+    let busy = env.run_cli(&["stop", "studio-cli-2"], &[]);
+    assert_eq!(busy.status.code(), Some(4), "retryable");
+    let refused = env.run_cli(
+        &["stop", "studio-cli-2"],
+        &[("STOPCASTER_ENDPOINT", "http://127.0.0.1:9")],
+    );
+    assert_eq!(refused.status.code(), Some(5), "transport");
+    assert!(String::from_utf8_lossy(&refused.stderr).starts_with("Transport.Connect: "));
+    let no_creds = env.run_cli(
+        &["stop", "studio-cli-2"],
+        &[("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "")],
+    );
+    assert_eq!(no_creds.status.code(), Some(1), "configuration");
+    for out in [
+        &again.stderr,
+        &busy.stderr,
+        &refused.stderr,
+        &no_creds.stderr,
+    ] {
+        assert!(!String::from_utf8_lossy(out).contains(KEY_SECRET));
+    }
+}
