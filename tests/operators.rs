@@ -95,24 +95,6 @@ fn ts(value: &Value) -> Option<OffsetDateTime> {
         .map(|s| OffsetDateTime::parse(s, &Rfc3339).unwrap_or_else(|e| panic!("{s:?}: {e}")))
 }
 
-/// Number of messages ready in a queue.
-async fn queue_len(env: &TestEnv, queue: &str) -> u32 {
-    let (conn, ch) = env.amqp().await;
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    conn.close(200, "".into()).await.ok();
-    q.message_count()
-}
-
 /// Waits until the job's dead letter is confirmed in `P.dead` (the worker notes it after the
 /// broker's confirm).
 async fn wait_dead_lettered(env: &TestEnv, id: uuid::Uuid) {
@@ -402,7 +384,7 @@ async fn a_dead_letter_is_listed_kept_and_replayed_once() {
         assert_eq!(m["caster_id"], "dl-ghost");
         assert_eq!(m["batch_id"], "dl");
         assert_eq!(m["reason"], "InvalidCaster.NotFound");
-        assert_eq!(queue_len(&env, &dead).await, 1, "list keeps the message");
+        assert_eq!(env.queue_len(&dead).await, 1, "list keeps the message");
     }
     let table = cli_ok(&env, &["dead-letters", "list"]);
     assert!(table.contains(&id.to_string()) && table.contains("InvalidCaster.NotFound"));
@@ -412,7 +394,7 @@ async fn a_dead_letter_is_listed_kept_and_replayed_once() {
     let out = env.run_cli(&["dead-letters", "replay", &stranger], &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&stranger));
-    assert_eq!(queue_len(&env, &dead).await, 1);
+    assert_eq!(env.queue_len(&dead).await, 1);
     assert_eq!(env.job(id).await["status"], "failed");
 
     // The studio exists now: the replay lets the worker stop it.
@@ -443,7 +425,7 @@ async fn a_dead_letter_is_listed_kept_and_replayed_once() {
     assert_eq!(row["conclusion"], "stopped");
     assert!(row["dead_lettered_at"].is_null());
     assert_eq!(env.fake.caster("dl-ghost"), Some(StudioState::Stopped));
-    assert_eq!(queue_len(&env, &dead).await, 0, "the dead letter is gone");
+    assert_eq!(env.queue_len(&dead).await, 0, "the dead letter is gone");
     let replays = sqlx::query(
         "SELECT previous_status, previous_error_code, reason, reopened FROM caster_stop_replays
          WHERE job_id = $1",
@@ -478,7 +460,7 @@ async fn a_dead_letter_is_listed_kept_and_replayed_once() {
         .await
         .unwrap();
     assert_eq!(n, 1);
-    assert_eq!(queue_len(&env, &env.names().jobs).await, 0);
+    assert_eq!(env.queue_len(&env.names().jobs).await, 0);
     assert_eq!(
         env.fake.calls().len(),
         2,
@@ -506,7 +488,7 @@ async fn a_replayed_malformed_message_is_rejected_again() {
     common::wait_for(WAIT, || {
         let env = &env;
         let dead = dead.clone();
-        async move { queue_len(env, &dead).await == 1 }
+        async move { env.queue_len(&dead).await == 1 }
     })
     .await
     .expect("back in P.dead");
@@ -554,7 +536,7 @@ async fn enqueue_reads_a_file_dedupes_and_confirms_ten_thousand_jobs() {
         stderr.contains("10000/10000 confirmed"),
         "plain progress lines off a terminal: {stderr}"
     );
-    assert_eq!(queue_len(&env, &env.names().jobs).await, 10_000);
+    assert_eq!(env.queue_len(&env.names().jobs).await, 10_000);
     assert!(took < Duration::from_secs(60), "10,000 ids took {took:?}");
     eprintln!("enqueue of 10,000 ids took {took:?}");
     std::fs::remove_dir_all(dir).ok();

@@ -274,7 +274,7 @@ async fn the_same_job_published_twice_calls_once() {
     env.wait_terminal(1, Duration::from_secs(30)).await;
     common::wait_for(Duration::from_secs(30), || {
         let env = &env;
-        async move { queue_len(env).await == 0 }
+        async move { env.queue_len(&env.names().jobs).await == 0 }
     })
     .await
     .expect("all copies acknowledged");
@@ -285,23 +285,6 @@ async fn the_same_job_published_twice_calls_once() {
         .unwrap();
     assert_eq!(n, 1);
     assert_eq!(env.job(id).await["attempts"], 1);
-}
-
-async fn queue_len(env: &TestEnv) -> u32 {
-    let (conn, ch) = env.amqp().await;
-    let q = ch
-        .queue_declare(
-            env.names().jobs.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    conn.close(200, "".into()).await.ok();
-    q.message_count()
 }
 
 #[tokio::test]
@@ -388,7 +371,10 @@ async fn sigterm_drains_and_exits_zero() {
         "in-flight calls finished and were recorded before exit"
     );
     // The rest is still queued for the next worker.
-    assert_eq!(queue_len(&env).await as i64, casters.len() as i64 - calls);
+    assert_eq!(
+        env.queue_len(&env.names().jobs).await as i64,
+        casters.len() as i64 - calls
+    );
 }
 
 #[tokio::test]
@@ -528,7 +514,7 @@ async fn a_delivery_held_past_the_cap_is_republished_with_its_attempts() {
         .await
         .unwrap();
     assert_eq!(n, 1);
-    assert_eq!(queue_len(&env).await, 0);
+    assert_eq!(env.queue_len(&env.names().jobs).await, 0);
 }
 
 // Multi-threaded: `run_cli` blocks its thread while the in-process stand-in answers.

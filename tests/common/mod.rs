@@ -143,6 +143,24 @@ impl TestEnv {
         (conn, channel)
     }
 
+    /// Messages ready in `queue` (a passive declare).
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        let (conn, ch) = self.amqp().await;
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        conn.close(200, "".into()).await.ok();
+        q.message_count()
+    }
+
     /// Publishes raw bodies to `P.jobs` and waits for the broker's confirms.
     pub async fn publish_raw(&self, bodies: &[Vec<u8>]) {
         let (conn, channel) = self.amqp().await;
