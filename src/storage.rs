@@ -398,16 +398,6 @@ pub async fn is_dead_lettered(pool: &PgPool, job_id: JobId) -> Result<bool, sqlx
     Ok(done.unwrap_or(false))
 }
 
-/// The status of a job, if it exists.
-pub async fn job_status(pool: &PgPool, job_id: JobId) -> Result<Option<JobStatus>, sqlx::Error> {
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM caster_stop_jobs WHERE job_id = $1")
-            .bind(job_id.as_uuid())
-            .fetch_optional(pool)
-            .await?;
-    Ok(status.as_deref().and_then(JobStatus::parse))
-}
-
 /// A slot of the shared schedule, on the database's clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reservation {
@@ -521,16 +511,6 @@ pub async fn pacer_state(
         .fetch_optional(pool)
         .await?;
     Ok(row.map(|r| (r.get("tat"), r.get("slowdown"))))
-}
-
-/// Row counts by status (tests and `report`).
-pub async fn count_by_status(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT status, count(*) AS n FROM caster_stop_jobs GROUP BY status ORDER BY status",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.iter().map(|r| (r.get("status"), r.get("n"))).collect())
 }
 
 // ---- `stopcaster report` (src/report.rs) ----

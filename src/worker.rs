@@ -57,12 +57,22 @@ pub async fn run(
         max: Duration::from_secs(10),
     };
     let mut failures = 0u32;
+    let mut drained = false;
     while !shutdown.is_cancelled() {
+        let began = Instant::now();
         match session(&config, &ctx, &tracker, &permits, &shutdown).await {
-            Ok(()) => break,
+            Ok(()) => {
+                drained = true;
+                break;
+            }
             Err(e) => {
                 ctx.metrics.set_broker_up(false);
-                failures += 1;
+                // A session that lasted was a recovery, not a failing streak.
+                failures = if began.elapsed() > Duration::from_secs(60) {
+                    1
+                } else {
+                    failures + 1
+                };
                 let wait = reconnect
                     .ceiling(failures)
                     .mul_f64(0.5 + rand::random::<f64>() / 2.0);
@@ -74,18 +84,24 @@ pub async fn run(
             }
         }
     }
+    if !drained {
+        // Shutdown came while disconnected: jobs of earlier sessions may still be running.
+        drain(&tracker, config.drain_timeout).await;
+    }
+    Ok(())
+}
+
+/// Lets held jobs finish, at most `timeout`; what is left goes back to the queue when its
+/// channel closes.
+async fn drain(tracker: &TaskTracker, timeout: Duration) {
     tracker.close();
     info!(in_flight = tracker.len(), "draining");
-    if tokio::time::timeout(config.drain_timeout, tracker.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
         warn!(
             left = tracker.len(),
             "drain timed out; unfinished deliveries go back to the queue"
         );
     }
-    Ok(())
 }
 
 /// One connection's life: returns `Ok` after a clean shutdown, `Err` when the broker went away.
@@ -146,16 +162,7 @@ async fn session(
         let _ = consume
             .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await;
-        tracker.close();
-        if tokio::time::timeout(config.drain_timeout, tracker.wait())
-            .await
-            .is_err()
-        {
-            warn!(
-                left = tracker.len(),
-                "drain timed out; closing the channel requeues the rest"
-            );
-        }
+        drain(tracker, config.drain_timeout).await;
         close(&connection, &consume).await;
     }
     ended
