@@ -276,10 +276,7 @@ async fn measure(
         let times: Vec<time::OffsetDateTime> = calls
             .iter()
             .filter(|c| c.http_status == Some(200))
-            .filter_map(|c| {
-                time::OffsetDateTime::parse(&c.time, &time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
+            .filter_map(|c| call_time(c))
             .collect();
         let first = times.iter().min().copied();
         let last = times.iter().max().copied();
@@ -297,13 +294,7 @@ async fn measure(
             let at: Vec<String> = calls
                 .iter()
                 .filter(|c| c.code.as_deref() == Some("Throttling.User"))
-                .filter_map(|c| {
-                    time::OffsetDateTime::parse(
-                        &c.time,
-                        &time::format_description::well_known::Rfc3339,
-                    )
-                    .ok()
-                })
+                .filter_map(|c| call_time(c))
                 .map(|t| format!("{:.3}", (t - first).as_seconds_f64()))
                 .collect();
             if !at.is_empty() {
@@ -315,10 +306,7 @@ async fn measure(
         let mut admitted: Vec<time::OffsetDateTime> = all_calls
             .iter()
             .filter(|c| c.admitted)
-            .filter_map(|c| {
-                time::OffsetDateTime::parse(&c.time, &time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
+            .filter_map(call_time)
             .collect();
         admitted.sort();
         let span = admitted
@@ -337,6 +325,11 @@ async fn measure(
         );
     }
     Ok(())
+}
+
+/// When the stand-in decided a call (its log's RFC 3339 time).
+fn call_time(call: &fake_live::CallLogEntry) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(&call.time, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// Calls StopCaster `qps` times a second with the bench's key, on its own studios, ignoring

@@ -90,6 +90,14 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [JobStatus; 4] = [
+        JobStatus::Pending,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Rejected,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Pending => "pending",
@@ -100,13 +108,7 @@ impl JobStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => JobStatus::Pending,
-            "succeeded" => JobStatus::Succeeded,
-            "failed" => JobStatus::Failed,
-            "rejected" => JobStatus::Rejected,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
     }
 
     pub fn is_terminal(self) -> bool {
@@ -670,21 +672,16 @@ pub async fn report_summary(
         .iter()
         .map(|r| (r.get("status"), r.get("n")))
         .collect();
-    let by_status = [
-        JobStatus::Pending,
-        JobStatus::Succeeded,
-        JobStatus::Failed,
-        JobStatus::Rejected,
-    ]
-    .iter()
-    .map(|s| {
-        let n = counts
-            .iter()
-            .find(|(c, _)| c == s.as_str())
-            .map_or(0, |(_, n)| *n);
-        (s.as_str().to_owned(), n)
-    })
-    .collect();
+    let by_status = JobStatus::ALL
+        .iter()
+        .map(|s| {
+            let n = counts
+                .iter()
+                .find(|(c, _)| c == s.as_str())
+                .map_or(0, |(_, n)| *n);
+            (s.as_str().to_owned(), n)
+        })
+        .collect();
 
     let mut qb = sqlx::QueryBuilder::new(
         "SELECT count(*) AS calls, min(a.started_at) AS first_call, max(a.started_at) AS last_call,
