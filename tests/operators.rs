@@ -135,8 +135,10 @@ async fn report_csv_json_and_table_agree_with_the_database() {
         ],
     );
     assert_eq!(batch.trim(), "audit-1");
-    cli_ok(&env, &["enqueue", "rep-other", "--batch", "audit-2"]);
     let _worker = env.spawn_worker(FAST);
+    env.wait_terminal(4, WAIT).await;
+    // The faults form one global script: audit-2 goes in only once audit-1 has taken both.
+    cli_ok(&env, &["enqueue", "rep-other", "--batch", "audit-2"]);
     env.wait_terminal(5, WAIT).await;
 
     // What the tables say, independently of the report's queries.
