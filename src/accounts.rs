@@ -252,35 +252,19 @@ mod tests {
     #[test]
     fn explains_what_is_wrong() {
         let env = |_: &str| None;
-        let e = resolve_spec(
-            "x",
-            &spec(r#"{"aliyun_profile":"ram"}"#),
-            10,
-            &env,
-            Some(ALIYUN),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("RamRoleArn"), "{e}");
-        let e = resolve_spec(
-            "x",
-            &spec(r#"{"aliyun_profile":"nope"}"#),
-            10,
-            &env,
-            Some(ALIYUN),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("no profile"), "{e}");
-        let e = resolve_spec(
-            "x",
-            &spec(r#"{"access_key_id_env":"A","access_key_secret_env":"B"}"#),
-            10,
-            &env,
-            None,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("A is not set"), "{e}");
-        let e = resolve_spec("x", &spec(r#"{"qps":3}"#), 10, &env, None).unwrap_err();
-        assert!(e.to_string().contains("either"), "{e}");
+        for (json, profiles, expected) in [
+            (r#"{"aliyun_profile":"ram"}"#, Some(ALIYUN), "RamRoleArn"),
+            (r#"{"aliyun_profile":"nope"}"#, Some(ALIYUN), "no profile"),
+            (
+                r#"{"access_key_id_env":"A","access_key_secret_env":"B"}"#,
+                None,
+                "A is not set",
+            ),
+            (r#"{"qps":3}"#, None, "either"),
+        ] {
+            let e = resolve_spec("x", &spec(json), 10, &env, profiles).unwrap_err();
+            assert!(e.to_string().contains(expected), "{json}: {e}");
+        }
         assert!(
             serde_json::from_str::<AccountSpec>(r#"{"secret":"inline"}"#).is_err(),
             "no inline secrets"

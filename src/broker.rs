@@ -97,22 +97,7 @@ pub async fn declare_topology(channel: &Channel, names: &Names) -> Result<(), Br
         "x-queue-type".into(),
         AMQPValue::LongString("classic".into()),
     );
-    channel
-        .queue_declare(
-            names.dead.as_str().into(),
-            QueueDeclareOptions::durable(),
-            dead_args,
-        )
-        .await?;
-    channel
-        .queue_bind(
-            names.dead.as_str().into(),
-            names.dlx.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    declare_bound_queue(channel, &names.dead, dead_args, &names.dlx, "").await?;
     let mut jobs_args = FieldTable::default();
     jobs_args.insert(
         "x-queue-type".into(),
@@ -126,18 +111,31 @@ pub async fn declare_topology(channel: &Channel, names: &Names) -> Result<(), Br
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(names.dlx.as_str().into()),
     );
+    declare_bound_queue(
+        channel,
+        &names.jobs,
+        jobs_args,
+        &names.exchange,
+        STOP_ROUTING_KEY,
+    )
+    .await
+}
+
+async fn declare_bound_queue(
+    channel: &Channel,
+    queue: &str,
+    args: FieldTable,
+    exchange: &str,
+    routing_key: &str,
+) -> Result<(), BrokerError> {
     channel
-        .queue_declare(
-            names.jobs.as_str().into(),
-            QueueDeclareOptions::durable(),
-            jobs_args,
-        )
+        .queue_declare(queue.into(), QueueDeclareOptions::durable(), args)
         .await?;
     channel
         .queue_bind(
-            names.jobs.as_str().into(),
-            names.exchange.as_str().into(),
-            STOP_ROUTING_KEY.into(),
+            queue.into(),
+            exchange.into(),
+            routing_key.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )

@@ -195,17 +195,10 @@ async fn handle_delivery(
         shutdown,
     )
     .await;
-    let settled = match disposition {
-        Disposition::Ack => delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(broker::BrokerError::from),
-        Disposition::Requeue => delivery
-            .acker
-            .reject(BasicRejectOptions { requeue: true })
-            .await
-            .map_err(broker::BrokerError::from),
+    // Settle only once what the disposition asks for is confirmed; otherwise requeue.
+    let ack = match disposition {
+        Disposition::Ack => true,
+        Disposition::Requeue => false,
         Disposition::DeadLetter { job_id, reason } => {
             let props =
                 broker::dead_letter_properties(&delivery.properties, &job_id.to_string(), &reason);
@@ -215,19 +208,11 @@ async fn handle_delivery(
                         // The dead letter exists; at worst a redelivery publishes a second copy.
                         warn!(error = %e, "could not note the dead letter");
                     }
-                    delivery
-                        .acker
-                        .ack(BasicAckOptions::default())
-                        .await
-                        .map_err(Into::into)
+                    true
                 }
                 Err(e) => {
                     error!(error = %e, %job_id, "dead letter not confirmed; requeueing");
-                    delivery
-                        .acker
-                        .reject(BasicRejectOptions { requeue: true })
-                        .await
-                        .map_err(Into::into)
+                    false
                 }
             }
         }
@@ -240,22 +225,22 @@ async fn handle_delivery(
             match broker::publish_confirmed(publish, "", &names.jobs, &delivery.data, props).await {
                 Ok(()) => {
                     debug!(%job_id, "held too long; republished for a later delivery");
-                    delivery
-                        .acker
-                        .ack(BasicAckOptions::default())
-                        .await
-                        .map_err(Into::into)
+                    true
                 }
                 Err(e) => {
                     warn!(error = %e, %job_id, "republish failed; requeueing");
-                    delivery
-                        .acker
-                        .reject(BasicRejectOptions { requeue: true })
-                        .await
-                        .map_err(Into::into)
+                    false
                 }
             }
         }
+    };
+    let settled = if ack {
+        delivery.acker.ack(BasicAckOptions::default()).await
+    } else {
+        delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: true })
+            .await
     };
     if let Err(e) = settled {
         // The channel is gone: the broker requeues the message, and its next delivery finds the

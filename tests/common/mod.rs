@@ -224,27 +224,32 @@ impl TestEnv {
 
     /// Rows of `caster_stop_jobs` as JSON objects.
     pub async fn jobs(&self) -> Vec<Value> {
-        sqlx::query("SELECT to_jsonb(j) AS row FROM caster_stop_jobs j ORDER BY created_at, job_id")
-            .fetch_all(&self.pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<Value, _>("row"))
-            .collect()
+        self.json_rows(sqlx::query(
+            "SELECT to_jsonb(j) AS row FROM caster_stop_jobs j ORDER BY created_at, job_id",
+        ))
+        .await
     }
 
     pub async fn job(&self, id: uuid::Uuid) -> Value {
-        sqlx::query("SELECT to_jsonb(j) AS row FROM caster_stop_jobs j WHERE job_id = $1")
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
-            .get("row")
+        let query =
+            sqlx::query("SELECT to_jsonb(j) AS row FROM caster_stop_jobs j WHERE job_id = $1");
+        let mut rows = self.json_rows(query.bind(id)).await;
+        assert_eq!(rows.len(), 1, "job {id}");
+        rows.remove(0)
     }
 
     pub async fn attempts(&self, id: uuid::Uuid) -> Vec<Value> {
-        sqlx::query("SELECT to_jsonb(a) AS row FROM caster_stop_attempts a WHERE job_id = $1 ORDER BY attempt")
-            .bind(id)
+        let query = sqlx::query(
+            "SELECT to_jsonb(a) AS row FROM caster_stop_attempts a WHERE job_id = $1 ORDER BY attempt",
+        );
+        self.json_rows(query.bind(id)).await
+    }
+
+    async fn json_rows(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Vec<Value> {
+        query
             .fetch_all(&self.pool)
             .await
             .unwrap()
