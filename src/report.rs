@@ -48,6 +48,10 @@ pub struct ReportArgs {
     /// Print the batch summary every 2 s until the batch has jobs and none is pending.
     #[arg(long, requires = "batch")]
     pub watch: bool,
+    /// With --watch: the batch's size (what `enqueue` reported), so that the watch also waits
+    /// for jobs still in the queue, which have no row yet.
+    #[arg(long, requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+    pub expect: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -382,9 +386,7 @@ async fn once(
     Ok(())
 }
 
-/// Prints the summary every [`WATCH_INTERVAL`] until the batch has jobs and none is pending.
-/// Jobs still queued and not yet received by a worker have no row, so an empty batch is
-/// waited for rather than taken as finished.
+/// Prints the summary every [`WATCH_INTERVAL`] until [`batch_finished`].
 async fn watch(
     args: &ReportArgs,
     pool: &sqlx::PgPool,
@@ -406,11 +408,20 @@ async fn watch(
             }
         }
         out.flush()?;
-        if summary.total() > 0 && summary.count(JobStatus::Pending) == 0 {
+        if batch_finished(&summary, args.expect) {
             return Ok(());
         }
         tokio::time::sleep(WATCH_INTERVAL).await;
     }
+}
+
+/// A watched batch is finished when none of its jobs is pending and it has at least `expect`
+/// jobs (at least one when the size is not given). Jobs still in the queue have no row yet, so
+/// an empty batch is waited for rather than taken as finished, and without `expect` a batch
+/// whose every received job is done looks finished while more wait in the queue.
+pub fn batch_finished(summary: &ReportSummary, expect: Option<u64>) -> bool {
+    let recorded = u64::try_from(summary.total()).unwrap_or(0);
+    recorded >= expect.unwrap_or(1) && summary.count(JobStatus::Pending) == 0
 }
 
 #[cfg(test)]
@@ -493,5 +504,22 @@ mod tests {
         assert_eq!(j["by_status"]["failed"], 2);
         assert_eq!(j["failures_by_error_code"]["InvalidCaster.NotFound"], 2);
         assert!(j["first_call"].is_null());
+    }
+
+    #[test]
+    fn a_watched_batch_is_finished_when_nothing_is_pending_and_enough_are_recorded() {
+        let summary = |pending: i64, succeeded: i64| ReportSummary {
+            by_status: vec![
+                ("pending".to_owned(), pending),
+                ("succeeded".to_owned(), succeeded),
+            ],
+            ..Default::default()
+        };
+        assert!(!batch_finished(&summary(0, 0), None), "no row yet");
+        assert!(!batch_finished(&summary(1, 2), None));
+        assert!(batch_finished(&summary(0, 2), None));
+        assert!(!batch_finished(&summary(0, 2), Some(3)), "one still queued");
+        assert!(batch_finished(&summary(0, 3), Some(3)));
+        assert!(!batch_finished(&summary(1, 3), Some(3)));
     }
 }

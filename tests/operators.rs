@@ -284,6 +284,8 @@ async fn report_csv_json_and_table_agree_with_the_database() {
         &["report", "--since", "2x"][..],
         &["report", "--status", "done"],
         &["report", "--watch"],
+        &["report", "--batch", "b", "--expect", "2"],
+        &["report", "--batch", "b", "--watch", "--expect", "0"],
     ] {
         let out = env.run_cli(bad, &[]);
         assert!(!out.status.success(), "{bad:?} accepted");
@@ -291,7 +293,7 @@ async fn report_csv_json_and_table_agree_with_the_database() {
 }
 
 #[tokio::test]
-async fn report_watch_exits_when_the_batch_has_nothing_pending() {
+async fn report_watch_exits_when_the_batch_has_all_its_jobs_and_nothing_pending() {
     let env = env_with(&[]).await;
     let id = uuid::Uuid::new_v4();
     sqlx::query(
@@ -304,7 +306,7 @@ async fn report_watch_exits_when_the_batch_has_nothing_pending() {
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_stopcaster"))
         .args([
-            "report", "--batch", "watch-1", "--watch", "--format", "json",
+            "report", "--batch", "watch-1", "--watch", "--expect", "2", "--format", "json",
         ])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -345,6 +347,23 @@ async fn report_watch_exits_when_the_batch_has_nothing_pending() {
     .execute(&env.pool)
     .await
     .unwrap();
+    // Nothing pending, but the second job of the batch has no row yet: still watching.
+    let printed = lines.lock().unwrap().len();
+    common::wait_for(Duration::from_secs(15), seen(printed + 2))
+        .await
+        .expect("summaries while a job is still queued");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited before --expect"
+    );
+    sqlx::query(
+        "INSERT INTO caster_stop_jobs (job_id, caster_id, batch_id, payload, status, finished_at)
+         VALUES ($1, 'w-2', 'watch-1', '{}', 'rejected', now())",
+    )
+    .bind(uuid::Uuid::new_v4())
+    .execute(&env.pool)
+    .await
+    .unwrap();
     let mut status = None;
     common::wait_for(Duration::from_secs(15), || {
         status = child.try_wait().unwrap();
@@ -354,13 +373,14 @@ async fn report_watch_exits_when_the_batch_has_nothing_pending() {
     .await
     .unwrap_or_else(|_| {
         let _ = child.kill();
-        panic!("--watch did not exit once nothing was pending")
+        panic!("--watch did not exit once the batch was finished")
     });
     assert!(status.unwrap().success());
     reader.join().unwrap();
     let last: Value = serde_json::from_str(lines.lock().unwrap().last().unwrap()).unwrap();
     assert_eq!(last["by_status"]["pending"], 0);
     assert_eq!(last["by_status"]["succeeded"], 1);
+    assert_eq!(last["by_status"]["rejected"], 1);
 }
 
 #[tokio::test]
