@@ -393,4 +393,88 @@ mod tests {
         );
         assert_eq!(payload_text("é\0".as_bytes()), ("é\\x00".into(), true));
     }
+
+    /// The inverse of [`payload_text`]'s escaping.
+    fn unescape(text: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rest = text;
+        while let Some(i) = rest.find('\\') {
+            out.extend_from_slice(&rest.as_bytes()[..i]);
+            let tail = &rest[i + 1..];
+            if let Some(after) = tail.strip_prefix('\\') {
+                out.push(b'\\');
+                rest = after;
+            } else {
+                let hex = tail.strip_prefix('x').expect("\\x escape");
+                out.push(u8::from_str_radix(&hex[..2], 16).unwrap());
+                rest = &hex[2..];
+            }
+        }
+        out.extend_from_slice(rest.as_bytes());
+        out
+    }
+
+    /// Mutated and random bodies, from a fixed seed: parsing never panics, an accepted job holds
+    /// only what the checks allow, and the stored payload gives back every byte.
+    #[test]
+    fn random_bodies_never_panic_and_lose_nothing() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(0x5707_CA57);
+        let seeds: [&[u8]; 4] = [
+            br#"{"caster_id":"LIVEPRODUCER_POST-cn-0pp1czt","region_id":"cn-beijing","batch_id":"b"}"#,
+            br#"{"caster_id":"c","job_id":"9b2f3a1e-7c4d-4e5f-8a6b-1c2d3e4f5a6b","account":"prod"}"#,
+            "{\"caster_id\":\"演播室\\u0000\",\"x\":[[{}]]}".as_bytes(),
+            b"[\"caster_id\"]",
+        ];
+        let (mut jobs, mut rejected) = (0, 0);
+        for _ in 0..20_000 {
+            let mut body = seeds[rng.random_range(0..seeds.len())].to_vec();
+            for _ in 0..rng.random_range(0..4) {
+                match rng.random_range(0..4) {
+                    0 if !body.is_empty() => {
+                        let i = rng.random_range(0..body.len());
+                        body[i] = rng.random();
+                    }
+                    1 => {
+                        let i = rng.random_range(0..=body.len());
+                        body.insert(i, rng.random());
+                    }
+                    2 if !body.is_empty() => {
+                        let i = rng.random_range(0..body.len());
+                        body.remove(i);
+                    }
+                    _ => {
+                        let i = rng.random_range(0..=body.len());
+                        body.truncate(i);
+                    }
+                }
+            }
+            match parse_message(&body, None) {
+                Parsed::Job(job) => {
+                    jobs += 1;
+                    let id = job.caster_id.as_str();
+                    assert!(
+                        !id.is_empty() && id.len() <= MAX_CASTER_ID_BYTES,
+                        "{body:?}"
+                    );
+                    assert!(!id.chars().any(char::is_control), "{body:?}");
+                }
+                Parsed::Rejected { rejection, .. } => {
+                    rejected += 1;
+                    assert!(!rejection.reason.is_empty());
+                }
+            }
+            let (text, escaped) = payload_text(&body);
+            assert!(!text.contains('\0'));
+            if escaped {
+                assert_eq!(unescape(&text), body);
+            } else {
+                assert_eq!(text.as_bytes(), body);
+            }
+        }
+        assert!(
+            jobs > 1_000 && rejected > 1_000,
+            "{jobs} jobs, {rejected} rejected"
+        );
+    }
 }
