@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backon::Retryable as _;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -218,31 +219,34 @@ impl Step<'_> {
     }
 
     /// Runs a database operation, retrying while the database is unavailable. Gives up (the
-    /// delivery goes back to the queue) when the hold cap is reached; a shutdown does not stop
-    /// it, since an outcome already obtained is worth committing within the drain time.
-    async fn db<T, F, Fut>(&self, mut op: F) -> Result<T, Interrupt>
+    /// delivery goes back to the queue) when the next wait would pass the hold cap; a shutdown
+    /// does not stop it, since an outcome already obtained is worth committing within the drain
+    /// time.
+    async fn db<T, F, Fut>(&self, op: F) -> Result<T, Interrupt>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
-        let mut wait = Duration::from_millis(100);
-        loop {
-            match op().await {
-                Ok(v) => {
-                    self.ctx.metrics.set_database_up(true);
-                    return Ok(v);
-                }
-                Err(e) if storage::is_transient(&e) => {
-                    self.ctx.metrics.set_database_up(false);
-                    if self.held() + wait > self.ctx.hold_cap {
-                        return Err(Interrupt::Requeue);
-                    }
-                    warn!(error = %e, retry_in = ?wait, "database unavailable");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => return Err(Interrupt::Database(e)),
+        let result = op
+            .retry(storage::unavailable_backoff())
+            .when(storage::is_transient)
+            .adjust(|_, wait| wait.filter(|w| self.held() + *w <= self.ctx.hold_cap))
+            .notify(|e, wait| {
+                self.ctx.metrics.set_database_up(false);
+                warn!(error = %e, retry_in = ?wait, "database unavailable");
+            })
+            .await;
+        match result {
+            Ok(v) => {
+                self.ctx.metrics.set_database_up(true);
+                Ok(v)
             }
+            Err(e) if storage::is_transient(&e) => {
+                self.ctx.metrics.set_database_up(false);
+                warn!(error = %e, "database still unavailable at the hold cap; requeueing");
+                Err(Interrupt::Requeue)
+            }
+            Err(e) => Err(Interrupt::Database(e)),
         }
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 mod bench;
 
 use anyhow::{Context as _, bail};
+use backon::Retryable as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -354,15 +355,34 @@ async fn run_worker(
     let accounts = args.accounts(&api)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
-    let pool = loop {
-        match storage::migrate(&database.database_url).await {
-            Ok(pool) => break pool,
-            Err(e) if storage::is_transient(&e) && !shutdown.is_cancelled() => {
-                tracing::warn!(error = %e, "database unavailable at start; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+    // Until the database answers; a shutdown meanwhile ends the wait (nothing is held yet).
+    let until_shutdown = {
+        let shutdown = shutdown.clone();
+        move |wait: Duration| {
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => {}
+                }
             }
-            Err(e) => return Err(e).context("preparing the database"),
         }
+    };
+    let pool = (|| storage::migrate(&database.database_url))
+        .retry(storage::unavailable_backoff())
+        .sleep(until_shutdown)
+        .when(|e| storage::is_transient(e) && !shutdown.is_cancelled())
+        .notify(|e, wait| {
+            tracing::warn!(error = %e, retry_in = ?wait, "database unavailable at start; retrying");
+        })
+        .await;
+    let pool = match pool {
+        Ok(pool) => pool,
+        Err(_) if shutdown.is_cancelled() => {
+            tracing::info!("shut down before the database was reachable; nothing was taken");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e).context("preparing the database"),
     };
     let rate_accounts = accounts.clone();
     let margin = Duration::from_millis(args.pacer_margin_ms);

@@ -61,6 +61,18 @@ pub async fn pacer_pool(database_url: &str) -> Result<PgPool, sqlx::Error> {
         .await
 }
 
+/// The waits between tries while the database is unreachable: 100 ms doubling to 5 s, jittered
+/// so that replicas cut off together do not return together; endless, so callers bound it
+/// (the hold cap, a shutdown). `backon` keeps this state in memory, which suits a reconnect;
+/// a job's retry delays come from [`crate::backoff`], whose state lives in the job row.
+pub fn unavailable_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+}
+
 /// True for errors that mean "the database is unreachable right now" (retry later), as opposed
 /// to errors in what we asked.
 pub fn is_transient(e: &sqlx::Error) -> bool {

@@ -561,3 +561,68 @@ async fn stop_command_prints_the_request_id_or_the_error_with_exit_codes() {
         assert!(!String::from_utf8_lossy(out).contains(KEY_SECRET));
     }
 }
+
+/// A TCP forwarder to the real Postgres that refuses connections until opened: a database that
+/// is down, then back, without disturbing the server other tests use.
+async fn gated_postgres() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let open = std::sync::Arc::new(AtomicBool::new(false));
+    let gate = open.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            if !gate.load(Ordering::SeqCst) {
+                continue; // dropped: the client sees the connection closed
+            }
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (addr, open)
+}
+
+#[tokio::test]
+async fn a_worker_started_before_its_database_waits_then_serves() {
+    let env = fast_env().await;
+    let (addr, open) = gated_postgres().await;
+    let url = env
+        .database_url
+        .replace("127.0.0.1:5432", &addr.to_string());
+    let worker = env.spawn_worker(&[("STOPCASTER_QPS", "1000"), ("DATABASE_URL", &url)]);
+    worker
+        .wait_log("database unavailable at start", Duration::from_secs(30))
+        .await;
+    let ids = env.publish_jobs(&["studio-late-db".to_owned()]).await;
+    open.store(true, std::sync::atomic::Ordering::SeqCst);
+    env.wait_terminal(1, Duration::from_secs(30)).await;
+    assert_eq!(env.job(ids[0]).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn sigterm_while_the_database_is_unreachable_exits_zero() {
+    let env = fast_env().await;
+    let (addr, _closed) = gated_postgres().await;
+    let url = env
+        .database_url
+        .replace("127.0.0.1:5432", &addr.to_string());
+    let mut worker = env.spawn_worker(&[("DATABASE_URL", &url)]);
+    worker
+        .wait_log("database unavailable at start", Duration::from_secs(30))
+        .await;
+    worker.signal("TERM");
+    let status = worker.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{}", worker.logs().join("\n"));
+    worker
+        .wait_log(
+            "shut down before the database was reachable",
+            Duration::from_secs(1),
+        )
+        .await;
+}
