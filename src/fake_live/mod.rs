@@ -42,8 +42,10 @@
 //!   "throttle", "html502", "drop", "stop-then-drop", "delay:MS"], "clear": bool}`, every field
 //!   optional: changes fault injection at run time; answers the settings now in force.
 
+mod admin;
 mod protocol;
 mod server;
+mod severable;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,30 +1,25 @@
-//! The stand-in's HTTP side: the RPC endpoint at `/`, the `/_fake/` admin API, the per-call
-//! pipeline that runs the checks in the order documented on [`super`], and a listener whose
-//! connections a handler can sever, to fake an answer lost on the way back.
+//! The stand-in's HTTP side: the RPC endpoint at `/` and the per-call pipeline that runs the
+//! checks in the order documented on [`super`]; the `/_fake/` routes are in [`super::admin`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::connect_info::Connected;
-use axum::extract::{ConnectInfo, Query, RawQuery, State as AxumState};
+use axum::extract::{ConnectInfo, RawQuery, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::Deserialize;
+use axum::routing::get;
 use time::OffsetDateTime;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::admin;
 use super::protocol::{self, Refusal};
+use super::severable::{Conn, SeverableListener};
 use super::state::{self, CallRecord, State, StopResult};
 use super::{CallLogEntry, FakeLiveConfig, Fault, Stats};
 use crate::credentials::Secret;
@@ -219,10 +214,7 @@ pub(crate) async fn run(
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(rpc).post(rpc))
-        .route("/_fake/calls", get(admin_calls))
-        .route("/_fake/casters", get(admin_casters))
-        .route("/_fake/stats", get(admin_stats))
-        .route("/_fake/faults", post(admin_faults))
+        .merge(admin::routes())
         .fallback(not_found)
         .with_state(shared)
 }
@@ -521,219 +513,6 @@ async fn not_found() -> Response {
         &request_id,
         protocol::error_body(&request_id, &Refusal::InvalidAction),
     )
-}
-
-#[derive(Deserialize)]
-struct CallsFilter {
-    caster_id: Option<String>,
-    access_key_id: Option<String>,
-}
-
-async fn admin_calls(
-    AxumState(shared): AxumState<Arc<Shared>>,
-    Query(filter): Query<CallsFilter>,
-) -> Response {
-    axum::Json(shared.calls(filter.caster_id.as_deref(), filter.access_key_id.as_deref()))
-        .into_response()
-}
-
-async fn admin_casters(AxumState(shared): AxumState<Arc<Shared>>) -> Response {
-    let casters = shared.lock().studios.snapshot();
-    axum::Json(casters).into_response()
-}
-
-async fn admin_stats(AxumState(shared): AxumState<Arc<Shared>>) -> Response {
-    axum::Json(shared.stats()).into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaultsRequest {
-    fail_rate: Option<f64>,
-    latency_ms: Option<u64>,
-    script: Option<Vec<String>>,
-    /// Drop faults still pending before adding `script`.
-    #[serde(default)]
-    clear: bool,
-}
-
-async fn admin_faults(AxumState(shared): AxumState<Arc<Shared>>, body: Bytes) -> Response {
-    let request: FaultsRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return bad_request(format!("invalid faults request: {e}")),
-    };
-    let script = match request
-        .script
-        .unwrap_or_default()
-        .iter()
-        .map(|s| Fault::parse(s).ok_or_else(|| format!("unknown fault {s:?}")))
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(s) => s,
-        Err(e) => return bad_request(e),
-    };
-    if let Some(rate) = request.fail_rate {
-        if !(0.0..=1.0).contains(&rate) {
-            return bad_request(format!("fail_rate {rate} is not within 0..=1"));
-        }
-        shared.set_fail_rate(rate);
-    }
-    if let Some(ms) = request.latency_ms {
-        shared.set_latency(Duration::from_millis(ms));
-    }
-    let pending = {
-        let mut st = shared.lock();
-        if request.clear {
-            st.faults.clear();
-        }
-        st.faults.extend(script);
-        st.faults.len()
-    };
-    axum::Json(serde_json::json!({
-        "fail_rate": shared.fail_rate(),
-        "latency_ms": shared.latency().as_millis() as u64,
-        "pending_faults": pending,
-    }))
-    .into_response()
-}
-
-fn bad_request(message: String) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(serde_json::json!({ "error": message })),
-    )
-        .into_response()
-}
-
-/// A TCP listener whose connections carry a switch that makes them fail: a handler flips it to
-/// close the connection without an answer (axum offers no other way to not answer).
-struct SeverableListener(TcpListener);
-
-/// A connection as a handler sees it (axum `ConnectInfo`).
-#[derive(Clone, Debug)]
-pub(crate) struct Conn {
-    severed: Arc<AtomicBool>,
-}
-
-impl Conn {
-    fn sever(&self) {
-        self.severed.store(true, Ordering::Release);
-    }
-}
-
-impl Connected<axum::serve::IncomingStream<'_, SeverableListener>> for Conn {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, SeverableListener>) -> Self {
-        Self {
-            severed: stream.io().severed.clone(),
-        }
-    }
-}
-
-impl axum::serve::Listener for SeverableListener {
-    type Io = SeverableStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, addr)) => {
-                    // Small answers on keep-alive connections: don't wait for Nagle.
-                    let _ = stream.set_nodelay(true);
-                    let io = SeverableStream {
-                        inner: stream,
-                        severed: Arc::new(AtomicBool::new(false)),
-                    };
-                    return (io, addr);
-                }
-                Err(e) => {
-                    if !matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionRefused
-                            | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionReset
-                    ) {
-                        // Out of file descriptors, most likely: give connections time to close.
-                        tracing::warn!(error = %e, "fake-live accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-pub(crate) struct SeverableStream {
-    inner: TcpStream,
-    severed: Arc<AtomicBool>,
-}
-
-impl SeverableStream {
-    fn is_severed(&self) -> bool {
-        self.severed.load(Ordering::Acquire)
-    }
-}
-
-fn severed_error() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::BrokenPipe,
-        "connection severed by fault injection",
-    )
-}
-
-impl AsyncRead for SeverableStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.is_severed() {
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for SeverableStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.is_severed() {
-            return Poll::Ready(Err(severed_error()));
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        if self.is_severed() {
-            return Poll::Ready(Err(severed_error()));
-        }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.is_severed() {
-            return Poll::Ready(Err(severed_error()));
-        }
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]
