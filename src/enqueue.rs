@@ -99,6 +99,16 @@ pub fn job_body(
 pub struct PublishReport {
     pub confirmed: usize,
     pub unconfirmed: usize,
+    /// Indexes into the plan's jobs of those not confirmed (nacked, returned, or never
+    /// published): each may or may not be in the queue.
+    pub unconfirmed_jobs: Vec<usize>,
+}
+
+impl PublishReport {
+    fn refused(&mut self, index: usize) {
+        self.unconfirmed += 1;
+        self.unconfirmed_jobs.push(index);
+    }
 }
 
 /// Publishes every job of the plan (persistent, mandatory) and waits for all confirms.
@@ -115,7 +125,7 @@ pub async fn publish(
     broker::declare_topology(&channel, names).await?;
     let mut pending = FuturesUnordered::new();
     let mut report = PublishReport::default();
-    for (job_id, caster) in &plan.jobs {
+    for (index, (job_id, caster)) in plan.jobs.iter().enumerate() {
         let body = job_body(*job_id, caster, plan.region.as_ref(), &plan.batch_id);
         let published = channel
             .basic_publish(
@@ -130,23 +140,24 @@ pub async fn publish(
             )
             .await;
         match published {
-            Ok(confirm) => pending.push(confirm),
+            Ok(confirm) => pending.push(async move { (index, confirm.await) }),
             Err(e) => {
                 tracing::warn!(error = %e, "publish failed");
-                report.unconfirmed += 1;
+                report.refused(index);
             }
         }
     }
-    while let Some(confirmation) = pending.next().await {
-        match confirmation {
-            Ok(c) if c.is_ack() => match c.take_message() {
-                None => report.confirmed += 1,
-                Some(_) => report.unconfirmed += 1,
-            },
-            _ => report.unconfirmed += 1,
+    while let Some((index, confirmation)) = pending.next().await {
+        // An ack for a message the broker returned (mandatory, no route) is no delivery.
+        let delivered = confirmation.is_ok_and(|c| c.is_ack() && c.take_message().is_none());
+        if delivered {
+            report.confirmed += 1;
+        } else {
+            report.refused(index);
         }
         progress(&report);
     }
+    report.unconfirmed_jobs.sort_unstable();
     let _ = channel.close(200, "done".into()).await;
     let _ = connection.close(200, "done".into()).await;
     Ok(report)

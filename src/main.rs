@@ -234,6 +234,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "{} jobs confirmed in batch {}",
                 report.confirmed, plan.batch_id
             );
+            for &index in &report.unconfirmed_jobs {
+                let (job_id, caster) = &plan.jobs[index];
+                eprintln!("not confirmed: {caster} (job {job_id})");
+            }
             if report.unconfirmed > 0 {
                 bail!(
                     "{} of {} jobs were not confirmed by the broker",

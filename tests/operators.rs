@@ -564,6 +564,63 @@ async fn enqueue_reads_a_file_dedupes_and_confirms_ten_thousand_jobs() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// `rabbitmqctl` with its output, asserting it succeeded.
+fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn enqueue_exits_non_zero_with_the_count_when_the_broker_refuses_jobs() {
+    let env = env_with(&[]).await;
+    // A policy on this test's queue alone: once it holds more than one message, publishes are
+    // nacked.
+    let jobs = env.names().jobs;
+    let policy = format!("{}-limit", env.prefix);
+    rabbitmqctl(&[
+        "set_policy",
+        &policy,
+        &format!("^{}$", jobs.replace('.', "\\.")),
+        r#"{"max-length":1,"overflow":"reject-publish"}"#,
+        "--apply-to",
+        "queues",
+    ]);
+    // Two jobs take the queue over its limit, each accepted since the queue was not over it
+    // before; from then on publishes are refused.
+    cli_ok(&env, &["enqueue", "--batch", "refused", "a-1", "a-2"]);
+    let out = env.run_cli(&["enqueue", "--batch", "refused", "a-3", "a-4"], &[]);
+    rabbitmqctl(&["clear_policy", &policy]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // A quorum queue may learn it is over its limit one message late: that one is confirmed.
+    let refused = ["2 of 2", "1 of 2"]
+        .into_iter()
+        .find(|n| stderr.contains(&format!("{n} jobs were not confirmed by the broker")));
+    assert!(refused.is_some(), "{stderr}");
+    // Each refused job is named, so that it can be enqueued again.
+    let named = stderr
+        .lines()
+        .filter(|l| l.starts_with("not confirmed: a-"))
+        .count();
+    assert_eq!(
+        named,
+        if refused == Some("2 of 2") { 2 } else { 1 },
+        "{stderr}"
+    );
+    if refused == Some("2 of 2") {
+        assert!(stderr.contains("not confirmed: a-3 (job "), "{stderr}");
+    }
+    assert!(stderr.contains("not confirmed: a-4 (job "), "{stderr}");
+    assert!(
+        env.queue_len(&jobs).await >= 2,
+        "the confirmed jobs are queued"
+    );
+}
+
 #[tokio::test]
 async fn metrics_health_and_readiness_after_a_small_batch() {
     let env = env_with(&["m-1", "m-2", "m-3"]).await;
