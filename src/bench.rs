@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Pipeline ceiling: quota lifted, no latency; reports throughput and the worker's cost.
     #[arg(long)]
     ceiling: bool,
+    /// The workers' STOPCASTER_PACER_MARGIN_MS: what each second of the schedule adds for
+    /// jitter (each millisecond costs 0.1 % of the quota).
+    #[arg(long, default_value_t = 5)]
+    pacer_margin_ms: u64,
     /// Postgres server URL (a fresh database is created on it and dropped afterwards).
     #[arg(
         long,
@@ -162,6 +166,10 @@ async fn measure(
                 .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
                 .env("STOPCASTER_ENDPOINT", fake.endpoint())
                 .env("STOPCASTER_QPS", qps.to_string())
+                .env(
+                    "STOPCASTER_PACER_MARGIN_MS",
+                    args.pacer_margin_ms.to_string(),
+                )
                 .env("RUST_LOG", "warn")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -218,7 +226,7 @@ async fn measure(
             .fetch_one(pool)
             .await?;
     println!(
-        "setup: {} studios, {} worker process(es), quota {} calls/s, stand-in latency {:?}, {} cores",
+        "setup: {} studios, {} worker process(es), quota {} calls/s, pacer margin {} ms, stand-in latency {:?}, {} cores",
         studios,
         args.workers,
         if args.ceiling {
@@ -226,6 +234,7 @@ async fn measure(
         } else {
             qps.to_string()
         },
+        args.pacer_margin_ms,
         if args.ceiling {
             Duration::ZERO
         } else {
