@@ -151,8 +151,8 @@ async fn measure(
     let enqueue_started = Instant::now();
     let published = stopcaster::enqueue::publish(&args.amqp_url, &names, &plan, |_| {}).await?;
     let enqueue_time = enqueue_started.elapsed();
-    if published.unconfirmed > 0 {
-        bail!("{} jobs not confirmed", published.unconfirmed);
+    if published.unconfirmed() > 0 {
+        bail!("{} jobs not confirmed", published.unconfirmed());
     }
     let exe = std::env::current_exe()?;
     let mut workers: Vec<WorkerProc> = (0..args.workers)

@@ -98,16 +98,14 @@ pub fn job_body(
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PublishReport {
     pub confirmed: usize,
-    pub unconfirmed: usize,
     /// Indexes into the plan's jobs of those not confirmed (nacked, returned, or never
     /// published): each may or may not be in the queue.
     pub unconfirmed_jobs: Vec<usize>,
 }
 
 impl PublishReport {
-    fn refused(&mut self, index: usize) {
-        self.unconfirmed += 1;
-        self.unconfirmed_jobs.push(index);
+    pub fn unconfirmed(&self) -> usize {
+        self.unconfirmed_jobs.len()
     }
 }
 
@@ -143,7 +141,7 @@ pub async fn publish(
             Ok(confirm) => pending.push(async move { (index, confirm.await) }),
             Err(e) => {
                 tracing::warn!(error = %e, "publish failed");
-                report.refused(index);
+                report.unconfirmed_jobs.push(index);
             }
         }
     }
@@ -153,7 +151,7 @@ pub async fn publish(
         if delivered {
             report.confirmed += 1;
         } else {
-            report.refused(index);
+            report.unconfirmed_jobs.push(index);
         }
         progress(&report);
     }

@@ -211,7 +211,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 &Names::new(&broker.queue_prefix),
                 &plan,
                 |r| {
-                    let done = r.confirmed + r.unconfirmed;
+                    let done = r.confirmed + r.unconfirmed();
                     match &bar {
                         Some(bar) => bar.set_position(done as u64),
                         None if done % step == 0 || done == total => {
@@ -238,10 +238,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let (job_id, caster) = &plan.jobs[index];
                 eprintln!("not confirmed: {caster} (job {job_id})");
             }
-            if report.unconfirmed > 0 {
+            if report.unconfirmed() > 0 {
                 bail!(
                     "{} of {} jobs were not confirmed by the broker",
-                    report.unconfirmed,
+                    report.unconfirmed(),
                     plan.jobs.len()
                 );
             }
