@@ -252,10 +252,10 @@ impl Step<'_> {
 
     /// Sleeps `d` unless shutdown comes first.
     async fn sleep(&self, d: Duration) -> Result<(), Interrupt> {
-        tokio::select! {
-            _ = tokio::time::sleep(d) => Ok(()),
-            _ = self.shutdown.cancelled() => Err(Interrupt::Requeue),
-        }
+        self.shutdown
+            .run_until_cancelled(tokio::time::sleep(d))
+            .await
+            .ok_or(Interrupt::Requeue)
     }
 }
 

@@ -363,13 +363,9 @@ async fn run_worker(
     let until_shutdown = {
         let shutdown = shutdown.clone();
         move |wait: Duration| {
-            let shutdown = shutdown.clone();
-            async move {
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.cancelled() => {}
-                }
-            }
+            shutdown
+                .clone()
+                .run_until_cancelled_owned(tokio::time::sleep(wait))
         }
     };
     let pool = (|| storage::migrate(&database.database_url))

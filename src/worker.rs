@@ -77,10 +77,7 @@ pub async fn run(
                     .ceiling(failures)
                     .mul_f64(0.5 + rand::random::<f64>() / 2.0);
                 warn!(error = %e, retry_in = ?wait, "broker session ended; reconnecting");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.cancelled() => {}
-                }
+                shutdown.run_until_cancelled(tokio::time::sleep(wait)).await;
             }
         }
     }

@@ -564,16 +564,6 @@ async fn enqueue_reads_a_file_dedupes_and_confirms_ten_thousand_jobs() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-/// `rabbitmqctl` with its output, asserting it succeeded.
-fn rabbitmqctl(args: &[&str]) {
-    let out = Command::new("rabbitmqctl").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test]
 async fn enqueue_exits_non_zero_with_the_count_when_the_broker_refuses_jobs() {
     let env = env_with(&[]).await;
@@ -581,19 +571,22 @@ async fn enqueue_exits_non_zero_with_the_count_when_the_broker_refuses_jobs() {
     // nacked.
     let jobs = env.names().jobs;
     let policy = format!("{}-limit", env.prefix);
-    rabbitmqctl(&[
-        "set_policy",
-        &policy,
-        &format!("^{}$", jobs.replace('.', "\\.")),
-        r#"{"max-length":1,"overflow":"reject-publish"}"#,
-        "--apply-to",
-        "queues",
-    ]);
+    common::run_command(
+        "rabbitmqctl",
+        &[
+            "set_policy",
+            &policy,
+            &format!("^{}$", jobs.replace('.', "\\.")),
+            r#"{"max-length":1,"overflow":"reject-publish"}"#,
+            "--apply-to",
+            "queues",
+        ],
+    );
     // Two jobs take the queue over its limit, each accepted since the queue was not over it
     // before; from then on publishes are refused.
     cli_ok(&env, &["enqueue", "--batch", "refused", "a-1", "a-2"]);
     let out = env.run_cli(&["enqueue", "--batch", "refused", "a-3", "a-4"], &[]);
-    rabbitmqctl(&["clear_policy", &policy]);
+    common::run_command("rabbitmqctl", &["clear_policy", &policy]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     // A quorum queue may learn it is over its limit one message late: that one is confirmed.

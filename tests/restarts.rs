@@ -7,17 +7,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{KEY_SECRET, TestEnv};
+use common::{KEY_SECRET, TestEnv, run_command};
 use stopcaster::credentials::Secret;
 use stopcaster::fake_live::{FakeLiveConfig, StudioState};
-
-fn run(cmd: &str, args: &[&str]) {
-    let status = Command::new(cmd)
-        .args(args)
-        .status()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(status.success(), "{cmd} {args:?} failed: {status}");
-}
 
 fn pg_version() -> String {
     let mut versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
@@ -105,7 +97,7 @@ async fn assert_all_done_once(env: &TestEnv, casters: &[String]) {
 async fn survives_a_rabbitmq_restart_mid_batch() {
     let (env, casters, worker) = batch_under_way("mq").await;
     let _restore = Restore(start_rabbitmq);
-    run("rabbitmqctl", &["stop_app"]);
+    run_command("rabbitmqctl", &["stop_app"]);
     worker
         .wait_log("reconnecting", Duration::from_secs(30))
         .await;
@@ -113,7 +105,7 @@ async fn survives_a_rabbitmq_restart_mid_batch() {
         env.count_status("succeeded").await < casters.len() as i64,
         "restarted mid-batch"
     );
-    run("rabbitmqctl", &["start_app"]);
+    run_command("rabbitmqctl", &["start_app"]);
     assert_all_done_once(&env, &casters).await;
     assert!(
         worker
@@ -130,7 +122,7 @@ async fn survives_a_rabbitmq_restart_mid_batch() {
 async fn survives_a_postgres_restart_mid_batch() {
     let (env, casters, worker) = batch_under_way("pg").await;
     let _restore = Restore(start_postgres);
-    run(
+    run_command(
         "pg_ctlcluster",
         &[
             "--skip-systemctl-redirect",
