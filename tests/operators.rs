@@ -659,3 +659,51 @@ async fn metrics_health_and_readiness_after_a_small_batch() {
         );
     }
 }
+
+#[tokio::test]
+async fn bench_runs_real_workers_and_reports_its_figures() {
+    // The bench makes and drops its own database and queues on the default servers.
+    let out = Command::new(env!("CARGO_BIN_EXE_stopcaster"))
+        .args([
+            "bench",
+            "--studios",
+            "20",
+            "--workers",
+            "2",
+            "--qps",
+            "50",
+            "--latency-ms",
+            "0",
+            "--pacer-margin-ms",
+            "7",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "setup: 20 studios, 2 worker process(es), quota 50 calls/s, pacer margin 7 ms"
+        ),
+        "{stdout}"
+    );
+    let figure = |name: &str| -> f64 {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {name} line: {stdout}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(figure("succeeded"), 20.0);
+    // A throttled call (rare under load, see docs/BENCHMARKS.md) is one call more.
+    assert_eq!(figure("calls"), 20.0 + figure("throttled"));
+    let efficiency = figure("efficiency");
+    assert!(efficiency > 0.0 && efficiency <= 1.0, "{efficiency}");
+}
