@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::accounts::{Account, Accounts};
-use crate::api::ClientConfig;
-use crate::backoff::Backoff;
-use crate::credentials::Credentials;
 use crate::domain::RegionId;
+use crate::live::ClientConfig;
+use crate::live::accounts::{Account, Accounts};
+use crate::live::credentials::Credentials;
 
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseArgs {
@@ -101,6 +100,15 @@ impl ApiArgs {
     }
 }
 
+/// The attempt budget, shared by the worker (calls per job) and `dead-letters replay` (calls a
+/// replayed job gets on top of those it made).
+#[derive(Args, Clone, Debug)]
+pub struct AttemptsArgs {
+    /// Calls per job before a retryable failure is given up and dead-lettered.
+    #[arg(long, env = "STOPCASTER_MAX_ATTEMPTS", default_value_t = 8)]
+    pub max_attempts: u32,
+}
+
 #[derive(Args, Clone, Debug)]
 pub struct WorkerArgs {
     /// StopCaster calls per second per account, summed over every worker sharing the database.
@@ -109,9 +117,8 @@ pub struct WorkerArgs {
     /// Safety margin added to each second of the pacer's schedule, in milliseconds.
     #[arg(long, env = "STOPCASTER_PACER_MARGIN_MS", default_value_t = 5)]
     pub pacer_margin_ms: u64,
-    /// Calls per job before a retryable failure is given up and dead-lettered.
-    #[arg(long, env = "STOPCASTER_MAX_ATTEMPTS", default_value_t = 8)]
-    pub max_attempts: u32,
+    #[command(flatten)]
+    pub attempts: AttemptsArgs,
     /// First backoff ceiling, in milliseconds.
     #[arg(long, env = "STOPCASTER_BACKOFF_INITIAL_MS", default_value_t = 500)]
     pub backoff_initial_ms: u64,
@@ -140,13 +147,6 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    pub fn backoff(&self) -> Backoff {
-        Backoff {
-            initial: Duration::from_millis(self.backoff_initial_ms),
-            max: Duration::from_millis(self.backoff_max_ms.max(self.backoff_initial_ms)),
-        }
-    }
-
     /// The default account (from the environment, if set) and the accounts file's. At least
     /// one must exist.
     pub fn accounts(&self, api: &ApiArgs) -> Result<Accounts, ConfigError> {
@@ -156,7 +156,7 @@ impl WorkerArgs {
             Err(e) => return Err(e),
         };
         let named = match &self.accounts_file {
-            Some(path) => crate::accounts::load_file(path, self.qps)
+            Some(path) => crate::live::accounts::load_file(path, self.qps)
                 .map_err(|e| ConfigError::Invalid("STOPCASTER_ACCOUNTS_FILE", e.to_string()))?,
             None => Default::default(),
         };

@@ -1,28 +1,59 @@
 //! stopcaster: stops Alibaba Cloud ApsaraVideo Live production studios (casters) on request.
 //!
-//! Jobs arrive on RabbitMQ ([`broker`], [`worker`]), become typed [`domain::Job`]s at the
-//! edge, are paced to the account's quota ([`pacer`]), sent as signed StopCaster calls
-//! ([`api`], [`signer`]), judged ([`verdict`]), retried with [`backoff`] or dead-lettered, and
-//! every job and attempt is recorded in Postgres ([`storage`]). [`fake_live`] is a local
-//! stand-in of the API endpoint.
+//! One folder per role (README, "Architecture"):
+//! - `domain`: the vocabulary (ids, the job message, statuses), free of I/O;
+//! - `live`: the vendor side (signing, the StopCaster client, outcomes, credentials);
+//! - `store`: every SQL statement;
+//! - `broker`: the RabbitMQ topology and publishing with confirms;
+//! - `worker`: the consumer (sessions, jobs, verdicts, the pacer, metrics);
+//! - `ops`: the operators' commands (enqueue, report, dead letters, stop, bench);
+//! - [`fake_live`]: a local stand-in of the API, for demos and tests.
+//!
+//! Modules are private; what the binary and the tests use is re-exported below.
 
-pub mod accounts;
-pub mod api;
-pub mod backoff;
-pub mod broker;
-pub mod config;
-pub mod credentials;
-pub mod dead_letters;
-pub mod domain;
-pub mod enqueue;
+mod broker;
+mod config;
+mod domain;
 pub mod fake_live;
-pub mod http;
-pub mod job;
-pub mod metrics;
-pub mod pacer;
-pub mod report;
-pub mod signer;
-pub mod storage;
-pub mod telemetry;
-pub mod verdict;
-pub mod worker;
+mod live;
+mod ops;
+mod store;
+mod telemetry;
+mod worker;
+
+/// Command-line settings, each a flag and an environment variable.
+pub use config::{ApiArgs, AttemptsArgs, BrokerArgs, ConfigError, DatabaseArgs, WorkerArgs};
+pub use telemetry::init as init_logging;
+
+/// The vocabulary.
+pub use domain::{CasterId, JobId, JobStatus, RegionId, time};
+
+/// The vendor side.
+pub use live::client::signed_query;
+pub use live::credentials::{Credentials, Secret};
+pub use live::signer;
+pub use live::{
+    ApiError, CallOutcome, ClientConfig, LiveClient, StopCasterRequest, TransportError,
+    TransportKind,
+};
+
+/// RabbitMQ names and helpers.
+pub use broker::{
+    JOB_ID_HEADER, Names, REASON_HEADER, connect as connect_broker, declare_topology, header_text,
+};
+
+/// The database.
+pub use store::{migrate, pacer_state, pool as database_pool};
+
+/// The worker.
+pub use worker::pacer::{self, Pacer, Rate, SharedPacer};
+pub use worker::{StartError, run as run_worker};
+
+/// The operators' commands.
+pub use ops::bench::{BenchArgs, run as run_bench};
+pub use ops::dead_letters::{DeadLettersCommand, run as run_dead_letters};
+pub use ops::enqueue::{
+    EnqueueArgs, plan as plan_enqueue, publish as publish_enqueue, run as run_enqueue,
+};
+pub use ops::report::{COLUMNS as REPORT_COLUMNS, ReportArgs, run as run_report};
+pub use ops::stop::run as run_stop;

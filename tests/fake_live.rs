@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use stopcaster::api::client::signed_query;
-use stopcaster::api::{CallOutcome, ClientConfig, LiveClient, StopCasterRequest, TransportKind};
-use stopcaster::credentials::{Credentials, Secret};
-use stopcaster::domain::{CasterId, RegionId};
 use stopcaster::fake_live::{
     self, CallLogEntry, FakeLiveConfig, FakeLiveHandle, Fault, Stats, StudioState,
 };
+use stopcaster::signed_query;
 use stopcaster::signer;
+use stopcaster::{CallOutcome, ClientConfig, LiveClient, StopCasterRequest, TransportKind};
+use stopcaster::{CasterId, RegionId};
+use stopcaster::{Credentials, Secret};
 
 const KEY: &str = "LTAI-test-key";
 const SECRET: &str = "test-secret/with+odd=chars";

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{KEY_SECRET, TestEnv};
 use serde_json::Value;
 use sqlx::Row;
-use stopcaster::credentials::Secret;
+use stopcaster::Secret;
 use stopcaster::fake_live::{FakeLiveConfig, Fault, StudioState};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -172,7 +172,7 @@ async fn report_csv_json_and_table_agree_with_the_database() {
         &env,
         &["report", "--batch", "audit-1", "--format", "csv"],
     ));
-    assert_eq!(csv[0], stopcaster::report::COLUMNS);
+    assert_eq!(csv[0], stopcaster::REPORT_COLUMNS);
     let col = |name: &str| csv[0].iter().position(|c| c == name).unwrap();
     assert_eq!(csv.len() - 1, db_rows.len());
     for (record, row) in csv[1..].iter().zip(&db_rows) {

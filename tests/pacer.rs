@@ -39,7 +39,7 @@ async fn two_pacers_on_one_database_never_hand_out_slots_closer_than_the_interva
     }
     .period();
     // Two "replicas": separate pools, separate processes' worth of state.
-    let other_pool = stopcaster::storage::pool(&env.database_url, 4)
+    let other_pool = stopcaster::database_pool(&env.database_url, 4)
         .await
         .unwrap();
     let a = Pacer::Shared(SharedPacer::new(env.pool.clone(), rate(qps)));
@@ -78,7 +78,7 @@ async fn throttling_feedback_moves_the_shared_schedule() {
     let qps = 50;
     let pacer = Pacer::Shared(SharedPacer::new(env.pool.clone(), rate(qps)));
     take(&pacer, "K", 3).await;
-    let (tat_before, slowdown_before) = stopcaster::storage::pacer_state(&env.pool, "K")
+    let (tat_before, slowdown_before) = stopcaster::pacer_state(&env.pool, "K")
         .await
         .unwrap()
         .unwrap();
@@ -86,7 +86,7 @@ async fn throttling_feedback_moves_the_shared_schedule() {
     pacer.throttled("K").await;
     // A second report of the same event (another replica) does not compound.
     pacer.throttled("K").await;
-    let (tat_after, slowdown_after) = stopcaster::storage::pacer_state(&env.pool, "K")
+    let (tat_after, slowdown_after) = stopcaster::pacer_state(&env.pool, "K")
         .await
         .unwrap()
         .unwrap();
@@ -130,14 +130,14 @@ async fn an_unused_slot_is_handed_back() {
     let env = TestEnv::new().await;
     let pacer = Pacer::Shared(SharedPacer::new(env.pool.clone(), rate(5)));
     take(&pacer, "K", 1).await;
-    let (tat1, _) = stopcaster::storage::pacer_state(&env.pool, "K")
+    let (tat1, _) = stopcaster::pacer_state(&env.pool, "K")
         .await
         .unwrap()
         .unwrap();
     let slot = pacer.acquire("K").await.unwrap();
     let reserved = slot.database_time().unwrap();
     pacer.release(slot).await;
-    let (tat2, _) = stopcaster::storage::pacer_state(&env.pool, "K")
+    let (tat2, _) = stopcaster::pacer_state(&env.pool, "K")
         .await
         .unwrap()
         .unwrap();

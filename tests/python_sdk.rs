@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use stopcaster::credentials::Secret;
+use stopcaster::Secret;
 use stopcaster::fake_live::{self, CallLogEntry, FakeLiveConfig, FakeLiveHandle, StudioState};
 
 const KEY: &str = "LTAI5tSdkTestKey";

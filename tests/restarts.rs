@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{KEY_SECRET, TestEnv, run_command};
-use stopcaster::credentials::Secret;
+use stopcaster::Secret;
 use stopcaster::fake_live::{FakeLiveConfig, StudioState};
 
 fn pg_version() -> String {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{KEY_SECRET, TestEnv};
-use stopcaster::credentials::Secret;
+use stopcaster::Secret;
 use stopcaster::fake_live::{FakeLiveConfig, Fault, StudioState};
 
 const FAST: &[(&str, &str)] = &[("STOPCASTER_QPS", "1000"), ("STOPCASTER_CONCURRENCY", "16")];

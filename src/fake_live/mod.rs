@@ -4,7 +4,7 @@
 //!
 //! It is meant to be told apart from Alibaba only by what it does not implement; what it does
 //! implement follows Alibaba's answers. The official Python SDKs call it in
-//! `tests/python_sdk.rs`, and it verifies signatures with the same [`crate::signer`] the client
+//! `tests/python_sdk.rs`, and it verifies signatures with the same [`crate::live::signer`] the client
 //! signs with, which `tests/signature_vectors.rs` pins to the SDKs' signers.
 //!
 //! # Checks, in order
@@ -58,7 +58,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::credentials::Secret;
+use crate::live::credentials::Secret;
 
 /// A production studio's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

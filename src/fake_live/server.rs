@@ -22,8 +22,8 @@ use super::protocol::{self, Refusal};
 use super::severable::{Conn, SeverableListener};
 use super::state::{self, CallRecord, State, StopResult};
 use super::{CallLogEntry, FakeLiveConfig, Fault, Stats};
-use crate::credentials::Secret;
-use crate::signer;
+use crate::live::credentials::Secret;
+use crate::live::signer;
 
 /// Maps the monotonic instants the throttle decides on to wall-clock times for the log, so the
 /// log's timestamps show exactly the spacing the throttle saw, whatever NTP does meanwhile.
@@ -123,7 +123,7 @@ impl Shared {
 
     fn entry(&self, r: &CallRecord) -> CallLogEntry {
         CallLogEntry {
-            time: format_millis(self.clock.wall(r.at_ns)),
+            time: crate::domain::time::rfc3339_millis(self.clock.wall(r.at_ns)),
             method: r.method.to_owned(),
             access_key_id: r.access_key_id.as_deref().map(str::to_owned),
             caster_id: r.caster_id.as_deref().map(str::to_owned),
@@ -176,22 +176,6 @@ impl Shared {
         }
         stats
     }
-}
-
-/// RFC 3339 in UTC with milliseconds, truncated (not rounded) so that two calls at least one
-/// second apart never look closer in the log.
-fn format_millis(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
 }
 
 /// Serves `shared` on `listener` until `shutdown` is cancelled, then lets calls in flight end.

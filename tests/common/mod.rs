@@ -16,7 +16,7 @@ use lapin::options::{
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
 use sqlx::{PgPool, Row};
-use stopcaster::credentials::Secret;
+use stopcaster::Secret;
 use stopcaster::fake_live::{self, FakeLiveConfig, FakeLiveHandle};
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -51,7 +51,7 @@ impl TestEnv {
     pub async fn with_fake(config: FakeLiveConfig) -> Self {
         let db_name = unique("stopcaster_test");
         let database_url = format!("{PG_BASE}/{db_name}");
-        let pool = stopcaster::storage::migrate(&database_url)
+        let pool = stopcaster::migrate(&database_url)
             .await
             .expect("create and migrate the test database");
         let fake = fake_live::spawn(config).await.expect("start the stand-in");
@@ -65,8 +65,8 @@ impl TestEnv {
         }
     }
 
-    pub fn names(&self) -> stopcaster::broker::Names {
-        stopcaster::broker::Names::new(&self.prefix)
+    pub fn names(&self) -> stopcaster::Names {
+        stopcaster::Names::new(&self.prefix)
     }
 
     /// The environment a worker or CLI child process gets.
@@ -137,7 +137,7 @@ impl TestEnv {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
-        stopcaster::broker::declare_topology(&channel, &self.names())
+        stopcaster::declare_topology(&channel, &self.names())
             .await
             .expect("declare topology");
         (conn, channel)
@@ -214,8 +214,8 @@ impl TestEnv {
             let props = &msg.delivery.properties;
             out.push((
                 msg.delivery.data.clone(),
-                stopcaster::broker::header_text(props, stopcaster::broker::JOB_ID_HEADER),
-                stopcaster::broker::header_text(props, stopcaster::broker::REASON_HEADER),
+                stopcaster::header_text(props, stopcaster::JOB_ID_HEADER),
+                stopcaster::header_text(props, stopcaster::REASON_HEADER),
             ));
         }
         conn.close(200, "".into()).await.ok();
@@ -303,7 +303,7 @@ impl Drop for TestEnv {
                     Connection::connect(AMQP_URL, ConnectionProperties::default()).await
                     && let Ok(ch) = conn.create_channel().await
                 {
-                    let names = stopcaster::broker::Names::new(&prefix);
+                    let names = stopcaster::Names::new(&prefix);
                     for q in [&names.jobs, &names.dead] {
                         let _ = ch
                             .queue_delete(q.as_str().into(), QueueDeleteOptions::default())

@@ -160,7 +160,7 @@ impl Pacer {
         match (self, &slot.token) {
             (Pacer::Local(p), SlotToken::Local { account, .. }) => p.push_back(account, late),
             (Pacer::Shared(p), SlotToken::Shared { account, .. }) => {
-                if let Err(e) = crate::storage::push_back_pacer(&p.pool, account, late).await {
+                if let Err(e) = crate::store::push_back_pacer(&p.pool, account, late).await {
                     tracing::debug!(error = %e, "could not push the pacer back");
                 }
             }
@@ -282,7 +282,7 @@ impl LocalPacer {
 }
 
 /// GCRA in a Postgres row per account (`stopcaster_pacer`), on the database's clock. Give it
-/// a pool from [`crate::storage::pacer_pool`]: its commits skip the WAL flush, which is slow
+/// a pool from `store::pacer_pool`: its commits skip the WAL flush, which is slow
 /// and uneven on a busy disk, and the schedule needs no durability (after a database crash it
 /// simply starts from now).
 #[derive(Clone)]
@@ -311,7 +311,7 @@ impl SharedPacer {
         let _one_at_a_time = gate.lock().await;
         let period = (self.rates)(account).period();
         let asked = Instant::now();
-        let reservation = crate::storage::reserve_pacer_slot(
+        let reservation = crate::store::reserve_pacer_slot(
             &self.pool,
             account,
             period,
@@ -339,11 +339,11 @@ impl SharedPacer {
     }
 
     async fn release(&self, account: &str, slot: time::OffsetDateTime) -> Result<(), sqlx::Error> {
-        crate::storage::release_pacer_slot(&self.pool, account, slot).await
+        crate::store::release_pacer_slot(&self.pool, account, slot).await
     }
 
     async fn throttled(&self, account: &str) -> Result<(), sqlx::Error> {
-        crate::storage::throttle_pacer(
+        crate::store::throttle_pacer(
             &self.pool,
             account,
             (self.rates)(account).period(),

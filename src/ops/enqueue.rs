@@ -1,21 +1,22 @@
 //! `stopcaster enqueue`: turn a list of CasterIds into confirmed job messages, one per studio.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use lapin::options::BasicPublishOptions;
-use serde_json::json;
 
 use crate::broker::{self, BrokerError, Names};
-use crate::domain::{CasterId, JobId, RegionId, Rejection};
+use crate::config::BrokerArgs;
+use crate::domain::{CasterId, Job, JobId, RegionId, Rejection};
 
 /// The jobs one `enqueue` publishes.
 #[derive(Debug)]
 pub struct Plan {
     pub batch_id: String,
-    pub jobs: Vec<(JobId, CasterId)>,
-    pub region: Option<RegionId>,
+    /// In the order given; each is the message published for it.
+    pub jobs: Vec<Job>,
     /// Ids given more than once (enqueued once).
     pub duplicates: Vec<String>,
 }
@@ -28,8 +29,126 @@ pub enum EnqueueError {
     InvalidRegion(Rejection),
     #[error("no CasterIds given")]
     Empty,
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    #[error("{unconfirmed} of {total} jobs were not confirmed by the broker")]
+    NotConfirmed { unconfirmed: usize, total: usize },
+}
+
+/// `stopcaster enqueue`'s arguments.
+#[derive(clap::Args, Clone, Debug)]
+pub struct EnqueueArgs {
+    /// CasterIds to stop.
+    pub caster_ids: Vec<String>,
+    /// Read CasterIds from a file, one per line (`-` for standard input; blank lines and
+    /// `#` comments are skipped).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// RegionId for these jobs (default: the worker's STOPCASTER_REGION).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Batch label (default: a new UUID).
+    #[arg(long)]
+    pub batch: Option<String>,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+}
+
+/// Runs `stopcaster enqueue`: the batch id on stdout, progress and every unconfirmed job on
+/// stderr; an error unless the broker confirmed every job.
+pub async fn run(args: EnqueueArgs) -> Result<(), EnqueueError> {
+    let mut ids = args.caster_ids;
+    if let Some(path) = args.file {
+        let read = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(&path)
+        };
+        let text = read.map_err(|source| EnqueueError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        ids.extend(parse_id_lines(&text));
+    }
+    let plan = plan(ids, args.region.as_deref(), args.batch)?;
+    for dup in &plan.duplicates {
+        eprintln!("duplicate CasterId {dup}: enqueued once");
+    }
+    let total = plan.jobs.len();
+    let started = std::time::Instant::now();
+    let progress = Progress::new(total);
+    let report = publish(
+        &args.broker.amqp_url,
+        &Names::new(&args.broker.queue_prefix),
+        &plan,
+        |r| progress.show(r.confirmed + r.unconfirmed()),
+    )
+    .await?;
+    progress.finish();
+    eprintln!(
+        "{total} jobs published in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", plan.batch_id);
+    eprintln!(
+        "{} jobs confirmed in batch {}",
+        report.confirmed, plan.batch_id
+    );
+    for &index in &report.unconfirmed_jobs {
+        let job = &plan.jobs[index];
+        eprintln!("not confirmed: {} (job {})", job.caster_id, job.job_id);
+    }
+    if report.unconfirmed() > 0 {
+        return Err(EnqueueError::NotConfirmed {
+            unconfirmed: report.unconfirmed(),
+            total,
+        });
+    }
+    Ok(())
+}
+
+/// Publishing progress on stderr: a bar on a terminal, otherwise a line per tenth of the batch.
+struct Progress {
+    total: usize,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} confirmed ({per_sec}, {eta} left)",
+                )
+                .expect("a valid template"),
+            );
+            bar
+        });
+        Self { total, bar }
+    }
+
+    fn show(&self, done: usize) {
+        let step = self.total.div_ceil(10).max(1);
+        match &self.bar {
+            Some(bar) => bar.set_position(done as u64),
+            None if done.is_multiple_of(step) || done == self.total => {
+                eprintln!("{done}/{} confirmed", self.total)
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
 }
 
 /// Ids from a file's text: one per line, surrounding blanks trimmed, blank lines and `#`
@@ -51,6 +170,7 @@ pub fn plan(
         .map(RegionId::parse)
         .transpose()
         .map_err(EnqueueError::InvalidRegion)?;
+    let batch_id = batch.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let mut seen = HashSet::new();
     let mut jobs = Vec::with_capacity(ids.len());
     let mut duplicates = Vec::new();
@@ -60,7 +180,13 @@ pub fn plan(
             rejection,
         })?;
         if seen.insert(id.clone()) {
-            jobs.push((JobId::new_random(), caster));
+            jobs.push(Job {
+                job_id: JobId::new_random(),
+                caster_id: caster,
+                region_id: region.clone(),
+                batch_id: Some(batch_id.clone()),
+                account: None,
+            });
         } else {
             duplicates.push(id);
         }
@@ -69,29 +195,15 @@ pub fn plan(
         return Err(EnqueueError::Empty);
     }
     Ok(Plan {
-        batch_id: batch.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        batch_id,
         jobs,
-        region,
         duplicates,
     })
 }
 
-/// The message body of one job.
-pub fn job_body(
-    job_id: JobId,
-    caster: &CasterId,
-    region: Option<&RegionId>,
-    batch_id: &str,
-) -> Vec<u8> {
-    let mut body = json!({
-        "job_id": job_id.to_string(),
-        "caster_id": caster.as_str(),
-        "batch_id": batch_id,
-    });
-    if let Some(region) = region {
-        body["region_id"] = json!(region.as_str());
-    }
-    serde_json::to_vec(&body).expect("a JSON object serializes")
+/// The message body of one job: the job itself, serialized (see [`Job`]).
+pub fn job_body(job: &Job) -> Vec<u8> {
+    serde_json::to_vec(job).expect("a job serializes")
 }
 
 /// What the broker confirmed.
@@ -123,8 +235,8 @@ pub async fn publish(
     broker::declare_topology(&channel, names).await?;
     let mut pending = FuturesUnordered::new();
     let mut report = PublishReport::default();
-    for (index, (job_id, caster)) in plan.jobs.iter().enumerate() {
-        let body = job_body(*job_id, caster, plan.region.as_ref(), &plan.batch_id);
+    for (index, job) in plan.jobs.iter().enumerate() {
+        let body = job_body(job);
         let published = channel
             .basic_publish(
                 names.exchange.as_str().into(),
@@ -134,7 +246,7 @@ pub async fn publish(
                     ..Default::default()
                 },
                 &body,
-                broker::job_properties(&job_id.to_string()),
+                broker::job_properties(&job.job_id.to_string()),
             )
             .await;
         match published {
@@ -187,9 +299,8 @@ mod tests {
             Err(EnqueueError::InvalidCasterId { .. })
         ));
         assert!(matches!(plan(vec![], None, None), Err(EnqueueError::Empty)));
-        let body: serde_json::Value =
-            serde_json::from_slice(&job_body(p.jobs[0].0, &p.jobs[0].1, p.region.as_ref(), "L"))
-                .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&job_body(&p.jobs[0])).unwrap();
+        assert_eq!(body["job_id"], p.jobs[0].job_id.to_string());
         assert_eq!(body["caster_id"], "a");
         assert_eq!(body["region_id"], "cn-beijing");
         assert_eq!(body["batch_id"], "L");

@@ -1,16 +1,16 @@
 //! `stopcaster report`: audit listings over `caster_stop_jobs` and `caster_stop_attempts`, as
 //! an aligned table for people, or JSON or CSV for programs. The queries are in
-//! [`storage`](crate::storage); this module parses the options and writes the output.
+//! [`crate::store`]; this module parses the options and writes the output.
 
-use std::borrow::Cow;
+use crate::ops::table::{csv_record, one_line, table};
 use std::io::Write;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-use crate::storage::{self, JobFilter, JobReportRow, JobStatus, ReportSummary};
+use crate::domain::JobStatus;
+use crate::store::{self, JobFilter, JobReportRow, ReportSummary};
 
 /// How often `--watch` prints the summary again.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -117,27 +117,6 @@ fn parse_status(text: &str) -> Result<JobStatus, String> {
         .ok_or_else(|| format!("{text:?}: expected pending, succeeded, failed or rejected"))
 }
 
-/// One CSV field per RFC 4180: quoted when it holds a comma, a double quote, CR or LF, with
-/// each double quote doubled.
-pub fn csv_field(field: &str) -> Cow<'_, str> {
-    if field.contains([',', '"', '\r', '\n']) {
-        Cow::Owned(format!("\"{}\"", field.replace('"', "\"\"")))
-    } else {
-        Cow::Borrowed(field)
-    }
-}
-
-/// One CSV record, CRLF-terminated as RFC 4180 has it.
-pub fn csv_record<'a>(fields: impl IntoIterator<Item = &'a str>) -> String {
-    let mut line = fields
-        .into_iter()
-        .map(csv_field)
-        .collect::<Vec<_>>()
-        .join(",");
-    line.push_str("\r\n");
-    line
-}
-
 /// The listed columns, in order.
 pub const COLUMNS: [&str; 13] = [
     "job_id",
@@ -155,9 +134,9 @@ pub const COLUMNS: [&str; 13] = [
     "finished_at",
 ];
 
-/// A timestamp as RFC 3339 (UTC, as Postgres hands it over).
+/// A timestamp as RFC 3339 in UTC, always with the six decimals Postgres keeps.
 pub fn timestamp(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+    crate::domain::time::rfc3339_micros(t)
 }
 
 /// A row's fields as text, in [`COLUMNS`] order; `None` for SQL NULL.
@@ -254,43 +233,6 @@ pub fn summary_text(summary: &ReportSummary, label: &str) -> String {
     out
 }
 
-/// Rows as aligned columns (`-` for NULL), header first.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
-            if i > 0 {
-                out.push_str("  ");
-            }
-            out.push_str(cell);
-            out.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
-        }
-        out.truncate(out.trim_end().len());
-        out.push('\n');
-        out
-    };
-    let mut out = line(&mut header.iter().copied());
-    for row in rows {
-        out.push_str(&line(&mut row.iter().map(String::as_str)));
-    }
-    out
-}
-
-/// Keeps a table cell on one line: control characters (a multi-line value) become spaces.
-fn one_line(cell: String) -> String {
-    if cell.contains(char::is_control) {
-        cell.replace(char::is_control, " ")
-    } else {
-        cell
-    }
-}
-
 impl ReportArgs {
     pub fn filter(&self) -> JobFilter {
         JobFilter {
@@ -315,7 +257,7 @@ pub async fn run(
     database_url: &str,
     out: &mut dyn Write,
 ) -> Result<(), ReportError> {
-    let pool = storage::pool(database_url, 2).await?;
+    let pool = store::pool(database_url, 2).await?;
     let result = if args.watch {
         watch(args, &pool, out).await
     } else {
@@ -332,11 +274,11 @@ async fn once(
 ) -> Result<(), ReportError> {
     let filter = args.filter();
     let limit = (args.limit > 0).then_some(args.limit);
-    let jobs = storage::report_jobs(pool, &filter, limit).await?;
+    let jobs = store::report_jobs(pool, &filter, limit).await?;
     // The summary of an unfiltered JSON/CSV listing could scan the whole table: only when asked
     // for (a batch) or for people (table).
     let summary = if args.batch.is_some() || args.format == Format::Table {
-        Some(storage::report_summary(pool, &filter).await?)
+        Some(store::report_summary(pool, &filter).await?)
     } else {
         None
     };
@@ -394,7 +336,7 @@ async fn watch(
 ) -> Result<(), ReportError> {
     let filter = args.filter();
     loop {
-        let summary = storage::report_summary(pool, &filter).await?;
+        let summary = store::report_summary(pool, &filter).await?;
         let now = timestamp(OffsetDateTime::now_utc());
         match args.format {
             Format::Json => {
@@ -427,6 +369,7 @@ pub fn batch_finished(summary: &ReportSummary, expect: Option<u64>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::table::csv_field;
 
     #[test]
     fn since_units() {

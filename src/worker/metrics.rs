@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::api::CallOutcome;
+use crate::live::CallOutcome;
 
 /// Upper bounds (seconds) of the API latency histogram.
 const LATENCY_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -84,17 +84,6 @@ impl Metrics {
 
     pub fn database_up(&self) -> bool {
         self.0.database_up.load(Ordering::Relaxed)
-    }
-
-    /// Jobs finished with this status so far.
-    pub fn jobs(&self, status: &str) -> u64 {
-        self.0
-            .jobs
-            .lock()
-            .expect("metrics poisoned")
-            .get(status)
-            .copied()
-            .unwrap_or(0)
     }
 
     /// The Prometheus exposition text. `in_flight` is sampled by the caller.

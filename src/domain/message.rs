@@ -1,147 +1,31 @@
-//! Typed job data. A message body becomes a [`Job`] once, here, at the edge; nothing downstream
-//! re-checks strings. What cannot become a job becomes a [`Rejection`] with a reason that goes
-//! into the database and the dead-letter header.
-
-use std::fmt;
+//! A message body becomes a [`Job`] once, here, at the edge. What cannot become a job becomes
+//! a [`Rejection`] with a reason that goes into the database and the dead-letter header.
 
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
-/// Longest `caster_id` the worker accepts, in bytes. The API's own limit is 64 characters; ids
-/// between the two reach the API and fail there with `InvalidCasterId.Malformed`, which is
-/// recorded as the API's verdict rather than ours.
-pub const MAX_CASTER_ID_BYTES: usize = 128;
-const MAX_SHORT_FIELD_BYTES: usize = 128;
+use super::ids::{
+    AccountName, CasterId, JobId, MAX_SHORT_FIELD_BYTES, RegionId, Rejection, short_text,
+};
+
 /// Bodies larger than this are rejected unread (they are still stored and dead-lettered).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A production studio's CasterId: non-empty, at most 128 bytes, no control characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct CasterId(String);
-
-/// A RegionId such as `cn-shanghai`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RegionId(String);
-
-/// The idempotency key of a job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct JobId(Uuid);
-
-/// The name of a configured account (credentials plus quota).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct AccountName(String);
-
-macro_rules! string_newtype {
-    ($t:ident) => {
-        impl $t {
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-        impl AsRef<str> for $t {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
-    };
-}
-string_newtype!(CasterId);
-string_newtype!(RegionId);
-string_newtype!(AccountName);
-
-fn short_text(value: &str, max: usize) -> Result<&str, &'static str> {
-    if value.is_empty() {
-        Err("is empty")
-    } else if value.len() > max {
-        Err("is too long")
-    } else if value.chars().any(char::is_control) {
-        Err("contains control characters")
-    } else {
-        Ok(value)
-    }
-}
-
-impl CasterId {
-    pub fn parse(value: &str) -> Result<Self, Rejection> {
-        short_text(value, MAX_CASTER_ID_BYTES)
-            .map(|v| Self(v.to_owned()))
-            .map_err(|why| Rejection::new(format!("caster_id {why}")))
-    }
-}
-
-impl RegionId {
-    pub fn parse(value: &str) -> Result<Self, Rejection> {
-        short_text(value, MAX_SHORT_FIELD_BYTES)
-            .map(|v| Self(v.to_owned()))
-            .map_err(|why| Rejection::new(format!("region_id {why}")))
-    }
-}
-
-impl AccountName {
-    pub fn parse(value: &str) -> Result<Self, Rejection> {
-        short_text(value, MAX_SHORT_FIELD_BYTES)
-            .map(|v| Self(v.to_owned()))
-            .map_err(|why| Rejection::new(format!("account {why}")))
-    }
-}
-
-impl JobId {
-    pub fn new_random() -> Self {
-        Self(Uuid::new_v4())
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        Uuid::try_parse(value).ok().map(Self)
-    }
-
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl From<Uuid> for JobId {
-    fn from(value: Uuid) -> Self {
-        Self(value)
-    }
-}
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A well-formed stop request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A well-formed stop request, and the message that carries it: `enqueue` serializes this type
+/// and [`parse_message`] gives it back, so the two sides cannot drift apart (a unit test holds
+/// them to each other). The parser is written by hand rather than derived so that a malformed
+/// field gets a reason naming it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Job {
     pub job_id: JobId,
     pub caster_id: CasterId,
     /// `None`: the worker's default region.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub region_id: Option<RegionId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_id: Option<String>,
     /// `None`: the credentials from the environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<AccountName>,
-}
-
-/// Why a message is not a job. The `reason` is what `x-stopcaster-reason` and `error_message`
-/// carry; `job_id` is the best id the message offered, if any.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
-pub struct Rejection {
-    pub reason: String,
-}
-
-impl Rejection {
-    fn new(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-        }
-    }
 }
 
 /// What a delivery's bytes turned out to be. A rejected message still gets a job id (from
@@ -301,6 +185,8 @@ pub fn payload_text(body: &[u8]) -> (String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::MAX_CASTER_ID_BYTES;
+    use uuid::Uuid;
 
     fn reason(body: &[u8]) -> String {
         match parse_message(body, None) {
@@ -323,6 +209,34 @@ mod tests {
         assert_eq!(job.region_id.unwrap().as_str(), "cn-beijing");
         assert_eq!(job.batch_id.as_deref(), Some("b1"));
         assert_eq!(job.account.unwrap().as_str(), "prod");
+    }
+
+    #[test]
+    fn what_enqueue_writes_parses_back_to_the_same_job() {
+        let job = Job {
+            job_id: JobId::new_random(),
+            caster_id: CasterId::parse("LIVEPRODUCER_POST-cn-0pp1czt").unwrap(),
+            region_id: Some(RegionId::parse("cn-beijing").unwrap()),
+            batch_id: Some("b1".into()),
+            account: Some(AccountName::parse("prod").unwrap()),
+        };
+        let body = serde_json::to_vec(&job).unwrap();
+        let Parsed::Job(back) = parse_message(&body, None) else {
+            panic!("rejected {}", String::from_utf8_lossy(&body))
+        };
+        assert_eq!(back, job);
+        let minimal = Job {
+            region_id: None,
+            batch_id: None,
+            account: None,
+            ..job
+        };
+        let body = serde_json::to_vec(&minimal).unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("null"));
+        let Parsed::Job(back) = parse_message(&body, None) else {
+            panic!()
+        };
+        assert_eq!(back, minimal);
     }
 
     #[test]

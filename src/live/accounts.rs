@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use crate::credentials::Credentials;
 use crate::domain::AccountName;
+use crate::live::credentials::Credentials;
 
 /// One account: its credentials and the key its quota is paced under.
 #[derive(Clone, Debug)]

@@ -1,27 +1,29 @@
 //! The worker's own HTTP endpoints: Prometheus `/metrics`, `/healthz` (alive) and `/readyz`
 //! (broker and database connected).
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use crate::job::JobContext;
+use super::in_flight::InFlight;
+use super::metrics::Metrics;
+
+/// What the endpoints read: handles onto the worker's own counters, nothing of its jobs.
+#[derive(Clone)]
+pub struct Health {
+    pub metrics: Metrics,
+    pub in_flight: InFlight,
+}
 
 /// Serves until `shutdown`.
-pub async fn serve_metrics(
-    listener: tokio::net::TcpListener,
-    ctx: Arc<JobContext>,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(listener: tokio::net::TcpListener, health: Health, shutdown: CancellationToken) {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(ctx);
+        .with_state(health);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -31,19 +33,19 @@ pub async fn serve_metrics(
 }
 
 async fn metrics(
-    State(ctx): State<Arc<JobContext>>,
+    State(health): State<Health>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        ctx.metrics.render(ctx.in_flight.len()),
+        health.metrics.render(health.in_flight.len()),
     )
 }
 
-async fn ready(State(ctx): State<Arc<JobContext>>) -> (StatusCode, &'static str) {
-    if ctx.metrics.broker_up() && ctx.metrics.database_up() {
+async fn ready(State(health): State<Health>) -> (StatusCode, &'static str) {
+    if health.metrics.broker_up() && health.metrics.database_up() {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")

@@ -86,28 +86,10 @@ pub fn signature_matches(expected: &str, received: &str) -> bool {
     expected.len() == received.len() && bool::from(expected.as_bytes().ct_eq(received.as_bytes()))
 }
 
-/// The UTC timestamp format the RPC protocol wants: `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn format_timestamp(at: time::OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
-}
-
-/// Parses a `YYYY-MM-DDTHH:MM:SSZ` timestamp (the stand-in checks clients' clocks with it).
-pub fn parse_timestamp(s: &str) -> Option<time::OffsetDateTime> {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::PrimitiveDateTime::parse(s, format)
-        .ok()
-        .map(|t| t.assume_utc())
-}
+/// The protocol's `Timestamp` text, defined with the project's other timestamp formats.
+pub use crate::domain::time::{
+    parse_rpc_timestamp as parse_timestamp, rpc_timestamp as format_timestamp,
+};
 
 #[cfg(test)]
 mod tests {
@@ -127,14 +109,6 @@ mod tests {
     fn sorts_by_byte_order_and_ignores_signature() {
         let q = canonical_query([("b", "1"), ("B", "2"), ("a", "x y"), ("Signature", "zzz")]);
         assert_eq!(q, "B=2&a=x%20y&b=1");
-    }
-
-    #[test]
-    fn timestamp_round_trips() {
-        let t = time::macros::datetime!(2024-01-02 03:04:05 UTC);
-        assert_eq!(format_timestamp(t), "2024-01-02T03:04:05Z");
-        assert_eq!(parse_timestamp("2024-01-02T03:04:05Z"), Some(t));
-        assert_eq!(parse_timestamp("2024-01-02 03:04:05"), None);
     }
 
     #[test]

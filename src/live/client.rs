@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use crate::api::outcome::{CallOutcome, TransportError, TransportKind, interpret};
-use crate::credentials::Credentials;
 use crate::domain::{CasterId, RegionId};
-use crate::signer;
+use crate::live::credentials::Credentials;
+use crate::live::outcome::{CallOutcome, TransportError, TransportKind, interpret};
+use crate::live::signer;
 
 pub const API_VERSION: &str = "2016-11-01";
 pub const ACTION: &str = "StopCaster";

@@ -16,7 +16,7 @@ pub enum Class {
 /// `Throttling.User` with 400); other 4xx are permanent; 5xx and anything unexpected are
 /// retryable.
 pub fn classify(http_status: u16, code: &str) -> Class {
-    if code == "Throttling" || code.starts_with("Throttling.") {
+    if is_throttling(code) {
         Class::Retryable
     } else if (400..500).contains(&http_status) {
         Class::Permanent

@@ -6,24 +6,23 @@
 //! committed with the last attempt; only then does the caller dead-letter (with confirms) and
 //! acknowledge.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::Retryable as _;
 use sqlx::PgPool;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::accounts::Accounts;
-use crate::api::{CallOutcome, LiveClient, StopCasterRequest};
-use crate::backoff::Backoff;
 use crate::domain::{Job, JobId, Parsed, RegionId, parse_message, payload_text};
-use crate::pacer::Pacer;
-use crate::storage::{self, AttemptStart, JobStatus, RejectedMessage};
-use crate::verdict::{self, Next};
+use crate::domain::{JobStatus, conclusion};
+use crate::live::accounts::Accounts;
+use crate::live::{CallOutcome, LiveClient, StopCasterRequest};
+use crate::store::{self, AttemptStart, RejectedMessage};
+use crate::worker::backoff::Backoff;
+use crate::worker::in_flight::InFlight;
+use crate::worker::pacer::Pacer;
+use crate::worker::verdict::{self, Next};
 
 /// Everything a job needs, shared by all of a worker's jobs.
 pub struct JobContext {
@@ -42,7 +41,7 @@ pub struct JobContext {
     /// This worker's name in attempt rows and claims.
     pub worker_id: String,
     pub in_flight: InFlight,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: crate::worker::metrics::Metrics,
 }
 
 /// What to do with a delivery once its outcome is committed.
@@ -57,53 +56,6 @@ pub enum Disposition {
     Requeue,
     /// Held too long: publish a copy (same body, `message_id` = job id) and acknowledge this one.
     Republish { job_id: JobId },
-}
-
-/// Job ids being worked on in this process: a second delivery of the same job waits for the
-/// first to finish instead of calling in parallel.
-#[derive(Clone, Default)]
-pub struct InFlight {
-    ids: Arc<Mutex<HashSet<JobId>>>,
-    released: Arc<Notify>,
-}
-
-pub struct InFlightGuard {
-    set: InFlight,
-    id: JobId,
-}
-
-impl InFlight {
-    pub async fn claim(&self, id: JobId) -> InFlightGuard {
-        loop {
-            let released = self.released.notified();
-            if self.ids.lock().expect("in-flight set poisoned").insert(id) {
-                return InFlightGuard {
-                    set: self.clone(),
-                    id,
-                };
-            }
-            released.await;
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.ids.lock().expect("in-flight set poisoned").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.set
-            .ids
-            .lock()
-            .expect("in-flight set poisoned")
-            .remove(&self.id);
-        self.set.released.notify_waiters();
-    }
 }
 
 /// Why processing stopped before a disposition was reached.
@@ -164,14 +116,8 @@ pub async fn process(
                     shutdown,
                     received: delivery.received,
                 };
-                match step
-                    .db(|| storage::record_rejected(&ctx.pool, &record))
-                    .await
-                {
-                    Ok(_) => match step
-                        .db(|| storage::is_dead_lettered(&ctx.pool, job_id))
-                        .await
-                    {
+                match step.db(|| store::record_rejected(&ctx.pool, &record)).await {
+                    Ok(_) => match step.db(|| store::is_dead_lettered(&ctx.pool, job_id)).await {
                         Ok(true) => Disposition::Ack,
                         Ok(false) => Disposition::DeadLetter {
                             job_id,
@@ -228,8 +174,8 @@ impl Step<'_> {
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
         let result = op
-            .retry(storage::unavailable_backoff())
-            .when(storage::is_transient)
+            .retry(store::unavailable_backoff())
+            .when(store::is_transient)
             .adjust(|_, wait| wait.filter(|w| self.held() + *w <= self.ctx.hold_cap))
             .notify(|e, wait| {
                 self.ctx.metrics.set_database_up(false);
@@ -241,7 +187,7 @@ impl Step<'_> {
                 self.ctx.metrics.set_database_up(true);
                 Ok(v)
             }
-            Err(e) if storage::is_transient(&e) => {
+            Err(e) if store::is_transient(&e) => {
                 self.ctx.metrics.set_database_up(false);
                 warn!(error = %e, "database still unavailable at the hold cap; requeueing");
                 Err(Interrupt::Requeue)
@@ -268,7 +214,7 @@ async fn run_job(
     let ctx = step.ctx;
     let region = job.region_id.as_ref().unwrap_or(&ctx.default_region);
     let state = step
-        .db(|| storage::open_job(&ctx.pool, job, region, payload, escaped))
+        .db(|| store::open_job(&ctx.pool, job, region, payload, escaped))
         .await?;
     if state.status.is_terminal() {
         debug!(
@@ -286,10 +232,10 @@ async fn run_job(
         });
     }
     let Some(account) = ctx.accounts.resolve(job.account.as_ref()) else {
-        let verdict = verdict::failed("unknown-account");
+        let verdict = verdict::failed(conclusion::UNKNOWN_ACCOUNT);
         let message = "the job names an account that is not configured";
         step.db(|| {
-            storage::conclude_job(
+            store::conclude_job(
                 &ctx.pool,
                 job.job_id,
                 &verdict,
@@ -307,8 +253,8 @@ async fn run_job(
     let budget = state.attempt_budget.unwrap_or(ctx.max_attempts);
     if state.attempts >= budget {
         // The last attempt's verdict was lost with a crash: its outcome was unknown.
-        let verdict = verdict::failed(verdict::conclusion::RETRIES_EXHAUSTED);
-        step.db(|| storage::conclude_job(&ctx.pool, job.job_id, &verdict, None))
+        let verdict = verdict::failed(conclusion::RETRIES_EXHAUSTED);
+        step.db(|| store::conclude_job(&ctx.pool, job.job_id, &verdict, None))
             .await?;
         ctx.metrics.job_finished("failed");
         return Ok(Disposition::DeadLetter {
@@ -346,7 +292,7 @@ async fn run_job(
             return Err(Interrupt::Requeue);
         }
         let attempt = match step
-            .db(|| storage::start_attempt(&ctx.pool, job.job_id, &ctx.worker_id, ctx.claim_lease))
+            .db(|| store::start_attempt(&ctx.pool, job.job_id, &ctx.worker_id, ctx.claim_lease))
             .await
         {
             Ok(AttemptStart::Started(n)) => n,
@@ -383,7 +329,7 @@ async fn run_job(
             Next::Finish(verdict) => {
                 let first = step
                     .db(|| {
-                        storage::finish_attempt(
+                        store::finish_attempt(
                             &ctx.pool,
                             job.job_id,
                             attempt,
@@ -421,7 +367,7 @@ async fn run_job(
                 let delay = ctx.backoff.random_delay(attempt);
                 let next_at = time::OffsetDateTime::now_utc() + delay;
                 step.db(|| {
-                    storage::finish_attempt(
+                    store::finish_attempt(
                         &ctx.pool,
                         job.job_id,
                         attempt,

@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use sqlx::PgPool;
-use stopcaster::broker::Names;
-use stopcaster::credentials::Secret;
-use stopcaster::fake_live::{self, FakeLiveConfig};
+
+use crate::broker::Names;
+use crate::domain::JobStatus;
+use crate::fake_live::{self, FakeLiveConfig};
+use crate::live::credentials::Secret;
+use crate::store;
 
 const KEY_ID: &str = "LTAIbench";
 const KEY_SECRET: &str = "bench-secret";
@@ -128,7 +131,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let fake = fake_live::spawn(config)
         .await
         .context("starting the stand-in")?;
-    let pool = stopcaster::storage::migrate(&database_url)
+    let pool = crate::store::migrate(&database_url)
         .await
         .context("creating the bench database")?;
     let result = measure(&args, studios, qps, &database_url, &prefix, &pool, &fake).await;
@@ -147,9 +150,9 @@ async fn measure(
 ) -> anyhow::Result<()> {
     let names = Names::new(prefix);
     let ids: Vec<String> = (0..studios).map(|i| format!("bench-studio-{i}")).collect();
-    let plan = stopcaster::enqueue::plan(ids, None, Some(format!("bench-{prefix}")))?;
+    let plan = crate::ops::enqueue::plan(ids, None, Some(format!("bench-{prefix}")))?;
     let enqueue_started = Instant::now();
-    let published = stopcaster::enqueue::publish(&args.amqp_url, &names, &plan, |_| {}).await?;
+    let published = crate::ops::enqueue::publish(&args.amqp_url, &names, &plan, |_| {}).await?;
     let enqueue_time = enqueue_started.elapsed();
     if published.unconfirmed() > 0 {
         bail!("{} jobs not confirmed", published.unconfirmed());
@@ -186,10 +189,7 @@ async fn measure(
     let timeout = Duration::from_secs(60)
         + Duration::from_secs_f64(studios as f64 / f64::from(qps.min(50)) * 3.0);
     loop {
-        let done: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs WHERE status <> 'pending'")
-                .fetch_one(pool)
-                .await?;
+        let done = store::count_finished_jobs(pool).await?;
         if done as usize >= studios {
             break;
         }
@@ -221,10 +221,7 @@ async fn measure(
         .iter()
         .filter(|c| c.code.as_deref() == Some("Throttling.User"))
         .count();
-    let succeeded: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs WHERE status = 'succeeded'")
-            .fetch_one(pool)
-            .await?;
+    let succeeded = store::count_jobs_with_status(pool, JobStatus::Succeeded).await?;
     println!(
         "setup: {} studios, {} worker process(es), quota {} calls/s, pacer margin {} ms, stand-in latency {:?}, {} cores",
         studios,
@@ -265,10 +262,9 @@ async fn measure(
         );
     }
     if args.ceiling {
-        let (first, last): (time::OffsetDateTime, time::OffsetDateTime) =
-            sqlx::query_as("SELECT min(started_at), max(finished_at) FROM caster_stop_attempts")
-                .fetch_one(pool)
-                .await?;
+        let (first, last) = store::call_span(pool)
+            .await?
+            .context("the batch made no call")?;
         let secs = (last - first).as_seconds_f64();
         let cpu: f64 = costs.iter().map(|c| c.0).sum();
         let rss = costs.iter().map(|c| c.1).max().unwrap_or(0);
@@ -344,23 +340,22 @@ fn call_time(call: &fake_live::CallLogEntry) -> Option<time::OffsetDateTime> {
 /// Calls StopCaster `qps` times a second with the bench's key, on its own studios, ignoring
 /// every answer, until aborted.
 async fn compete(endpoint: String, qps: u32) {
-    let client =
-        match stopcaster::api::LiveClient::new(&stopcaster::api::ClientConfig::new(endpoint)) {
-            Ok(c) => c,
-            Err(_) => return,
-        };
-    let credentials = stopcaster::credentials::Credentials::new(KEY_ID, KEY_SECRET);
-    let region = stopcaster::domain::RegionId::parse("cn-shanghai").expect("a valid region");
+    let client = match crate::live::LiveClient::new(&crate::live::ClientConfig::new(endpoint)) {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    let credentials = crate::live::credentials::Credentials::new(KEY_ID, KEY_SECRET);
+    let region = crate::domain::RegionId::parse("cn-shanghai").expect("a valid region");
     let mut tick = tokio::time::interval(Duration::from_secs(1) / qps);
     for i in 0u64.. {
         tick.tick().await;
         let caster =
-            stopcaster::domain::CasterId::parse(&format!("competitor-{i}")).expect("a valid id");
+            crate::domain::CasterId::parse(&format!("competitor-{i}")).expect("a valid id");
         let client = client.clone();
         let credentials = credentials.clone();
         let region = region.clone();
         tokio::spawn(async move {
-            let request = stopcaster::api::StopCasterRequest {
+            let request = crate::live::StopCasterRequest {
                 caster_id: &caster,
                 region_id: &region,
             };
@@ -371,17 +366,11 @@ async fn compete(endpoint: String, qps: u32) {
 
 async fn cleanup(args: &BenchArgs, pool: &PgPool, db_name: &str, prefix: &str) {
     pool.close().await;
-    if let Ok(admin) =
-        PgPool::connect(&format!("{}/postgres", args.postgres.trim_end_matches('/'))).await
-    {
-        let _ = sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-        ))
-        .execute(&admin)
-        .await;
-        admin.close().await;
+    let admin_url = format!("{}/postgres", args.postgres.trim_end_matches('/'));
+    if let Err(e) = store::drop_database(&admin_url, db_name).await {
+        eprintln!("could not drop the benchmark database {db_name}: {e}");
     }
-    if let Ok(conn) = stopcaster::broker::connect(&args.amqp_url, "stopcaster bench cleanup").await
+    if let Ok(conn) = crate::broker::connect(&args.amqp_url, "stopcaster bench cleanup").await
         && let Ok(ch) = conn.create_channel().await
     {
         let names = Names::new(prefix);

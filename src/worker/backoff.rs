@@ -4,7 +4,7 @@
 //! RUSTSEC-2025-0012; `backon`'s builders keep their state in memory) because a job's attempt
 //! count lives in Postgres and survives restarts: the delay before attempt `n` must be
 //! computable from `n` alone. Waiting for the database, whose state may well be in memory,
-//! uses `backon` ([`crate::storage::unavailable_backoff`]).
+//! uses `backon` ([`crate::store::unavailable_backoff`]).
 
 use std::time::Duration;
 

@@ -23,13 +23,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::backoff::Backoff;
+use super::backoff::Backoff;
+use super::job::{self, Disposition, JobContext};
 use crate::broker::{self, Names};
-use crate::job::{self, Disposition, JobContext};
 
 /// Broker-side settings of a worker.
 #[derive(Clone, Debug)]
-pub struct WorkerConfig {
+pub struct SessionConfig {
     pub amqp_url: String,
     pub names: Names,
     /// Deliveries held at once (prefetch) and jobs processed at once.
@@ -38,18 +38,8 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    #[error(transparent)]
-    Broker(#[from] broker::BrokerError),
-}
-
 /// Runs until `shutdown` is cancelled, then drains. Broker failures are retried forever.
-pub async fn run(
-    config: WorkerConfig,
-    ctx: Arc<JobContext>,
-    shutdown: CancellationToken,
-) -> Result<(), WorkerError> {
+pub async fn run(config: SessionConfig, ctx: Arc<JobContext>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(usize::from(config.concurrency.max(1))));
     let reconnect = Backoff {
@@ -85,7 +75,6 @@ pub async fn run(
         // Shutdown came while disconnected: jobs of earlier sessions may still be running.
         drain(&tracker, config.drain_timeout).await;
     }
-    Ok(())
 }
 
 /// Lets held jobs finish, at most `timeout`; what is left goes back to the queue when its
@@ -103,7 +92,7 @@ async fn drain(tracker: &TaskTracker, timeout: Duration) {
 
 /// One connection's life: returns `Ok` after a clean shutdown, `Err` when the broker went away.
 async fn session(
-    config: &WorkerConfig,
+    config: &SessionConfig,
     ctx: &Arc<JobContext>,
     tracker: &TaskTracker,
     permits: &Arc<Semaphore>,
@@ -201,7 +190,7 @@ async fn handle_delivery(
                 broker::dead_letter_properties(&delivery.properties, &job_id.to_string(), &reason);
             match broker::publish_confirmed(publish, &names.dlx, "", &delivery.data, props).await {
                 Ok(()) => {
-                    if let Err(e) = crate::storage::mark_dead_lettered(&ctx.pool, job_id).await {
+                    if let Err(e) = crate::store::mark_dead_lettered(&ctx.pool, job_id).await {
                         // The dead letter exists; at worst a redelivery publishes a second copy.
                         warn!(error = %e, "could not note the dead letter");
                     }

@@ -1,19 +1,11 @@
 //! What to do after a call: succeed, fail, or retry. A pure function of the call's outcome, the
 //! attempt number, the budget and whether an earlier attempt's outcome is unknown.
 
-use crate::api::CallOutcome;
-use crate::storage::{JobStatus, Verdict};
+use crate::domain::{JobStatus, Verdict, conclusion};
+use crate::live::CallOutcome;
 
 /// Dead-letter reason of a job whose retryable failures used up its attempts.
 pub const RETRIES_EXHAUSTED: &str = "retries-exhausted";
-
-/// Conclusions written to `caster_stop_jobs.conclusion`.
-pub mod conclusion {
-    pub const STOPPED: &str = "stopped";
-    pub const STOPPED_BY_UNANSWERED_ATTEMPT: &str = "stopped-by-unanswered-attempt";
-    pub const API_ERROR: &str = "api-error";
-    pub const RETRIES_EXHAUSTED: &str = "retries-exhausted";
-}
 
 /// The next step of a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,7 +66,7 @@ pub fn dead_letter_reason(outcome: &CallOutcome, verdict: &Verdict) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ApiError, TransportError, TransportKind};
+    use crate::live::{ApiError, TransportError, TransportKind};
 
     fn api(status: u16, code: &str) -> ApiError {
         ApiError {

@@ -1,0 +1,199 @@
+//! `stopcaster dead-letters`: look at the dead-letter queue `P.dead` without emptying it, and
+//! put chosen jobs back on the work queue `P.jobs` with a fresh attempt budget.
+//!
+//! Both read `P.dead` with `basic.get` without auto-ack, at most as many messages as a passive
+//! declare counted (a requeued message would otherwise come back and be read forever). What is
+//! not taken is handed back unacknowledged, so it stays in the queue in its place.
+//!
+//! A replay, per message: reopen the job row and record the replay (one transaction, left
+//! open), publish the original body to `P.jobs` and wait for the broker's confirm, commit, and
+//! only then acknowledge the dead letter. A failure at any step leaves the dead letter in
+//! `P.dead` and the row as it was (or, after the commit, a harmless extra message), so running
+//! the replay again is always safe.
+
+mod letter;
+mod queue;
+mod replay;
+
+use std::io::Write;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::broker::{BrokerError, Names};
+use crate::config::{AttemptsArgs, BrokerArgs, DatabaseArgs};
+use crate::domain::time::rfc3339_micros as timestamp;
+use crate::ops::table::{one_line, table};
+
+pub use letter::DeadLetter;
+pub use queue::list;
+pub use replay::{Selection, replay};
+
+/// `stopcaster dead-letters ...`
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum DeadLettersCommand {
+    /// Show the messages in P.dead (job id, caster, reason, when) without removing them.
+    List {
+        /// table or json.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Put chosen dead letters back on P.jobs; exits 1 if a named job is not in P.dead.
+    ///
+    /// Each failed job is reopened (pending, with STOPCASTER_MAX_ATTEMPTS more calls), its
+    /// original body republished with confirms, and only then its dead letter removed. A
+    /// rejected (malformed) message is republished too, and will be rejected and dead-lettered
+    /// again. Running it twice does no harm.
+    Replay {
+        /// Replay every message in P.dead.
+        #[arg(long, conflicts_with = "job_ids")]
+        all: bool,
+        /// Job ids to replay (the x-stopcaster-job-id of their dead letters).
+        #[arg(required_unless_present = "all")]
+        job_ids: Vec<Uuid>,
+        /// A replayed job gets this many calls on top of those it already made.
+        #[command(flatten)]
+        attempts: AttemptsArgs,
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// Most likely the queue does not exist: nothing was ever dead-lettered under this prefix,
+    /// or the prefix is wrong.
+    #[error("cannot read the queue {queue}")]
+    Queue {
+        queue: String,
+        #[source]
+        error: lapin::Error,
+    },
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("writing the output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<lapin::Error> for DeadLetterError {
+    fn from(e: lapin::Error) -> Self {
+        DeadLetterError::Broker(BrokerError::Amqp(e))
+    }
+}
+
+/// Runs a `dead-letters` subcommand, writing to `out`. Returns the named job ids that were not
+/// found in `P.dead` (the caller exits non-zero for them).
+pub async fn run(
+    command: &DeadLettersCommand,
+    out: &mut dyn Write,
+) -> Result<Vec<Uuid>, DeadLetterError> {
+    match command {
+        DeadLettersCommand::List { format, broker } => {
+            let names = Names::new(&broker.queue_prefix);
+            let letters = list(&broker.amqp_url, &names).await?;
+            write_list(out, &names.dead, *format, &letters)?;
+            out.flush()?;
+            Ok(Vec::new())
+        }
+        DeadLettersCommand::Replay {
+            all,
+            job_ids,
+            attempts,
+            broker,
+            database,
+        } => {
+            let names = Names::new(&broker.queue_prefix);
+            // Applies migrations/ (caster_stop_replays) like the worker does.
+            let pool = crate::store::migrate(&database.database_url).await?;
+            let selection = if *all {
+                Selection::All
+            } else {
+                Selection::Jobs(job_ids.clone())
+            };
+            let mut write_error = None;
+            let result = replay(
+                &broker.amqp_url,
+                &names,
+                &pool,
+                &selection,
+                attempts.max_attempts.max(1),
+                |r| {
+                    if let Err(e) = writeln!(out, "{}", r.describe()).and_then(|()| out.flush()) {
+                        write_error.get_or_insert(e);
+                    }
+                },
+            )
+            .await;
+            pool.close().await;
+            let report = result?;
+            if let Some(e) = write_error {
+                return Err(e.into());
+            }
+            if report.without_job_id > 0 {
+                eprintln!(
+                    "{} dead letter(s) without a readable job id left in {}",
+                    report.without_job_id, names.dead
+                );
+            }
+            if report.replayed.is_empty() {
+                eprintln!("nothing replayed");
+            }
+            Ok(report.missing)
+        }
+    }
+}
+
+/// Writes `letters` as a table or one JSON document.
+pub fn write_list(
+    out: &mut dyn Write,
+    queue: &str,
+    format: ListFormat,
+    letters: &[DeadLetter],
+) -> std::io::Result<()> {
+    match format {
+        ListFormat::Json => {
+            let doc = json!({
+                "queue": queue,
+                "count": letters.len(),
+                "messages": letters.iter().map(DeadLetter::json).collect::<Vec<_>>(),
+            });
+            writeln!(out, "{doc:#}")
+        }
+        ListFormat::Table => {
+            let cell = |v: &Option<String>| one_line(v.as_deref().unwrap_or("-").to_owned());
+            let rows: Vec<Vec<String>> = letters
+                .iter()
+                .map(|l| {
+                    vec![
+                        cell(&l.job_id),
+                        cell(&l.caster_id),
+                        cell(&l.batch_id),
+                        cell(&l.reason),
+                        l.when.map_or_else(|| "-".to_owned(), timestamp),
+                    ]
+                })
+                .collect();
+            out.write_all(
+                table(
+                    &["job_id", "caster_id", "batch_id", "reason", "when"],
+                    &rows,
+                )
+                .as_bytes(),
+            )?;
+            writeln!(out, "{} message(s) in {queue}", letters.len())
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The shared pacer's schedule, one row per account in `stopcaster_pacer`. Why the schedule is
+//! kept this way (a GCRA whose theoretical arrival time lives in the row, on the database's
+//! clock) is explained in [`crate::worker::pacer`], the only caller.
+
+use std::time::Duration;
+
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+
+/// A slot of the shared schedule, on the database's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    pub slot: OffsetDateTime,
+    /// The database's clock when it handed the slot out.
+    pub now: OffsetDateTime,
+}
+
+/// Takes the next slot of `account`'s shared schedule, at least `lead` from now.
+pub async fn reserve_pacer_slot(
+    pool: &PgPool,
+    account: &str,
+    period: Duration,
+    recovery_step: f64,
+    lead: Duration,
+) -> Result<Reservation, sqlx::Error> {
+    let sql = "UPDATE stopcaster_pacer p
+         SET last_slot = greatest(p.tat, c.now + make_interval(secs => $4)),
+             tat = greatest(p.tat, c.now + make_interval(secs => $4))
+                   + make_interval(secs => $2 * p.slowdown),
+             slowdown = greatest(1.0, p.slowdown - $3)
+         FROM (SELECT clock_timestamp() AS now) c
+         WHERE p.account = $1
+         RETURNING p.last_slot, c.now";
+    loop {
+        let row = sqlx::query(sql)
+            .bind(account)
+            .bind(period.as_secs_f64())
+            .bind(recovery_step)
+            .bind(lead.as_secs_f64())
+            .fetch_optional(pool)
+            .await?;
+        if let Some(row) = row {
+            return Ok(Reservation {
+                slot: row.get("last_slot"),
+                now: row.get("now"),
+            });
+        }
+        sqlx::query("INSERT INTO stopcaster_pacer (account) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(account)
+            .execute(pool)
+            .await?;
+    }
+}
+
+/// Gives a slot back if nobody reserved after it, so an unused slot leaves no gap.
+pub async fn release_pacer_slot(
+    pool: &PgPool,
+    account: &str,
+    slot: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE stopcaster_pacer SET tat = last_slot WHERE account = $1 AND last_slot = $2",
+    )
+    .bind(account)
+    .bind(slot)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Moves `account`'s schedule back by `by` (a call left that much after its slot).
+pub async fn push_back_pacer(
+    pool: &PgPool,
+    account: &str,
+    by: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE stopcaster_pacer SET tat = tat + make_interval(secs => $2) WHERE account = $1",
+    )
+    .bind(account)
+    .bind(by.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Slows `account` down after a throttled call, at most once per `pause` however many workers
+/// report it: pushes the schedule back by `pause` and multiplies `slowdown`.
+pub async fn throttle_pacer(
+    pool: &PgPool,
+    account: &str,
+    pause: Duration,
+    factor: f64,
+    max_slowdown: f64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE stopcaster_pacer
+         SET tat = greatest(tat, clock_timestamp()) + make_interval(secs => $2),
+             slowdown = least($4, slowdown * $3),
+             throttled_at = clock_timestamp()
+         WHERE account = $1
+           AND (throttled_at IS NULL OR throttled_at < clock_timestamp() - make_interval(secs => $2))",
+    )
+    .bind(account)
+    .bind(pause.as_secs_f64())
+    .bind(factor)
+    .bind(max_slowdown)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The pacer row of an account: (schedule, slowdown).
+pub async fn pacer_state(
+    pool: &PgPool,
+    account: &str,
+) -> Result<Option<(OffsetDateTime, f64)>, sqlx::Error> {
+    let row = sqlx::query("SELECT tat, slowdown FROM stopcaster_pacer WHERE account = $1")
+        .bind(account)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|r| (r.get("tat"), r.get("slowdown"))))
+}

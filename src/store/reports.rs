@@ -1,0 +1,232 @@
+//! The audit's queries (`stopcaster report`, `bench`): jobs by filter, and their summary.
+
+use std::time::Duration;
+
+use sqlx::{PgPool, Postgres, Row};
+use time::OffsetDateTime;
+
+use crate::domain::JobStatus;
+
+/// The filters of `stopcaster report`; `None` means "any".
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    pub batch_id: Option<String>,
+    pub caster_id: Option<String>,
+    pub status: Option<JobStatus>,
+    /// Jobs created at most this long ago (by the database's clock).
+    pub since: Option<Duration>,
+}
+
+/// Appends the `WHERE` clause of `filter` (over the alias `j`). Only the conditions asked for
+/// are written, as plain equalities, so that the planner can use `caster_stop_jobs_batch`,
+/// `_caster`, `_status` and `_created` (a `$1 IS NULL OR ...` form would defeat them). True
+/// when a `WHERE` was written.
+fn push_job_filter<'a>(qb: &mut sqlx::QueryBuilder<'a, Postgres>, filter: &'a JobFilter) -> bool {
+    let mut sep = " WHERE ";
+    if let Some(batch) = &filter.batch_id {
+        qb.push(sep).push("j.batch_id = ").push_bind(batch.as_str());
+        sep = " AND ";
+    }
+    if let Some(caster) = &filter.caster_id {
+        qb.push(sep)
+            .push("j.caster_id = ")
+            .push_bind(caster.as_str());
+        sep = " AND ";
+    }
+    if let Some(status) = filter.status {
+        qb.push(sep).push("j.status = ").push_bind(status.as_str());
+        sep = " AND ";
+    }
+    if let Some(since) = filter.since {
+        qb.push(sep)
+            .push("j.created_at >= now() - make_interval(secs => ")
+            .push_bind(since.as_secs_f64())
+            .push(")");
+        sep = " AND ";
+    }
+    sep == " AND "
+}
+
+/// One job as `report` lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobReportRow {
+    pub job_id: uuid::Uuid,
+    pub caster_id: Option<String>,
+    pub region_id: Option<String>,
+    pub batch_id: Option<String>,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub request_id: Option<String>,
+    pub error_code: Option<String>,
+    pub http_status: Option<i32>,
+    pub attempts: i32,
+    pub replays: i32,
+    pub created_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// The text of the `report` job query.
+fn report_jobs_query(filter: &JobFilter, limit: Option<u32>) -> sqlx::QueryBuilder<'_, Postgres> {
+    let mut qb = sqlx::QueryBuilder::new(
+        "SELECT j.job_id, j.caster_id, j.region_id, j.batch_id, j.status, j.conclusion,
+                j.request_id, j.error_code, j.http_status, j.attempts, j.replays,
+                j.created_at, j.finished_at
+         FROM caster_stop_jobs j",
+    );
+    push_job_filter(&mut qb, filter);
+    qb.push(" ORDER BY j.created_at DESC, j.job_id");
+    if let Some(limit) = limit {
+        qb.push(" LIMIT ").push_bind(i64::from(limit));
+    }
+    qb
+}
+
+/// Jobs matching `filter`, newest first, at most `limit` (`None`: all).
+pub async fn report_jobs(
+    pool: &PgPool,
+    filter: &JobFilter,
+    limit: Option<u32>,
+) -> Result<Vec<JobReportRow>, sqlx::Error> {
+    let rows = report_jobs_query(filter, limit)
+        .build()
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| JobReportRow {
+            job_id: r.get("job_id"),
+            caster_id: r.get("caster_id"),
+            region_id: r.get("region_id"),
+            batch_id: r.get("batch_id"),
+            status: r.get("status"),
+            conclusion: r.get("conclusion"),
+            request_id: r.get("request_id"),
+            error_code: r.get("error_code"),
+            http_status: r.get("http_status"),
+            attempts: r.get("attempts"),
+            replays: r.get("replays"),
+            created_at: r.get("created_at"),
+            finished_at: r.get("finished_at"),
+        })
+        .collect())
+}
+
+/// Totals over the jobs matching a filter (no limit) and their attempts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReportSummary {
+    /// (status, jobs), every status listed, zeros included.
+    pub by_status: Vec<(String, i64)>,
+    /// StopCaster calls made (attempt rows).
+    pub calls: i64,
+    pub first_call: Option<OffsetDateTime>,
+    pub last_call: Option<OffsetDateTime>,
+    /// Attempts beyond each job's first.
+    pub retried_attempts: i64,
+    /// Attempts answered `Throttling*`.
+    pub throttled_attempts: i64,
+    /// Failed and rejected jobs by their error code (the conclusion where there is none),
+    /// most frequent first.
+    pub failures_by_code: Vec<(String, i64)>,
+}
+
+impl ReportSummary {
+    pub fn count(&self, status: JobStatus) -> i64 {
+        self.by_status
+            .iter()
+            .find(|(s, _)| s == status.as_str())
+            .map_or(0, |(_, n)| *n)
+    }
+
+    pub fn total(&self) -> i64 {
+        self.by_status.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// The summary of the jobs matching `filter`. Three statements, each driven by the same
+/// filter, so that a batch summary reads the batch's rows through `caster_stop_jobs_batch` and
+/// their attempts through the attempts' primary key.
+pub async fn report_summary(
+    pool: &PgPool,
+    filter: &JobFilter,
+) -> Result<ReportSummary, sqlx::Error> {
+    let mut qb = sqlx::QueryBuilder::new("SELECT j.status, count(*) AS n FROM caster_stop_jobs j");
+    push_job_filter(&mut qb, filter);
+    qb.push(" GROUP BY j.status");
+    let counts: Vec<(String, i64)> = qb
+        .build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| (r.get("status"), r.get("n")))
+        .collect();
+    let by_status = JobStatus::ALL
+        .iter()
+        .map(|s| {
+            let n = counts
+                .iter()
+                .find(|(c, _)| c == s.as_str())
+                .map_or(0, |(_, n)| *n);
+            (s.as_str().to_owned(), n)
+        })
+        .collect();
+
+    let mut qb = sqlx::QueryBuilder::new(
+        "SELECT count(*) AS calls, min(a.started_at) AS first_call, max(a.started_at) AS last_call,
+                count(*) FILTER (WHERE a.attempt > 1) AS retried,
+                count(*) FILTER (WHERE a.error_code LIKE 'Throttling%') AS throttled
+         FROM caster_stop_jobs j JOIN caster_stop_attempts a ON a.job_id = j.job_id",
+    );
+    push_job_filter(&mut qb, filter);
+    let row = qb.build().fetch_one(pool).await?;
+
+    let mut qb = sqlx::QueryBuilder::new(
+        "SELECT coalesce(j.error_code, j.conclusion, '') AS code, count(*) AS n
+         FROM caster_stop_jobs j",
+    );
+    let filtered = push_job_filter(&mut qb, filter);
+    qb.push(if filtered { " AND " } else { " WHERE " })
+        .push("j.status IN ('failed', 'rejected') GROUP BY 1 ORDER BY 2 DESC, 1");
+    let failures_by_code = qb
+        .build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| (r.get("code"), r.get("n")))
+        .collect();
+
+    Ok(ReportSummary {
+        by_status,
+        calls: row.get("calls"),
+        first_call: row.get("first_call"),
+        last_call: row.get("last_call"),
+        retried_attempts: row.get("retried"),
+        throttled_attempts: row.get("throttled"),
+        failures_by_code,
+    })
+}
+
+/// Jobs that reached a terminal status (`bench` waits for all of a batch's).
+pub async fn count_finished_jobs(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs WHERE status <> 'pending'")
+        .fetch_one(pool)
+        .await
+}
+
+/// Jobs with this status.
+pub async fn count_jobs_with_status(pool: &PgPool, status: JobStatus) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs WHERE status = $1")
+        .bind(status.as_str())
+        .fetch_one(pool)
+        .await
+}
+
+/// From the first call's start to the last call's end, over every attempt; `None` before any.
+pub async fn call_span(
+    pool: &PgPool,
+) -> Result<Option<(OffsetDateTime, OffsetDateTime)>, sqlx::Error> {
+    let (first, last): (Option<OffsetDateTime>, Option<OffsetDateTime>) =
+        sqlx::query_as("SELECT min(started_at), max(finished_at) FROM caster_stop_attempts")
+            .fetch_one(pool)
+            .await?;
+    Ok(first.zip(last))
+}

@@ -1,0 +1,161 @@
+//! The worker: consumes stop jobs from RabbitMQ until shutdown, then drains.
+//!
+//! - [`session`]: the broker session loop, with reconnects, bounded concurrency and the drain.
+//! - [`job`]: one delivery from bytes to a disposition (parse, record, pace, call, decide).
+//! - [`verdict`]: what to do after a call, a pure function; [`backoff`]: the delay before a retry.
+//! - [`pacer`]: calls on the account's quota, shared by every replica through Postgres.
+//! - [`in_flight`], [`metrics`], [`health`]: this process's view of itself.
+//!
+//! Depends on [`crate::domain`], [`crate::live`] (the calls), [`crate::store`] (every record)
+//! and [`crate::broker`]; the commands in `ops` never reach into it.
+
+pub mod backoff;
+mod health;
+mod in_flight;
+mod job;
+mod metrics;
+pub mod pacer;
+mod session;
+mod verdict;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::Retryable as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Names;
+use crate::config::{ApiArgs, BrokerArgs, ConfigError, DatabaseArgs, WorkerArgs};
+use crate::live::{ClientConfig, LiveClient, client::ClientError};
+use crate::store;
+
+use self::backoff::Backoff;
+use self::job::JobContext;
+use self::pacer::{LocalPacer, Pacer, Rate, SharedPacer};
+
+/// Why a worker could not start. Once started, a worker only ends by shutdown: broker and
+/// database outages are waited out.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("preparing the database: {0}")]
+    Database(sqlx::Error),
+    #[error("connecting the pacer: {0}")]
+    Pacer(sqlx::Error),
+    #[error("STOPCASTER_PACER must be shared or local, not {0:?}")]
+    PacerKind(String),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("binding the metrics address {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// How long a claim on a job lasts: one call, connect and answer, with room to record it.
+pub fn claim_lease(client: &ClientConfig) -> Duration {
+    client.timeout + client.connect_timeout + Duration::from_secs(5)
+}
+
+/// Runs a worker until `shutdown` is cancelled, then drains. Returns `Ok(false)` when shutdown
+/// came before the database was ever reachable (nothing was taken).
+pub async fn run(
+    broker: BrokerArgs,
+    database: DatabaseArgs,
+    api: ApiArgs,
+    args: WorkerArgs,
+    shutdown: CancellationToken,
+) -> Result<bool, StartError> {
+    let accounts = args.accounts(&api)?;
+    // Until the database answers; a shutdown meanwhile ends the wait (nothing is held yet).
+    let until_shutdown = {
+        let shutdown = shutdown.clone();
+        move |wait: Duration| {
+            shutdown
+                .clone()
+                .run_until_cancelled_owned(tokio::time::sleep(wait))
+        }
+    };
+    let pool = (|| store::migrate(&database.database_url))
+        .retry(store::unavailable_backoff())
+        .sleep(until_shutdown)
+        .when(|e| store::is_transient(e) && !shutdown.is_cancelled())
+        .notify(|e, wait| {
+            tracing::warn!(error = %e, retry_in = ?wait, "database unavailable at start; retrying");
+        })
+        .await;
+    let pool = match pool {
+        Ok(pool) => pool,
+        Err(_) if shutdown.is_cancelled() => {
+            tracing::info!("shut down before the database was reachable; nothing was taken");
+            return Ok(false);
+        }
+        Err(e) => return Err(StartError::Database(e)),
+    };
+    let rate_accounts = accounts.clone();
+    let margin = Duration::from_millis(args.pacer_margin_ms);
+    let rates = move |key: &str| Rate {
+        qps: rate_accounts.qps_of(key).unwrap_or(1),
+        margin,
+    };
+    let pacer = match args.pacer.as_str() {
+        "shared" => Pacer::Shared(SharedPacer::new(
+            store::pacer_pool(&database.database_url)
+                .await
+                .map_err(StartError::Pacer)?,
+            rates,
+        )),
+        "local" => Pacer::Local(LocalPacer::new(rates)),
+        other => return Err(StartError::PacerKind(other.to_owned())),
+    };
+    let client_config = api.client_config();
+    let worker_id = format!(
+        "{}-{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let ctx = Arc::new(JobContext {
+        pool,
+        client: LiveClient::new(&client_config)?,
+        pacer,
+        accounts,
+        default_region: api.region()?,
+        max_attempts: args.attempts.max_attempts.max(1),
+        backoff: Backoff {
+            initial: Duration::from_millis(args.backoff_initial_ms),
+            max: Duration::from_millis(args.backoff_max_ms.max(args.backoff_initial_ms)),
+        },
+        hold_cap: Duration::from_secs(args.hold_cap_s),
+        claim_lease: claim_lease(&client_config),
+        worker_id,
+        in_flight: Default::default(),
+        metrics: Default::default(),
+    });
+    ctx.metrics.set_database_up(true);
+    if let Some(addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        tokio::spawn(health::serve(
+            listener,
+            health::Health {
+                metrics: ctx.metrics.clone(),
+                in_flight: ctx.in_flight.clone(),
+            },
+            shutdown.clone(),
+        ));
+    }
+    let config = session::SessionConfig {
+        amqp_url: broker.amqp_url,
+        names: Names::new(&broker.queue_prefix),
+        concurrency: args.concurrency,
+        drain_timeout: Duration::from_secs(args.drain_timeout_s),
+    };
+    session::run(config, ctx, shutdown).await;
+    tracing::info!("worker stopped");
+    Ok(true)
+}
