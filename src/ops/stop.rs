@@ -53,7 +53,8 @@ pub async fn run(
             ExitCode::SUCCESS
         }
         // The outcome's variant is its classification: 3 permanent, 4 worth retrying.
-        CallOutcome::Permanent(e) => {
+        // Refused credentials are permanent for this one call: nothing retries it.
+        CallOutcome::Permanent(e) | CallOutcome::CredentialsRefused(e) => {
             print_error(&e);
             ExitCode::from(exit::PERMANENT)
         }
