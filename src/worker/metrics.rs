@@ -158,6 +158,14 @@ impl Metrics {
     }
 }
 
+/// A Prometheus label value, escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,12 +198,4 @@ mod tests {
         assert!(text.contains("stopcaster_api_latency_seconds_bucket{le=\"0.05\"} 1"));
         assert!(text.contains("stopcaster_jobs_in_flight 3"));
     }
-}
-
-/// A Prometheus label value, escaped.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
