@@ -53,15 +53,14 @@ async fn refused_credentials_pause_the_account_and_burn_no_job() {
     worker
         .wait_log("account paused", Duration::from_secs(30))
         .await;
-    // At most one refused call per job before the pause holds them (10), then probes at 1 s,
-    // then 2 s and 4 s later: three more.
-    common::wait_for(Duration::from_secs(30), || async {
-        scalar(
-            &env,
-            "SELECT count(*) FROM caster_stop_attempts WHERE outcome = 'credentials-refused'",
-        )
-        .await
-            >= 13
+    // Probes 1 s after the pause, then 2 s and 4 s later, one at a time.
+    common::wait_for(Duration::from_secs(30), || {
+        let probes = worker
+            .logs()
+            .iter()
+            .filter(|l| l.contains("probing a paused account"))
+            .count();
+        async move { probes >= 3 }
     })
     .await
     .expect("the paused account is probed");
@@ -90,6 +89,15 @@ async fn refused_credentials_pause_the_account_and_burn_no_job() {
     assert!(metrics.contains(
         "stopcaster_account_paused{account=\"default\",code=\"SignatureDoesNotMatch\"} 1"
     ));
+    let recorded: (String, String) =
+        sqlx::query_as("SELECT account, code FROM stopcaster_account_pauses")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        recorded,
+        ("default".to_owned(), "SignatureDoesNotMatch".to_owned())
+    );
     // Nothing finished, nothing dead-lettered, every refused call recorded as such.
     assert_eq!(env.count_status("pending").await, 10);
     assert!(env.drain_dead().await.is_empty());
@@ -112,6 +120,11 @@ async fn refused_credentials_pause_the_account_and_burn_no_job() {
 
     worker.signal("TERM");
     assert!(worker.wait_exit(Duration::from_secs(30)).await.success());
+    assert_eq!(
+        scalar(&env, "SELECT count(*) FROM stopcaster_account_pauses").await,
+        0,
+        "a stopping worker clears its pauses"
+    );
     let fixed = env.spawn_worker(&common_settings);
     env.wait_terminal(10, WAIT).await;
     assert_eq!(env.count_status("succeeded").await, 10);

@@ -22,7 +22,7 @@ use crate::store::{self, AttemptStart, RejectedMessage};
 use crate::worker::backoff::Backoff;
 use crate::worker::in_flight::InFlight;
 use crate::worker::pacer::Pacer;
-use crate::worker::pause::{Pauses, Turn};
+use crate::worker::pause::{Change, Pauses, Turn};
 use crate::worker::verdict::{self, Next};
 
 /// Everything a job needs, shared by all of a worker's jobs.
@@ -296,11 +296,14 @@ async fn run_job(
             .await
             .ok_or(Interrupt::Requeue)?;
         let probe = match turn {
-            Some(Turn::Probe(id)) => Some(Probe {
-                pauses: &ctx.pauses,
-                account: &account.name,
-                id,
-            }),
+            Some(Turn::Probe(id)) => {
+                debug!(account = %account.name, "probing a paused account");
+                Some(Probe {
+                    pauses: &ctx.pauses,
+                    account: &account.name,
+                    id,
+                })
+            }
             Some(_) => None,
             None => return Ok(Disposition::Republish { job_id: job.job_id }),
         };
@@ -355,13 +358,27 @@ async fn run_job(
         match &outcome {
             CallOutcome::CredentialsRefused(e) => {
                 ctx.pauses
-                    .report(&account.name, Some(&e.code), probe.map(Probe::reported))
+                    .report(&account.name, Some(&e.code), probe.map(Probe::reported));
+                // Refreshed at each refusal, so a dashboard can tell a live pause from a
+                // dead worker's. Bookkeeping: a failure here holds no job up.
+                if let Err(err) =
+                    store::record_pause(&ctx.pool, &account.name, &ctx.worker_id, &e.code).await
+                {
+                    debug!(error = %err, "could not record the pause");
+                }
             }
             // A transport failure says nothing of the credentials: a probe's turn passes on.
             CallOutcome::Transport(_) => drop(probe),
             _ => {
-                ctx.pauses
+                let change = ctx
+                    .pauses
                     .report(&account.name, None, probe.map(Probe::reported));
+                if change == Some(Change::Resumed)
+                    && let Err(err) =
+                        store::clear_pauses(&ctx.pool, &ctx.worker_id, Some(&account.name)).await
+                {
+                    debug!(error = %err, "could not clear the pause");
+                }
             }
         }
         let next = verdict::decide(&outcome, attempt, budget, unknown_before);

@@ -159,7 +159,10 @@ pub async fn run(
         concurrency: args.concurrency,
         drain_timeout: Duration::from_secs(args.drain_timeout_s),
     };
-    session::run(config, ctx, shutdown).await;
+    session::run(config, ctx.clone(), shutdown).await;
+    if let Err(e) = store::clear_pauses(&ctx.pool, &ctx.worker_id, None).await {
+        tracing::debug!(error = %e, "could not clear this worker's pauses");
+    }
     tracing::info!("worker stopped");
     Ok(true)
 }

@@ -169,7 +169,13 @@ impl Pauses {
     }
 
     /// Reports a call's result for `account`: `refused` is the refusal's code, if it was one.
-    pub fn report(&self, account: &str, refused: Option<&str>, probe: Option<u64>) {
+    /// Returns the change of state it made, if any.
+    pub fn report(
+        &self,
+        account: &str,
+        refused: Option<&str>,
+        probe: Option<u64>,
+    ) -> Option<Change> {
         let change = {
             let mut gate = self.lock();
             match refused {
@@ -177,7 +183,7 @@ impl Pauses {
                 None => gate.accepted(account),
             }
         };
-        match change {
+        match &change {
             Some(Change::Paused { code }) => warn!(
                 account,
                 code,
@@ -187,6 +193,7 @@ impl Pauses {
             None => {}
         }
         self.changed.notify_waiters();
+        change
     }
 
     /// A probe that ended without an answer.
