@@ -109,6 +109,15 @@ async fn wrong_secret_pauses_the_account_instead_of_failing_the_job() {
     worker
         .wait_log("account paused", Duration::from_secs(30))
         .await;
+    // The log line comes as the answer arrives; the attempt row is committed just after.
+    common::wait_for(Duration::from_secs(30), || async {
+        env.attempts(ids[0])
+            .await
+            .first()
+            .is_some_and(|a| a["outcome"] == "credentials-refused")
+    })
+    .await
+    .expect("the refused call is recorded");
     let row = env.job(ids[0]).await;
     assert_eq!(row["status"], "pending", "not the job's fault");
     assert_eq!(row["error_code"], "SignatureDoesNotMatch");
