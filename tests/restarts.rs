@@ -144,6 +144,16 @@ async fn survives_a_postgres_restart_mid_batch() {
     assert_eq!(env.queue_len(&env.names().jobs).await, 0);
 }
 
+/// job_id, caster_id, status, conclusion, attempts, finished_at.
+type JobRow = (
+    uuid::Uuid,
+    String,
+    String,
+    Option<String>,
+    i32,
+    Option<time::OffsetDateTime>,
+);
+
 /// Two workers, `kill -9` of each, a RabbitMQ restart and a Postgres restart during one batch
 /// of 400, with lost responses, 5xx answers and a throttling competitor at the stand-in. Checks
 /// what a Jepsen-style checker would, from Postgres and the stand-in's own call log. Prints one
@@ -181,7 +191,11 @@ async fn chaos_keeps_every_invariant() {
             let mut n = 0u64;
             while !stop.is_cancelled() {
                 n += 1;
-                let fault = if n % 3 == 0 { "drop" } else { "stop-then-drop" };
+                let fault = if n.is_multiple_of(3) {
+                    "drop"
+                } else {
+                    "stop-then-drop"
+                };
                 let _ = http
                     .post(&url)
                     .body(serde_json::json!({ "script": [fault] }).to_string())
@@ -266,14 +280,7 @@ async fn chaos_keeps_every_invariant() {
     drop((a, b));
 
     // Every job: exactly one row, none left pending.
-    let rows: Vec<(
-        uuid::Uuid,
-        String,
-        String,
-        Option<String>,
-        i32,
-        Option<time::OffsetDateTime>,
-    )> = sqlx::query_as(
+    let rows: Vec<JobRow> = sqlx::query_as(
         "SELECT job_id, caster_id, status, conclusion, attempts, finished_at
              FROM caster_stop_jobs",
     )
