@@ -1,8 +1,6 @@
 //! The `stopcaster` binary: parses the command line and wires the library together. The only
 //! place that uses `anyhow`.
 
-use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,9 +16,8 @@ use tokio_util::sync::CancellationToken;
 use stopcaster::api::{CallOutcome, LiveClient, StopCasterRequest};
 use stopcaster::broker::Names;
 use stopcaster::config::{ApiArgs, BrokerArgs, DatabaseArgs, WorkerArgs};
-use stopcaster::credentials::Secret;
 use stopcaster::domain::{CasterId, RegionId};
-use stopcaster::fake_live::{self, FakeLiveConfig};
+use stopcaster::fake_live;
 use stopcaster::job::{InFlight, JobContext};
 use stopcaster::pacer::{LocalPacer, Pacer, Rate, SharedPacer};
 use stopcaster::{enqueue, storage, telemetry, worker};
@@ -109,26 +106,7 @@ enum Command {
     /// Benchmark: real worker processes against the stand-in, RabbitMQ and Postgres.
     Bench(bench::BenchArgs),
     /// A local stand-in for the ApsaraVideo Live endpoint.
-    FakeLive {
-        /// Where to serve.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Accepted AccessKey pair ID:SECRET (repeatable); default: the environment's.
-        #[arg(long = "access-key")]
-        access_keys: Vec<String>,
-        /// Calls per AccessKeyId in any sliding one-second window.
-        #[arg(long, default_value_t = 10)]
-        qps: u32,
-        /// JSON object {"<CasterId>": "running"|"stopped"}; other ids are then NotFound.
-        #[arg(long)]
-        casters: Option<PathBuf>,
-        /// Share of calls answered 503 ServiceUnavailable.
-        #[arg(long, default_value_t = 0.0)]
-        fail_rate: f64,
-        /// Latency added to each call, in milliseconds.
-        #[arg(long, default_value_t = 0)]
-        latency_ms: u64,
-    },
+    FakeLive(fake_live::FakeLiveArgs),
 }
 
 fn main() -> ExitCode {
@@ -304,47 +282,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             })
         }
-        Command::FakeLive {
-            listen,
-            access_keys,
-            qps,
-            casters,
-            fail_rate,
-            latency_ms,
-        } => {
-            let mut keys = Vec::new();
-            for pair in access_keys {
-                let (id, secret) = pair
-                    .split_once(':')
-                    .context("--access-key wants ID:SECRET")?;
-                keys.push((id.to_owned(), Secret::new(secret)));
-            }
-            if keys.is_empty() {
-                let id = std::env::var("ALIBABA_CLOUD_ACCESS_KEY_ID").ok();
-                let secret = std::env::var("ALIBABA_CLOUD_ACCESS_KEY_SECRET").ok();
-                match (id, secret) {
-                    (Some(id), Some(secret)) => keys.push((id, Secret::new(secret))),
-                    _ => bail!(
-                        "no access keys: pass --access-key ID:SECRET or set ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET"
-                    ),
-                }
-            }
-            let mut config = FakeLiveConfig::new(keys);
-            config.qps = qps;
-            config.fail_rate = fail_rate;
-            config.latency = Duration::from_millis(latency_ms);
-            if let Some(path) = casters {
-                config.casters = Some(fake_live::load_casters(&path).map_err(anyhow::Error::msg)?);
-            }
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("binding {listen}"))?;
-            let addr = listener.local_addr()?;
-            eprintln!("fake-live listening on http://{addr}");
-            let _ = std::io::stderr().flush();
+        Command::FakeLive(args) => {
             let shutdown = CancellationToken::new();
             tokio::spawn(signal_shutdown(shutdown.clone()));
-            fake_live::serve(listener, config, shutdown).await?;
+            fake_live::run(args, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
