@@ -98,19 +98,15 @@ async fn token(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMap) ->
     text(StatusCode::OK, token)
 }
 
-/// The hardened mode's check of the session token, or the answer refusing it.
-fn check_token(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+/// The hardened mode's check of the session token: the answer refusing the request, if any.
+fn token_refusal(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) else {
-        return Err(text(StatusCode::FORBIDDEN, "403 - Forbidden"));
+        return Some(text(StatusCode::FORBIDDEN, "403 - Forbidden"));
     };
     let valid = lock(&shared.metadata.tokens)
         .get(token)
         .is_some_and(|expires| *expires > Instant::now());
-    if valid {
-        Ok(())
-    } else {
-        Err(text(StatusCode::UNAUTHORIZED, "401 - Unauthorized"))
-    }
+    (!valid).then(|| text(StatusCode::UNAUTHORIZED, "401 - Unauthorized"))
 }
 
 fn no_role() -> Response {
@@ -118,7 +114,7 @@ fn no_role() -> Response {
 }
 
 async fn role_name(AxumState(shared): AxumState<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(refused) = check_token(&shared, &headers) {
+    if let Some(refused) = token_refusal(&shared, &headers) {
         return refused;
     }
     match shared.identity.instance_role() {
@@ -132,7 +128,7 @@ async fn role_credentials(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = check_token(&shared, &headers) {
+    if let Some(refused) = token_refusal(&shared, &headers) {
         return refused;
     }
     let Some(role) = shared.identity.instance_role().filter(|r| r.name == name) else {
