@@ -403,6 +403,8 @@ async fn temporary_keys_stop_studios_with_their_token_only() {
 async fn temporary_keys_expire() {
     let mut config = config();
     config.sts_lifetime = Duration::from_secs(1);
+    // The polling below must never meet the throttle instead.
+    config.qps = 1000;
     let fake = start(config).await;
     let issued_at = Instant::now();
     let answer = sts(
@@ -645,15 +647,22 @@ async fn the_credentials_uri_issues_fresh_temporary_credentials() {
 
 /// A test CA and a certificate it signed for 127.0.0.1, as PEM files; returns (ca, cert, key).
 fn test_pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: OpenSSL takes a leaf whose subject equals its issuer for self-signed.
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "fake-live test CA");
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate().unwrap();
-    let params =
+    let mut params =
         CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
     let cert = params.signed_by(&key, &issuer).unwrap();
     let paths = (
         dir.join("ca.pem"),

@@ -4,8 +4,9 @@ library, then uses them through Alibaba's SDKs, for tests/python_sdk.rs.
 
 Usage:
   credentials.py --endpoint http://127.0.0.1:PORT --provider oidc|ram_role_arn|uri|ecs|access_key
-                 [--role-arn ARN] [--oidc-provider-arn ARN] [--oidc-token-file PATH]
-                 [--key ID --secret SECRET] [--session NAME] [--caster ID]
+                 [--sts-endpoint HOST:PORT] [--role-arn ARN] [--oidc-provider-arn ARN]
+                 [--oidc-token-file PATH] [--key ID --secret SECRET] [--session NAME]
+                 [--caster ID] [--credentials-only]
 
 1. alibabacloud_credentials gets credentials with the chosen provider:
    - oidc: Config(type='oidc_role_arn') -> STS AssumeRoleWithOIDC (RRSA);
@@ -116,6 +117,8 @@ def main():
     parser.add_argument("--secret")
     parser.add_argument("--session", default="sdk-test")
     parser.add_argument("--caster")
+    parser.add_argument("--credentials-only", action="store_true",
+                        help="stop after getting the credentials (no SDK calls with them)")
     args = parser.parse_args()
 
     url = urlsplit(args.endpoint)
@@ -128,8 +131,11 @@ def main():
         "access_key_id": model.access_key_id,
         "has_token": bool(model.security_token),
         "type": model.type,
-        "identity": caller_identity(cred, url),
     }
+    if args.credentials_only:
+        print(json.dumps(result))
+        return
+    result["identity"] = caller_identity(cred, url)
     if args.caster:
         result["stop"] = stop_caster(model, url, args.caster)
     json.dump(result, sys.stdout)
