@@ -86,6 +86,16 @@ impl Source {
     pub fn is_static(&self) -> bool {
         matches!(self.kind, SourceKind::Static(_))
     }
+
+    /// The STS endpoint this source calls, if it calls one (a profile's `sts_region` may make
+    /// it differ from the environment's). `GetCallerIdentity` for its credentials can go there.
+    pub fn sts_endpoint(&self) -> Option<&str> {
+        match &self.kind {
+            SourceKind::Oidc(role) => Some(&role.sts_endpoint),
+            SourceKind::AssumeRole { role, .. } => Some(&role.sts_endpoint),
+            SourceKind::Static(_) | SourceKind::Uri(_) | SourceKind::Ecs(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for Source {

@@ -14,7 +14,7 @@
 //! header) unless `ALIBABA_CLOUD_IMDSV1_DISABLED=true`; so does this, except when no
 //! connection could be made at all: then there is no metadata service, and trying again
 //! without a token would only double the wait on a machine outside ECS. Timeouts are theirs:
-//! 1 s to connect, 1 s to read ([`super::http::METADATA_TIMEOUT`]).
+//! 1 s to connect, 1 s to read ([`super::http::METADATA_READ_TIMEOUT`]).
 
 use super::Credentials;
 use super::chain::EcsRole;

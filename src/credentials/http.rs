@@ -11,14 +11,18 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 /// Timeouts of STS and the credentials URI: credentials-go `ram_role_arn.go`, `oidc.go`,
-/// `uri.go` (5 s to connect, 10 s to read).
+/// `uri.go` (5 s to connect, 10 s to read), plus an overall bound.
 pub const STS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-pub const STS_TIMEOUT: Duration = Duration::from_secs(10);
+pub const STS_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const STS_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeouts of the ECS metadata service: credentials-go `ecs_ram_role.go` and credentials-python
-/// `ecs_ram_role.py` (1 s each). They are what makes a machine outside ECS learn quickly that
-/// there is no metadata service, so they stay short.
+/// `ecs_ram_role.py` (1 s to connect, 1 s to read). They are what makes a machine outside ECS
+/// learn quickly that there is no metadata service, so they stay short. Connect and read are
+/// bounded apart (not by one overall timeout) so that an address nobody answers fails as a
+/// connect error, which is what tells "no metadata service" from "a slow one".
 pub const METADATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-pub const METADATA_TIMEOUT: Duration = Duration::from_secs(1);
+pub const METADATA_READ_TIMEOUT: Duration = Duration::from_secs(1);
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The environment variable naming extra CA certificates to trust.
 pub const CA_FILE_VAR: &str = "STOPCASTER_CA_FILE";
@@ -54,11 +58,13 @@ impl HttpClients {
             sts: build(
                 client_builder(ca_file)?
                     .connect_timeout(STS_CONNECT_TIMEOUT)
+                    .read_timeout(STS_READ_TIMEOUT)
                     .timeout(STS_TIMEOUT),
             )?,
             metadata: build(
                 client_builder(ca_file)?
                     .connect_timeout(METADATA_CONNECT_TIMEOUT)
+                    .read_timeout(METADATA_READ_TIMEOUT)
                     .timeout(METADATA_TIMEOUT)
                     .no_proxy(),
             )?,

@@ -22,7 +22,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::chain::{
-    self, ConfigError, EcsRole, Env, OidcRole, RamRole, Source, SourceKind, duration_seconds,
+    self, CliConfigFile, ConfigError, EcsRole, Env, OidcRole, RamRole, Source, SourceKind,
+    duration_seconds,
 };
 use super::{Credentials, Secret};
 
@@ -80,15 +81,7 @@ pub fn select(
     text: &str,
     wanted: Option<&str>,
 ) -> Result<Option<Source>, ConfigError> {
-    let config: Config = serde_json::from_str(text).map_err(|e| ConfigError::CliConfig {
-        path: path.to_owned(),
-        // By position only: serde's message may quote a value, and values here are secrets.
-        message: format!(
-            "not valid JSON of the expected shape (line {}, column {})",
-            e.line(),
-            e.column()
-        ),
-    })?;
+    let config = parse(path, text)?;
     let name = match wanted {
         Some(name) => name,
         None if config.current.is_empty() => return Ok(None),
@@ -107,6 +100,32 @@ pub fn select(
         }
     };
     resolve(env, path, &config, name, &mut Vec::new()).map(Some)
+}
+
+/// The source of the profile `name`, for an account that names one (`aliyun_profile` in the
+/// accounts file): like [`select`] with the profile named, and an error when the file does not
+/// exist.
+pub fn named(env: Env<'_>, file: &CliConfigFile, name: &str) -> Result<Source, ConfigError> {
+    let Some(text) = &file.text else {
+        return Err(ConfigError::CliConfig {
+            path: file.path.clone(),
+            message: format!("the file does not exist, so it has no profile {name:?}"),
+        });
+    };
+    let config = parse(&file.path, text)?;
+    resolve(env, &file.path, &config, name, &mut Vec::new())
+}
+
+fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
+    serde_json::from_str(text).map_err(|e| ConfigError::CliConfig {
+        path: path.to_owned(),
+        // By position only: serde's message may quote a value, and values here are secrets.
+        message: format!(
+            "not valid JSON of the expected shape (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+    })
 }
 
 fn resolve(
@@ -371,6 +390,29 @@ mod tests {
         // Named explicitly, the blank profile is an error, not a skip.
         let e = select(&env_of(&[]), PATH, blank, Some("default")).unwrap_err();
         assert!(e.to_string().contains("needs access_key_id"), "{e}");
+    }
+
+    #[test]
+    fn an_account_can_name_a_profile() {
+        let file = CliConfigFile {
+            path: PATH.into(),
+            text: Some(CONFIG.into()),
+        };
+        let s = named(&env_of(&[]), &file, "ram").unwrap();
+        assert_eq!(s.label, "cli-profile \"ram\" (RamRoleArn)");
+        assert_eq!(
+            s.sts_endpoint(),
+            Some("https://sts-vpc.cn-hangzhou.aliyuncs.com")
+        );
+        assert!(named(&env_of(&[]), &file, "nope").is_err());
+        let missing = CliConfigFile {
+            path: PATH.into(),
+            text: None,
+        };
+        let e = named(&env_of(&[]), &missing, "ram")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist") && e.contains("\"ram\""), "{e}");
     }
 
     #[test]

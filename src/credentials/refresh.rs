@@ -120,7 +120,8 @@ pub enum CredentialsError {
         error: Box<FetchError>,
     },
     #[error(
-        "the credentials from {source_label} expired at {expired_at} and no refresh has succeeded{}",
+        "the credentials from {source_label} expired at {} and no refresh has succeeded{}",
+        crate::signer::format_timestamp(*expired_at),
         last_error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
     )]
     Expired {
