@@ -300,6 +300,13 @@ pub fn temporary_credentials(
             "{prefix}Expiration is not a YYYY-MM-DDTHH:MM:SSZ time"
         ))
     })?;
+    // Refused rather than stored: stored, they would be refreshed at once, again and again.
+    if expiration <= OffsetDateTime::now_utc() {
+        return Err(FetchErrorKind::Malformed(format!(
+            "{prefix}Expiration {} is already past (is this machine's clock right?)",
+            crate::signer::format_timestamp(expiration)
+        )));
+    }
     Ok(super::Credentials::new(id, secret)
         .with_security_token(Some(token.to_owned()))
         .with_expiration(Some(expiration)))
@@ -417,6 +424,11 @@ mod tests {
                 200,
                 br#"{"Code":"Success","AccessKeySecret":"leak","SecurityToken":"t","Expiration":"2030-01-01T00:00:00Z"}"#,
                 "no AccessKeyId",
+            ),
+            (
+                200,
+                br#"{"Code":"Success","AccessKeyId":"a","AccessKeySecret":"leak","SecurityToken":"t","Expiration":"2020-01-01T00:00:00Z"}"#,
+                "Expiration 2020-01-01T00:00:00Z is already past",
             ),
             (404, b"Not Found", "HTTP 404"),
             (500, br#"{"Code":"InternalError","RequestId":"x"}"#, "HTTP 500 InternalError (RequestId x)"),
