@@ -398,7 +398,7 @@ async fn oidc_refreshes_before_expiry_and_rereads_the_token_file() {
 
 #[tokio::test]
 async fn a_failed_refresh_is_retried_then_current_errors_once_expired_then_recovers() {
-    let mock = Mock::new(Duration::seconds(3));
+    let mock = Mock::new(Duration::seconds(4));
     let base = serve(mock.clone()).await;
     let shutdown = CancellationToken::new();
     let provider = CredentialsProvider::start(uri_source(&base), ctx(&shutdown))

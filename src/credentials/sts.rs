@@ -236,18 +236,17 @@ pub async fn assume_role_with_oidc(
     role: &OidcRole,
 ) -> Result<Credentials, FetchError> {
     const PROVIDER: &str = "sts AssumeRoleWithOIDC";
-    let token = tokio::fs::read_to_string(&role.token_file)
-        .await
-        .map_err(|e| {
-            FetchError::new(
-                PROVIDER,
-                &role.sts_endpoint,
-                FetchErrorKind::TokenFile {
-                    path: role.token_file.display().to_string(),
-                    error: e.to_string(),
-                },
-            )
-        })?;
+    // A small local file (a projected volume on ACK): read in place, not worth a blocking task.
+    let token = std::fs::read_to_string(&role.token_file).map_err(|e| {
+        FetchError::new(
+            PROVIDER,
+            &role.sts_endpoint,
+            FetchErrorKind::TokenFile {
+                path: role.token_file.display().to_string(),
+                error: e.to_string(),
+            },
+        )
+    })?;
     // Sent exactly as read, as credentials-go and -python do: a stand-in comparing with the
     // same file must see the same bytes.
     let (_, timestamp) = nonce_and_timestamp();
