@@ -621,6 +621,17 @@ async fn chainable_assume_role_signs_with_the_base_and_its_token() {
         "acs:ram::1234567890123456:role/second"
     );
     assert_eq!(seen[1].params["Policy"], "{\"Version\":\"1\"}");
+
+    // The account UID, asked with the temporary keys and their token (the mock checks both).
+    let key = provider
+        .account_key("default", None, "http://127.0.0.1:1")
+        .await
+        .unwrap();
+    assert_eq!(key.key, "1234567890123456");
+    assert_eq!(key.origin, super::AccountKeyOrigin::CallerIdentity);
+    let asked = &mock.seen()[2];
+    assert_eq!(asked.params["Action"], "GetCallerIdentity");
+    assert_eq!(asked.params["SecurityToken"], "issued-token-2");
     shutdown.cancel();
 }
 

@@ -28,7 +28,7 @@ pub mod uri;
 pub use account::{AccountKey, AccountKeyOrigin, account_key, resolve_account_key};
 pub use chain::{ConfigError, Source, SourceKind};
 pub use http::{FetchError, FetchErrorKind, HttpClients};
-pub use refresh::{CredentialsError, CredentialsProvider, RefreshPolicy};
+pub use refresh::{CredentialsError, CredentialsProvider, ProviderContext, RefreshPolicy};
 
 /// An AccessKey pair, optionally with an STS security token and, for temporary credentials,
 /// the moment they expire.

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::Credentials;
+use super::account::{AccountKey, resolve_account_key};
 use super::chain::{self, ConfigError, EcsRole, Source, SourceKind};
 use super::fetch::fetch;
 use super::http::{ClientBuildError, FetchError, FetchErrorKind, HttpClients};
@@ -266,6 +267,28 @@ impl CredentialsProvider {
     /// The HTTP clients the provider uses (for [`super::sts::caller_identity`]).
     pub fn clients(&self) -> &HttpClients {
         &self.handle.shared.clients
+    }
+
+    /// The pacer key for these credentials ([`super::account`]): `configured` if given, else
+    /// `GetCallerIdentity` at the source's own STS endpoint or `default_sts_endpoint`
+    /// ([`chain::sts_endpoint`]), else the AccessKeyId with a warning. Call it once, after
+    /// `start`: the UID does not change when temporary keys do.
+    pub async fn account_key(
+        &self,
+        account: &str,
+        configured: Option<&str>,
+        default_sts_endpoint: &str,
+    ) -> Result<AccountKey, CredentialsError> {
+        let credentials = self.current()?;
+        let endpoint = self.source().sts_endpoint().unwrap_or(default_sts_endpoint);
+        Ok(resolve_account_key(
+            account,
+            configured,
+            &self.clients().sts,
+            endpoint,
+            &credentials,
+        )
+        .await)
     }
 }
 
