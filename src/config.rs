@@ -1,14 +1,15 @@
 //! Command-line and environment configuration (each setting is a flag and a variable), and
 //! turning it into the library's types.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::domain::RegionId;
 use crate::live::ClientConfig;
-use crate::live::accounts::{Account, Accounts};
-use crate::live::credentials::Credentials;
+use crate::live::accounts::AccountPlan;
+use crate::live::credentials::{self, Source, chain};
 
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseArgs {
@@ -46,6 +47,13 @@ pub struct ApiArgs {
     /// STS security token, signed and sent when set.
     #[arg(long, env = "ALIBABA_CLOUD_SECURITY_TOKEN", hide_env_values = true)]
     pub security_token: Option<String>,
+    /// The Alibaba Cloud account UID whose quota the default credentials use (default: learned
+    /// from STS GetCallerIdentity).
+    #[arg(long, env = "STOPCASTER_ACCOUNT_UID")]
+    pub account_uid: Option<String>,
+    /// PEM file of extra CA certificates to trust (a stand-in or a proxy serving TLS).
+    #[arg(long, env = "STOPCASTER_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// API endpoint.
     #[arg(
         long,
@@ -70,8 +78,8 @@ pub struct ApiArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET")]
-    MissingCredentials,
+    #[error(transparent)]
+    Credentials(#[from] credentials::ConfigError),
     #[error("invalid {0}: {1}")]
     Invalid(&'static str, String),
 }
@@ -82,16 +90,40 @@ impl ApiArgs {
             endpoint: self.endpoint.clone(),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             timeout: Duration::from_millis(self.timeout_ms),
+            ca_file: self.ca_file.clone(),
         }
     }
 
-    pub fn credentials(&self) -> Result<Credentials, ConfigError> {
-        match (&self.access_key_id, &self.access_key_secret) {
-            (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
-                Ok(Credentials::new(id, secret).with_security_token(self.security_token.clone()))
-            }
-            _ => Err(ConfigError::MissingCredentials),
-        }
+    /// A variable as the credentials chain sees it: the flags above win over the process
+    /// environment (they are the same settings).
+    fn env_var(&self, name: &str) -> Option<String> {
+        let flag = match name {
+            chain::ACCESS_KEY_ID => &self.access_key_id,
+            chain::ACCESS_KEY_SECRET => &self.access_key_secret,
+            chain::SECURITY_TOKEN => &self.security_token,
+            _ => return std::env::var(name).ok(),
+        };
+        flag.clone().or_else(|| std::env::var(name).ok())
+    }
+
+    /// The default account's source, from Alibaba Cloud's default credentials chain.
+    pub fn credentials_source(&self) -> Result<Source, ConfigError> {
+        Ok(chain::from_env(&|name| self.env_var(name))?)
+    }
+
+    /// The default account: the chain's source, the configured UID, the worker's quota.
+    pub fn default_account(&self, qps: u32) -> Result<AccountPlan, ConfigError> {
+        Ok(AccountPlan {
+            name: "default".to_owned(),
+            source: self.credentials_source()?,
+            qps,
+            account_uid: self.account_uid.clone().filter(|u| !u.trim().is_empty()),
+        })
+    }
+
+    /// Where `GetCallerIdentity` goes for sources that call no STS of their own.
+    pub fn sts_endpoint(&self) -> String {
+        chain::sts_endpoint(&|name| self.env_var(name), None, None)
     }
 
     pub fn region(&self) -> Result<RegionId, ConfigError> {
@@ -147,19 +179,12 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    /// The default account (from the environment, if set) and the accounts file's. At least
-    /// one must exist.
-    pub fn accounts(&self, api: &ApiArgs) -> Result<Accounts, ConfigError> {
-        let default = match api.credentials() {
-            Ok(c) => Some(Account::new("default", c, self.qps)),
-            Err(_) if self.accounts_file.is_some() => None,
-            Err(e) => return Err(e),
-        };
-        let named = match &self.accounts_file {
+    /// The named accounts of the accounts file, if one is configured.
+    pub fn named_accounts(&self) -> Result<Vec<AccountPlan>, ConfigError> {
+        match &self.accounts_file {
             Some(path) => crate::live::accounts::load_file(path, self.qps)
-                .map_err(|e| ConfigError::Invalid("STOPCASTER_ACCOUNTS_FILE", e.to_string()))?,
-            None => Default::default(),
-        };
-        Ok(Accounts { default, named })
+                .map_err(|e| ConfigError::Invalid("STOPCASTER_ACCOUNTS_FILE", e.to_string())),
+            None => Ok(Vec::new()),
+        }
     }
 }

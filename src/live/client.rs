@@ -26,6 +26,8 @@ pub struct ClientConfig {
     pub endpoint: String,
     pub connect_timeout: Duration,
     pub timeout: Duration,
+    /// Extra CA certificates to trust (`STOPCASTER_CA_FILE`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl ClientConfig {
@@ -34,6 +36,7 @@ impl ClientConfig {
             endpoint: endpoint.into(),
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(10),
+            ca_file: None,
         }
     }
 }
@@ -44,6 +47,8 @@ pub enum ClientError {
     Endpoint(String),
     #[error("cannot build the HTTP client: {0}")]
     Build(#[from] reqwest::Error),
+    #[error(transparent)]
+    Trust(#[from] crate::live::credentials::http::ClientBuildError),
 }
 
 /// The full, signed query string of a StopCaster call (what goes after `?`).
@@ -90,7 +95,7 @@ impl LiveClient {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(ClientError::Endpoint(config.endpoint.clone()));
         }
-        let http = reqwest::Client::builder()
+        let http = crate::live::credentials::http::client_builder(config.ca_file.as_deref())?
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .user_agent(concat!("stopcaster/", env!("CARGO_PKG_VERSION")))

@@ -4,7 +4,13 @@ use std::process::ExitCode;
 
 use crate::config::{ApiArgs, ConfigError};
 use crate::domain::{CasterId, RegionId, Rejection};
+use tokio_util::sync::CancellationToken;
+
 use crate::live::client::ClientError;
+use crate::live::credentials::http::ClientBuildError;
+use crate::live::credentials::{
+    CredentialsError, CredentialsProvider, HttpClients, ProviderContext, RefreshPolicy,
+};
 use crate::live::{ApiError, CallOutcome, LiveClient, StopCasterRequest};
 
 /// Exit codes of `stopcaster stop` besides 0 (stopped) and 1 (configuration).
@@ -22,6 +28,10 @@ pub enum StopError {
     Invalid(#[from] Rejection),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Trust(#[from] ClientBuildError),
 }
 
 /// Makes the call, prints the RequestId (stdout) or the error (stderr), and returns the exit
@@ -31,7 +41,16 @@ pub async fn run(
     region: Option<&str>,
     api: &ApiArgs,
 ) -> Result<ExitCode, StopError> {
-    let credentials = api.credentials()?;
+    let provider = CredentialsProvider::start(
+        api.credentials_source()?,
+        ProviderContext {
+            clients: HttpClients::new(api.ca_file.as_deref())?,
+            policy: RefreshPolicy::default(),
+            shutdown: CancellationToken::new(),
+        },
+    )
+    .await?;
+    let credentials = provider.current()?;
     let caster_id = CasterId::parse(caster_id)?;
     let region = match region {
         Some(r) => RegionId::parse(r)?,

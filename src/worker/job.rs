@@ -307,6 +307,11 @@ async fn run_job(
             Some(_) => None,
             None => return Ok(Disposition::Republish { job_id: job.job_id }),
         };
+        // A probe asks the source for fresh credentials first (a no-op for static keys); if
+        // the source does not answer, the current ones are still tried below.
+        if probe.is_some() {
+            let _ = account.credentials.refresh_now().await;
+        }
         let slot = match ctx.pacer.acquire(&account.pacer_key).await {
             Ok(slot) => slot,
             Err(e) => {
@@ -320,6 +325,24 @@ async fn run_job(
             ctx.pacer.release(slot).await;
             return Err(Interrupt::Requeue);
         }
+        // Read now, just before the slot, not before the wait for it: credentials that were
+        // valid when the job queued for its slot may have expired meanwhile, and no call is
+        // signed with expired credentials.
+        let credentials = match account.credentials.current() {
+            Ok(credentials) => credentials,
+            Err(e) => {
+                ctx.pacer.release(slot).await;
+                // The account waits like one whose credentials were refused: one probe at a
+                // time asks the source again.
+                warn!(account = %account.name, error = %e, "no usable credentials");
+                ctx.pauses.report(
+                    &account.name,
+                    Some(CREDENTIALS_UNAVAILABLE),
+                    probe.map(Probe::reported),
+                );
+                continue;
+            }
+        };
         let (attempt, unknown_before) = match step
             .db(|| store::start_attempt(&ctx.pool, job.job_id, &ctx.worker_id, ctx.claim_lease))
             .await
@@ -349,7 +372,7 @@ async fn run_job(
         tracing::Span::current().record("attempt", attempt);
         slot.due().await;
         let started = Instant::now();
-        let outcome = ctx.client.stop_caster(&account.credentials, request).await;
+        let outcome = ctx.client.stop_caster(&credentials, request).await;
         ctx.pacer.sent(&slot, started).await;
         ctx.metrics.api_call(&outcome, started.elapsed());
         if outcome.is_throttled() {
@@ -450,6 +473,9 @@ async fn run_job(
         }
     }
 }
+
+/// The pause code of an account whose source cannot give credentials that are still valid.
+const CREDENTIALS_UNAVAILABLE: &str = "CredentialsUnavailable";
 
 /// This job's turn to probe a paused account. Dropped without a report (the job ended another
 /// way), it passes the turn on.

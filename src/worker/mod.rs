@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Names;
 use crate::config::{ApiArgs, BrokerArgs, ConfigError, DatabaseArgs, WorkerArgs};
+use crate::live::accounts::{self, Accounts, AccountsError};
+use crate::live::credentials::http::ClientBuildError;
+use crate::live::credentials::{HttpClients, ProviderContext, RefreshPolicy};
 use crate::live::{ClientConfig, LiveClient, client::ClientError};
 use crate::store;
 
@@ -50,11 +53,36 @@ pub enum StartError {
     PacerKind(String),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
+    #[error(transparent)]
+    Trust(#[from] ClientBuildError),
     #[error("binding the metrics address {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// Obtains the credentials of the default account (if the chain finds any) and of the
+/// accounts file's, starts their background refresh, and learns each account's pacer key.
+async fn start_accounts(
+    api: &ApiArgs,
+    args: &WorkerArgs,
+    shutdown: &CancellationToken,
+) -> Result<Accounts, StartError> {
+    let named = args.named_accounts()?;
+    let default = match api.default_account(args.qps) {
+        Ok(plan) => Some(plan),
+        // Half-configured or unreadable settings are an error even with named accounts.
+        Err(e) => return Err(e.into()),
+    };
+    let ctx = ProviderContext {
+        clients: HttpClients::new(api.ca_file.as_deref())?,
+        policy: RefreshPolicy::default(),
+        shutdown: shutdown.clone(),
+    };
+    Ok(accounts::start(default, named, &ctx, &api.sts_endpoint()).await?)
 }
 
 /// How long a claim on a job lasts: one call, connect and answer, with room to record it.
@@ -71,7 +99,7 @@ pub async fn run(
     args: WorkerArgs,
     shutdown: CancellationToken,
 ) -> Result<bool, StartError> {
-    let accounts = args.accounts(&api)?;
+    let accounts = start_accounts(&api, &args, &shutdown).await?;
     // Until the database answers; a shutdown meanwhile ends the wait (nothing is held yet).
     let until_shutdown = {
         let shutdown = shutdown.clone();

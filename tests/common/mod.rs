@@ -25,6 +25,9 @@ pub const KEY_ID: &str = "LTAI5tTestKeyId0001";
 /// Distinctive so that a log search for it cannot match anything else.
 pub const KEY_SECRET: &str = "S3cr3t-Never-Log-Me-9f8e7d6c5b4a";
 
+/// The account UID the test workers are told their default key belongs to.
+pub const ACCOUNT_UID: &str = "5000000000000001";
+
 pub struct TestEnv {
     pub prefix: String,
     pub db_name: String,
@@ -78,6 +81,10 @@ impl TestEnv {
             ("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID.to_owned()),
             ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET.to_owned()),
             ("STOPCASTER_ENDPOINT", self.fake.endpoint()),
+            // The stand-in answers STS too. Most tests configure the account's UID, so their
+            // call logs hold StopCaster calls only; tests/credentials.rs learns it from STS.
+            ("STOPCASTER_STS_ENDPOINT", self.fake.endpoint()),
+            ("STOPCASTER_ACCOUNT_UID", ACCOUNT_UID.to_owned()),
             ("STOPCASTER_BACKOFF_INITIAL_MS", "20".to_owned()),
             ("STOPCASTER_BACKOFF_MAX_MS", "200".to_owned()),
             ("STOPCASTER_TIMEOUT_MS", "2000".to_owned()),

@@ -1,14 +1,43 @@
-//! AccessKey credentials. The secret lives only in memory: `Debug` and `Display` redact it, and
-//! nothing serializes it, so it cannot reach a log line, a row, a message or an error text.
+//! AccessKey credentials and where they come from. The secret lives only in memory: `Debug` and
+//! `Display` redact it, and nothing serializes it, so it cannot reach a log line, a row, a
+//! message or an error text.
+//!
+//! The sources of Alibaba Cloud's default credentials chain live in the submodules:
+//! [`chain`] decides which one is configured (pure), [`fetch`] obtains credentials from it
+//! ([`sts`], [`ecs`], [`uri`]; [`profile`] reads the aliyun CLI's config), [`refresh`] keeps
+//! temporary ones fresh in the background behind a [`CredentialsProvider`], and [`account`]
+//! learns the account UID the pacer keys on. [`http`] builds the HTTP clients (with
+//! `STOPCASTER_CA_FILE`) and holds the error types every source shares.
 
 use std::fmt;
 
-/// An AccessKey pair, optionally with an STS security token.
+use time::OffsetDateTime;
+
+pub mod account;
+pub mod chain;
+pub mod ecs;
+pub mod fetch;
+pub mod http;
+#[cfg(test)]
+mod http_tests;
+pub mod profile;
+pub mod refresh;
+pub mod sts;
+pub mod uri;
+
+pub use account::AccountKeyOrigin;
+pub use chain::{ConfigError, Source, SourceKind};
+pub use http::HttpClients;
+pub use refresh::{CredentialsError, CredentialsProvider, ProviderContext, RefreshPolicy};
+
+/// An AccessKey pair, optionally with an STS security token and, for temporary credentials,
+/// the moment they expire.
 #[derive(Clone)]
 pub struct Credentials {
     access_key_id: String,
     secret: Secret,
     security_token: Option<Secret>,
+    expiration: Option<OffsetDateTime>,
 }
 
 /// A string that never prints itself.
@@ -44,11 +73,18 @@ impl Credentials {
             access_key_id: access_key_id.into(),
             secret: Secret::new(secret),
             security_token: None,
+            expiration: None,
         }
     }
 
     pub fn with_security_token(mut self, token: Option<String>) -> Self {
         self.security_token = token.filter(|t| !t.is_empty()).map(Secret::new);
+        self
+    }
+
+    /// Marks these as temporary credentials that stop working at `expiration`.
+    pub fn with_expiration(mut self, expiration: Option<OffsetDateTime>) -> Self {
+        self.expiration = expiration;
         self
     }
 
@@ -63,6 +99,11 @@ impl Credentials {
     pub fn security_token(&self) -> Option<&Secret> {
         self.security_token.as_ref()
     }
+
+    /// When temporary credentials expire; `None` for long-term AccessKeys.
+    pub fn expiration(&self) -> Option<OffsetDateTime> {
+        self.expiration
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -74,6 +115,7 @@ impl fmt::Debug for Credentials {
                 "security_token",
                 &self.security_token.as_ref().map(|_| "***"),
             )
+            .field("expiration", &self.expiration)
             .finish()
     }
 }

@@ -1,0 +1,679 @@
+//! Which credentials source is configured, as a pure function of an environment lookup and the
+//! aliyun CLI config's text, so every rule has a unit test. [`from_env`] is the thin
+//! impure wrapper that reads the real environment and file.
+//!
+//! The order is the contract's ("Credentials"), which is Alibaba's default chain
+//! (credentials-go `providers/default.go`, credentials-python `provider/default.py`) except
+//! that the credentials URI comes third, before the CLI profile, where the contract puts it
+//! (both libraries try it last). Where this is stricter than those libraries it is on purpose:
+//! they try every source and collect errors, so a half-configured source silently gives way to
+//! the next one (often the ECS role, another identity); here a source that is half configured
+//! is an error naming what is missing, and the first configured source is the only one used.
+//!
+//! 1. `ALIBABA_CLOUD_ACCESS_KEY_ID` + `ALIBABA_CLOUD_ACCESS_KEY_SECRET`
+//!    (+ `ALIBABA_CLOUD_SECURITY_TOKEN`).
+//! 2. RRSA/OIDC: `ALIBABA_CLOUD_ROLE_ARN`, `ALIBABA_CLOUD_OIDC_PROVIDER_ARN`,
+//!    `ALIBABA_CLOUD_OIDC_TOKEN_FILE` (+ `ALIBABA_CLOUD_ROLE_SESSION_NAME`).
+//! 3. `ALIBABA_CLOUD_CREDENTIALS_URI`.
+//! 4. The aliyun CLI config (`ALIBABA_CLOUD_CONFIG_FILE`, as credentials-go's
+//!    `cli_profile.go` honours it, else `~/.aliyun/config.json`), profile
+//!    `ALIBABA_CLOUD_PROFILE` or `current`; skipped with `ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true`.
+//! 5. The ECS instance RAM role, unless `ALIBABA_CLOUD_ECS_METADATA_DISABLED=true`: named by
+//!    `ALIBABA_CLOUD_ECS_METADATA`, else discovered. Like Alibaba's libraries this is tried
+//!    even when nothing names it ([`EcsRole::implicit`]); an unreachable metadata service then
+//!    means "no credentials configured" (see [`super::refresh::CredentialsError::NoCredentials`]).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::profile;
+use super::{Credentials, Secret};
+
+/// An environment lookup: the value of a variable, if set.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub const ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
+pub const ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
+pub const SECURITY_TOKEN: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
+pub const ROLE_ARN: &str = "ALIBABA_CLOUD_ROLE_ARN";
+pub const OIDC_PROVIDER_ARN: &str = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN";
+pub const OIDC_TOKEN_FILE: &str = "ALIBABA_CLOUD_OIDC_TOKEN_FILE";
+pub const ROLE_SESSION_NAME: &str = "ALIBABA_CLOUD_ROLE_SESSION_NAME";
+pub const CREDENTIALS_URI: &str = "ALIBABA_CLOUD_CREDENTIALS_URI";
+pub const CONFIG_FILE: &str = "ALIBABA_CLOUD_CONFIG_FILE";
+pub const PROFILE: &str = "ALIBABA_CLOUD_PROFILE";
+pub const CLI_PROFILE_DISABLED: &str = "ALIBABA_CLOUD_CLI_PROFILE_DISABLED";
+pub const ECS_METADATA: &str = "ALIBABA_CLOUD_ECS_METADATA";
+pub const ECS_METADATA_DISABLED: &str = "ALIBABA_CLOUD_ECS_METADATA_DISABLED";
+pub const IMDSV1_DISABLED: &str = "ALIBABA_CLOUD_IMDSV1_DISABLED";
+pub const STS_REGION: &str = "ALIBABA_CLOUD_STS_REGION";
+pub const VPC_ENDPOINT_ENABLED: &str = "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED";
+pub const STS_ENDPOINT: &str = "STOPCASTER_STS_ENDPOINT";
+pub const ECS_METADATA_ENDPOINT: &str = "STOPCASTER_ECS_METADATA_ENDPOINT";
+
+pub const DEFAULT_STS_ENDPOINT: &str = "https://sts.aliyuncs.com";
+pub const DEFAULT_ECS_METADATA_ENDPOINT: &str = "http://100.100.100.200";
+/// `DurationSeconds` when none is configured (credentials-go and -python: 3600).
+pub const DEFAULT_DURATION_SECONDS: u32 = 3600;
+/// STS refuses shorter sessions; Alibaba's libraries refuse them before asking.
+pub const MIN_DURATION_SECONDS: u32 = 900;
+
+/// A configured source and a short label naming it in logs, metrics and errors.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// `env`, `oidc`, `credentials-uri`, `cli-profile "NAME" (MODE)`, `ecs-ram-role`.
+    pub label: String,
+    pub kind: SourceKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum SourceKind {
+    /// Long-term AccessKeys or a fixed STS token: never refreshed.
+    Static(Credentials),
+    /// `AssumeRoleWithOIDC` with the token file's current content.
+    Oidc(OidcRole),
+    /// An HTTP GET answering temporary credentials.
+    Uri(UriSource),
+    /// `AssumeRole` signed with the credentials of `base` (fetched afresh each time, since
+    /// they may be temporary themselves).
+    AssumeRole { base: Box<Source>, role: RamRole },
+    /// The ECS instance's RAM role through the metadata service.
+    Ecs(EcsRole),
+}
+
+impl Source {
+    /// True when its credentials never change, so there is nothing to refresh.
+    pub fn is_static(&self) -> bool {
+        matches!(self.kind, SourceKind::Static(_))
+    }
+
+    /// The STS endpoint this source calls, if it calls one (a profile's `sts_region` may make
+    /// it differ from the environment's). `GetCallerIdentity` for its credentials can go there.
+    pub fn sts_endpoint(&self) -> Option<&str> {
+        match &self.kind {
+            SourceKind::Oidc(role) => Some(&role.sts_endpoint),
+            SourceKind::AssumeRole { role, .. } => Some(&role.sts_endpoint),
+            SourceKind::Static(_) | SourceKind::Uri(_) | SourceKind::Ecs(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
+/// The parameters of an `AssumeRoleWithOIDC` call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcRole {
+    pub role_arn: String,
+    pub oidc_provider_arn: String,
+    /// Read afresh for every request: the token rotates (ACK rewrites it).
+    pub token_file: PathBuf,
+    pub session_name: String,
+    pub duration_seconds: u32,
+    pub policy: Option<String>,
+    /// Full URL, e.g. `https://sts.aliyuncs.com`.
+    pub sts_endpoint: String,
+}
+
+/// The parameters of an `AssumeRole` call.
+#[derive(Clone, Debug)]
+pub struct RamRole {
+    pub role_arn: String,
+    pub session_name: String,
+    pub duration_seconds: u32,
+    pub policy: Option<String>,
+    /// Not meant to be secret, but it guards the role's trust policy: kept out of logs anyway.
+    pub external_id: Option<Secret>,
+    pub sts_endpoint: String,
+}
+
+/// A credentials URI. `Debug` shows it without its query, which may carry a token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UriSource {
+    pub url: String,
+}
+
+impl fmt::Debug for UriSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UriSource")
+            .field("url", &super::http::redact_url(&self.url))
+            .finish()
+    }
+}
+
+/// The ECS metadata service and which role to ask it for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EcsRole {
+    /// `None`: discovered from `/latest/meta-data/ram/security-credentials/`.
+    pub role_name: Option<String>,
+    /// Full URL, e.g. `http://100.100.100.200`.
+    pub endpoint: String,
+    /// `ALIBABA_CLOUD_IMDSV1_DISABLED=true`: no fallback to requests without a token.
+    pub imdsv1_disabled: bool,
+    /// True when nothing named this source and it is only the chain's last resort.
+    pub implicit: bool,
+}
+
+/// A configuration that names a source but not well enough to use it. Messages name variables,
+/// files, profiles and fields, never their secret values.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{set} is set but not {missing}")]
+    Incomplete { set: String, missing: String },
+    #[error("{var}: {message}")]
+    InvalidValue { var: &'static str, message: String },
+    #[error("aliyun CLI config {path}: {message}")]
+    CliConfig { path: String, message: String },
+    #[error("aliyun CLI config {path}, profile {profile:?}: {message}")]
+    CliProfile {
+        path: String,
+        profile: String,
+        message: String,
+    },
+    #[error(
+        "no credentials configured: set {ACCESS_KEY_ID} and {ACCESS_KEY_SECRET}, or {ROLE_ARN}, \
+         {OIDC_PROVIDER_ARN} and {OIDC_TOKEN_FILE}, or {CREDENTIALS_URI}, or configure an aliyun \
+         CLI profile{}{}",
+        cli_config_path.as_deref().map(|p| format!(" in {p}")).unwrap_or_default(),
+        if *ecs_disabled { String::new() } else { ", or run on an ECS instance with a RAM role".to_owned() }
+    )]
+    NothingConfigured {
+        cli_config_path: Option<String>,
+        ecs_disabled: bool,
+    },
+}
+
+/// The aliyun CLI config as found: where it is and, if it exists, its text.
+#[derive(Clone, Debug)]
+pub struct CliConfigFile {
+    pub path: String,
+    pub text: Option<String>,
+}
+
+/// A variable's value, with an empty value meaning unset (as in Alibaba's libraries).
+fn var(env: Env<'_>, name: &str) -> Option<String> {
+    env(name).filter(|v| !v.is_empty())
+}
+
+/// `true`/`TRUE`/`True` only, as Alibaba's `strings.ToLower(...) == "true"`.
+fn flag(env: Env<'_>, name: &str) -> bool {
+    var(env, name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// The STS endpoint: `STOPCASTER_STS_ENDPOINT` when set, else derived like credentials-go's
+/// `ram_role_arn.go`/`oidc.go`: `sts-vpc.` instead of `sts.` when VPC is enabled, `<R>.` for an
+/// STS region, `https://sts.aliyuncs.com` without a region (VPC alone does not change it, as in
+/// those libraries). A profile's own `sts_region` and `enable_vpc` come before the environment's
+/// (credentials-python: a profile's explicit `enable_vpc: false` wins over the variable).
+pub fn sts_endpoint(env: Env<'_>, region: Option<&str>, vpc: Option<bool>) -> String {
+    if let Some(endpoint) = var(env, STS_ENDPOINT) {
+        return endpoint.trim_end_matches('/').to_owned();
+    }
+    let vpc = vpc.unwrap_or_else(|| flag(env, VPC_ENDPOINT_ENABLED));
+    let prefix = if vpc { "sts-vpc" } else { "sts" };
+    match region
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .or_else(|| var(env, STS_REGION))
+    {
+        Some(region) => format!("https://{prefix}.{region}.aliyuncs.com"),
+        None => DEFAULT_STS_ENDPOINT.to_owned(),
+    }
+}
+
+/// The metadata service: `STOPCASTER_ECS_METADATA_ENDPOINT` or `http://100.100.100.200`.
+pub fn ecs_metadata_endpoint(env: Env<'_>) -> String {
+    var(env, ECS_METADATA_ENDPOINT)
+        .map(|e| e.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| DEFAULT_ECS_METADATA_ENDPOINT.to_owned())
+}
+
+/// Where the aliyun CLI config is: `ALIBABA_CLOUD_CONFIG_FILE`, else `$HOME/.aliyun/config.json`.
+pub fn cli_config_path(env: Env<'_>) -> Option<PathBuf> {
+    var(env, CONFIG_FILE)
+        .map(PathBuf::from)
+        .or_else(|| var(env, "HOME").map(|h| PathBuf::from(h).join(".aliyun/config.json")))
+}
+
+/// `RoleSessionName` when none is configured. Alibaba's libraries use
+/// `credentials-go-<µs>`/`credentials-python-<s>`; the same shape names this program in the
+/// role's audit trail (ActionTrail shows it).
+pub fn default_session_name() -> String {
+    format!(
+        "stopcaster-{}",
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    )
+}
+
+/// A configured `DurationSeconds` (0 or absent: the default), refused below STS's minimum.
+pub fn duration_seconds(configured: Option<u32>) -> Result<u32, String> {
+    match configured {
+        None | Some(0) => Ok(DEFAULT_DURATION_SECONDS),
+        Some(s) if s < MIN_DURATION_SECONDS => Err(format!(
+            "a session lasts at least {MIN_DURATION_SECONDS} seconds, not {s}"
+        )),
+        Some(s) => Ok(s),
+    }
+}
+
+/// The first configured source. `cli_config` is the aliyun CLI config (`None` when no path
+/// could be determined, `text: None` when the file does not exist).
+pub fn select(env: Env<'_>, cli_config: Option<&CliConfigFile>) -> Result<Source, ConfigError> {
+    // 1. Static AccessKeys (credentials-go `env.go`). Half a pair is an error, not a skip.
+    match (var(env, ACCESS_KEY_ID), var(env, ACCESS_KEY_SECRET)) {
+        (Some(id), Some(secret)) => {
+            let token = var(env, SECURITY_TOKEN);
+            let label = if token.is_some() { "env-sts" } else { "env" };
+            return Ok(Source {
+                label: label.to_owned(),
+                kind: SourceKind::Static(Credentials::new(id, secret).with_security_token(token)),
+            });
+        }
+        (Some(_), None) => return Err(incomplete(ACCESS_KEY_ID, &[ACCESS_KEY_SECRET])),
+        (None, Some(_)) => return Err(incomplete(ACCESS_KEY_SECRET, &[ACCESS_KEY_ID])),
+        (None, None) => {}
+    }
+
+    // 2. RRSA/OIDC (credentials-python `auth_util.enable_oidc_credential`: all three set).
+    let oidc = [ROLE_ARN, OIDC_PROVIDER_ARN, OIDC_TOKEN_FILE].map(|v| (v, var(env, v)));
+    if let [(_, Some(role_arn)), (_, Some(provider)), (_, Some(file))] = &oidc {
+        return Ok(Source {
+            label: "oidc".to_owned(),
+            kind: SourceKind::Oidc(OidcRole {
+                role_arn: role_arn.clone(),
+                oidc_provider_arn: provider.clone(),
+                token_file: PathBuf::from(file),
+                session_name: var(env, ROLE_SESSION_NAME).unwrap_or_else(default_session_name),
+                duration_seconds: DEFAULT_DURATION_SECONDS,
+                policy: None,
+                sts_endpoint: sts_endpoint(env, None, None),
+            }),
+        });
+    }
+    if let Some((set, _)) = oidc.iter().find(|(_, v)| v.is_some()) {
+        let missing: Vec<&str> = oidc
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(n, _)| *n)
+            .collect();
+        return Err(incomplete(set, &missing));
+    }
+
+    // 3. Credentials URI.
+    if let Some(url) = var(env, CREDENTIALS_URI) {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::InvalidValue {
+                var: CREDENTIALS_URI,
+                message: "not an http:// or https:// URL".to_owned(),
+            });
+        }
+        return Ok(Source {
+            label: "credentials-uri".to_owned(),
+            kind: SourceKind::Uri(UriSource { url }),
+        });
+    }
+
+    // 4. The aliyun CLI profile.
+    if !flag(env, CLI_PROFILE_DISABLED) {
+        let wanted = var(env, PROFILE);
+        match cli_config {
+            Some(CliConfigFile {
+                path,
+                text: Some(text),
+            }) => {
+                if let Some(source) = profile::select(env, path, text, wanted.as_deref())? {
+                    return Ok(source);
+                }
+            }
+            Some(CliConfigFile { path, text: None }) if wanted.is_some() => {
+                return Err(ConfigError::CliConfig {
+                    path: path.clone(),
+                    message: format!("{PROFILE} names a profile but the file does not exist"),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    // 5. The ECS instance RAM role.
+    if flag(env, ECS_METADATA_DISABLED) {
+        return Err(ConfigError::NothingConfigured {
+            cli_config_path: cli_config.map(|c| c.path.clone()),
+            ecs_disabled: true,
+        });
+    }
+    let role_name = var(env, ECS_METADATA);
+    Ok(Source {
+        label: "ecs-ram-role".to_owned(),
+        kind: SourceKind::Ecs(EcsRole {
+            implicit: role_name.is_none(),
+            role_name,
+            endpoint: ecs_metadata_endpoint(env),
+            imdsv1_disabled: flag(env, IMDSV1_DISABLED),
+        }),
+    })
+}
+
+fn incomplete(set: &str, missing: &[&str]) -> ConfigError {
+    ConfigError::Incomplete {
+        set: set.to_owned(),
+        missing: missing.join(" and "),
+    }
+}
+
+/// Reads the aliyun CLI config file `env` points at (or the default one), then [`select`]s.
+pub fn from_env(env: Env<'_>) -> Result<Source, ConfigError> {
+    select(env, read_cli_config(env)?.as_ref())
+}
+
+/// The aliyun CLI config file `env` points at: `None` when no path can be determined, `text:
+/// None` when the file does not exist.
+pub fn read_cli_config(env: Env<'_>) -> Result<Option<CliConfigFile>, ConfigError> {
+    cli_config_path(env)
+        .map(|path| {
+            let shown = path.display().to_string();
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Ok(CliConfigFile {
+                    path: shown,
+                    text: Some(text),
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CliConfigFile {
+                    path: shown,
+                    text: None,
+                }),
+                Err(e) => Err(ConfigError::CliConfig {
+                    path: shown,
+                    message: format!("cannot read it: {e}"),
+                }),
+            }
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k: &str| map.get(k).cloned()
+    }
+
+    fn pick(pairs: &[(&str, &str)]) -> Result<Source, ConfigError> {
+        select(&env_of(pairs), None)
+    }
+
+    #[test]
+    fn static_keys_come_first() {
+        let s = pick(&[
+            (ACCESS_KEY_ID, "LTAIenv"),
+            (ACCESS_KEY_SECRET, "env-secret"),
+            (ROLE_ARN, "acs:ram::1:role/r"),
+            (OIDC_PROVIDER_ARN, "acs:ram::1:oidc-provider/p"),
+            (OIDC_TOKEN_FILE, "/tmp/t"),
+            (CREDENTIALS_URI, "http://127.0.0.1/c"),
+            (ECS_METADATA, "role"),
+        ])
+        .unwrap();
+        assert_eq!(s.label, "env");
+        let SourceKind::Static(c) = &s.kind else {
+            panic!("{s:?}")
+        };
+        assert_eq!(c.access_key_id(), "LTAIenv");
+        assert!(c.security_token().is_none());
+        assert!(s.is_static());
+
+        let s = pick(&[
+            (ACCESS_KEY_ID, "STS.x"),
+            (ACCESS_KEY_SECRET, "s"),
+            (SECURITY_TOKEN, "tok"),
+        ])
+        .unwrap();
+        let SourceKind::Static(c) = &s.kind else {
+            panic!()
+        };
+        assert_eq!(c.security_token().unwrap().expose(), "tok");
+        assert!(!format!("{s:?}").contains("tok\""));
+    }
+
+    #[test]
+    fn half_a_key_pair_is_an_error_that_names_the_missing_variable() {
+        let e = pick(&[(ACCESS_KEY_ID, "LTAI")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ALIBABA_CLOUD_ACCESS_KEY_ID is set but not ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+        );
+        let e = pick(&[(ACCESS_KEY_SECRET, "very-secret")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("but not ALIBABA_CLOUD_ACCESS_KEY_ID")
+        );
+        assert!(!e.to_string().contains("very-secret"));
+        // Empty counts as unset, as in Alibaba's libraries.
+        let s = pick(&[(ACCESS_KEY_ID, ""), (ACCESS_KEY_SECRET, "")]).unwrap();
+        assert_eq!(s.label, "ecs-ram-role");
+    }
+
+    #[test]
+    fn oidc_from_the_environment() {
+        let s = pick(&[
+            (ROLE_ARN, "acs:ram::1:role/r"),
+            (OIDC_PROVIDER_ARN, "acs:ram::1:oidc-provider/p"),
+            (OIDC_TOKEN_FILE, "/var/run/token"),
+            (ROLE_SESSION_NAME, "my-session"),
+            (CREDENTIALS_URI, "http://127.0.0.1/c"),
+        ])
+        .unwrap();
+        let SourceKind::Oidc(o) = s.kind else {
+            panic!()
+        };
+        assert_eq!(
+            o,
+            OidcRole {
+                role_arn: "acs:ram::1:role/r".into(),
+                oidc_provider_arn: "acs:ram::1:oidc-provider/p".into(),
+                token_file: "/var/run/token".into(),
+                session_name: "my-session".into(),
+                duration_seconds: 3600,
+                policy: None,
+                sts_endpoint: "https://sts.aliyuncs.com".into(),
+            }
+        );
+        let s = pick(&[
+            (ROLE_ARN, "a"),
+            (OIDC_PROVIDER_ARN, "p"),
+            (OIDC_TOKEN_FILE, "/t"),
+        ])
+        .unwrap();
+        let SourceKind::Oidc(o) = s.kind else {
+            panic!()
+        };
+        assert!(
+            o.session_name.starts_with("stopcaster-"),
+            "{}",
+            o.session_name
+        );
+    }
+
+    #[test]
+    fn partial_oidc_names_what_is_missing() {
+        let e = pick(&[(ROLE_ARN, "a"), (ECS_METADATA, "role")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ALIBABA_CLOUD_ROLE_ARN is set but not ALIBABA_CLOUD_OIDC_PROVIDER_ARN and \
+             ALIBABA_CLOUD_OIDC_TOKEN_FILE"
+        );
+        let e = pick(&[(OIDC_TOKEN_FILE, "/t"), (OIDC_PROVIDER_ARN, "p")]).unwrap_err();
+        assert!(
+            e.to_string().ends_with("but not ALIBABA_CLOUD_ROLE_ARN"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn credentials_uri_comes_before_the_cli_profile() {
+        let cli = CliConfigFile {
+            path: "/h/.aliyun/config.json".into(),
+            text: Some(
+                r#"{"current":"a","profiles":[{"name":"a","mode":"AK","access_key_id":"K","access_key_secret":"S"}]}"#
+                    .into(),
+            ),
+        };
+        let s = select(
+            &env_of(&[(CREDENTIALS_URI, "http://127.0.0.1:9/creds?token=abc")]),
+            Some(&cli),
+        )
+        .unwrap();
+        assert_eq!(s.label, "credentials-uri");
+        assert!(!format!("{s:?}").contains("abc"), "{s:?}");
+        let e = pick(&[(CREDENTIALS_URI, "ftp://x")]).unwrap_err();
+        assert!(e.to_string().contains(CREDENTIALS_URI));
+        // Without the URI, the profile.
+        assert_eq!(
+            select(&env_of(&[]), Some(&cli)).unwrap().label,
+            "cli-profile \"a\" (AK)"
+        );
+        // Disabled: skipped, down to ECS.
+        assert_eq!(
+            select(&env_of(&[(CLI_PROFILE_DISABLED, "TRUE")]), Some(&cli))
+                .unwrap()
+                .label,
+            "ecs-ram-role"
+        );
+    }
+
+    #[test]
+    fn a_named_profile_needs_the_file() {
+        let cli = CliConfigFile {
+            path: "/h/.aliyun/config.json".into(),
+            text: None,
+        };
+        let e = select(&env_of(&[(PROFILE, "prod")]), Some(&cli)).unwrap_err();
+        assert!(
+            e.to_string().contains("/h/.aliyun/config.json") && e.to_string().contains(PROFILE),
+            "{e}"
+        );
+        // No file and no profile named: not configured, on to ECS.
+        let s = select(&env_of(&[]), Some(&cli)).unwrap();
+        assert_eq!(s.label, "ecs-ram-role");
+    }
+
+    #[test]
+    fn ecs_is_the_last_resort_unless_disabled() {
+        let s = pick(&[]).unwrap();
+        let SourceKind::Ecs(e) = s.kind else { panic!() };
+        assert_eq!(
+            e,
+            EcsRole {
+                role_name: None,
+                endpoint: "http://100.100.100.200".into(),
+                imdsv1_disabled: false,
+                implicit: true,
+            }
+        );
+        let s = pick(&[
+            (ECS_METADATA, "worker-role"),
+            (ECS_METADATA_ENDPOINT, "http://127.0.0.1:1234/"),
+            (IMDSV1_DISABLED, "true"),
+        ])
+        .unwrap();
+        let SourceKind::Ecs(e) = s.kind else { panic!() };
+        assert_eq!(e.role_name.as_deref(), Some("worker-role"));
+        assert_eq!(e.endpoint, "http://127.0.0.1:1234");
+        assert!(e.imdsv1_disabled && !e.implicit);
+
+        let e = select(
+            &env_of(&[(ECS_METADATA_DISABLED, "true")]),
+            Some(&CliConfigFile {
+                path: "/h/c.json".into(),
+                text: None,
+            }),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::NothingConfigured {
+                cli_config_path: Some("/h/c.json".into()),
+                ecs_disabled: true
+            }
+        );
+        let shown = e.to_string();
+        assert!(shown.starts_with("no credentials configured"), "{shown}");
+        assert!(!shown.contains("ECS"), "{shown}");
+    }
+
+    #[test]
+    fn sts_endpoint_derivation() {
+        let e = |pairs: &[(&str, &str)], region: Option<&str>, vpc: Option<bool>| {
+            sts_endpoint(&env_of(pairs), region, vpc)
+        };
+        assert_eq!(e(&[], None, None), "https://sts.aliyuncs.com");
+        assert_eq!(
+            e(&[(STS_REGION, "cn-shanghai")], None, None),
+            "https://sts.cn-shanghai.aliyuncs.com"
+        );
+        assert_eq!(
+            e(
+                &[(STS_REGION, "cn-shanghai"), (VPC_ENDPOINT_ENABLED, "true")],
+                None,
+                None
+            ),
+            "https://sts-vpc.cn-shanghai.aliyuncs.com"
+        );
+        // VPC without a region: the central endpoint, as Alibaba's libraries do.
+        assert_eq!(
+            e(&[(VPC_ENDPOINT_ENABLED, "true")], None, None),
+            "https://sts.aliyuncs.com"
+        );
+        // A profile's region and VPC choice come first.
+        assert_eq!(
+            e(
+                &[(STS_REGION, "cn-beijing"), (VPC_ENDPOINT_ENABLED, "true")],
+                Some("ap-southeast-1"),
+                Some(false)
+            ),
+            "https://sts.ap-southeast-1.aliyuncs.com"
+        );
+        // The explicit endpoint wins over everything.
+        assert_eq!(
+            e(
+                &[(STS_ENDPOINT, "http://127.0.0.1:8080/"), (STS_REGION, "x")],
+                Some("y"),
+                Some(true)
+            ),
+            "http://127.0.0.1:8080"
+        );
+    }
+
+    #[test]
+    fn cli_config_path_honours_the_variable() {
+        assert_eq!(
+            cli_config_path(&env_of(&[("HOME", "/home/u")])),
+            Some(PathBuf::from("/home/u/.aliyun/config.json"))
+        );
+        assert_eq!(
+            cli_config_path(&env_of(&[
+                ("HOME", "/home/u"),
+                (CONFIG_FILE, "/etc/a.json")
+            ])),
+            Some(PathBuf::from("/etc/a.json"))
+        );
+        assert_eq!(cli_config_path(&env_of(&[])), None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration_seconds(None), Ok(3600));
+        assert_eq!(duration_seconds(Some(0)), Ok(3600));
+        assert_eq!(duration_seconds(Some(900)), Ok(900));
+        assert!(duration_seconds(Some(899)).unwrap_err().contains("900"));
+    }
+}
