@@ -101,9 +101,59 @@ enum Command {
     },
 }
 
+/// Log filter of the commands that run until stopped: what they do, minus the database's
+/// notices (`relation ... already exists, skipping` at every start).
+const SERVICE_LOG_FILTER: &str = "info,sqlx::postgres::notice=warn";
+/// Log filter of the one-shot commands: their answer is their output; only real warnings are
+/// logged. lapin logs a failed connection as errors of its own before returning it, and the
+/// command prints that error itself, once.
+const ONE_SHOT_LOG_FILTER: &str = "warn,lapin=off";
+
+impl Command {
+    /// Commands that do one thing and exit, as opposed to services.
+    fn is_one_shot(&self) -> bool {
+        matches!(
+            self,
+            Command::Enqueue(_)
+                | Command::Report { .. }
+                | Command::DeadLetters(_)
+                | Command::Migrate { .. }
+                | Command::Stop { .. }
+        )
+    }
+
+    /// The servers this command talks to, for naming them in an error.
+    fn targets(&self) -> stopcaster::ErrorTargets {
+        let (broker, database) = match self {
+            Command::Worker {
+                broker, database, ..
+            } => (Some(broker), Some(database)),
+            Command::Enqueue(args) => (Some(&args.broker), None),
+            Command::Report { database, .. } | Command::Migrate { database } => {
+                (None, Some(database))
+            }
+            Command::DeadLetters(DeadLettersCommand::List { broker, .. }) => (Some(broker), None),
+            Command::DeadLetters(DeadLettersCommand::Replay {
+                broker, database, ..
+            }) => (Some(broker), Some(database)),
+            Command::Stop { .. } | Command::Bench(_) | Command::FakeLive { .. } => (None, None),
+        };
+        stopcaster::ErrorTargets {
+            broker: broker.map(|b| b.amqp_url.clone()),
+            database: database.map(|d| d.database_url.clone()),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    stopcaster::init_logging(&cli.log_format);
+    let filter = if cli.command.is_one_shot() {
+        ONE_SHOT_LOG_FILTER
+    } else {
+        SERVICE_LOG_FILTER
+    };
+    stopcaster::init_logging(&cli.log_format, filter);
+    let targets = cli.command.targets();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,7 +161,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            tracing::debug!("the error in full: {e:#}");
+            eprintln!("error: {}", stopcaster::error_line(e.as_ref(), &targets));
             ExitCode::FAILURE
         }
     }

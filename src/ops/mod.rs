@@ -1,5 +1,6 @@
 //! The operators' commands, one module each: [`enqueue`], [`report`], [`dead_letters`],
-//! [`stop`] and [`bench`], with [`table`] for what they print.
+//! [`stop`] and [`bench`], with [`table`] for what they print and [`errors`] for
+//! the one line a failed command prints.
 //!
 //! They use [`crate::broker`], [`crate::store`] and [`crate::live`] like any client would, and
 //! never the worker's internals. `bench` drives real worker processes and reports with
@@ -8,6 +9,7 @@
 pub mod bench;
 pub mod dead_letters;
 pub mod enqueue;
+pub mod errors;
 pub mod report;
 pub mod stop;
 pub mod table;

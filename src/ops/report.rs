@@ -257,7 +257,7 @@ pub async fn run(
     database_url: &str,
     out: &mut dyn Write,
 ) -> Result<(), ReportError> {
-    let pool = store::pool(database_url, 2).await?;
+    let pool = store::pool_checked(database_url, 2).await?;
     let result = if args.watch {
         watch(args, &pool, out).await
     } else {

@@ -27,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Names;
 use crate::config::{ApiArgs, BrokerArgs, ConfigError, DatabaseArgs, WorkerArgs};
+use crate::live::accounts::Accounts;
 use crate::live::{ClientConfig, LiveClient, client::ClientError};
+use crate::redact::url_without_password;
 use crate::store;
 
 use self::backoff::Backoff;
@@ -55,6 +57,20 @@ pub enum StartError {
     },
 }
 
+/// The accounts by name and AccessKeyId: `default (LTAI...), prod (LTAI...)`.
+fn describe_accounts(accounts: &Accounts) -> String {
+    let mut named: Vec<_> = accounts.named.iter().collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    accounts
+        .default
+        .iter()
+        .map(|a| ("default", a))
+        .chain(named.into_iter().map(|(name, a)| (name.as_str(), a)))
+        .map(|(name, a)| format!("{name} ({})", a.credentials.access_key_id()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// How long a claim on a job lasts: one call, connect and answer, with room to record it.
 pub fn claim_lease(client: &ClientConfig) -> Duration {
     client.timeout + client.connect_timeout + Duration::from_secs(5)
@@ -70,6 +86,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<bool, StartError> {
     let accounts = args.accounts(&api)?;
+    // One line that says what this worker uses, before anything can wait: URLs without their
+    // passwords, accounts by AccessKeyId, never a secret.
+    tracing::info!(
+        broker = %url_without_password(&broker.amqp_url),
+        queue_prefix = %broker.queue_prefix,
+        database = %url_without_password(&database.database_url),
+        endpoint = %api.endpoint,
+        region = %api.default_region,
+        qps = args.qps,
+        concurrency = args.concurrency,
+        pacer = %args.pacer,
+        accounts = %describe_accounts(&accounts),
+        "worker starting"
+    );
     // Until the database answers; a shutdown meanwhile ends the wait (nothing is held yet).
     let until_shutdown = {
         let shutdown = shutdown.clone();

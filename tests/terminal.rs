@@ -1,0 +1,221 @@
+//! What a new user meets at the terminal, through the real binary: errors in one line that
+//! name the server and the cause (and fail fast), quiet one-shot commands, plain log files,
+//! the worker's start-up line, arguments refused in words, tables that fit, watches that end,
+//! and `stop` on the record.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{AMQP_URL, KEY_ID, KEY_SECRET, PG_BASE, TestEnv};
+
+/// A password that must never be printed.
+const PASSWORD: &str = "pw-Never-Shown-42";
+/// Generous: a refused connection answers in milliseconds; a pool timeout took 5 s.
+const FAST: Duration = Duration::from_secs(4);
+
+/// A port with nothing listening on it: bound, then released.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Runs `stopcaster` with only `env` (and PATH) set, and the default log filter; its output
+/// and how long it took.
+fn run(args: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_stopcaster"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run stopcaster");
+    (out, started.elapsed())
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A failed command's standard error: exactly one line, `error: ...`, without the password.
+fn one_error_line(args: &[&str], out: &Output) -> String {
+    let text = stderr(out);
+    assert!(!out.status.success(), "{args:?} succeeded: {text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: one line, not:\n{text}");
+    assert!(lines[0].starts_with("error: "), "{text}");
+    assert!(
+        !text.contains(PASSWORD),
+        "{args:?} printed the password: {text}"
+    );
+    assert!(
+        !text.contains("\x1b["),
+        "no colour off a terminal: {text:?}"
+    );
+    lines[0].to_owned()
+}
+
+#[test]
+fn errors_against_closed_ports_name_the_target_once_and_come_at_once() {
+    let port = closed_port();
+    let amqp = format!("amqp://guest:{PASSWORD}@127.0.0.1:{port}/%2f");
+    let database = format!("postgres://root:{PASSWORD}@127.0.0.1:{port}/stopcaster");
+    let env = [
+        ("AMQP_URL", amqp.as_str()),
+        ("DATABASE_URL", database.as_str()),
+    ];
+    for args in [
+        &["enqueue", "studio-1"][..],
+        &["report"],
+        &["report", "--batch", "b", "--watch"],
+        &["dead-letters", "list"],
+        &["migrate"],
+    ] {
+        let (out, took) = run(args, &env);
+        let line = one_error_line(args, &out);
+        assert!(
+            line.contains(&format!("127.0.0.1:{port}")),
+            "{args:?} names the target: {line}"
+        );
+        assert!(line.contains("connection refused"), "{args:?}: {line}");
+        assert_eq!(
+            line.matches("refused").count(),
+            1,
+            "{args:?}: the cause once: {line}"
+        );
+        assert!(took < FAST, "{args:?} took {took:?}");
+    }
+    // Replay needs both: the broker is tried first.
+    let args = ["dead-letters", "replay", "--all"];
+    let (out, took) = run(&args, &env);
+    let line = one_error_line(&args, &out);
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    assert!(took < FAST, "replay took {took:?}");
+}
+
+#[test]
+fn a_missing_database_suggests_migrate() {
+    let name = common::unique("stopcaster_missing");
+    let database = format!("{PG_BASE}/{name}");
+    let (out, took) = run(&["report"], &[("DATABASE_URL", &database)]);
+    let line = one_error_line(&["report"], &out);
+    assert!(line.contains(&name), "{line}");
+    assert!(line.contains("does not exist"), "{line}");
+    assert!(line.contains("stopcaster migrate"), "{line}");
+    assert!(took < FAST, "took {took:?}");
+}
+
+#[test]
+fn authentication_failures_say_so() {
+    // RabbitMQ: guest with a wrong password. Before, lapin logged three ERROR lines first.
+    let amqp = format!("amqp://guest:{PASSWORD}@127.0.0.1:5672/%2f");
+    let (out, _) = run(&["dead-letters", "list"], &[("AMQP_URL", &amqp)]);
+    let line = one_error_line(&["dead-letters", "list"], &out);
+    assert!(line.contains("authentication failed"), "{line}");
+    assert!(line.contains("amqp://guest@127.0.0.1:5672"), "{line}");
+    // Postgres trusts any password here: a user that does not exist is refused instead.
+    let database = format!("postgres://no_such_user_x:{PASSWORD}@127.0.0.1:5432/postgres");
+    let (out, took) = run(&["report"], &[("DATABASE_URL", &database)]);
+    let line = one_error_line(&["report"], &out);
+    assert!(line.contains("authentication failed"), "{line}");
+    assert!(line.contains("no_such_user_x@127.0.0.1:5432"), "{line}");
+    assert!(took < FAST, "took {took:?}");
+}
+
+#[test]
+fn the_full_chain_is_logged_at_debug_level() {
+    let port = closed_port();
+    let amqp = format!("amqp://guest:{PASSWORD}@127.0.0.1:{port}/%2f");
+    let (out, _) = run(
+        &["dead-letters", "list"],
+        &[("AMQP_URL", &amqp), ("RUST_LOG", "debug")],
+    );
+    let text = stderr(&out);
+    assert!(text.contains("the error in full"), "{text}");
+    assert!(text.contains("os error 111"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+}
+
+/// The test environment with the default log filter (the shared one turns on debug logs).
+fn quiet(env: &TestEnv, args: &[&str]) -> Output {
+    env.run_cli(args, &[("RUST_LOG", "")])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_commands_print_their_answer_and_no_log_lines() {
+    let env = TestEnv::new().await;
+    for args in [
+        &["migrate"][..],
+        &["migrate"],
+        &["dead-letters", "replay", "--all"],
+        &["dead-letters", "list"],
+        &["report"],
+    ] {
+        let out = quiet(&env, args);
+        let text = stderr(&out);
+        assert!(out.status.success(), "{args:?}: {text}");
+        assert!(
+            !text.contains(" INFO ") && !text.contains(" DEBUG "),
+            "{args:?} logs: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_log_file_is_plain_text_and_starts_with_its_settings() {
+    let env = TestEnv::new().await;
+    let dir = std::env::temp_dir().join(common::unique("worker-log"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("worker.log");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stopcaster"))
+        .arg("worker")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.child_env())
+        .env("RUST_LOG", "")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&path).unwrap_or_default();
+    let ready = common::wait_for(Duration::from_secs(30), || {
+        let text = log();
+        async move { text.contains("consuming") }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = log();
+    assert!(ready.is_ok(), "the worker did not start:\n{text}");
+    assert!(!text.contains("\x1b["), "colour codes in a file:\n{text}");
+    let start: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("worker starting"))
+        .collect();
+    assert_eq!(start.len(), 1, "{text}");
+    let line = start[0];
+    for needle in [
+        format!("endpoint={}", env.fake.endpoint()),
+        "broker=amqp://guest@127.0.0.1:5672/%2f".to_owned(),
+        format!("database={}", env.database_url),
+        "region=cn-shanghai".to_owned(),
+        "qps=10".to_owned(),
+        "concurrency=64".to_owned(),
+        "pacer=shared".to_owned(),
+        format!("default ({KEY_ID})"),
+    ] {
+        assert!(line.contains(&needle), "{needle:?} missing from: {line}");
+    }
+    assert!(!text.contains(KEY_SECRET), "{text}");
+    assert!(!text.contains("guest:guest"), "{text}");
+    assert!(
+        AMQP_URL.contains("guest:guest"),
+        "the test's URL has a password"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
