@@ -219,3 +219,31 @@ async fn a_worker_log_file_is_plain_text_and_starts_with_its_settings() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn arguments_that_are_not_what_they_should_be_are_refused_in_words() {
+    for (args, words) in [
+        (
+            &["dead-letters", "replay", "not-a-uuid"][..],
+            "not-a-uuid is not a job id (a UUID)",
+        ),
+        (
+            &["report", "--status", "done"],
+            "done is not a status: pending",
+        ),
+        (&["report", "--since", "2x"], "2x is not a duration"),
+        (
+            &["report", "--format", "xml"],
+            "xml is not a format: table, json or csv",
+        ),
+        (
+            &["dead-letters", "list", "--format", "csv"],
+            "csv is not a format: table or json",
+        ),
+    ] {
+        let (out, _) = run(args, &[]);
+        let text = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: usage error: {text}");
+        assert!(text.contains(words), "{args:?}: {text}");
+    }
+}

@@ -1,11 +1,12 @@
 //! The operators' commands, one module each: [`enqueue`], [`report`], [`dead_letters`],
-//! [`stop`] and [`bench`], with [`table`] for what they print and [`errors`] for
-//! the one line a failed command prints.
+//! [`stop`] and [`bench`], with [`table`] for what they print, [`errors`] for
+//! the one line a failed command prints and [`args`] for arguments refused in words.
 //!
 //! They use [`crate::broker`], [`crate::store`] and [`crate::live`] like any client would, and
 //! never the worker's internals. `bench` drives real worker processes and reports with
 //! `anyhow`: like `main.rs`, it is an edge nothing matches errors on.
 
+pub mod args;
 pub mod bench;
 pub mod dead_letters;
 pub mod enqueue;

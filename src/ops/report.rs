@@ -34,13 +34,13 @@ pub struct ReportArgs {
     #[arg(long)]
     pub caster: Option<String>,
     /// Only this status: pending, succeeded, failed or rejected.
-    #[arg(long, value_parser = parse_status)]
+    #[arg(long, value_parser = crate::ops::args::status)]
     pub status: Option<JobStatus>,
     /// Only jobs created within this long, e.g. 90s, 15m, 2h, 7d, 1h30m.
     #[arg(long, value_parser = parse_since)]
     pub since: Option<Duration>,
     /// table, json or csv.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    #[arg(long, value_parser = crate::ops::args::choice::<Format>("a format"), default_value = "table")]
     pub format: Format,
     /// Most jobs listed, newest first (0: no limit). The summary always counts them all.
     #[arg(long, default_value_t = 1000)]
@@ -64,11 +64,13 @@ pub enum ReportError {
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SinceError {
-    #[error("empty duration")]
+    #[error(
+        "an empty text is not a duration: a number and a unit s, m, h or d, e.g. 90s, 2h, 1h30m"
+    )]
     Empty,
-    #[error("{0:?}: expected a number followed by s, m, h or d (e.g. 2h, 1h30m)")]
+    #[error("{0} is not a duration: a number and a unit s, m, h or d, e.g. 90s, 2h, 1h30m")]
     Invalid(String),
-    #[error("{0:?}: too long")]
+    #[error("{0} is too long a duration (at most 100 years)")]
     Overflow(String),
 }
 
@@ -110,11 +112,6 @@ pub fn parse_since(text: &str) -> Result<Duration, SinceError> {
         return Err(overflow());
     }
     Ok(Duration::from_secs(total))
-}
-
-fn parse_status(text: &str) -> Result<JobStatus, String> {
-    JobStatus::parse(text)
-        .ok_or_else(|| format!("{text:?}: expected pending, succeeded, failed or rejected"))
 }
 
 /// The listed columns, in order.

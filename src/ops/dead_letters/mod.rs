@@ -35,7 +35,7 @@ pub enum DeadLettersCommand {
     /// Show the messages in P.dead (job id, caster, reason, when) without removing them.
     List {
         /// table or json.
-        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        #[arg(long, value_parser = crate::ops::args::choice::<ListFormat>("a format"), default_value = "table")]
         format: ListFormat,
         #[command(flatten)]
         broker: BrokerArgs,
@@ -51,7 +51,7 @@ pub enum DeadLettersCommand {
         #[arg(long, conflicts_with = "job_ids")]
         all: bool,
         /// Job ids to replay (the x-stopcaster-job-id of their dead letters).
-        #[arg(required_unless_present = "all")]
+        #[arg(required_unless_present = "all", value_parser = crate::ops::args::job_id)]
         job_ids: Vec<Uuid>,
         /// A replayed job gets this many calls on top of those it already made.
         #[command(flatten)]
