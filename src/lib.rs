@@ -58,5 +58,8 @@ pub use ops::enqueue::{
     EnqueueArgs, plan as plan_enqueue, publish as publish_enqueue, run as run_enqueue,
 };
 pub use ops::errors::{Targets as ErrorTargets, one_line as error_line};
-pub use ops::report::{COLUMNS as REPORT_COLUMNS, ReportArgs, run as run_report};
+pub use ops::report::{
+    COLUMNS as REPORT_COLUMNS, NARROW_COLUMNS as REPORT_NARROW_COLUMNS, ReportArgs,
+    run as run_report,
+};
 pub use ops::stop::run as run_stop;

@@ -240,8 +240,13 @@ async fn report_csv_json_and_table_agree_with_the_database() {
 
     // Table: for people, with the summary.
     let text = cli_ok(&env, &["report", "--batch", "audit-1"]);
-    assert!(text.starts_with("job_id "), "{text}");
-    assert!(text.contains("batch audit-1: 4 jobs: pending 0, succeeded 3, failed 1, rejected 0"));
+    assert!(text.starts_with("job "), "{text}");
+    assert!(
+        text.contains(
+            "batch audit-1: 4 jobs\nstatus: pending 0, succeeded 3, failed 1, rejected 0\n"
+        ),
+        "{text}"
+    );
     assert!(
         text.contains("retried attempts 2; throttled attempts 1"),
         "{text}"

@@ -247,3 +247,155 @@ fn arguments_that_are_not_what_they_should_be_are_refused_in_words() {
         assert!(text.contains(words), "{args:?}: {text}");
     }
 }
+
+/// Inserts a finished job row as the worker would have left it.
+async fn insert_job(env: &TestEnv, caster: &str, batch: &str, status: &str, code: Option<&str>) {
+    sqlx::query(
+        "INSERT INTO caster_stop_jobs (job_id, caster_id, region_id, batch_id, status, conclusion,
+                                       request_id, error_code, http_status, attempts, payload,
+                                       finished_at)
+         VALUES ($1, $2, 'cn-shanghai', $3, $4, 'api-error', $5, $6, 404, 3, '{}', now())",
+    )
+    .bind(uuid::Uuid::new_v4())
+    .bind(caster)
+    .bind(batch)
+    .bind(status)
+    .bind(uuid::Uuid::new_v4().to_string().to_uppercase())
+    .bind(code)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+}
+
+fn stdout_ok(out: &Output) -> String {
+    assert!(out.status.success(), "{}", stderr(out));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_report_fits_100_columns_and_wide_has_every_column() {
+    let env = TestEnv::new().await;
+    let batch = format!("end-of-show-{}", "evening-broadcast-".repeat(8));
+    let long_caster = format!("LIVEPRODUCER_POST-cn-{}", "0pp1czt".repeat(6));
+    assert!(batch.len() > 150 && long_caster.len() > 60);
+    insert_job(
+        &env,
+        &long_caster,
+        &batch,
+        "failed",
+        Some("InvalidCasterId.Malformed"),
+    )
+    .await;
+    insert_job(&env, "studio-1", &batch, "succeeded", None).await;
+    insert_job(
+        &env,
+        "studio-2",
+        "other",
+        "failed",
+        Some("InvalidCaster.NotFound"),
+    )
+    .await;
+
+    for args in [&["report", "--batch", &batch][..], &["report"]] {
+        let text = stdout_ok(&quiet(&env, args));
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= 100,
+                "{} characters: {line}",
+                line.chars().count()
+            );
+        }
+        let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(header, stopcaster::REPORT_NARROW_COLUMNS);
+        // The caster that did not fit is shortened, visibly, keeping its start and its end.
+        assert!(text.contains("LIVEPRO"), "{text}");
+        assert!(text.contains("…"), "{text}");
+        assert!(text.contains("0pp1czt "), "{text}");
+        assert!(text.contains("InvalidCaster"), "{text}");
+        assert!(text.contains("studio-1"), "{text}");
+    }
+    // Short ids: 8 characters of the job id and of the RequestId; times to the second.
+    let text = stdout_ok(&quiet(&env, &["report", "--caster", "studio-2"]));
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row.len(), 7, "{text}");
+    assert_eq!(row[0].len(), 8, "{text}");
+    assert_eq!(row[5].len(), 8, "{text}");
+    assert!(
+        time::PrimitiveDateTime::parse(
+            row[6],
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z")
+        )
+        .is_ok(),
+        "{text}"
+    );
+
+    // --wide: every column, ids and times in full (six decimals, as in JSON and CSV).
+    let wide = stdout_ok(&quiet(&env, &["report", "--caster", "studio-2", "--wide"]));
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, stopcaster::REPORT_COLUMNS);
+    let row: Vec<&str> = wide.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[0].len(), 36, "{wide}");
+    assert!(
+        row[11].len() == "2026-11-27T11:00:00.123456Z".len() && row[11].ends_with('Z'),
+        "{wide}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&stdout_ok(&quiet(&env, &["report", "--format", "json"]))).unwrap();
+    for job in doc["jobs"].as_array().unwrap() {
+        for field in ["created_at", "finished_at"] {
+            let t = job[field].as_str().unwrap();
+            assert_eq!(t.len(), 27, "fixed precision: {t}");
+        }
+    }
+
+    // Nothing matches: said in words, not a bare header.
+    let none = stdout_ok(&quiet(&env, &["report", "--batch", "no-such-batch"]));
+    assert_eq!(none, "no jobs match\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_on_a_mistyped_batch_warns_at_once_and_gives_up_after_its_timeout() {
+    use std::io::BufRead as _;
+    let env = TestEnv::new().await;
+    insert_job(&env, "studio-1", "show-42", "succeeded", None).await;
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stopcaster"))
+        .args(["report", "--batch", "show-24", "--watch", "--timeout", "2s"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.child_env())
+        .env("RUST_LOG", "")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<(Duration, String)> = std::io::BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| (started.elapsed(), l))
+        .collect();
+    let status = child.wait().unwrap();
+    let took = started.elapsed();
+    let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(status.code(), Some(1), "{text:?}");
+    assert_eq!(lines.len(), 2, "a warning, then the error: {text:?}");
+    assert!(
+        lines[0]
+            .1
+            .starts_with("warning: batch show-24 has no jobs yet"),
+        "{text:?}"
+    );
+    assert!(
+        lines[0].0 < Duration::from_millis(1900),
+        "not at once: {lines:?}"
+    );
+    assert!(
+        lines[1]
+            .1
+            .starts_with("error: batch show-24 not finished after 2 s: 0 jobs recorded"),
+        "{text:?}"
+    );
+    assert!(took >= Duration::from_secs(2), "gave up early: {took:?}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}
