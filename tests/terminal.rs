@@ -399,3 +399,50 @@ async fn a_watch_on_a_mistyped_batch_warns_at_once_and_gives_up_after_its_timeou
     assert!(took >= Duration::from_secs(2), "gave up early: {took:?}");
     assert!(took < Duration::from_secs(15), "took {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_on_a_terminal_clears_its_bar_and_ends_with_one_summary_line() {
+    // `script` (util-linux) gives the command a terminal.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` command to provide a terminal");
+        return;
+    }
+    let env = TestEnv::new().await;
+    let ids: Vec<String> = (1..=3000).map(|i| format!("tty-{i}")).collect();
+    let command = format!(
+        "{} enqueue --batch tty-1 {}",
+        env!("CARGO_BIN_EXE_stopcaster"),
+        ids.join(" ")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.child_env())
+        .env("RUST_LOG", "")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        text.matches("jobs confirmed in batch").count(),
+        1,
+        "{text:?}"
+    );
+    let summary = text
+        .find("3000 jobs confirmed in batch tty-1 (")
+        .expect("summary");
+    assert!(
+        text[..summary].ends_with('\n'),
+        "the summary starts its own line: {text:?}"
+    );
+    // Whatever the bar drew was cleared before the batch id and the summary were written.
+    if let Some(last_bar) = text.rfind("/3000 confirmed") {
+        let cleared = text[last_bar..]
+            .find("\x1b[2K")
+            .expect("the bar is cleared");
+        assert!(last_bar + cleared < summary, "{text:?}");
+    }
+    assert_eq!(env.queue_len(&env.names().jobs).await, 3000);
+}
