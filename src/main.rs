@@ -66,15 +66,24 @@ enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// One signed StopCaster call now, no queue. Exit codes: 0 stopped, 3 permanent API error,
-    /// 4 retryable API error (5xx, throttling), 5 transport failure, 1 configuration error.
+    /// One signed StopCaster call now, no queue, recorded like a job (batch stop-command) when
+    /// the database is reachable. Exit codes: 0 stopped, 3 permanent API error, 4 retryable API
+    /// error (5xx, throttling), 5 transport failure, 1 configuration error.
+    // The region is the API settings' own (STOPCASTER_REGION), named --region here: a studio has
+    // one region, and one flag for it is all `stop` needs.
+    #[command(mut_arg("default_region", |a| a
+        .long("region")
+        .value_name("REGION")
+        .help("RegionId of the studio")))]
+    #[command(mut_arg("database_url", |a| a
+        .help("Postgres URL, where the call is recorded (when unreachable: the call is made, not recorded)")))]
     Stop {
+        /// The production studio's CasterId (1 to 64 letters, digits, `-`, `_`).
         caster_id: String,
-        /// RegionId (default: STOPCASTER_REGION).
-        #[arg(long)]
-        region: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
     /// Benchmark: real worker processes against the stand-in, RabbitMQ and Postgres.
     Bench(BenchArgs),
@@ -136,7 +145,8 @@ impl Command {
             Command::DeadLetters(DeadLettersCommand::Replay {
                 broker, database, ..
             }) => (Some(broker), Some(database)),
-            Command::Stop { .. } | Command::Bench(_) | Command::FakeLive { .. } => (None, None),
+            Command::Stop { database, .. } => (None, Some(database)),
+            Command::Bench(_) | Command::FakeLive { .. } => (None, None),
         };
         stopcaster::ErrorTargets {
             broker: broker.map(|b| b.amqp_url.clone()),
@@ -207,9 +217,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Stop {
             caster_id,
-            region,
             api,
-        } => Ok(stopcaster::run_stop(&caster_id, region.as_deref(), &api).await?),
+            database,
+        } => Ok(stopcaster::run_stop(&caster_id, &api, &database.database_url).await?),
         Command::Bench(args) => {
             stopcaster::run_bench(args).await?;
             Ok(ExitCode::SUCCESS)
