@@ -34,7 +34,9 @@ pub enum EnqueueError {
         path: String,
         source: std::io::Error,
     },
-    #[error(transparent)]
+    // Not transparent: the broker error stays in the source chain, where the one-line error
+    // report finds what it says about the server (a timeout, for one).
+    #[error("{0}")]
     Broker(#[from] BrokerError),
     #[error("{unconfirmed} of {total} jobs were not confirmed by the broker")]
     NotConfirmed { unconfirmed: usize, total: usize },

@@ -242,6 +242,17 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_that_does_not_answer_is_named() {
+        let e = crate::ops::enqueue::EnqueueError::from(BrokerError::Timeout(
+            std::time::Duration::from_secs(10),
+        ));
+        assert_eq!(
+            one_line(&e, &targets()),
+            "cannot connect to RabbitMQ at amqp://guest@127.0.0.1:5672/%2f: no answer in time"
+        );
+    }
+
+    #[test]
     fn sqlstates_in_words() {
         assert_eq!(
             sqlstate_cause("3D000", "database \"x\" does not exist"),

@@ -72,7 +72,9 @@ pub enum ListFormat {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
-    #[error(transparent)]
+    // Not transparent: the broker error stays in the source chain, where the one-line error
+    // report finds what it says about the server (a timeout, for one).
+    #[error("{0}")]
     Broker(#[from] BrokerError),
     /// Most likely the queue does not exist: nothing was ever dead-lettered under this prefix,
     /// or the prefix is wrong.
