@@ -151,7 +151,7 @@ impl WorkerArgs {
     /// one must exist.
     pub fn accounts(&self, api: &ApiArgs) -> Result<Accounts, ConfigError> {
         let default = match api.credentials() {
-            Ok(c) => Some(Account::new(c, self.qps)),
+            Ok(c) => Some(Account::new("default", c, self.qps)),
             Err(_) if self.accounts_file.is_some() => None,
             Err(e) => return Err(e),
         };

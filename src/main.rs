@@ -1,20 +1,15 @@
 //! The `stopcaster` binary: the command line and its dispatch, nothing else. The only place,
 //! with the benchmark driver, that uses `anyhow`.
 
-use std::io::Write as _;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use stopcaster::fake_live::{self, FakeLiveConfig};
+use stopcaster::fake_live;
 use stopcaster::{
     ApiArgs, BenchArgs, BrokerArgs, DatabaseArgs, DeadLettersCommand, EnqueueArgs, ReportArgs,
-    Secret, WorkerArgs,
+    WorkerArgs,
 };
 
 #[derive(Parser)]
@@ -87,27 +82,8 @@ enum Command {
     },
     /// Benchmark: real worker processes against the stand-in, RabbitMQ and Postgres.
     Bench(BenchArgs),
-    /// A local stand-in for the ApsaraVideo Live endpoint.
-    FakeLive {
-        /// Where to serve.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Accepted AccessKey pair ID:SECRET (repeatable); default: the environment's.
-        #[arg(long = "access-key")]
-        access_keys: Vec<String>,
-        /// Calls per AccessKeyId in any sliding one-second window.
-        #[arg(long, default_value_t = 10)]
-        qps: u32,
-        /// JSON object {"<CasterId>": "running"|"stopped"}; other ids are then NotFound.
-        #[arg(long)]
-        casters: Option<PathBuf>,
-        /// Share of calls answered 503 ServiceUnavailable.
-        #[arg(long, default_value_t = 0.0)]
-        fail_rate: f64,
-        /// Latency added to each call, in milliseconds.
-        #[arg(long, default_value_t = 0)]
-        latency_ms: u64,
-    },
+    /// A local stand-in for the ApsaraVideo Live endpoint (and STS, ECS metadata).
+    FakeLive(fake_live::FakeLiveArgs),
 }
 
 /// Log filter of the commands that run until stopped: what they do, minus the database's
@@ -224,47 +200,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             stopcaster::run_bench(args).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::FakeLive {
-            listen,
-            access_keys,
-            qps,
-            casters,
-            fail_rate,
-            latency_ms,
-        } => {
-            let mut keys = Vec::new();
-            for pair in access_keys {
-                let (id, secret) = pair
-                    .split_once(':')
-                    .context("--access-key wants ID:SECRET")?;
-                keys.push((id.to_owned(), Secret::new(secret)));
-            }
-            if keys.is_empty() {
-                let id = std::env::var("ALIBABA_CLOUD_ACCESS_KEY_ID").ok();
-                let secret = std::env::var("ALIBABA_CLOUD_ACCESS_KEY_SECRET").ok();
-                match (id, secret) {
-                    (Some(id), Some(secret)) => keys.push((id, Secret::new(secret))),
-                    _ => bail!(
-                        "no access keys: pass --access-key ID:SECRET or set ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET"
-                    ),
-                }
-            }
-            let mut config = FakeLiveConfig::new(keys);
-            config.qps = qps;
-            config.fail_rate = fail_rate;
-            config.latency = Duration::from_millis(latency_ms);
-            if let Some(path) = casters {
-                config.casters = Some(fake_live::load_casters(&path).map_err(anyhow::Error::msg)?);
-            }
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("binding {listen}"))?;
-            let addr = listener.local_addr()?;
-            eprintln!("fake-live listening on http://{addr}");
-            let _ = std::io::stderr().flush();
+        Command::FakeLive(args) => {
             let shutdown = CancellationToken::new();
             tokio::spawn(signal_shutdown(shutdown.clone()));
-            fake_live::serve(listener, config, shutdown).await?;
+            fake_live::run(args, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

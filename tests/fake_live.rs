@@ -59,7 +59,22 @@ async fn stop(client: &LiveClient, caster: &str) -> CallOutcome {
 #[track_caller]
 fn permanent(outcome: &CallOutcome, status: u16, code: &str) {
     match outcome {
-        CallOutcome::Permanent(e) => {
+        CallOutcome::Permanent(e) => assert_alibaba_error(e, status, code),
+        other => panic!("expected permanent {status} {code}, got {other:?}"),
+    }
+}
+
+/// An answer that refuses the credentials (the worker pauses the account on it).
+fn refused(outcome: &CallOutcome, status: u16, code: &str) {
+    match outcome {
+        CallOutcome::CredentialsRefused(e) => assert_alibaba_error(e, status, code),
+        other => panic!("expected credentials refused {status} {code}, got {other:?}"),
+    }
+}
+
+fn assert_alibaba_error(e: &stopcaster::ApiError, status: u16, code: &str) {
+    {
+        {
             assert_eq!((e.http_status, e.code.as_str()), (status, code), "{e:?}");
             assert_eq!(e.host_id.as_deref(), Some("live.aliyuncs.com"));
             assert_eq!(
@@ -69,7 +84,6 @@ fn permanent(outcome: &CallOutcome, status: u16, code: &str) {
             assert!(e.request_id.is_some());
             assert!(!e.message.is_empty());
         }
-        other => panic!("expected permanent {status} {code}, got {other:?}"),
     }
 }
 
@@ -233,13 +247,13 @@ async fn malformed_caster_ids() {
 }
 
 #[tokio::test]
-async fn wrong_secret_and_unknown_key_are_permanent() {
+async fn wrong_secret_and_unknown_key_are_refused() {
     let fake = start(config()).await;
     let client = client(&fake);
 
     let wrong = stop_as(&client, &Credentials::new(KEY, "not-the-secret"), "s1").await;
-    permanent(&wrong, 400, "SignatureDoesNotMatch");
-    let CallOutcome::Permanent(e) = &wrong else {
+    refused(&wrong, 400, "SignatureDoesNotMatch");
+    let CallOutcome::CredentialsRefused(e) = &wrong else {
         unreachable!()
     };
     let (_, server_sts) = e
@@ -250,7 +264,7 @@ async fn wrong_secret_and_unknown_key_are_permanent() {
     assert!(!e.message.contains(SECRET), "never echo a secret");
 
     let unknown = stop_as(&client, &Credentials::new("LTAI-nobody", SECRET), "s1").await;
-    permanent(&unknown, 404, "InvalidAccessKeyId.NotFound");
+    refused(&unknown, 404, "InvalidAccessKeyId.NotFound");
     assert_eq!(
         unknown.error_message(),
         Some("Specified access key is not found.")
@@ -264,7 +278,7 @@ async fn wrong_secret_and_unknown_key_are_permanent() {
         CallOutcome::Stopped { .. }
     ));
     let cross = stop_as(&client, &Credentials::new(KEY_B, SECRET), "s2").await;
-    permanent(&cross, 400, "SignatureDoesNotMatch");
+    refused(&cross, 400, "SignatureDoesNotMatch");
 
     let log = calls_for(&fake, "").await;
     let codes: Vec<Option<&str>> = log.iter().map(|c| c.code.as_deref()).collect();

@@ -61,7 +61,14 @@ pub fn parse_message(body: &[u8], message_id: Option<&str>) -> Parsed {
             };
         }
     };
-    let text_field = |name: &str| object.get(name).and_then(Value::as_str).map(str::to_owned);
+    // Fields of a rejected message are stored as the columns can hold them: Postgres text
+    // refuses NUL, and a row that cannot be written would leave the message without one.
+    let text_field = |name: &str| {
+        object
+            .get(name)
+            .and_then(Value::as_str)
+            .map(|text| storable(text.to_owned()))
+    };
     let rejected = |job_id: JobId, rejection: Rejection| Parsed::Rejected {
         job_id,
         caster_id: text_field("caster_id").filter(|c| c.len() <= 1024),
@@ -153,6 +160,16 @@ fn json_kind(value: &Value) -> &'static str {
         Value::String(_) => "string",
         Value::Array(_) => "array",
         Value::Object(_) => "object",
+    }
+}
+
+/// A text field as a column can hold it: unchanged, unless it holds NUL, which Postgres refuses;
+/// then escaped as [`payload_text`] escapes (`\x00`, and `\\` for a backslash).
+fn storable(text: String) -> String {
+    if text.contains('\0') {
+        payload_text(text.as_bytes()).0
+    } else {
+        text
     }
 }
 
@@ -282,6 +299,32 @@ mod tests {
             let got = reason(body);
             assert!(got.contains(want), "{body:?}: {got}");
         }
+    }
+
+    #[test]
+    fn rejected_fields_are_stored_without_nul() {
+        let Parsed::Rejected {
+            caster_id,
+            batch_id,
+            rejection,
+            ..
+        } = parse_message(br#"{"caster_id":"a\u0000b","batch_id":"x\\y\u0000"}"#, None)
+        else {
+            panic!()
+        };
+        assert!(rejection.reason.contains("control characters"));
+        assert_eq!(caster_id.as_deref(), Some("a\\x00b"));
+        assert_eq!(batch_id.as_deref(), Some("x\\\\y\\x00"));
+        let Parsed::Rejected { caster_id, .. } =
+            parse_message(br#"{"caster_id":"plain\\text","job_id":5}"#, None)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            caster_id.as_deref(),
+            Some("plain\\text"),
+            "no NUL: kept as is"
+        );
     }
 
     #[test]

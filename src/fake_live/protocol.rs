@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-/// The only API version and action the stand-in serves. Its own constants rather than the
+/// The API versions and actions the stand-in serves. Its own constants rather than the
 /// client's, so a change to the client cannot silently change what the stand-in accepts.
 pub(crate) const API_VERSION: &str = "2016-11-01";
 pub(crate) const ACTION: &str = "StopCaster";
-pub(crate) const HOST_ID: &str = "live.aliyuncs.com";
+pub(crate) const STS_VERSION: &str = "2015-04-01";
 /// Allowed distance between a request's Timestamp and the server clock, either way.
 pub(crate) const MAX_CLOCK_SKEW_SECS: i64 = 15 * 60;
 
@@ -61,6 +61,29 @@ fn percent_decode(input: &[u8]) -> String {
     }
 }
 
+/// The product whose gateway answers: it names the `HostId` and the `Recommend` link of errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Service {
+    Live,
+    Sts,
+}
+
+impl Service {
+    pub fn host_id(self) -> &'static str {
+        match self {
+            Service::Live => "live.aliyuncs.com",
+            Service::Sts => "sts.aliyuncs.com",
+        }
+    }
+
+    fn product(self) -> &'static str {
+        match self {
+            Service::Live => "live",
+            Service::Sts => "Sts",
+        }
+    }
+}
+
 /// Why a call is refused: each variant is one of Alibaba's error codes with its HTTP status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -81,16 +104,41 @@ pub(crate) enum Refusal {
     CasterIdMalformed,
     CasterNotFound,
     IncorrectSceneStatus,
+    // Temporary keys: the gateway's checks of the SecurityToken, before the signature.
+    MissingSecurityToken,
+    SecurityTokenMalformed,
+    SecurityTokenMismatch,
+    SecurityTokenExpired,
+    // STS actions.
+    RoleArnMalformed,
+    /// Carries the ARN asked for, which Alibaba names in the message.
+    RoleNotFound(String),
+    AssumeRoleDenied,
+    RoleSessionNameMalformed,
+    DurationSecondsInvalid,
+    OidcTokenEmpty,
+    OidcTokenInvalid,
+    OidcProviderNotFound,
+    /// The stand-in could not read its own `--oidc-token-file`.
+    OidcTokenFileUnreadable,
 }
 
 impl Refusal {
     /// Statuses from Alibaba's documentation: StopCaster's error table (IncorrectSceneStatus
-    /// and InvalidCasterId.Malformed 400, InvalidCaster.NotFound 404, InternalError 500) and the
-    /// common POP gateway errors.
+    /// and InvalidCasterId.Malformed 400, InvalidCaster.NotFound 404, InternalError 500), the
+    /// common POP gateway errors (the `InvalidSecurityToken.*` family 400) and STS's error table
+    /// (`AuthenticationFail.*` 401).
     pub fn status(&self) -> u16 {
         match self {
-            Refusal::InvalidAction | Refusal::AccessKeyNotFound | Refusal::CasterNotFound => 404,
-            Refusal::InternalError => 500,
+            Refusal::InvalidAction
+            | Refusal::AccessKeyNotFound
+            | Refusal::CasterNotFound
+            | Refusal::RoleNotFound(_) => 404,
+            Refusal::AssumeRoleDenied => 403,
+            Refusal::OidcTokenEmpty | Refusal::OidcTokenInvalid | Refusal::OidcProviderNotFound => {
+                401
+            }
+            Refusal::InternalError | Refusal::OidcTokenFileUnreadable => 500,
             Refusal::ServiceUnavailable => 503,
             _ => 400,
         }
@@ -114,6 +162,20 @@ impl Refusal {
             Refusal::CasterIdMalformed => "InvalidCasterId.Malformed",
             Refusal::CasterNotFound => "InvalidCaster.NotFound",
             Refusal::IncorrectSceneStatus => "IncorrectSceneStatus",
+            Refusal::MissingSecurityToken => "MissingSecurityToken",
+            Refusal::SecurityTokenMalformed => "InvalidSecurityToken.Malformed",
+            Refusal::SecurityTokenMismatch => "InvalidSecurityToken.MismatchWithAccessKey",
+            Refusal::SecurityTokenExpired => "InvalidSecurityToken.Expired",
+            Refusal::RoleArnMalformed => "InvalidParameter.RoleArn",
+            Refusal::RoleNotFound(_) => "EntityNotExist.Role",
+            Refusal::AssumeRoleDenied => "NoPermission",
+            Refusal::RoleSessionNameMalformed => "InvalidParameter.RoleSessionName",
+            Refusal::DurationSecondsInvalid => "InvalidParameter.DurationSeconds",
+            Refusal::OidcTokenEmpty | Refusal::OidcTokenInvalid => {
+                "AuthenticationFail.OIDCToken.Invalid"
+            }
+            Refusal::OidcProviderNotFound => "AuthenticationFail.NoPermission",
+            Refusal::OidcTokenFileUnreadable => "InternalError",
         }
     }
 
@@ -153,6 +215,25 @@ impl Refusal {
             Refusal::IncorrectSceneStatus => {
                 "The current status of the caster does not support this operation: it is not running."
             }
+            Refusal::MissingSecurityToken => "SecurityToken is mandatory for this action.",
+            Refusal::SecurityTokenMalformed => "Specified SecurityToken is malformed.",
+            Refusal::SecurityTokenMismatch => {
+                "Specified SecurityToken mismatch with the AccessKey."
+            }
+            Refusal::SecurityTokenExpired => "Specified SecurityToken is expired.",
+            Refusal::RoleArnMalformed => "The parameter RoleArn is wrongly formed.",
+            Refusal::RoleNotFound(arn) => {
+                return Cow::Owned(format!("The role not exists: {arn}."));
+            }
+            Refusal::AssumeRoleDenied => "No permission perform sts:AssumeRole on this Role.",
+            Refusal::RoleSessionNameMalformed => "The parameter RoleSessionName is wrongly formed.",
+            Refusal::DurationSecondsInvalid => "The Min/Max value of DurationSeconds is 15min/1hr.",
+            Refusal::OidcTokenEmpty => "The OIDCToken can not empty.",
+            Refusal::OidcTokenInvalid => "The Jwt content is invalid that cannot be recognized.",
+            Refusal::OidcProviderNotFound => "No such OIDC Provider registered.",
+            Refusal::OidcTokenFileUnreadable => {
+                "The request processing has failed due to some unknown error, exception or failure."
+            }
         })
     }
 }
@@ -183,14 +264,17 @@ pub(crate) fn success_body(request_id: &str) -> Vec<u8> {
     serde_json::to_vec(&SuccessBody { request_id }).expect("plain struct serializes")
 }
 
-pub(crate) fn error_body(request_id: &str, refusal: &Refusal) -> Vec<u8> {
+pub(crate) fn error_body(request_id: &str, refusal: &Refusal, service: Service) -> Vec<u8> {
     let code = refusal.code();
     serde_json::to_vec(&ErrorBody {
         request_id,
-        host_id: HOST_ID,
+        host_id: service.host_id(),
         code,
         message: &refusal.message(),
-        recommend: format!("https://api.aliyun.com/troubleshoot?q={code}&product=live"),
+        recommend: format!(
+            "https://api.aliyun.com/troubleshoot?q={code}&product={}",
+            service.product()
+        ),
     })
     .expect("plain struct serializes")
 }
@@ -234,7 +318,7 @@ mod tests {
 
     #[test]
     fn error_bodies_have_alibabas_shape() {
-        let body = error_body("RID", &Refusal::CasterNotFound);
+        let body = error_body("RID", &Refusal::CasterNotFound, Service::Live);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["RequestId"], "RID");
         assert_eq!(v["HostId"], "live.aliyuncs.com");
@@ -245,6 +329,17 @@ mod tests {
             "https://api.aliyun.com/troubleshoot?q=InvalidCaster.NotFound&product=live"
         );
         assert_eq!(Refusal::CasterNotFound.status(), 404);
+        let sts = error_body("RID", &Refusal::SecurityTokenExpired, Service::Sts);
+        let v: serde_json::Value = serde_json::from_slice(&sts).unwrap();
+        assert_eq!(v["HostId"], "sts.aliyuncs.com");
+        assert_eq!(v["Code"], "InvalidSecurityToken.Expired");
+        assert_eq!(v["Message"], "Specified SecurityToken is expired.");
+        assert_eq!(
+            v["Recommend"],
+            "https://api.aliyun.com/troubleshoot?q=InvalidSecurityToken.Expired&product=Sts"
+        );
+        assert_eq!(Refusal::SecurityTokenExpired.status(), 400);
+        assert_eq!(Refusal::OidcTokenInvalid.status(), 401);
     }
 
     #[test]

@@ -1,21 +1,17 @@
-//! A TCP listener whose connections a handler can sever, to fake an answer lost on the way
-//! back: axum offers no other way for a handler to not answer.
+//! Connections a handler can sever, to fake an answer lost on the way back: axum offers no
+//! other way for a handler to not answer. [`super::listener`] makes them, over TCP or TLS.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-/// A TCP listener whose connections carry a switch that makes them fail: a handler flips it to
-/// close the connection without an answer (axum offers no other way to not answer).
-pub(crate) struct SeverableListener(pub(crate) TcpListener);
+use super::listener::Listener;
 
 /// A connection as a handler sees it (axum `ConnectInfo`).
 #[derive(Clone, Debug)]
@@ -29,57 +25,91 @@ impl Conn {
     }
 }
 
-impl Connected<axum::serve::IncomingStream<'_, SeverableListener>> for Conn {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, SeverableListener>) -> Self {
+impl Connected<axum::serve::IncomingStream<'_, Listener>> for Conn {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Listener>) -> Self {
         Self {
             severed: stream.io().severed.clone(),
         }
     }
 }
 
-impl axum::serve::Listener for SeverableListener {
-    type Io = SeverableStream;
-    type Addr = SocketAddr;
+/// What a connection runs over: TCP, or TLS over TCP.
+pub(crate) enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, addr)) => {
-                    // Small answers on keep-alive connections: don't wait for Nagle.
-                    let _ = stream.set_nodelay(true);
-                    let io = SeverableStream {
-                        inner: stream,
-                        severed: Arc::new(AtomicBool::new(false)),
-                    };
-                    return (io, addr);
-                }
-                Err(e) => {
-                    if !matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionRefused
-                            | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionReset
-                    ) {
-                        // Out of file descriptors, most likely: give connections time to close.
-                        tracing::warn!(error = %e, "fake-live accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Transport::Plain(s) => s.is_write_vectored(),
+            Transport::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 
 pub(crate) struct SeverableStream {
-    inner: TcpStream,
+    inner: Transport,
     severed: Arc<AtomicBool>,
 }
 
 impl SeverableStream {
+    pub(crate) fn new(inner: Transport) -> Self {
+        Self {
+            inner,
+            severed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     fn is_severed(&self) -> bool {
         self.severed.load(Ordering::Acquire)
     }

@@ -1,5 +1,5 @@
 //! The stand-in's memory, as plain data with no locks and no I/O: studio states, seen nonces,
-//! each key's sliding throttle window, the fault script and the call log. The server wraps one
+//! each account's sliding throttle window, the fault script and the call log. The server wraps one
 //! [`State`] in a mutex, so every rule here is a deterministic, unit-tested function.
 
 use std::cmp::Reverse;
@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
-use super::{Fault, StudioState};
+use super::protocol::Refusal;
+use super::{Fault, Stats, StudioState};
 
 /// Everything the server mutates per call, behind its one lock.
 #[derive(Debug)]
@@ -149,9 +150,10 @@ impl NonceCache {
     }
 }
 
-/// Per-AccessKeyId sliding window: a call is admitted iff fewer than `qps` admitted calls of
-/// that key fall in `(now - 1 s, now]`. Only admitted calls are kept, at most `qps` per key, so
-/// a key hammering the endpoint cannot grow it.
+/// Sliding window per throttled principal (the server keys it by account UID, as Alibaba
+/// counts): a call is admitted iff fewer than `qps` admitted calls of that key fall in
+/// `(now - 1 s, now]`. Only admitted calls are kept, at most `qps` per key, so a caller
+/// hammering the endpoint cannot grow it.
 #[derive(Debug, Default)]
 pub(crate) struct Throttle {
     windows: HashMap<String, VecDeque<Instant>>,
@@ -198,6 +200,63 @@ pub(crate) struct CallRecord {
     /// Passed the throttle (counts in its key's window).
     pub admitted: bool,
     pub fault: Option<&'static str>,
+    /// The caller's account UID, once its key checked out.
+    pub account: Option<Box<str>>,
+}
+
+/// The counters of `GET /_fake/stats` over the whole log.
+pub(crate) fn stats(log: &[CallRecord]) -> Stats {
+    let mut stats = Stats::default();
+    let mut admitted: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut by_account: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in log {
+        stats.total += 1;
+        if r.http_status == Some(200) {
+            stats.ok += 1;
+        }
+        if r.http_status.is_none() {
+            stats.dropped += 1;
+        }
+        if let Some(code) = r.code {
+            if code == Refusal::Throttled.code() {
+                stats.throttled += 1;
+            }
+            *stats.by_code.entry(code.to_owned()).or_default() += 1;
+        }
+        if let Some(fault) = r.fault {
+            *stats.by_fault.entry(fault.to_owned()).or_default() += 1;
+        }
+        if r.admitted {
+            if let Some(key) = &r.access_key_id {
+                admitted.entry(key.to_string()).or_default().push(r.at_ns);
+            }
+            if let Some(account) = &r.account {
+                by_account
+                    .entry(account.to_string())
+                    .or_default()
+                    .push(r.at_ns);
+            }
+        }
+    }
+    for (key, mut times) in admitted {
+        times.sort_unstable();
+        stats
+            .admitted_by_key
+            .insert(key.clone(), times.len() as u64);
+        let max = max_in_any_window(&times, 1_000_000_000);
+        stats.max_in_any_1s_window.insert(key, max as u64);
+    }
+    for (account, mut times) in by_account {
+        times.sort_unstable();
+        stats
+            .admitted_by_account
+            .insert(account.clone(), times.len() as u64);
+        let max = max_in_any_window(&times, 1_000_000_000);
+        stats
+            .max_in_any_1s_window_by_account
+            .insert(account, max as u64);
+    }
+    stats
 }
 
 /// The most admitted calls of one key that fall within any window shorter than one second:

@@ -9,6 +9,8 @@ use crate::live::credentials::Credentials;
 /// One account: its credentials and the key its quota is paced under.
 #[derive(Clone, Debug)]
 pub struct Account {
+    /// The name jobs select it by; `default` for the environment's.
+    pub name: String,
     /// The pacer's key: the AccessKeyId, since Alibaba counts the quota per account key.
     pub pacer_key: String,
     pub credentials: Credentials,
@@ -16,8 +18,9 @@ pub struct Account {
 }
 
 impl Account {
-    pub fn new(credentials: Credentials, qps: u32) -> Self {
+    pub fn new(name: impl Into<String>, credentials: Credentials, qps: u32) -> Self {
         Self {
+            name: name.into(),
             pacer_key: credentials.access_key_id().to_owned(),
             credentials,
             qps,
@@ -161,7 +164,7 @@ pub fn resolve_spec(
             ));
         }
     };
-    Ok(Account::new(credentials, qps))
+    Ok(Account::new(name, credentials, qps))
 }
 
 /// Reads the accounts file and resolves every account in it.
@@ -274,10 +277,16 @@ mod tests {
     #[test]
     fn accounts_with_the_same_key_share_its_quota() {
         let accounts = Accounts {
-            default: Some(Account::new(Credentials::new("K1", "s"), 10)),
+            default: Some(Account::new("default", Credentials::new("K1", "s"), 10)),
             named: [
-                ("a".to_owned(), Account::new(Credentials::new("K1", "s"), 4)),
-                ("b".to_owned(), Account::new(Credentials::new("K2", "s"), 7)),
+                (
+                    "a".to_owned(),
+                    Account::new("a", Credentials::new("K1", "s"), 4),
+                ),
+                (
+                    "b".to_owned(),
+                    Account::new("b", Credentials::new("K2", "s"), 7),
+                ),
             ]
             .into(),
         };

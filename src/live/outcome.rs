@@ -10,13 +10,29 @@ pub enum Class {
     Retryable,
     /// Give up now: every other 4xx.
     Permanent,
+    /// Not the job's fault: the credentials or the clock were refused. The account pauses.
+    CredentialsRefused,
 }
+
+/// Answers that condemn the credentials or the clock rather than the job (the contract's list).
+pub const CREDENTIALS_REFUSED: [&str; 8] = [
+    "InvalidAccessKeyId.NotFound",
+    "InvalidAccessKeyId.Inactive",
+    "Forbidden.AccessKeyDisabled",
+    "SignatureDoesNotMatch",
+    "InvalidSecurityToken.Expired",
+    "InvalidSecurityToken.Malformed",
+    "InvalidSecurityToken.MismatchWithAccessKey",
+    "InvalidTimeStamp.Expired",
+];
 
 /// Classifies an error answer. Throttling is retryable whatever its status (Alibaba answers
 /// `Throttling.User` with 400); other 4xx are permanent; 5xx and anything unexpected are
 /// retryable.
 pub fn classify(http_status: u16, code: &str) -> Class {
-    if is_throttling(code) {
+    if CREDENTIALS_REFUSED.contains(&code) {
+        Class::CredentialsRefused
+    } else if is_throttling(code) {
         Class::Retryable
     } else if (400..500).contains(&http_status) {
         Class::Permanent
@@ -83,6 +99,8 @@ pub enum CallOutcome {
     },
     Retryable(ApiError),
     Permanent(ApiError),
+    /// Refused for the credentials or the clock ([`CREDENTIALS_REFUSED`]).
+    CredentialsRefused(ApiError),
     Transport(TransportError),
 }
 
@@ -93,6 +111,7 @@ impl CallOutcome {
             CallOutcome::Stopped { .. } => "ok",
             CallOutcome::Retryable(_) => "retryable",
             CallOutcome::Permanent(_) => "permanent",
+            CallOutcome::CredentialsRefused(_) => "credentials-refused",
             CallOutcome::Transport(_) => "transport-error",
         }
     }
@@ -100,7 +119,9 @@ impl CallOutcome {
     pub fn http_status(&self) -> Option<u16> {
         match self {
             CallOutcome::Stopped { http_status, .. } => Some(*http_status),
-            CallOutcome::Retryable(e) | CallOutcome::Permanent(e) => Some(e.http_status),
+            CallOutcome::Retryable(e)
+            | CallOutcome::Permanent(e)
+            | CallOutcome::CredentialsRefused(e) => Some(e.http_status),
             CallOutcome::Transport(_) => None,
         }
     }
@@ -108,7 +129,9 @@ impl CallOutcome {
     pub fn request_id(&self) -> Option<&str> {
         match self {
             CallOutcome::Stopped { request_id, .. } => Some(request_id),
-            CallOutcome::Retryable(e) | CallOutcome::Permanent(e) => e.request_id.as_deref(),
+            CallOutcome::Retryable(e)
+            | CallOutcome::Permanent(e)
+            | CallOutcome::CredentialsRefused(e) => e.request_id.as_deref(),
             CallOutcome::Transport(_) => None,
         }
     }
@@ -116,7 +139,9 @@ impl CallOutcome {
     pub fn error_code(&self) -> Option<&str> {
         match self {
             CallOutcome::Stopped { .. } => None,
-            CallOutcome::Retryable(e) | CallOutcome::Permanent(e) => Some(&e.code),
+            CallOutcome::Retryable(e)
+            | CallOutcome::Permanent(e)
+            | CallOutcome::CredentialsRefused(e) => Some(&e.code),
             CallOutcome::Transport(t) => Some(t.code()),
         }
     }
@@ -124,9 +149,17 @@ impl CallOutcome {
     pub fn error_message(&self) -> Option<&str> {
         match self {
             CallOutcome::Stopped { .. } => None,
-            CallOutcome::Retryable(e) | CallOutcome::Permanent(e) => Some(&e.message),
+            CallOutcome::Retryable(e)
+            | CallOutcome::Permanent(e)
+            | CallOutcome::CredentialsRefused(e) => Some(&e.message),
             CallOutcome::Transport(t) => Some(&t.message),
         }
+    }
+
+    /// Whether the call may have stopped the studio without our seeing the answer: the
+    /// evidence that makes a later `IncorrectSceneStatus` a success. Recorded with the attempt.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, CallOutcome::Transport(t) if t.may_have_reached_api())
     }
 
     pub fn is_throttled(&self) -> bool {
@@ -179,6 +212,7 @@ pub fn interpret(http_status: u16, body: &[u8]) -> CallOutcome {
             match classify(http_status, &error.code) {
                 Class::Retryable => CallOutcome::Retryable(error),
                 Class::Permanent => CallOutcome::Permanent(error),
+                Class::CredentialsRefused => CallOutcome::CredentialsRefused(error),
             }
         }
         _ if success => CallOutcome::Transport(TransportError {
@@ -197,6 +231,7 @@ pub fn interpret(http_status: u16, body: &[u8]) -> CallOutcome {
             match classify(http_status, &error.code) {
                 Class::Retryable => CallOutcome::Retryable(error),
                 Class::Permanent => CallOutcome::Permanent(error),
+                Class::CredentialsRefused => CallOutcome::CredentialsRefused(error),
             }
         }
     }
@@ -226,10 +261,40 @@ mod tests {
             (400, "Throttling.User", Class::Retryable),
             (400, "Throttling.Api", Class::Retryable),
             (503, "ServiceUnavailable", Class::Retryable),
-            (400, "SignatureDoesNotMatch", Class::Permanent),
+            (400, "SignatureDoesNotMatch", Class::CredentialsRefused),
             (400, "SignatureNonceUsed", Class::Permanent),
-            (400, "InvalidTimeStamp.Expired", Class::Permanent),
-            (404, "InvalidAccessKeyId.NotFound", Class::Permanent),
+            (400, "InvalidTimeStamp.Expired", Class::CredentialsRefused),
+            (
+                404,
+                "InvalidAccessKeyId.NotFound",
+                Class::CredentialsRefused,
+            ),
+            (
+                403,
+                "InvalidAccessKeyId.Inactive",
+                Class::CredentialsRefused,
+            ),
+            (
+                403,
+                "Forbidden.AccessKeyDisabled",
+                Class::CredentialsRefused,
+            ),
+            (
+                400,
+                "InvalidSecurityToken.Expired",
+                Class::CredentialsRefused,
+            ),
+            (
+                400,
+                "InvalidSecurityToken.Malformed",
+                Class::CredentialsRefused,
+            ),
+            (
+                400,
+                "InvalidSecurityToken.MismatchWithAccessKey",
+                Class::CredentialsRefused,
+            ),
+            (400, "InvalidTimeStamp.Format", Class::Permanent),
             (403, "Forbidden.RAM", Class::Permanent),
             (400, "MissingParameter", Class::Permanent),
         ];
@@ -264,6 +329,18 @@ mod tests {
         assert_eq!(e.host_id.as_deref(), Some("live.aliyuncs.com"));
         assert_eq!(e.recommend.as_deref(), Some("https://x"));
         assert_eq!(e.message, "The specified caster does not exist.");
+    }
+
+    #[test]
+    fn refused_credentials_are_their_own_outcome() {
+        let o = interpret(
+            400,
+            br#"{"RequestId":"R","Code":"SignatureDoesNotMatch","Message":"m"}"#,
+        );
+        assert!(matches!(o, CallOutcome::CredentialsRefused(_)));
+        assert_eq!(o.label(), "credentials-refused");
+        assert_eq!(o.error_code(), Some("SignatureDoesNotMatch"));
+        assert!(!o.outcome_unknown());
     }
 
     #[test]

@@ -97,7 +97,8 @@ pub async fn run(
             ExitCode::SUCCESS
         }
         // The outcome's variant is its classification: 3 permanent, 4 worth retrying.
-        CallOutcome::Permanent(e) => {
+        // Refused credentials are permanent for this one call: nothing retries it.
+        CallOutcome::Permanent(e) | CallOutcome::CredentialsRefused(e) => {
             print_error(&e);
             ExitCode::from(exit::PERMANENT)
         }
@@ -133,7 +134,7 @@ impl Record {
         store::open_job(&pool, job, region, &payload, false).await?;
         let worker = format!("stop-command-{}", std::process::id());
         match store::start_attempt(&pool, job.job_id, &worker, lease).await? {
-            AttemptStart::Started(attempt) => Ok(Self {
+            AttemptStart::Started { attempt, .. } => Ok(Self {
                 pool,
                 job_id: job.job_id,
                 attempt,
@@ -165,7 +166,10 @@ impl Record {
 fn verdict(outcome: &CallOutcome) -> Verdict {
     let (status, conclusion) = match outcome {
         CallOutcome::Stopped { .. } => (JobStatus::Succeeded, conclusion::STOPPED),
-        CallOutcome::Permanent(_) => (JobStatus::Failed, conclusion::API_ERROR),
+        // Refused credentials pause an account in a worker; for this one call they are final.
+        CallOutcome::Permanent(_) | CallOutcome::CredentialsRefused(_) => {
+            (JobStatus::Failed, conclusion::API_ERROR)
+        }
         CallOutcome::Retryable(_) | CallOutcome::Transport(_) => {
             (JobStatus::Failed, conclusion::NOT_RETRIED)
         }

@@ -49,9 +49,8 @@ pub struct JobState {
     pub attempts: u32,
     /// Attempts allowed in all (the configured maximum, raised by replays).
     pub attempt_budget: Option<u32>,
-    /// An earlier attempt may have stopped the studio without our knowing (timeout, lost
-    /// answer, crash mid-call, or a call another worker is making right now).
-    pub unknown_outcome: bool,
+    /// Calls refused for their credentials, which the budget gives back.
+    pub refused_attempts: u32,
     pub next_attempt_at: Option<OffsetDateTime>,
     /// For a failed or rejected job: its dead letter was confirmed by the broker.
     pub dead_lettered: bool,
@@ -71,7 +70,7 @@ pub async fn open_job(
            (job_id, caster_id, region_id, batch_id, account, payload, payload_escaped)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (job_id) DO UPDATE SET updated_at = caster_stop_jobs.updated_at
-         RETURNING status, attempts, attempt_budget, next_attempt_at,
+         RETURNING status, attempts, attempt_budget, refused_attempts, next_attempt_at,
                    dead_lettered_at IS NOT NULL AS dead_lettered",
     )
     .bind(job.job_id.as_uuid())
@@ -85,15 +84,6 @@ pub async fn open_job(
     .await?;
     let status: String = row.get("status");
     let status = JobStatus::parse(&status).unwrap_or(JobStatus::Pending);
-    let unknown_outcome = status == JobStatus::Pending
-        && sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM caster_stop_attempts
-                            WHERE job_id = $1 AND (outcome IS NULL OR (outcome = 'transport-error'
-                              AND error_code IS DISTINCT FROM 'Transport.Connect')))",
-        )
-        .bind(job.job_id.as_uuid())
-        .fetch_one(&mut *tx)
-        .await?;
     tx.commit().await?;
     Ok(JobState {
         status,
@@ -101,7 +91,7 @@ pub async fn open_job(
         attempt_budget: row
             .get::<Option<i32>, _>("attempt_budget")
             .map(|b| b as u32),
-        unknown_outcome,
+        refused_attempts: row.get::<i32, _>("refused_attempts") as u32,
         next_attempt_at: row.get("next_attempt_at"),
         dead_lettered: row.get("dead_lettered"),
     })
@@ -110,8 +100,10 @@ pub async fn open_job(
 /// What [`start_attempt`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttemptStart {
-    /// Attempt number `n` is recorded and this worker holds the job until the lease ends.
-    Started(u32),
+    /// Attempt number `attempt` is recorded and this worker holds the job until the lease ends.
+    /// `unknown_before`: an earlier attempt, by any worker, may have stopped the studio without
+    /// anyone seeing the answer (read from the history, so every worker concludes alike).
+    Started { attempt: u32, unknown_before: bool },
     /// The job is terminal: another delivery finished it.
     NotPending,
     /// Another live worker holds the job for a call right now.
@@ -157,11 +149,17 @@ pub async fn start_attempt(
         "UPDATE caster_stop_attempts
          SET outcome = 'transport-error', error_code = 'Interrupted',
              error_message = 'the worker stopped during the call; its outcome is unknown',
-             finished_at = clock_timestamp()
+             outcome_unknown = true, finished_at = clock_timestamp()
          WHERE job_id = $1 AND outcome IS NULL",
     )
     .bind(job_id.as_uuid())
     .execute(&mut *tx)
+    .await?;
+    let unknown_before: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM caster_stop_attempts WHERE job_id = $1 AND outcome_unknown)",
+    )
+    .bind(job_id.as_uuid())
+    .fetch_one(&mut *tx)
     .await?;
     let attempt: i32 = row.get("attempts");
     sqlx::query("INSERT INTO caster_stop_attempts (job_id, attempt, worker) VALUES ($1, $2, $3)")
@@ -171,7 +169,10 @@ pub async fn start_attempt(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(AttemptStart::Started(attempt as u32))
+    Ok(AttemptStart::Started {
+        attempt: attempt as u32,
+        unknown_before,
+    })
 }
 
 /// Completes an attempt and, in the same transaction, the job's last-error columns and its
@@ -189,7 +190,7 @@ pub async fn finish_attempt(
     sqlx::query(
         "UPDATE caster_stop_attempts
          SET finished_at = clock_timestamp(), http_status = $3, request_id = $4,
-             error_code = $5, error_message = $6, outcome = $7
+             error_code = $5, error_message = $6, outcome = $7, outcome_unknown = $8
          WHERE job_id = $1 AND attempt = $2",
     )
     .bind(job_id.as_uuid())
@@ -199,6 +200,7 @@ pub async fn finish_attempt(
     .bind(outcome.error_code())
     .bind(outcome.error_message())
     .bind(outcome.label())
+    .bind(outcome.outcome_unknown())
     .execute(&mut *tx)
     .await?;
     let succeeded_call = matches!(outcome, CallOutcome::Stopped { .. });
@@ -221,7 +223,8 @@ pub async fn finish_attempt(
            next_attempt_at = $11,
            claimed_by = NULL,
            claimed_until = NULL,
-           finished_at = CASE WHEN $7 IS NULL THEN NULL ELSE now() END
+           finished_at = CASE WHEN $7 IS NULL THEN NULL ELSE now() END,
+           refused_attempts = refused_attempts + CASE WHEN $12 THEN 1 ELSE 0 END
          WHERE job_id = $1 AND status = 'pending'",
     )
     .bind(job_id.as_uuid())
@@ -235,6 +238,7 @@ pub async fn finish_attempt(
     .bind(stopped)
     .bind(verdict.and_then(|v| v.evidence_request_id.as_deref()))
     .bind(next_attempt_at)
+    .bind(matches!(outcome, CallOutcome::CredentialsRefused(_)))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -1,6 +1,6 @@
 //! Every SQL statement of the project, over one `PgPool`: this file holds the pools, the
 //! migrations and the rule for which database errors are worth waiting out; each table's
-//! concern has a file ([`jobs`], [`pacer`], [`reports`], [`replays`]). Callers get typed rows;
+//! concern has a file ([`jobs`], [`pacer`], [`pauses`], [`reports`], [`replays`]). Callers get typed rows;
 //! the conditions that keep records exact (a terminal status is written once, attempt numbers
 //! come from one atomic counter) live in the statements themselves.
 //!
@@ -9,6 +9,7 @@
 
 mod jobs;
 mod pacer;
+mod pauses;
 mod replays;
 mod reports;
 
@@ -19,6 +20,7 @@ pub use jobs::{
 pub use pacer::{
     pacer_state, push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer,
 };
+pub use pauses::{clear_pauses, record_pause};
 pub use replays::{ReplayRecord, reopen_for_replay};
 pub use reports::{
     JobFilter, JobReportRow, ReportSummary, call_span, count_finished_jobs, count_jobs_with_status,

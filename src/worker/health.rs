@@ -9,12 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::in_flight::InFlight;
 use super::metrics::Metrics;
+use super::pause::Pauses;
 
 /// What the endpoints read: handles onto the worker's own counters, nothing of its jobs.
 #[derive(Clone)]
 pub struct Health {
     pub metrics: Metrics,
     pub in_flight: InFlight,
+    pub pauses: Pauses,
 }
 
 /// Serves until `shutdown`.
@@ -40,14 +42,31 @@ async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        health.metrics.render(health.in_flight.len()),
+        health
+            .metrics
+            .render(health.in_flight.len(), &health.pauses.paused()),
     )
 }
 
-async fn ready(State(health): State<Health>) -> (StatusCode, &'static str) {
-    if health.metrics.broker_up() && health.metrics.database_up() {
-        (StatusCode::OK, "ready\n")
+/// Ready when the broker and the database are connected and no account is paused; the body
+/// names what is not (a paused account with the code that paused it).
+async fn ready(State(health): State<Health>) -> (StatusCode, String) {
+    let mut problems = Vec::new();
+    if !health.metrics.broker_up() {
+        problems.push("broker unavailable".to_owned());
+    }
+    if !health.metrics.database_up() {
+        problems.push("database unavailable".to_owned());
+    }
+    for (account, code) in health.pauses.paused() {
+        problems.push(format!("account {account} paused: {code}"));
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", problems.join("; ")),
+        )
     }
 }

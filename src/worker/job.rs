@@ -12,7 +12,7 @@ use backon::Retryable as _;
 use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::domain::{Job, JobId, Parsed, RegionId, parse_message, payload_text};
 use crate::domain::{JobStatus, conclusion};
@@ -22,6 +22,7 @@ use crate::store::{self, AttemptStart, RejectedMessage};
 use crate::worker::backoff::Backoff;
 use crate::worker::in_flight::InFlight;
 use crate::worker::pacer::Pacer;
+use crate::worker::pause::{Change, Pauses, Turn};
 use crate::worker::verdict::{self, Next};
 
 /// Everything a job needs, shared by all of a worker's jobs.
@@ -42,6 +43,8 @@ pub struct JobContext {
     pub worker_id: String,
     pub in_flight: InFlight,
     pub metrics: crate::worker::metrics::Metrics,
+    /// Accounts paused because their credentials were refused.
+    pub pauses: Pauses,
 }
 
 /// What to do with a delivery once its outcome is committed.
@@ -62,7 +65,7 @@ pub enum Disposition {
 enum Interrupt {
     /// Shutdown, or the delivery was held too long while the database was away.
     Requeue,
-    /// The database said no for a reason other than unavailability.
+    /// The database kept refusing a statement until the hold cap.
     Database(sqlx::Error),
 }
 
@@ -71,7 +74,7 @@ impl From<Interrupt> for Disposition {
         match i {
             Interrupt::Requeue => Disposition::Requeue,
             Interrupt::Database(e) => {
-                warn!(error = %e, "database error; the delivery goes back to the queue");
+                error!(error = %e, "database error at the hold cap; the delivery goes back to the queue");
                 Disposition::Requeue
             }
         }
@@ -164,10 +167,13 @@ impl Step<'_> {
         self.received.elapsed()
     }
 
-    /// Runs a database operation, retrying while the database is unavailable. Gives up (the
-    /// delivery goes back to the queue) when the next wait would pass the hold cap; a shutdown
-    /// does not stop it, since an outcome already obtained is worth committing within the drain
-    /// time.
+    /// Runs a database operation, retrying with backoff while it fails. Gives up (the delivery
+    /// goes back to the queue) when the next wait would pass the hold cap; a shutdown does not
+    /// stop it, since an outcome already obtained is worth committing within the drain time.
+    ///
+    /// Errors other than unavailability are retried too: handing such a delivery straight back
+    /// would have the broker redeliver it at once, in a tight loop, until its delivery limit
+    /// dead-letters it without a row. Held and retried, it costs one slow warning a few seconds.
     async fn db<T, F, Fut>(&self, op: F) -> Result<T, Interrupt>
     where
         F: FnMut() -> Fut,
@@ -175,11 +181,14 @@ impl Step<'_> {
     {
         let result = op
             .retry(store::unavailable_backoff())
-            .when(store::is_transient)
             .adjust(|_, wait| wait.filter(|w| self.held() + *w <= self.ctx.hold_cap))
             .notify(|e, wait| {
-                self.ctx.metrics.set_database_up(false);
-                warn!(error = %e, retry_in = ?wait, "database unavailable");
+                if store::is_transient(e) {
+                    self.ctx.metrics.set_database_up(false);
+                    warn!(error = %e, retry_in = ?wait, "database unavailable");
+                } else {
+                    error!(error = %e, retry_in = ?wait, "database refused a statement; retrying");
+                }
             })
             .await;
         match result {
@@ -250,7 +259,8 @@ async fn run_job(
             reason: "UnknownAccount".into(),
         });
     };
-    let budget = state.attempt_budget.unwrap_or(ctx.max_attempts);
+    // Calls refused for their credentials are given back: they were not the job's fault.
+    let mut budget = state.attempt_budget.unwrap_or(ctx.max_attempts) + state.refused_attempts;
     if state.attempts >= budget {
         // The last attempt's verdict was lost with a crash: its outcome was unknown.
         let verdict = verdict::failed(conclusion::RETRIES_EXHAUSTED);
@@ -262,7 +272,6 @@ async fn run_job(
             reason: verdict::RETRIES_EXHAUSTED.into(),
         });
     }
-    let mut unknown_before = state.unknown_outcome;
     if let Some(next) = state.next_attempt_at {
         let wait = (next - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO);
         let wait = Duration::try_from(wait).unwrap_or_default();
@@ -278,6 +287,26 @@ async fn run_job(
         region_id: region,
     };
     loop {
+        // A paused account's jobs wait here, taking no pacer slot, until it is their turn to
+        // probe or the account resumes; past the hold cap the delivery goes back to the queue.
+        let deadline = step.received + ctx.hold_cap;
+        let turn = step
+            .shutdown
+            .run_until_cancelled(ctx.pauses.wait_turn(&account.name, deadline))
+            .await
+            .ok_or(Interrupt::Requeue)?;
+        let probe = match turn {
+            Some(Turn::Probe(id)) => {
+                debug!(account = %account.name, "probing a paused account");
+                Some(Probe {
+                    pauses: &ctx.pauses,
+                    account: &account.name,
+                    id,
+                })
+            }
+            Some(_) => None,
+            None => return Ok(Disposition::Republish { job_id: job.job_id }),
+        };
         let slot = match ctx.pacer.acquire(&account.pacer_key).await {
             Ok(slot) => slot,
             Err(e) => {
@@ -291,11 +320,14 @@ async fn run_job(
             ctx.pacer.release(slot).await;
             return Err(Interrupt::Requeue);
         }
-        let attempt = match step
+        let (attempt, unknown_before) = match step
             .db(|| store::start_attempt(&ctx.pool, job.job_id, &ctx.worker_id, ctx.claim_lease))
             .await
         {
-            Ok(AttemptStart::Started(n)) => n,
+            Ok(AttemptStart::Started {
+                attempt,
+                unknown_before,
+            }) => (attempt, unknown_before),
             Ok(AttemptStart::NotPending) => {
                 ctx.pacer.release(slot).await;
                 return Ok(Disposition::Ack);
@@ -322,6 +354,32 @@ async fn run_job(
         ctx.metrics.api_call(&outcome, started.elapsed());
         if outcome.is_throttled() {
             ctx.pacer.throttled(&account.pacer_key).await;
+        }
+        match &outcome {
+            CallOutcome::CredentialsRefused(e) => {
+                ctx.pauses
+                    .report(&account.name, Some(&e.code), probe.map(Probe::reported));
+                // Refreshed at each refusal, so a dashboard can tell a live pause from a
+                // dead worker's. Bookkeeping: a failure here holds no job up.
+                if let Err(err) =
+                    store::record_pause(&ctx.pool, &account.name, &ctx.worker_id, &e.code).await
+                {
+                    debug!(error = %err, "could not record the pause");
+                }
+            }
+            // A transport failure says nothing of the credentials: a probe's turn passes on.
+            CallOutcome::Transport(_) => drop(probe),
+            _ => {
+                let change = ctx
+                    .pauses
+                    .report(&account.name, None, probe.map(Probe::reported));
+                if change == Some(Change::Resumed)
+                    && let Err(err) =
+                        store::clear_pauses(&ctx.pool, &ctx.worker_id, Some(&account.name)).await
+                {
+                    debug!(error = %err, "could not clear the pause");
+                }
+            }
         }
         let next = verdict::decide(&outcome, attempt, budget, unknown_before);
         log_outcome(&outcome, attempt);
@@ -362,8 +420,14 @@ async fn run_job(
                     }
                 });
             }
+            Next::WaitForAccount => {
+                step.db(|| {
+                    store::finish_attempt(&ctx.pool, job.job_id, attempt, &outcome, None, None)
+                })
+                .await?;
+                budget += 1;
+            }
             Next::Retry => {
-                unknown_before |= verdict::leaves_outcome_unknown(&outcome);
                 let delay = ctx.backoff.random_delay(attempt);
                 let next_at = time::OffsetDateTime::now_utc() + delay;
                 step.db(|| {
@@ -384,6 +448,29 @@ async fn run_job(
                 step.sleep(delay).await?;
             }
         }
+    }
+}
+
+/// This job's turn to probe a paused account. Dropped without a report (the job ended another
+/// way), it passes the turn on.
+struct Probe<'a> {
+    pauses: &'a Pauses,
+    account: &'a str,
+    id: u64,
+}
+
+impl Probe<'_> {
+    /// The id to report the probe's answer with; the turn is then settled by the report.
+    fn reported(self) -> u64 {
+        let id = self.id;
+        std::mem::forget(self);
+        id
+    }
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.pauses.abandon(self.account, self.id);
     }
 }
 

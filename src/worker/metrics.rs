@@ -87,8 +87,17 @@ impl Metrics {
     }
 
     /// The Prometheus exposition text. `in_flight` is sampled by the caller.
-    pub fn render(&self, in_flight: usize) -> String {
+    pub fn render(&self, in_flight: usize, paused: &[(String, String)]) -> String {
         let mut out = String::new();
+        out.push_str("# HELP stopcaster_account_paused 1 for an account whose credentials were refused, by the refusal's code.\n# TYPE stopcaster_account_paused gauge\n");
+        for (account, code) in paused {
+            let _ = writeln!(
+                out,
+                "stopcaster_account_paused{{account=\"{}\",code=\"{}\"}} 1",
+                label(account),
+                label(code)
+            );
+        }
         out.push_str("# HELP stopcaster_jobs_total Jobs finished, by final status.\n# TYPE stopcaster_jobs_total counter\n");
         for (status, n) in self.0.jobs.lock().expect("metrics poisoned").iter() {
             let _ = writeln!(out, "stopcaster_jobs_total{{status=\"{status}\"}} {n}");
@@ -98,7 +107,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "stopcaster_attempts_total{{outcome=\"{outcome}\",code=\"{}\"}} {n}",
-                code.replace('\\', "\\\\").replace('"', "\\\"")
+                label(code)
             );
         }
         out.push_str("# HELP stopcaster_api_latency_seconds StopCaster call latency.\n# TYPE stopcaster_api_latency_seconds histogram\n");
@@ -149,6 +158,14 @@ impl Metrics {
     }
 }
 
+/// A Prometheus label value, escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,7 +182,13 @@ mod tests {
             },
             Duration::from_millis(30),
         );
-        let text = m.render(3);
+        let text = m.render(
+            3,
+            &[("prod".to_owned(), "SignatureDoesNotMatch".to_owned())],
+        );
+        assert!(text.contains(
+            "stopcaster_account_paused{account=\"prod\",code=\"SignatureDoesNotMatch\"} 1"
+        ));
         assert!(
             text.contains("stopcaster_jobs_total{status=\"succeeded\"} 2"),
             "{text}"

@@ -4,6 +4,7 @@
 //! - [`job`]: one delivery from bytes to a disposition (parse, record, pace, call, decide).
 //! - [`verdict`]: what to do after a call, a pure function; [`backoff`]: the delay before a retry.
 //! - [`pacer`]: calls on the account's quota, shared by every replica through Postgres.
+//! - [`pause`]: accounts whose credentials were refused wait, one probe call at a time.
 //! - [`in_flight`], [`metrics`], [`health`]: this process's view of itself.
 //!
 //! Depends on [`crate::domain`], [`crate::live`] (the calls), [`crate::store`] (every record)
@@ -15,6 +16,7 @@ mod in_flight;
 mod job;
 mod metrics;
 pub mod pacer;
+mod pause;
 mod session;
 mod verdict;
 
@@ -164,6 +166,7 @@ pub async fn run(
         worker_id,
         in_flight: Default::default(),
         metrics: Default::default(),
+        pauses: Default::default(),
     });
     ctx.metrics.set_database_up(true);
     if let Some(addr) = args.metrics_addr {
@@ -175,6 +178,7 @@ pub async fn run(
             health::Health {
                 metrics: ctx.metrics.clone(),
                 in_flight: ctx.in_flight.clone(),
+                pauses: ctx.pauses.clone(),
             },
             shutdown.clone(),
         ));
@@ -185,7 +189,10 @@ pub async fn run(
         concurrency: args.concurrency,
         drain_timeout: Duration::from_secs(args.drain_timeout_s),
     };
-    session::run(config, ctx, shutdown).await;
+    session::run(config, ctx.clone(), shutdown).await;
+    if let Err(e) = store::clear_pauses(&ctx.pool, &ctx.worker_id, None).await {
+        tracing::debug!(error = %e, "could not clear this worker's pauses");
+    }
     tracing::info!("worker stopped");
     Ok(true)
 }

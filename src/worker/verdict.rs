@@ -12,6 +12,9 @@ pub const RETRIES_EXHAUSTED: &str = "retries-exhausted";
 pub enum Next {
     Finish(Verdict),
     Retry,
+    /// The credentials were refused: not the job's fault. It stays pending, its budget
+    /// untouched, and waits for its account to resume.
+    WaitForAccount,
 }
 
 /// Decides after attempt `attempt` of `budget`. `unknown_before` says an earlier attempt may
@@ -33,6 +36,7 @@ pub fn decide(outcome: &CallOutcome, attempt: u32, budget: u32, unknown_before: 
             })
         }
         CallOutcome::Permanent(_) => Next::Finish(failed(conclusion::API_ERROR)),
+        CallOutcome::CredentialsRefused(_) => Next::WaitForAccount,
         CallOutcome::Retryable(_) | CallOutcome::Transport(_) if attempt >= budget => {
             Next::Finish(failed(conclusion::RETRIES_EXHAUSTED))
         }
@@ -50,8 +54,9 @@ pub fn failed(conclusion: &'static str) -> Verdict {
 }
 
 /// Whether this outcome leaves the studio's state unknown (the call may have stopped it).
-pub fn leaves_outcome_unknown(outcome: &CallOutcome) -> bool {
-    matches!(outcome, CallOutcome::Transport(t) if t.may_have_reached_api())
+#[cfg(test)]
+fn leaves_outcome_unknown(outcome: &CallOutcome) -> bool {
+    outcome.outcome_unknown()
 }
 
 /// The `x-stopcaster-reason` of a failed job: the API's error code, or `retries-exhausted`.
@@ -131,5 +136,13 @@ mod tests {
             message: String::new(),
         });
         assert!(!leaves_outcome_unknown(&refused));
+    }
+
+    #[test]
+    fn refused_credentials_never_finish_a_job() {
+        let refused = CallOutcome::CredentialsRefused(api(400, "SignatureDoesNotMatch"));
+        assert_eq!(decide(&refused, 1, 8, false), Next::WaitForAccount);
+        // Not even on the last attempt of the budget: the call was not the job's fault.
+        assert_eq!(decide(&refused, 8, 8, true), Next::WaitForAccount);
     }
 }
