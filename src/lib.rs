@@ -5,6 +5,7 @@
 //! - `live`: the vendor side (signing, the StopCaster client, outcomes, credentials);
 //! - `store`: every SQL statement;
 //! - `broker`: the RabbitMQ topology and publishing with confirms;
+//! - `redact`: what of a setting may be shown (URLs without passwords);
 //! - `worker`: the consumer (sessions, jobs, verdicts, the pacer, metrics);
 //! - `ops`: the operators' commands (enqueue, report, dead letters, stop, bench);
 //! - [`fake_live`]: a local stand-in of the API, for demos and tests.
@@ -17,6 +18,7 @@ mod domain;
 pub mod fake_live;
 mod live;
 mod ops;
+mod redact;
 mod store;
 mod telemetry;
 mod worker;
@@ -55,5 +57,9 @@ pub use ops::dead_letters::{DeadLettersCommand, run as run_dead_letters};
 pub use ops::enqueue::{
     EnqueueArgs, plan as plan_enqueue, publish as publish_enqueue, run as run_enqueue,
 };
-pub use ops::report::{COLUMNS as REPORT_COLUMNS, ReportArgs, run as run_report};
+pub use ops::errors::{Targets as ErrorTargets, one_line as error_line};
+pub use ops::report::{
+    COLUMNS as REPORT_COLUMNS, NARROW_COLUMNS as REPORT_NARROW_COLUMNS, ReportArgs,
+    run as run_report,
+};
 pub use ops::stop::run as run_stop;

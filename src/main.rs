@@ -61,15 +61,24 @@ enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// One signed StopCaster call now, no queue. Exit codes: 0 stopped, 3 permanent API error,
-    /// 4 retryable API error (5xx, throttling), 5 transport failure, 1 configuration error.
+    /// One signed StopCaster call now, no queue, recorded like a job (batch stop-command) when
+    /// the database is reachable. Exit codes: 0 stopped, 3 permanent API error, 4 retryable API
+    /// error (5xx, throttling), 5 transport failure, 1 configuration error.
+    // The region is the API settings' own (STOPCASTER_REGION), named --region here: a studio has
+    // one region, and one flag for it is all `stop` needs.
+    #[command(mut_arg("default_region", |a| a
+        .long("region")
+        .value_name("REGION")
+        .help("RegionId of the studio")))]
+    #[command(mut_arg("database_url", |a| a
+        .help("Postgres URL, where the call is recorded (when unreachable: the call is made, not recorded)")))]
     Stop {
+        /// The production studio's CasterId (1 to 64 letters, digits, `-`, `_`).
         caster_id: String,
-        /// RegionId (default: STOPCASTER_REGION).
-        #[arg(long)]
-        region: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
     /// Benchmark: real worker processes against the stand-in, RabbitMQ and Postgres.
     Bench(BenchArgs),
@@ -77,9 +86,60 @@ enum Command {
     FakeLive(fake_live::FakeLiveArgs),
 }
 
+/// Log filter of the commands that run until stopped: what they do, minus the database's
+/// notices (`relation ... already exists, skipping` at every start).
+const SERVICE_LOG_FILTER: &str = "info,sqlx::postgres::notice=warn";
+/// Log filter of the one-shot commands: their answer is their output; only real warnings are
+/// logged. lapin logs a failed connection as errors of its own before returning it, and the
+/// command prints that error itself, once.
+const ONE_SHOT_LOG_FILTER: &str = "warn,lapin=off";
+
+impl Command {
+    /// Commands that do one thing and exit, as opposed to services.
+    fn is_one_shot(&self) -> bool {
+        matches!(
+            self,
+            Command::Enqueue(_)
+                | Command::Report { .. }
+                | Command::DeadLetters(_)
+                | Command::Migrate { .. }
+                | Command::Stop { .. }
+        )
+    }
+
+    /// The servers this command talks to, for naming them in an error.
+    fn targets(&self) -> stopcaster::ErrorTargets {
+        let (broker, database) = match self {
+            Command::Worker {
+                broker, database, ..
+            } => (Some(broker), Some(database)),
+            Command::Enqueue(args) => (Some(&args.broker), None),
+            Command::Report { database, .. } | Command::Migrate { database } => {
+                (None, Some(database))
+            }
+            Command::DeadLetters(DeadLettersCommand::List { broker, .. }) => (Some(broker), None),
+            Command::DeadLetters(DeadLettersCommand::Replay {
+                broker, database, ..
+            }) => (Some(broker), Some(database)),
+            Command::Stop { database, .. } => (None, Some(database)),
+            Command::Bench(_) | Command::FakeLive { .. } => (None, None),
+        };
+        stopcaster::ErrorTargets {
+            broker: broker.map(|b| b.amqp_url.clone()),
+            database: database.map(|d| d.database_url.clone()),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    stopcaster::init_logging(&cli.log_format);
+    let filter = if cli.command.is_one_shot() {
+        ONE_SHOT_LOG_FILTER
+    } else {
+        SERVICE_LOG_FILTER
+    };
+    stopcaster::init_logging(&cli.log_format, filter);
+    let targets = cli.command.targets();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -87,7 +147,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            tracing::debug!("the error in full: {e:#}");
+            eprintln!("error: {}", stopcaster::error_line(e.as_ref(), &targets));
             ExitCode::FAILURE
         }
     }
@@ -132,9 +193,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Stop {
             caster_id,
-            region,
             api,
-        } => Ok(stopcaster::run_stop(&caster_id, region.as_deref(), &api).await?),
+            database,
+        } => Ok(stopcaster::run_stop(&caster_id, &api, &database.database_url).await?),
         Command::Bench(args) => {
             stopcaster::run_bench(args).await?;
             Ok(ExitCode::SUCCESS)

@@ -51,4 +51,7 @@ pub mod conclusion {
     pub const API_ERROR: &str = "api-error";
     pub const RETRIES_EXHAUSTED: &str = "retries-exhausted";
     pub const UNKNOWN_ACCOUNT: &str = "unknown-account";
+    /// A retryable failure of `stopcaster stop`, which makes one call and leaves retrying to
+    /// the operator.
+    pub const NOT_RETRIED: &str = "not-retried";
 }

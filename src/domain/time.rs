@@ -17,6 +17,12 @@ pub fn rpc_timestamp(at: OffsetDateTime) -> String {
     format_utc(at, RPC)
 }
 
+/// RFC 3339 in UTC to the second, `2026-11-27T11:00:00Z`: the short fixed form of a table
+/// meant to fit a terminal (truncated, like the others).
+pub fn rfc3339_seconds(at: OffsetDateTime) -> String {
+    format_utc(at, RPC)
+}
+
 /// Parses a `YYYY-MM-DDTHH:MM:SSZ` timestamp (the stand-in checks clients' clocks with it).
 pub fn parse_rpc_timestamp(s: &str) -> Option<OffsetDateTime> {
     PrimitiveDateTime::parse(s, RPC)
@@ -55,6 +61,7 @@ mod tests {
         assert_eq!(rpc_timestamp(t), "2026-11-27T12:05:09Z");
         assert_eq!(rfc3339_millis(t), "2026-11-27T12:05:09.987Z");
         assert_eq!(rfc3339_micros(t), "2026-11-27T12:05:09.987654Z");
+        assert_eq!(rfc3339_seconds(t), "2026-11-27T12:05:09Z");
         assert_eq!(
             rfc3339_millis(datetime!(2026-01-02 03:04:05 UTC)),
             "2026-01-02T03:04:05.000Z"

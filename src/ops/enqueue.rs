@@ -34,7 +34,9 @@ pub enum EnqueueError {
         path: String,
         source: std::io::Error,
     },
-    #[error(transparent)]
+    // Not transparent: the broker error stays in the source chain, where the one-line error
+    // report finds what it says about the server (a timeout, for one).
+    #[error("{0}")]
     Broker(#[from] BrokerError),
     #[error("{unconfirmed} of {total} jobs were not confirmed by the broker")]
     NotConfirmed { unconfirmed: usize, total: usize },
@@ -59,8 +61,9 @@ pub struct EnqueueArgs {
     pub broker: BrokerArgs,
 }
 
-/// Runs `stopcaster enqueue`: the batch id on stdout, progress and every unconfirmed job on
-/// stderr; an error unless the broker confirmed every job.
+/// Runs `stopcaster enqueue`: the batch id on stdout; on stderr a progress bar (terminals
+/// only), then one summary line and every unconfirmed job; an error unless the broker
+/// confirmed every job.
 pub async fn run(args: EnqueueArgs) -> Result<(), EnqueueError> {
     let mut ids = args.caster_ids;
     if let Some(path) = args.file {
@@ -82,22 +85,20 @@ pub async fn run(args: EnqueueArgs) -> Result<(), EnqueueError> {
     let total = plan.jobs.len();
     let started = std::time::Instant::now();
     let progress = Progress::new(total);
-    let report = publish(
+    let published = publish(
         &args.broker.amqp_url,
         &Names::new(&args.broker.queue_prefix),
         &plan,
         |r| progress.show(r.confirmed + r.unconfirmed()),
     )
-    .await?;
-    progress.finish();
-    eprintln!(
-        "{total} jobs published in {:.2} s",
-        started.elapsed().as_secs_f64()
-    );
+    .await;
+    // The bar goes before anything else is said, whatever happened.
+    progress.clear();
+    let report = published?;
     println!("{}", plan.batch_id);
     eprintln!(
-        "{} jobs confirmed in batch {}",
-        report.confirmed, plan.batch_id
+        "{}",
+        summary_line(&report, total, &plan.batch_id, started.elapsed())
     );
     for &index in &report.unconfirmed_jobs {
         let job = &plan.jobs[index];
@@ -112,9 +113,29 @@ pub async fn run(args: EnqueueArgs) -> Result<(), EnqueueError> {
     Ok(())
 }
 
-/// Publishing progress on stderr: a bar on a terminal, otherwise a line per tenth of the batch.
-struct Progress {
+/// The one line `enqueue` ends with on stderr: `20 jobs confirmed in batch B (0.03 s)`, or
+/// `18 of 20 jobs confirmed ...` when the broker did not confirm them all.
+pub fn summary_line(
+    report: &PublishReport,
     total: usize,
+    batch_id: &str,
+    took: std::time::Duration,
+) -> String {
+    let count = if report.unconfirmed() == 0 {
+        format!("{} jobs", report.confirmed)
+    } else {
+        format!("{} of {total} jobs", report.confirmed)
+    };
+    format!(
+        "{count} confirmed in batch {batch_id} ({:.2} s)",
+        took.as_secs_f64()
+    )
+}
+
+/// Publishing progress on stderr, on a terminal only: a bar, cleared when done so that the
+/// summary line stands alone. Off a terminal (a pipe, a log file) progress lines would be
+/// noise: the summary says it all.
+struct Progress {
     bar: Option<indicatif::ProgressBar>,
 }
 
@@ -130,23 +151,18 @@ impl Progress {
             );
             bar
         });
-        Self { total, bar }
+        Self { bar }
     }
 
     fn show(&self, done: usize) {
-        let step = self.total.div_ceil(10).max(1);
-        match &self.bar {
-            Some(bar) => bar.set_position(done as u64),
-            None if done.is_multiple_of(step) || done == self.total => {
-                eprintln!("{done}/{} confirmed", self.total)
-            }
-            None => {}
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
         }
     }
 
-    fn finish(&self) {
+    fn clear(&self) {
         if let Some(bar) = &self.bar {
-            bar.finish();
+            bar.finish_and_clear();
         }
     }
 }
@@ -304,5 +320,26 @@ mod tests {
         assert_eq!(body["caster_id"], "a");
         assert_eq!(body["region_id"], "cn-beijing");
         assert_eq!(body["batch_id"], "L");
+    }
+
+    #[test]
+    fn one_summary_line() {
+        let took = std::time::Duration::from_millis(31);
+        let all = PublishReport {
+            confirmed: 20,
+            unconfirmed_jobs: vec![],
+        };
+        assert_eq!(
+            summary_line(&all, 20, "B", took),
+            "20 jobs confirmed in batch B (0.03 s)"
+        );
+        let some = PublishReport {
+            confirmed: 18,
+            unconfirmed_jobs: vec![3, 7],
+        };
+        assert_eq!(
+            summary_line(&some, 20, "B", took),
+            "18 of 20 jobs confirmed in batch B (0.03 s)"
+        );
     }
 }

@@ -1,13 +1,16 @@
 //! The operators' commands, one module each: [`enqueue`], [`report`], [`dead_letters`],
-//! [`stop`] and [`bench`], with [`table`] for what they print.
+//! [`stop`] and [`bench`], with [`table`] for what they print, [`errors`] for
+//! the one line a failed command prints and [`args`] for arguments refused in words.
 //!
 //! They use [`crate::broker`], [`crate::store`] and [`crate::live`] like any client would, and
 //! never the worker's internals. `bench` drives real worker processes and reports with
 //! `anyhow`: like `main.rs`, it is an edge nothing matches errors on.
 
+pub mod args;
 pub mod bench;
 pub mod dead_letters;
 pub mod enqueue;
+pub mod errors;
 pub mod report;
 pub mod stop;
 pub mod table;

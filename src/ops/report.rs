@@ -2,9 +2,9 @@
 //! an aligned table for people, or JSON or CSV for programs. The queries are in
 //! [`crate::store`]; this module parses the options and writes the output.
 
-use crate::ops::table::{csv_record, one_line, table};
+use crate::ops::table::{Cut, Flexible, csv_record, fit, one_line, shorten, table};
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -14,6 +14,12 @@ use crate::store::{self, JobFilter, JobReportRow, ReportSummary};
 
 /// How often `--watch` prints the summary again.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+/// The widest a line of the default table and of the summary gets: a terminal's width with
+/// room to spare.
+pub const TABLE_WIDTH: usize = 100;
+/// How many characters of a job id or RequestId the default table shows: enough to tell
+/// them apart in a batch and to search for them.
+const SHORT_ID: usize = 8;
 
 /// Output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -34,20 +40,28 @@ pub struct ReportArgs {
     #[arg(long)]
     pub caster: Option<String>,
     /// Only this status: pending, succeeded, failed or rejected.
-    #[arg(long, value_parser = parse_status)]
+    #[arg(long, value_parser = crate::ops::args::status)]
     pub status: Option<JobStatus>,
     /// Only jobs created within this long, e.g. 90s, 15m, 2h, 7d, 1h30m.
     #[arg(long, value_parser = parse_since)]
     pub since: Option<Duration>,
-    /// table, json or csv.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    /// table, json or csv. The table shows the columns an operator scans first, in 100
+    /// characters; --wide shows every column.
+    #[arg(long, value_parser = crate::ops::args::choice::<Format>("a format"), default_value = "table")]
     pub format: Format,
     /// Most jobs listed, newest first (0: no limit). The summary always counts them all.
     #[arg(long, default_value_t = 1000)]
     pub limit: u32,
+    /// The table with every column (as in JSON and CSV), ids and times in full.
+    #[arg(long)]
+    pub wide: bool,
     /// Print the batch summary every 2 s until the batch has jobs and none is pending.
     #[arg(long, requires = "batch")]
     pub watch: bool,
+    /// With --watch: give up, exiting 1, when the batch is not finished after this long
+    /// (90s, 15m, 2h, 1h30m).
+    #[arg(long, requires = "watch", value_parser = parse_since)]
+    pub timeout: Option<Duration>,
     /// With --watch: the batch's size (what `enqueue` reported), so that the watch also waits
     /// for jobs still in the queue, which have no row yet.
     #[arg(long, requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
@@ -60,15 +74,29 @@ pub enum ReportError {
     Database(#[from] sqlx::Error),
     #[error("writing the output: {0}")]
     Io(#[from] std::io::Error),
+    #[error("batch {batch} not finished after {}: {recorded} jobs recorded, {pending} pending", seconds(*.after))]
+    WatchTimedOut {
+        batch: String,
+        after: Duration,
+        recorded: i64,
+        pending: i64,
+    },
+}
+
+/// `90 s`, `2.5 s`.
+fn seconds(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SinceError {
-    #[error("empty duration")]
+    #[error(
+        "an empty text is not a duration: a number and a unit s, m, h or d, e.g. 90s, 2h, 1h30m"
+    )]
     Empty,
-    #[error("{0:?}: expected a number followed by s, m, h or d (e.g. 2h, 1h30m)")]
+    #[error("{0} is not a duration: a number and a unit s, m, h or d, e.g. 90s, 2h, 1h30m")]
     Invalid(String),
-    #[error("{0:?}: too long")]
+    #[error("{0} is too long a duration (at most 100 years)")]
     Overflow(String),
 }
 
@@ -112,11 +140,6 @@ pub fn parse_since(text: &str) -> Result<Duration, SinceError> {
     Ok(Duration::from_secs(total))
 }
 
-fn parse_status(text: &str) -> Result<JobStatus, String> {
-    JobStatus::parse(text)
-        .ok_or_else(|| format!("{text:?}: expected pending, succeeded, failed or rejected"))
-}
-
 /// The listed columns, in order.
 pub const COLUMNS: [&str; 13] = [
     "job_id",
@@ -132,6 +155,28 @@ pub const COLUMNS: [&str; 13] = [
     "replays",
     "created_at",
     "finished_at",
+];
+
+/// The default table's columns: which studio, how it ended, and where to look further: the
+/// first characters of `job_id`, `caster_id`, `status`, `attempts` (calls made),
+/// `error_code`, the first characters of `request_id`, `finished_at` to the second.
+pub const NARROW_COLUMNS: [&str; 7] = [
+    "job", "caster", "status", "calls", "error", "request", "finished",
+];
+/// The columns of [`NARROW_COLUMNS`] shortened (with `…`) when the table would be too wide;
+/// the others have a bounded width. Error codes keep the most (`InvalidCaster.NotFound`
+/// whole); CasterIds are cut in the middle, since ids of one account share their start.
+const NARROW_FLEXIBLE: [Flexible; 2] = [
+    Flexible {
+        column: 1,
+        floor: 16,
+        cut: Cut::Middle,
+    },
+    Flexible {
+        column: 4,
+        floor: 22,
+        cut: Cut::End,
+    },
 ];
 
 /// A timestamp as RFC 3339 in UTC, always with the six decimals Postgres keeps.
@@ -156,6 +201,25 @@ fn fields(row: &JobReportRow) -> [Option<String>; 13] {
         Some(timestamp(row.created_at)),
         row.finished_at.map(timestamp),
     ]
+}
+
+/// A row's cells in the default table, in [`NARROW_COLUMNS`] order: short ids, times to the
+/// second, `-` for NULL.
+fn narrow_fields(row: &JobReportRow) -> Vec<String> {
+    let short = |id: &str| id.chars().take(SHORT_ID).collect::<String>();
+    let or_dash = |c: Option<String>| c.unwrap_or_else(|| "-".to_owned());
+    vec![
+        short(&row.job_id.to_string()),
+        or_dash(row.caster_id.clone()),
+        row.status.clone(),
+        row.attempts.to_string(),
+        or_dash(row.error_code.clone()),
+        or_dash(row.request_id.as_deref().map(short)),
+        or_dash(row.finished_at.map(crate::domain::time::rfc3339_seconds)),
+    ]
+    .into_iter()
+    .map(one_line)
+    .collect()
 }
 
 fn row_json(row: &JobReportRow) -> Value {
@@ -200,7 +264,8 @@ pub fn summary_json(summary: &ReportSummary) -> Value {
     })
 }
 
-/// The summary as a few lines of text.
+/// The summary as a few lines of text, each within [`TABLE_WIDTH`] (a long label is
+/// shortened: the operator typed it).
 pub fn summary_text(summary: &ReportSummary, label: &str) -> String {
     let counts = summary
         .by_status
@@ -208,10 +273,12 @@ pub fn summary_text(summary: &ReportSummary, label: &str) -> String {
         .map(|(s, n)| format!("{s} {n}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut out = format!("{label}: {} jobs: {counts}\n", summary.total());
+    let jobs = format!(": {} jobs", summary.total());
+    let label = shorten(label, TABLE_WIDTH - jobs.chars().count(), Cut::End);
+    let mut out = format!("{label}{jobs}\nstatus: {counts}\n");
     let when = |t: Option<OffsetDateTime>| t.map_or_else(|| "-".to_owned(), timestamp);
     out.push_str(&format!(
-        "calls: {} (first {}, last {}); retried attempts {}; throttled attempts {}\n",
+        "calls: {} (first {}, last {})\nretried attempts {}; throttled attempts {}\n",
         summary.calls,
         when(summary.first_call),
         when(summary.last_call),
@@ -257,7 +324,7 @@ pub async fn run(
     database_url: &str,
     out: &mut dyn Write,
 ) -> Result<(), ReportError> {
-    let pool = store::pool(database_url, 2).await?;
+    let pool = store::pool_checked(database_url, 2).await?;
     let result = if args.watch {
         watch(args, &pool, out).await
     } else {
@@ -301,17 +368,26 @@ async fn once(
                 eprint!("{}", summary_text(summary, &args.label()));
             }
         }
+        // A bare header would look like a failure to read.
+        Format::Table if jobs.is_empty() => writeln!(out, "no jobs match")?,
         Format::Table => {
-            let rows: Vec<Vec<String>> = jobs
-                .iter()
-                .map(|r| {
-                    fields(r)
-                        .into_iter()
-                        .map(|c| one_line(c.unwrap_or_else(|| "-".to_owned())))
-                        .collect()
-                })
-                .collect();
-            out.write_all(table(&COLUMNS, &rows).as_bytes())?;
+            let text = if args.wide {
+                let rows: Vec<Vec<String>> = jobs
+                    .iter()
+                    .map(|r| {
+                        fields(r)
+                            .into_iter()
+                            .map(|c| one_line(c.unwrap_or_else(|| "-".to_owned())))
+                            .collect()
+                    })
+                    .collect();
+                table(&COLUMNS, &rows)
+            } else {
+                let mut rows: Vec<Vec<String>> = jobs.iter().map(narrow_fields).collect();
+                fit(&NARROW_COLUMNS, &mut rows, &NARROW_FLEXIBLE, TABLE_WIDTH);
+                table(&NARROW_COLUMNS, &rows)
+            };
+            out.write_all(text.as_bytes())?;
             if let Some(summary) = &summary {
                 writeln!(out)?;
                 out.write_all(summary_text(summary, &args.label()).as_bytes())?;
@@ -335,8 +411,20 @@ async fn watch(
     out: &mut dyn Write,
 ) -> Result<(), ReportError> {
     let filter = args.filter();
+    let started = Instant::now();
+    let mut warned = false;
     loop {
         let summary = store::report_summary(pool, &filter).await?;
+        // At once, rather than a silent wait that may never end: a mistyped batch id looks
+        // exactly like a batch whose jobs are all still queued.
+        if summary.total() == 0 && !warned {
+            warned = true;
+            eprintln!(
+                "warning: batch {} has no jobs yet (is the id right? a job gets its row when a \
+                 worker receives it)",
+                args.batch.as_deref().unwrap_or_default()
+            );
+        }
         let now = timestamp(OffsetDateTime::now_utc());
         match args.format {
             Format::Json => {
@@ -353,7 +441,20 @@ async fn watch(
         if batch_finished(&summary, args.expect) {
             return Ok(());
         }
-        tokio::time::sleep(WATCH_INTERVAL).await;
+        let mut wait = WATCH_INTERVAL;
+        if let Some(timeout) = args.timeout {
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(ReportError::WatchTimedOut {
+                    batch: args.batch.clone().unwrap_or_default(),
+                    after: timeout,
+                    recorded: summary.total(),
+                    pending: summary.count(JobStatus::Pending),
+                });
+            }
+            wait = wait.min(left);
+        }
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -438,8 +539,17 @@ mod tests {
         };
         let text = summary_text(&s, "batch b");
         assert!(
-            text.starts_with("batch b: 2 jobs: pending 0, failed 2\n"),
+            text.starts_with("batch b: 2 jobs\nstatus: pending 0, failed 2\n"),
             "{text}"
+        );
+        let long = summary_text(&s, &format!("batch {}", "b".repeat(300)));
+        assert!(
+            long.lines().all(|l| l.chars().count() <= TABLE_WIDTH),
+            "{long}"
+        );
+        assert!(
+            long.starts_with("batch bbb") && long.contains("…: 2 jobs\n"),
+            "{long}"
         );
         assert!(text.contains("retried attempts 1"));
         assert!(text.contains("  InvalidCaster.NotFound  2\n"));

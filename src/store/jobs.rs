@@ -97,6 +97,12 @@ pub async fn open_job(
     })
 }
 
+/// How long a claim on a job lasts (see [`start_attempt`]): one call, connect and answer, with
+/// room to record it. The worker and `stop` claim alike.
+pub fn claim_lease(client: &crate::live::ClientConfig) -> Duration {
+    client.timeout + client.connect_timeout + Duration::from_secs(5)
+}
+
 /// What [`start_attempt`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttemptStart {

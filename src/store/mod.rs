@@ -14,7 +14,7 @@ mod replays;
 mod reports;
 
 pub use jobs::{
-    AttemptStart, RejectedMessage, conclude_job, finish_attempt, is_dead_lettered,
+    AttemptStart, RejectedMessage, claim_lease, conclude_job, finish_attempt, is_dead_lettered,
     mark_dead_lettered, open_job, record_rejected, start_attempt,
 };
 pub use pacer::{
@@ -30,7 +30,9 @@ pub use reports::{
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool, Postgres, migrate::MigrateDatabase};
+use sqlx::{
+    ConnectOptions, Connection as _, PgConnection, PgPool, Postgres, migrate::MigrateDatabase,
+};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -66,6 +68,33 @@ pub async fn pool(database_url: &str, max_connections: u32) -> Result<PgPool, sq
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
+}
+
+/// How long a one-shot command waits for the database to answer its first connection.
+const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pool for a one-shot command (`report`, `stop`), after one connection made by hand: a
+/// database that is down, missing or refusing the login is an error at once, with its real
+/// cause. A pool alone retries a refused connection until its acquire timeout and then says
+/// only that it timed out, which suits the worker (it waits out outages) but not a command
+/// an operator is waiting for.
+pub async fn pool_checked(database_url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = database_url
+        .parse::<PgConnectOptions>()?
+        .disable_statement_logging();
+    let first = tokio::time::timeout(
+        FIRST_CONNECTION_TIMEOUT,
+        PgConnection::connect_with(&options),
+    )
+    .await
+    .map_err(|_| {
+        sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer from the database",
+        ))
+    })??;
+    first.close().await?;
+    pool(database_url, max_connections).await
 }
 
 /// A small pool for the shared pacer whose commits do not wait for the WAL flush

@@ -32,7 +32,8 @@ use crate::config::{ApiArgs, BrokerArgs, ConfigError, DatabaseArgs, WorkerArgs};
 use crate::live::accounts::{self, Accounts, AccountsError};
 use crate::live::credentials::http::ClientBuildError;
 use crate::live::credentials::{HttpClients, ProviderContext, RefreshPolicy};
-use crate::live::{ClientConfig, LiveClient, client::ClientError};
+use crate::live::{LiveClient, client::ClientError};
+use crate::redact::url_without_password;
 use crate::store;
 
 use self::backoff::Backoff;
@@ -85,9 +86,30 @@ async fn start_accounts(
     Ok(accounts::start(default, named, &ctx, &api.sts_endpoint()).await?)
 }
 
-/// How long a claim on a job lasts: one call, connect and answer, with room to record it.
-pub fn claim_lease(client: &ClientConfig) -> Duration {
-    client.timeout + client.connect_timeout + Duration::from_secs(5)
+/// The accounts by name, credentials source, AccessKeyId and the account they are paced
+/// under: `default (env, LTAI..., account 1234...), prod (...)`.
+fn describe_accounts(accounts: &Accounts) -> String {
+    let mut named: Vec<_> = accounts.named.iter().collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    accounts
+        .default
+        .iter()
+        .map(|a| ("default", a))
+        .chain(named.into_iter().map(|(name, a)| (name.as_str(), a)))
+        .map(|(name, a)| {
+            let key = a
+                .credentials
+                .current()
+                .map(|c| c.access_key_id().to_owned())
+                .unwrap_or_else(|_| "expired".to_owned());
+            format!(
+                "{name} ({}, {key}, account {})",
+                a.credentials.source_label(),
+                a.pacer_key
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Runs a worker until `shutdown` is cancelled, then drains. Returns `Ok(false)` when shutdown
@@ -100,6 +122,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<bool, StartError> {
     let accounts = start_accounts(&api, &args, &shutdown).await?;
+    // One line that says what this worker uses, before anything can wait: URLs without their
+    // passwords, accounts by AccessKeyId, never a secret.
+    tracing::info!(
+        broker = %url_without_password(&broker.amqp_url),
+        queue_prefix = %broker.queue_prefix,
+        database = %url_without_password(&database.database_url),
+        endpoint = %api.endpoint,
+        region = %api.default_region,
+        qps = args.qps,
+        concurrency = args.concurrency,
+        pacer = %args.pacer,
+        accounts = %describe_accounts(&accounts),
+        "worker starting"
+    );
     // Until the database answers; a shutdown meanwhile ends the wait (nothing is held yet).
     let until_shutdown = {
         let shutdown = shutdown.clone();
@@ -160,7 +196,7 @@ pub async fn run(
             max: Duration::from_millis(args.backoff_max_ms.max(args.backoff_initial_ms)),
         },
         hold_cap: Duration::from_secs(args.hold_cap_s),
-        claim_lease: claim_lease(&client_config),
+        claim_lease: store::claim_lease(&client_config),
         worker_id,
         in_flight: Default::default(),
         metrics: Default::default(),

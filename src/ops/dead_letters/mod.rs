@@ -35,7 +35,7 @@ pub enum DeadLettersCommand {
     /// Show the messages in P.dead (job id, caster, reason, when) without removing them.
     List {
         /// table or json.
-        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        #[arg(long, value_parser = crate::ops::args::choice::<ListFormat>("a format"), default_value = "table")]
         format: ListFormat,
         #[command(flatten)]
         broker: BrokerArgs,
@@ -51,7 +51,7 @@ pub enum DeadLettersCommand {
         #[arg(long, conflicts_with = "job_ids")]
         all: bool,
         /// Job ids to replay (the x-stopcaster-job-id of their dead letters).
-        #[arg(required_unless_present = "all")]
+        #[arg(required_unless_present = "all", value_parser = crate::ops::args::job_id)]
         job_ids: Vec<Uuid>,
         /// A replayed job gets this many calls on top of those it already made.
         #[command(flatten)]
@@ -72,7 +72,9 @@ pub enum ListFormat {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
-    #[error(transparent)]
+    // Not transparent: the broker error stays in the source chain, where the one-line error
+    // report finds what it says about the server (a timeout, for one).
+    #[error("{0}")]
     Broker(#[from] BrokerError),
     /// Most likely the queue does not exist: nothing was ever dead-lettered under this prefix,
     /// or the prefix is wrong.
