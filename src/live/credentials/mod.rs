@@ -20,6 +20,8 @@ pub mod fetch;
 pub mod http;
 #[cfg(test)]
 mod http_tests;
+#[cfg(test)]
+mod mock_sts;
 pub mod profile;
 pub mod refresh;
 pub mod sts;
