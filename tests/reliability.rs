@@ -277,3 +277,61 @@ async fn every_byte_sequence_gets_exactly_one_row() {
         "the worker is alive"
     );
 }
+
+/// The rule "IncorrectSceneStatus after an attempt whose outcome is unknown is a success" reads
+/// the attempt history in Postgres when each attempt starts. The race that once failed such jobs:
+/// this worker picks the job up while another worker holds it; the other's call goes unanswered
+/// (the studio did stop) and it dies; this worker then calls, meets IncorrectSceneStatus, and
+/// must conclude from the other's attempt, which it never saw being made.
+#[tokio::test]
+async fn an_unanswered_attempt_by_another_worker_is_evidence() {
+    let mut config = FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))]);
+    config.qps = 1000;
+    let env = TestEnv::with_fake(config).await;
+    let job_id = uuid::Uuid::new_v4();
+    let body = serde_json::json!({"caster_id": "handed-over", "job_id": job_id.to_string()});
+    // Held by another worker, about to call.
+    sqlx::query(
+        "INSERT INTO caster_stop_jobs
+           (job_id, caster_id, region_id, payload, claimed_by, claimed_until)
+         VALUES ($1, 'handed-over', 'cn-shanghai', $2, 'a-worker-about-to-die',
+                 now() + interval '1 hour')",
+    )
+    .bind(job_id)
+    .bind(body.to_string())
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let worker = env.spawn_worker(&[("STOPCASTER_QPS", "1000")]);
+    env.publish_raw(&[body.to_string().into_bytes()]).await;
+    worker.wait_log("another worker holds this job", WAIT).await;
+    // The other worker's attempt 1: sent, the studio stopped, the answer lost; then it died.
+    env.fake
+        .set_caster("handed-over", stopcaster::fake_live::StudioState::Stopped);
+    sqlx::query(
+        "INSERT INTO caster_stop_attempts
+           (job_id, attempt, finished_at, error_code, outcome, outcome_unknown, worker)
+         VALUES ($1, 1, now(), 'Transport.Lost', 'transport-error', true, 'a-worker-about-to-die')",
+    )
+    .bind(job_id)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE caster_stop_jobs SET attempts = 1, claimed_by = NULL, claimed_until = NULL
+         WHERE job_id = $1",
+    )
+    .bind(job_id)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    env.wait_terminal(1, WAIT).await;
+    let row = env.job(job_id).await;
+    assert_eq!(row["status"], "succeeded", "{row}");
+    assert_eq!(row["conclusion"], "stopped-by-unanswered-attempt");
+    let attempts = env.attempts(job_id).await;
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[1]["error_code"], "IncorrectSceneStatus");
+    assert_eq!(row["evidence_request_id"], attempts[1]["request_id"]);
+    assert!(env.drain_dead().await.is_empty());
+}
