@@ -4,7 +4,7 @@
 //! the conditions that keep records exact (a terminal status is written once, attempt numbers
 //! come from one atomic counter) live in the statements themselves.
 //!
-//! Depends on [`crate::domain`] and the outcome type of [`crate::live`]; nothing here decides
+//! Depends on [`crate::domain`] and the outcome and client settings of [`crate::live`]; nothing here decides
 //! what a job should do next.
 
 mod jobs;
