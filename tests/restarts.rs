@@ -32,6 +32,21 @@ fn start_rabbitmq() {
     let _ = Command::new("rabbitmqctl").arg("start_app").status();
 }
 
+/// Stops the cluster; `mode` is pg_ctl's shutdown mode (`fast`, `immediate`).
+fn stop_postgres(mode: &str) {
+    run_command(
+        "pg_ctlcluster",
+        &[
+            "--skip-systemctl-redirect",
+            &pg_version(),
+            "main",
+            "stop",
+            "-m",
+            mode,
+        ],
+    );
+}
+
 fn start_postgres() {
     let _ = Command::new("pg_ctlcluster")
         .args(["--skip-systemctl-redirect", &pg_version(), "main", "start"])
@@ -122,17 +137,7 @@ async fn survives_a_rabbitmq_restart_mid_batch() {
 async fn survives_a_postgres_restart_mid_batch() {
     let (env, casters, worker) = batch_under_way("pg").await;
     let _restore = Restore(start_postgres);
-    run_command(
-        "pg_ctlcluster",
-        &[
-            "--skip-systemctl-redirect",
-            &pg_version(),
-            "main",
-            "stop",
-            "-m",
-            "fast",
-        ],
-    );
+    stop_postgres("fast");
     worker
         .wait_log("database unavailable", Duration::from_secs(30))
         .await;
@@ -258,17 +263,7 @@ async fn chaos_keeps_every_invariant() {
     at(270).await;
     {
         let _restore = Restore(start_postgres);
-        run_command(
-            "pg_ctlcluster",
-            &[
-                "--skip-systemctl-redirect",
-                &pg_version(),
-                "main",
-                "stop",
-                "-m",
-                "immediate",
-            ],
-        );
+        stop_postgres("immediate");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     env.wait_terminal(JOBS as i64, Duration::from_secs(240))
