@@ -186,6 +186,7 @@ pub fn plan(
                 region_id: region.clone(),
                 batch_id: Some(batch_id.clone()),
                 account: None,
+                not_before: None,
             });
         } else {
             duplicates.push(id);
