@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use stopcaster::fake_live;
 use stopcaster::{
-    ApiArgs, BenchArgs, BrokerArgs, DatabaseArgs, DeadLettersCommand, EnqueueArgs, ReportArgs,
-    WorkerArgs,
+    ApiArgs, BenchArgs, BrokerArgs, CancelArgs, DatabaseArgs, DeadLettersCommand, EnqueueArgs,
+    ReportArgs, WorkerArgs,
 };
 
 #[derive(Parser)]
@@ -46,6 +46,10 @@ enum Command {
     },
     /// Publish one job per studio with publisher confirms; prints the batch id.
     Enqueue(EnqueueArgs),
+    /// Cancel jobs not yet called (scheduled, or pending with no call made): they become
+    /// cancelled and are never called. Exit 0 when none of the named jobs will be called any
+    /// more; 1 when one had already started or an id is unknown.
+    Cancel(CancelArgs),
     /// Audit queries over the results tables: jobs newest first, plus a summary.
     Report {
         #[command(flatten)]
@@ -109,6 +113,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Enqueue(args) => {
             stopcaster::run_enqueue(args).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel(args) => {
+            let summary = stopcaster::run_cancel(&args, &mut std::io::stdout()).await?;
+            Ok(if summary.settled() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Report { report, database } => {
             stopcaster::run_report(&report, &database.database_url, &mut std::io::stdout()).await?;

@@ -1,4 +1,4 @@
-//! The operators' commands, one module each: [`enqueue`], [`report`], [`dead_letters`],
+//! The operators' commands, one module each: [`enqueue`], [`cancel`], [`report`], [`dead_letters`],
 //! [`stop`] and [`bench`], with [`table`] for what they print.
 //!
 //! They use [`crate::broker`], [`crate::store`] and [`crate::live`] like any client would, and
@@ -6,6 +6,7 @@
 //! `anyhow`: like `main.rs`, it is an edge nothing matches errors on.
 
 pub mod bench;
+pub mod cancel;
 pub mod dead_letters;
 pub mod enqueue;
 pub mod report;
