@@ -133,7 +133,7 @@ fn next_clock_time(
         let civil = DateTime::from_parts(day, time);
         let ambiguous = tz.to_ambiguous_timestamp(civil);
         let candidates = match ambiguous.offset() {
-            AmbiguousOffset::Fold { .. } => vec![ambiguous.clone().earlier()?, ambiguous.later()?],
+            AmbiguousOffset::Fold { .. } => vec![ambiguous.earlier()?, ambiguous.later()?],
             // A gap: the civil time shifted forward by the gap ("compatible").
             _ => vec![ambiguous.compatible()?],
         };
