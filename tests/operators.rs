@@ -241,7 +241,9 @@ async fn report_csv_json_and_table_agree_with_the_database() {
     // Table: for people, with the summary.
     let text = cli_ok(&env, &["report", "--batch", "audit-1"]);
     assert!(text.starts_with("job_id "), "{text}");
-    assert!(text.contains("batch audit-1: 4 jobs: pending 0, succeeded 3, failed 1, rejected 0"));
+    assert!(text.contains(
+        "batch audit-1: 4 jobs: scheduled 0, pending 0, succeeded 3, failed 1, rejected 0, cancelled 0"
+    ));
     assert!(
         text.contains("retried attempts 2; throttled attempts 1"),
         "{text}"

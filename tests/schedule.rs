@@ -95,7 +95,7 @@ async fn scheduled_calls_leave_at_the_due_time_never_before() {
         ("STOPCASTER_METRICS_ADDR", addr.as_str()),
     ]);
     worker.wait_ready().await;
-    let due = due_in(6);
+    let due = due_in(9);
     let casters: Vec<String> = (0..5).map(|i| format!("sched-{i}")).collect();
     let mut args = vec!["--batch", "at-due", "--at"];
     let due_text = rfc3339(due);
@@ -104,8 +104,8 @@ async fn scheduled_calls_leave_at_the_due_time_never_before() {
     enqueue(&env, &args);
 
     // Held in Postgres, acknowledged: the queue is empty and no call is made.
-    wait_status(&env, "scheduled", 5, Duration::from_secs(5)).await;
-    assert!(OffsetDateTime::now_utc() < due - time::Duration::seconds(2));
+    wait_status(&env, "scheduled", 5, Duration::from_secs(6)).await;
+    assert!(OffsetDateTime::now_utc() < due - time::Duration::seconds(1));
     assert_eq!(env.queue_len(&env.names().jobs).await, 0);
     for job in env.jobs().await {
         assert_eq!(job["status"], "scheduled");
@@ -193,13 +193,13 @@ async fn a_worker_killed_before_the_due_time_leaves_the_schedule_to_the_next_one
     let env = env_with_qps(100).await;
     let mut worker = env.spawn_worker(&[("STOPCASTER_QPS", "100")]);
     worker.wait_ready().await;
-    let due = due_in(7);
+    let due = due_in(10);
     let due_text = rfc3339(due);
     let casters: Vec<String> = (0..3).map(|i| format!("kill9-{i}")).collect();
     let mut args = vec!["--at", due_text.as_str()];
     args.extend(casters.iter().map(String::as_str));
     enqueue(&env, &args);
-    wait_status(&env, "scheduled", 3, Duration::from_secs(5)).await;
+    wait_status(&env, "scheduled", 3, Duration::from_secs(6)).await;
     worker.child.kill().unwrap(); // SIGKILL
     worker.child.wait().unwrap();
     assert!(OffsetDateTime::now_utc() < due - time::Duration::seconds(3));
@@ -230,7 +230,7 @@ async fn cancel_before_the_due_time_means_never_called() {
     let env = env_with_qps(100).await;
     let worker = env.spawn_worker(&[("STOPCASTER_QPS", "100")]);
     worker.wait_ready().await;
-    let due = due_in(5);
+    let due = due_in(8);
     let due_text = rfc3339(due);
     let batch = enqueue(
         &env,
@@ -247,6 +247,10 @@ async fn cancel_before_the_due_time_means_never_called() {
     assert_eq!(batch, "to-cancel");
     let keep = enqueue(&env, &["--batch", "to-keep", "--at", &due_text, "cx-keep"]);
     wait_status(&env, "scheduled", 4, Duration::from_secs(5)).await;
+    assert!(
+        OffsetDateTime::now_utc() < due,
+        "cancelled before the due time"
+    );
     let out = env.run_cli(&["cancel", "--batch", "to-cancel"], &[("USER", "alice")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let lines = stdout(&out);
@@ -320,11 +324,19 @@ async fn cancel_during_a_run_cancels_what_was_not_called_and_reports_the_rest() 
     worker.wait_ready().await;
     // Scheduled a few seconds ahead, so every job has its row when the run starts.
     let casters: Vec<String> = (0..16).map(|i| format!("run-{i:02}")).collect();
-    let due_text = rfc3339(due_in(3));
+    let due_text = rfc3339(due_in(5));
     let mut args = vec!["--batch", "running", "--at", due_text.as_str()];
     args.extend(casters.iter().map(String::as_str));
     enqueue(&env, &args);
-    wait_status(&env, "scheduled", 16, Duration::from_secs(5)).await;
+    common::wait_for(Duration::from_secs(10), || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM caster_stop_jobs")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap()
+            == 16
+    })
+    .await
+    .expect("every job recorded");
     common::wait_for(Duration::from_secs(30), || async {
         env.count_status("succeeded").await >= 3
     })
@@ -511,4 +523,41 @@ async fn enqueue_at_refuses_past_times_and_bad_zones_and_reads_clock_times_in_a_
     assert_eq!((at.hour(), at.minute(), at.second()), (13, 0, 0), "{at}");
     assert!(at > now && at - now <= time::Duration::days(1), "{at}");
     conn.close(200, "".into()).await.ok();
+}
+
+/// Copies of a scheduled job's message (a redelivery of the original, or the copy of a stager
+/// that published and then died before its commit) never make it run twice or early: before the
+/// lead they are acknowledged against the `scheduled` row; within it the first copy takes the
+/// job, and claims and statuses keep the others from calling.
+#[tokio::test]
+async fn copies_of_a_scheduled_message_run_it_once_on_time() {
+    let env = env_with_qps(100).await;
+    let worker = env.spawn_worker(&[("STOPCASTER_QPS", "100")]);
+    worker.wait_ready().await;
+    let due = due_in(8);
+    let id = uuid::Uuid::new_v4();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "caster_id": "copied", "job_id": id.to_string(), "not_before": rfc3339(due),
+    }))
+    .unwrap();
+    env.publish_raw(&[body.clone(), body.clone()]).await;
+    wait_status(&env, "scheduled", 1, Duration::from_secs(5)).await;
+    common::wait_for(Duration::from_secs(5), || async {
+        env.queue_len(&env.names().jobs).await == 0
+    })
+    .await
+    .expect("both copies acknowledged while scheduled");
+    assert_eq!(env.job(id).await["status"], "scheduled");
+    // Within the lead (3 s), as the stager hands the job to the queue, a stray copy arrives
+    // too: whichever comes first takes the job, the other finds it taken.
+    let within = due - time::Duration::milliseconds(2_500) - OffsetDateTime::now_utc();
+    tokio::time::sleep(Duration::try_from(within).unwrap_or_default()).await;
+    env.publish_raw(&[body]).await;
+    wait_status(&env, "succeeded", 1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let times = call_times(&env, "copied");
+    assert_eq!(times.len(), 1, "{times:?}");
+    assert!(times[0] >= due, "{} before {due}", times[0]);
+    assert!(env.job(id).await["staged_at"].is_string());
+    drop(worker);
 }
