@@ -561,3 +561,55 @@ async fn copies_of_a_scheduled_message_run_it_once_on_time() {
     assert!(env.job(id).await["staged_at"].is_string());
     drop(worker);
 }
+
+/// 2,500 jobs due at once at 10 calls/s: the stager hands the workers at most its backlog
+/// bound (2,000 staged and not yet called) and keeps the rest `scheduled`; `cancel --batch`
+/// then stops all that were not called, scheduled and staged alike, in one statement.
+#[tokio::test]
+async fn a_large_due_batch_is_staged_in_bounded_steps_and_cancelled_whole() {
+    let env = env_with_qps(10).await;
+    let worker = env.spawn_worker(&[("STOPCASTER_QPS", "10")]);
+    worker.wait_ready().await;
+    let ids: String = (0..2_500).map(|i| format!("bulk-{i}\n")).collect();
+    let file = std::env::temp_dir().join(format!("{}.txt", env.prefix));
+    std::fs::write(&file, ids).unwrap();
+    let due = due_in(15);
+    let due_text = rfc3339(due);
+    enqueue(
+        &env,
+        &[
+            "--batch",
+            "bulk",
+            "--at",
+            &due_text,
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    );
+    std::fs::remove_file(&file).ok();
+    wait_status(&env, "scheduled", 2_500, Duration::from_secs(15)).await;
+    let until = due + time::Duration::seconds(2) - OffsetDateTime::now_utc();
+    tokio::time::sleep(Duration::try_from(until).unwrap_or_default()).await;
+    let staged = env.count_status("pending").await;
+    let held = env.count_status("scheduled").await;
+    assert!((1..=2_000).contains(&staged), "{staged} staged");
+    assert!(held >= 400, "{held} still scheduled");
+    let out = env.run_cli(&["cancel", "--batch", "bulk"], &[]);
+    let text = stdout(&out);
+    let cancelled = text.lines().filter(|l| l.starts_with("cancelled ")).count();
+    assert!(cancelled >= 2_400, "{cancelled} cancelled");
+    assert_eq!(text.lines().count(), 2_500);
+    common::wait_for(Duration::from_secs(20), || async {
+        open_jobs(&env).await == 0
+    })
+    .await
+    .expect("the batch settles");
+    let calls = env.fake.calls().len();
+    assert_eq!(
+        calls as i64,
+        env.count_status("succeeded").await,
+        "one call per job that ran, none for a cancelled one"
+    );
+    assert_eq!(env.count_status("cancelled").await, cancelled as i64);
+    drop(worker);
+}
