@@ -53,6 +53,7 @@ pub use worker::{StartError, run as run_worker};
 
 /// The operators' commands.
 pub use ops::bench::{BenchArgs, run as run_bench};
+pub use ops::cancel::{CancelArgs, CancelSummary, run as run_cancel};
 pub use ops::dead_letters::{DeadLettersCommand, run as run_dead_letters};
 pub use ops::enqueue::{
     EnqueueArgs, plan as plan_enqueue, publish as publish_enqueue, run as run_enqueue,

@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use stopcaster::fake_live;
 use stopcaster::{
-    ApiArgs, BenchArgs, BrokerArgs, DatabaseArgs, DeadLettersCommand, EnqueueArgs, ReportArgs,
-    WorkerArgs,
+    ApiArgs, BenchArgs, BrokerArgs, CancelArgs, DatabaseArgs, DeadLettersCommand, EnqueueArgs,
+    ReportArgs, WorkerArgs,
 };
 
 #[derive(Parser)]
@@ -46,6 +46,10 @@ enum Command {
     },
     /// Publish one job per studio with publisher confirms; prints the batch id.
     Enqueue(EnqueueArgs),
+    /// Cancel jobs not yet called (scheduled, or pending with no call made): they become
+    /// cancelled and are never called. Exit 0 when none of the named jobs will be called any
+    /// more; 1 when one had already started or an id is unknown.
+    Cancel(CancelArgs),
     /// Audit queries over the results tables: jobs newest first, plus a summary.
     Report {
         #[command(flatten)]
@@ -100,6 +104,7 @@ impl Command {
         matches!(
             self,
             Command::Enqueue(_)
+                | Command::Cancel(_)
                 | Command::Report { .. }
                 | Command::DeadLetters(_)
                 | Command::Migrate { .. }
@@ -114,6 +119,7 @@ impl Command {
                 broker, database, ..
             } => (Some(broker), Some(database)),
             Command::Enqueue(args) => (Some(&args.broker), None),
+            Command::Cancel(args) => (None, Some(&args.database)),
             Command::Report { database, .. } | Command::Migrate { database } => {
                 (None, Some(database))
             }
@@ -170,6 +176,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Enqueue(args) => {
             stopcaster::run_enqueue(args).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel(args) => {
+            let summary = stopcaster::run_cancel(&args, &mut std::io::stdout()).await?;
+            Ok(if summary.settled() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Report { report, database } => {
             stopcaster::run_report(&report, &database.database_url, &mut std::io::stdout()).await?;

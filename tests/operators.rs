@@ -243,7 +243,7 @@ async fn report_csv_json_and_table_agree_with_the_database() {
     assert!(text.starts_with("job "), "{text}");
     assert!(
         text.contains(
-            "batch audit-1: 4 jobs\nstatus: pending 0, succeeded 3, failed 1, rejected 0\n"
+            "batch audit-1: 4 jobs\nstatus: scheduled 0, pending 0, succeeded 3, failed 1, rejected 0, cancelled 0\n"
         ),
         "{text}"
     );

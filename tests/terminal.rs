@@ -229,7 +229,11 @@ fn arguments_that_are_not_what_they_should_be_are_refused_in_words() {
         ),
         (
             &["report", "--status", "done"],
-            "done is not a status: pending",
+            "done is not a status: scheduled, pending",
+        ),
+        (
+            &["cancel", "not-a-uuid"],
+            "not-a-uuid is not a job id (a UUID)",
         ),
         (&["report", "--since", "2x"], "2x is not a duration"),
         (

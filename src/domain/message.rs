@@ -2,6 +2,8 @@
 //! a [`Rejection`] with a reason that goes into the database and the dead-letter header.
 
 use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::ids::{
     AccountName, CasterId, JobId, MAX_SHORT_FIELD_BYTES, RegionId, Rejection, short_text,
@@ -26,6 +28,12 @@ pub struct Job {
     /// `None`: the credentials from the environment.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<AccountName>,
+    /// No call before this time (a scheduled stop); `None` or past: at once. RFC 3339.
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_before: Option<OffsetDateTime>,
 }
 
 /// What a delivery's bytes turned out to be. A rejected message still gets a job id (from
@@ -45,6 +53,11 @@ pub enum Parsed {
 /// Turns a message body into a job. `message_id` is the AMQP property, used as the job id when
 /// the body names none and it is a UUID.
 pub fn parse_message(body: &[u8], message_id: Option<&str>) -> Parsed {
+    parse_message_at(body, message_id, OffsetDateTime::now_utc())
+}
+
+/// [`parse_message`] as of `now`, which only the far-future check of `not_before` reads.
+pub fn parse_message_at(body: &[u8], message_id: Option<&str>, now: OffsetDateTime) -> Parsed {
     let fallback_id = || {
         message_id
             .and_then(JobId::parse)
@@ -83,7 +96,7 @@ pub fn parse_message(body: &[u8], message_id: Option<&str>) -> Parsed {
         },
         Some(_) => return rejected(fallback_id(), Rejection::new("job_id is not a string")),
     };
-    match parse_fields(&object, job_id) {
+    match parse_fields(&object, job_id, now) {
         Ok(job) => Parsed::Job(job),
         Err(rejection) => rejected(job_id, rejection),
     }
@@ -113,7 +126,11 @@ fn decode_object(body: &[u8]) -> Result<Map<String, Value>, Rejection> {
     }
 }
 
-fn parse_fields(object: &Map<String, Value>, job_id: JobId) -> Result<Job, Rejection> {
+fn parse_fields(
+    object: &Map<String, Value>,
+    job_id: JobId,
+    now: OffsetDateTime,
+) -> Result<Job, Rejection> {
     let caster_id = match object.get("caster_id") {
         None => return Err(Rejection::new("caster_id is missing")),
         Some(Value::String(s)) => CasterId::parse(s)?,
@@ -143,13 +160,41 @@ fn parse_fields(object: &Map<String, Value>, job_id: JobId) -> Result<Job, Rejec
                 .map_err(|why| Rejection::new(format!("batch_id {why}")))
         })
         .transpose()?;
+    let not_before = optional("not_before")?
+        .map(|t| parse_not_before(t, now))
+        .transpose()?;
     Ok(Job {
         job_id,
         caster_id,
         region_id,
         batch_id,
         account,
+        not_before,
     })
+}
+
+/// A message's `not_before`: RFC 3339, at most [`super::schedule::MAX_AHEAD`] from `now` (a
+/// later one is almost certainly a typo, such as a wrong year, that would hold the job
+/// silently for years; it is rejected, so it shows in the dead letters at once).
+fn parse_not_before(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Rejection> {
+    let at = OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
+        Rejection::new(format!(
+            "not_before is not an RFC 3339 time ({e}): {:?}",
+            short(text)
+        ))
+    })?;
+    if at - now > super::schedule::MAX_AHEAD {
+        return Err(Rejection::new(format!(
+            "not_before is more than {} days ahead: {text}",
+            super::schedule::MAX_AHEAD.whole_days()
+        )));
+    }
+    Ok(at)
+}
+
+/// At most 64 characters of a text quoted in a reason.
+fn short(text: &str) -> String {
+    text.chars().take(64).collect()
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -236,16 +281,23 @@ mod tests {
             region_id: Some(RegionId::parse("cn-beijing").unwrap()),
             batch_id: Some("b1".into()),
             account: Some(AccountName::parse("prod").unwrap()),
+            not_before: Some(time::macros::datetime!(2026-11-27 21:00:00.25 +08:00)),
         };
         let body = serde_json::to_vec(&job).unwrap();
         let Parsed::Job(back) = parse_message(&body, None) else {
             panic!("rejected {}", String::from_utf8_lossy(&body))
         };
         assert_eq!(back, job);
+        let text = String::from_utf8_lossy(&body).into_owned();
+        assert!(
+            text.contains(r#""not_before":"2026-11-27T21:00:00.25+08:00""#),
+            "{text}"
+        );
         let minimal = Job {
             region_id: None,
             batch_id: None,
             account: None,
+            not_before: None,
             ..job
         };
         let body = serde_json::to_vec(&minimal).unwrap();
@@ -254,6 +306,67 @@ mod tests {
             panic!()
         };
         assert_eq!(back, minimal);
+    }
+
+    #[test]
+    fn not_before_is_read_checked_and_named_in_rejections() {
+        let now = time::macros::datetime!(2026-11-27 12:00 UTC);
+        let parse = |body: &str| parse_message_at(body.as_bytes(), None, now);
+        let Parsed::Job(job) =
+            parse(r#"{"caster_id":"c","not_before":"2026-11-27T21:00:00+08:00"}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            job.not_before,
+            Some(time::macros::datetime!(2026-11-27 13:00 UTC))
+        );
+        // Past and null: accepted (past runs at once, null is absent).
+        let Parsed::Job(job) = parse(r#"{"caster_id":"c","not_before":"2020-01-01T00:00:00Z"}"#)
+        else {
+            panic!()
+        };
+        assert!(job.not_before.is_some());
+        let Parsed::Job(job) = parse(r#"{"caster_id":"c","not_before":null}"#) else {
+            panic!()
+        };
+        assert_eq!(job.not_before, None);
+        // Just under a year ahead is fine; beyond is rejected.
+        assert!(matches!(
+            parse(r#"{"caster_id":"c","not_before":"2027-11-27T12:00:00Z"}"#),
+            Parsed::Job(_)
+        ));
+        for (body, want) in [
+            (
+                r#"{"caster_id":"c","not_before":"2027-11-29T12:00:00Z"}"#,
+                "not_before is more than 366 days ahead",
+            ),
+            (
+                r#"{"caster_id":"c","not_before":"tomorrow"}"#,
+                "not_before is not an RFC 3339 time",
+            ),
+            (
+                r#"{"caster_id":"c","not_before":"2026-11-27 21:00"}"#,
+                "not_before is not an RFC 3339 time",
+            ),
+            (
+                r#"{"caster_id":"c","not_before":"2026-11-27T21:00:00"}"#,
+                "not_before is not an RFC 3339 time",
+            ),
+            (
+                r#"{"caster_id":"c","not_before":1764248400}"#,
+                "not_before is a JSON number",
+            ),
+        ] {
+            let Parsed::Rejected { rejection, .. } = parse(body) else {
+                panic!("{body} accepted")
+            };
+            assert!(
+                rejection.reason.contains(want),
+                "{body}: {}",
+                rejection.reason
+            );
+        }
     }
 
     #[test]

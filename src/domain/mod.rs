@@ -6,6 +6,7 @@
 
 mod ids;
 mod message;
+pub mod schedule;
 mod status;
 pub mod time;
 

@@ -3,27 +3,35 @@
 /// A job's status column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobStatus {
+    /// Received, due later (`not_before`): held in Postgres until the stager hands it back.
+    Scheduled,
     Pending,
     Succeeded,
     Failed,
     Rejected,
+    /// Cancelled by `stopcaster cancel` before any call: never called.
+    Cancelled,
 }
 
 impl JobStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [JobStatus; 4] = [
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Scheduled,
         JobStatus::Pending,
         JobStatus::Succeeded,
         JobStatus::Failed,
         JobStatus::Rejected,
+        JobStatus::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            JobStatus::Scheduled => "scheduled",
             JobStatus::Pending => "pending",
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
             JobStatus::Rejected => "rejected",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 
@@ -31,8 +39,29 @@ impl JobStatus {
         Self::ALL.into_iter().find(|status| status.as_str() == s)
     }
 
+    /// Finished for good: no call will ever be made for it again (cancelled included;
+    /// scheduled and pending are not).
     pub fn is_terminal(self) -> bool {
-        self != JobStatus::Pending
+        !matches!(self, JobStatus::Pending | JobStatus::Scheduled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_only_the_waiting_ones_are_open() {
+        for status in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(JobStatus::parse("nope"), None);
+        let open: Vec<_> = JobStatus::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+            .collect();
+        assert_eq!(open, [JobStatus::Scheduled, JobStatus::Pending]);
+        assert!(JobStatus::Cancelled.is_terminal());
     }
 }
 

@@ -66,7 +66,7 @@ mod tests {
         assert!(job_id("1b4e28ba-2fa1-11d2-883f-0016cb4c4dd6").is_ok());
         assert_eq!(
             status("done"),
-            Err("done is not a status: pending, succeeded, failed or rejected".to_owned())
+            Err("done is not a status: scheduled, pending, succeeded, failed, rejected or cancelled".to_owned())
         );
         assert_eq!(status("failed"), Ok(JobStatus::Failed));
         let shape = choice::<Shape>("a shape");

@@ -6,7 +6,10 @@
 //! throttled calls, makespan (first to last call at the stand-in), the ideal (N-1)/QPS,
 //! efficiency = ideal / makespan, and the most calls the stand-in admitted in any one-second
 //! window. Ceiling run (`--ceiling`): quota lifted, no latency; prints jobs/s with durable
-//! records, CPU seconds per 1,000 jobs and the worker's peak RSS.
+//! records, CPU seconds per 1,000 jobs and the worker's peak RSS. Scheduled run
+//! (`--scheduled SECS`): every job due SECS after it is enqueued; prints when the workers held
+//! them all as `scheduled`, when the first and last calls left against the due time, calls
+//! before it (must be 0), and the workers' peak RSS.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,6 +48,10 @@ pub struct BenchArgs {
     /// Pipeline ceiling: quota lifted, no latency; reports throughput and the worker's cost.
     #[arg(long)]
     ceiling: bool,
+    /// Scheduled run: every job gets `not_before` = enqueue time + this many seconds (enough
+    /// for the workers to receive and hold them all first).
+    #[arg(long, conflicts_with = "ceiling")]
+    scheduled: Option<u64>,
     /// The workers' STOPCASTER_PACER_MARGIN_MS: what each second of the schedule adds for
     /// jitter (each millisecond costs 0.1 % of the quota).
     #[arg(long, default_value_t = 5)]
@@ -150,7 +157,16 @@ async fn measure(
 ) -> anyhow::Result<()> {
     let names = Names::new(prefix);
     let ids: Vec<String> = (0..studios).map(|i| format!("bench-studio-{i}")).collect();
-    let plan = crate::ops::enqueue::plan(ids, None, Some(format!("bench-{prefix}")))?;
+    let mut plan = crate::ops::enqueue::plan(ids, None, Some(format!("bench-{prefix}")))?;
+    let due = args.scheduled.map(|secs| {
+        let due = (time::OffsetDateTime::now_utc() + time::Duration::seconds(secs as i64))
+            .replace_nanosecond(0)
+            .expect("zero nanoseconds");
+        for job in &mut plan.jobs {
+            job.not_before = Some(due);
+        }
+        due
+    });
     let enqueue_started = Instant::now();
     let published = crate::ops::enqueue::publish(&args.amqp_url, &names, &plan, |_| {}).await?;
     let enqueue_time = enqueue_started.elapsed();
@@ -188,10 +204,17 @@ async fn measure(
     // Generous: a benchmark that times out measures nothing.
     let timeout = Duration::from_secs(60)
         + Duration::from_secs_f64(studios as f64 / f64::from(qps.min(50)) * 3.0);
+    let mut all_held: Option<Duration> = None;
     loop {
         let done = store::count_finished_jobs(pool).await?;
         if done as usize >= studios {
             break;
+        }
+        if due.is_some() && all_held.is_none() {
+            let held = store::count_jobs_with_status(pool, JobStatus::Scheduled).await?;
+            if held as usize >= studios {
+                all_held = Some(started.elapsed());
+            }
         }
         if started.elapsed() > timeout {
             bail!("only {done} of {studios} jobs finished within {timeout:?}");
@@ -261,7 +284,39 @@ async fn measure(
             args.competitor_qps
         );
     }
-    if args.ceiling {
+    if let Some(due) = due {
+        let times: Vec<time::OffsetDateTime> = calls.iter().filter_map(|c| call_time(c)).collect();
+        let first = times.iter().min().copied().context("no call")?;
+        let last = times.iter().max().copied().context("no call")?;
+        let early = times.iter().filter(|t| **t < due).count();
+        let rss: Vec<String> = costs
+            .iter()
+            .map(|c| format!("{:.1}", c.1 as f64 / 1024.0))
+            .collect();
+        let cpu: f64 = costs.iter().map(|c| c.0).sum();
+        println!(
+            "scheduled: all {studios} held as scheduled {} after the workers started; due {} s after enqueue",
+            all_held.map_or_else(
+                || "never (some ran first?)".to_owned(),
+                |d| format!("{:.2} s", d.as_secs_f64())
+            ),
+            args.scheduled.unwrap_or_default()
+        );
+        println!("calls_before_due: {early}");
+        println!(
+            "first_call_after_due: {:.3} s",
+            (first - due).as_seconds_f64()
+        );
+        println!(
+            "last_call_after_due: {:.3} s (ideal (N-1)/QPS: {:.3} s)",
+            (last - due).as_seconds_f64(),
+            (studios as f64 - 1.0) / f64::from(qps.max(1))
+        );
+        println!(
+            "peak_rss: {} MiB (each worker's VmHWM); worker_cpu: {cpu:.2} s",
+            rss.join(", ")
+        );
+    } else if args.ceiling {
         let (first, last) = store::call_span(pool)
             .await?
             .context("the batch made no call")?;

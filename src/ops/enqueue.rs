@@ -40,6 +40,8 @@ pub enum EnqueueError {
     Broker(#[from] BrokerError),
     #[error("{unconfirmed} of {total} jobs were not confirmed by the broker")]
     NotConfirmed { unconfirmed: usize, total: usize },
+    #[error(transparent)]
+    At(#[from] crate::domain::schedule::AtError),
 }
 
 /// `stopcaster enqueue`'s arguments.
@@ -57,6 +59,12 @@ pub struct EnqueueArgs {
     /// Batch label (default: a new UUID).
     #[arg(long)]
     pub batch: Option<String>,
+    /// Schedule the stops: an RFC 3339 time, or HH:MM[:SS] for the next such time in --tz.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// IANA time zone of --at HH:MM[:SS], e.g. Asia/Shanghai (default: the local zone).
+    #[arg(long, requires = "at")]
+    pub tz: Option<String>,
     #[command(flatten)]
     pub broker: BrokerArgs,
 }
@@ -78,7 +86,16 @@ pub async fn run(args: EnqueueArgs) -> Result<(), EnqueueError> {
         })?;
         ids.extend(parse_id_lines(&text));
     }
-    let plan = plan(ids, args.region.as_deref(), args.batch)?;
+    // Read before anything else, so a wrong time stops the command before it publishes.
+    let at = args
+        .at
+        .as_deref()
+        .map(|t| schedule_at(t, args.tz.as_deref()))
+        .transpose()?;
+    let mut plan = plan(ids, args.region.as_deref(), args.batch)?;
+    if let Some(at) = &at {
+        schedule(&mut plan, at);
+    }
     for dup in &plan.duplicates {
         eprintln!("duplicate CasterId {dup}: enqueued once");
     }
@@ -167,6 +184,30 @@ impl Progress {
     }
 }
 
+/// Reads `--at` (and `--tz`) as of now; see [`crate::domain::schedule::parse_at`].
+fn schedule_at(
+    text: &str,
+    zone: Option<&str>,
+) -> Result<crate::domain::schedule::At, EnqueueError> {
+    Ok(crate::domain::schedule::parse_at(
+        text,
+        zone,
+        time::OffsetDateTime::now_utc(),
+    )?)
+}
+
+/// Gives every job of the plan the due time, and says it on standard error.
+pub fn schedule(plan: &mut Plan, at: &crate::domain::schedule::At) {
+    for job in &mut plan.jobs {
+        job.not_before = Some(at.at);
+    }
+    eprintln!(
+        "scheduled for {} ({})",
+        at.described,
+        crate::domain::time::rfc3339_millis(at.at)
+    );
+}
+
 /// Ids from a file's text: one per line, surrounding blanks trimmed, blank lines and `#`
 /// comments skipped.
 pub fn parse_id_lines(text: &str) -> impl Iterator<Item = String> + '_ {
@@ -202,6 +243,7 @@ pub fn plan(
                 region_id: region.clone(),
                 batch_id: Some(batch_id.clone()),
                 account: None,
+                not_before: None,
             });
         } else {
             duplicates.push(id);

@@ -1,5 +1,5 @@
-//! The operators' commands, one module each: [`enqueue`], [`report`], [`dead_letters`],
-//! [`stop`] and [`bench`], with [`table`] for what they print, [`errors`] for
+//! The operators' commands, one module each: [`enqueue`], [`cancel`], [`report`],
+//! [`dead_letters`], [`stop`] and [`bench`], with [`table`] for what they print, [`errors`] for
 //! the one line a failed command prints and [`args`] for arguments refused in words.
 //!
 //! They use [`crate::broker`], [`crate::store`] and [`crate::live`] like any client would, and
@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod bench;
+pub mod cancel;
 pub mod dead_letters;
 pub mod enqueue;
 pub mod errors;

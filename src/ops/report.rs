@@ -39,7 +39,7 @@ pub struct ReportArgs {
     /// Only this CasterId.
     #[arg(long)]
     pub caster: Option<String>,
-    /// Only this status: pending, succeeded, failed or rejected.
+    /// Only this status: scheduled, pending, succeeded, failed, rejected or cancelled.
     #[arg(long, value_parser = crate::ops::args::status)]
     pub status: Option<JobStatus>,
     /// Only jobs created within this long, e.g. 90s, 15m, 2h, 7d, 1h30m.
@@ -55,7 +55,7 @@ pub struct ReportArgs {
     /// The table with every column (as in JSON and CSV), ids and times in full.
     #[arg(long)]
     pub wide: bool,
-    /// Print the batch summary every 2 s until the batch has jobs and none is pending.
+    /// Print the batch summary every 2 s until the batch has jobs and none is scheduled or pending.
     #[arg(long, requires = "batch")]
     pub watch: bool,
     /// With --watch: give up, exiting 1, when the batch is not finished after this long
@@ -66,6 +66,10 @@ pub struct ReportArgs {
     /// for jobs still in the queue, which have no row yet.
     #[arg(long, requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
     pub expect: Option<u64>,
+    /// Calls per second the workers make (as they are configured), for a batch's expected
+    /// finish.
+    #[arg(long, env = "STOPCASTER_QPS", default_value_t = 10)]
+    pub qps: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +145,7 @@ pub fn parse_since(text: &str) -> Result<Duration, SinceError> {
 }
 
 /// The listed columns, in order.
-pub const COLUMNS: [&str; 13] = [
+pub const COLUMNS: [&str; 14] = [
     "job_id",
     "caster_id",
     "region_id",
@@ -155,6 +159,7 @@ pub const COLUMNS: [&str; 13] = [
     "replays",
     "created_at",
     "finished_at",
+    "not_before",
 ];
 
 /// The default table's columns: which studio, how it ended, and where to look further: the
@@ -185,7 +190,7 @@ pub fn timestamp(t: OffsetDateTime) -> String {
 }
 
 /// A row's fields as text, in [`COLUMNS`] order; `None` for SQL NULL.
-fn fields(row: &JobReportRow) -> [Option<String>; 13] {
+fn fields(row: &JobReportRow) -> [Option<String>; 14] {
     [
         Some(row.job_id.to_string()),
         row.caster_id.clone(),
@@ -200,6 +205,7 @@ fn fields(row: &JobReportRow) -> [Option<String>; 13] {
         Some(row.replays.to_string()),
         Some(timestamp(row.created_at)),
         row.finished_at.map(timestamp),
+        row.not_before.map(timestamp),
     ]
 }
 
@@ -237,7 +243,34 @@ fn row_json(row: &JobReportRow) -> Value {
         "replays": row.replays,
         "created_at": timestamp(row.created_at),
         "finished_at": row.finished_at.map(timestamp),
+        "not_before": row.not_before.map(timestamp),
     })
+}
+
+/// A batch's expected finish, added to its summary: when the jobs still to run (scheduled or
+/// pending) should be done at `qps`, after their due time.
+fn with_expected_finish(mut doc: Value, summary: &ReportSummary, qps: u32) -> Value {
+    doc["expected_finish"] = json!(summary.expected_finish(qps).map(timestamp));
+    doc["first_due"] = json!(summary.first_due.map(timestamp));
+    doc
+}
+
+fn expected_finish_text(summary: &ReportSummary, qps: u32) -> String {
+    match summary.expected_finish(qps) {
+        Some(at) => {
+            let due = summary
+                .first_due
+                .filter(|d| summary.now.is_some_and(|now| *d > now))
+                .map(|d| format!(", first due {}", timestamp(d)))
+                .unwrap_or_default();
+            format!(
+                "expected finish: {} ({} left at {qps}/s{due})\n",
+                timestamp(at),
+                summary.remaining()
+            )
+        }
+        None => String::new(),
+    }
 }
 
 /// The summary as a JSON object.
@@ -353,7 +386,9 @@ async fn once(
         Format::Json => {
             let doc = json!({
                 "jobs": jobs.iter().map(row_json).collect::<Vec<_>>(),
-                "summary": summary.as_ref().map(summary_json),
+                "summary": summary
+                    .as_ref()
+                    .map(|s| with_expected_finish(summary_json(s), s, args.qps)),
             });
             writeln!(out, "{doc:#}")?;
         }
@@ -366,6 +401,7 @@ async fn once(
             // CSV has no place for it: the summary goes to standard error.
             if let Some(summary) = &summary {
                 eprint!("{}", summary_text(summary, &args.label()));
+                eprint!("{}", expected_finish_text(summary, args.qps));
             }
         }
         // A bare header would look like a failure to read.
@@ -391,6 +427,7 @@ async fn once(
             if let Some(summary) = &summary {
                 writeln!(out)?;
                 out.write_all(summary_text(summary, &args.label()).as_bytes())?;
+                out.write_all(expected_finish_text(summary, args.qps).as_bytes())?;
             }
         }
     }
@@ -428,13 +465,14 @@ async fn watch(
         let now = timestamp(OffsetDateTime::now_utc());
         match args.format {
             Format::Json => {
-                let mut doc = summary_json(&summary);
+                let mut doc = with_expected_finish(summary_json(&summary), &summary, args.qps);
                 doc["at"] = json!(now);
                 writeln!(out, "{doc}")?;
             }
             Format::Table | Format::Csv => {
                 writeln!(out, "[{now}]")?;
                 out.write_all(summary_text(&summary, &args.label()).as_bytes())?;
+                out.write_all(expected_finish_text(&summary, args.qps).as_bytes())?;
             }
         }
         out.flush()?;
@@ -458,13 +496,13 @@ async fn watch(
     }
 }
 
-/// A watched batch is finished when none of its jobs is pending and it has at least `expect`
+/// A watched batch is finished when none of its jobs is scheduled or pending and it has at least `expect`
 /// jobs (at least one when the size is not given). Jobs still in the queue have no row yet, so
 /// an empty batch is waited for rather than taken as finished, and without `expect` a batch
 /// whose every received job is done looks finished while more wait in the queue.
 pub fn batch_finished(summary: &ReportSummary, expect: Option<u64>) -> bool {
     let recorded = u64::try_from(summary.total()).unwrap_or(0);
-    recorded >= expect.unwrap_or(1) && summary.count(JobStatus::Pending) == 0
+    recorded >= expect.unwrap_or(1) && summary.remaining() == 0
 }
 
 #[cfg(test)]

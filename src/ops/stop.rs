@@ -76,6 +76,7 @@ pub async fn run(
         region_id: Some(region.clone()),
         batch_id: Some(STOP_COMMAND_BATCH.to_owned()),
         account: None,
+        not_before: None,
     };
     let targets = Targets {
         broker: None,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 
-use crate::domain::{Job, JobId, JobStatus, RegionId, Verdict};
+use crate::domain::{Job, JobId, JobStatus, RegionId, Verdict, schedule};
 use crate::live::CallOutcome;
 
 /// A malformed message, as recorded.
@@ -54,9 +54,17 @@ pub struct JobState {
     pub next_attempt_at: Option<OffsetDateTime>,
     /// For a failed or rejected job: its dead letter was confirmed by the broker.
     pub dead_lettered: bool,
+    /// The due time the message carried: no call before it.
+    pub not_before: Option<OffsetDateTime>,
+    /// The job was due later than when it was received (it was scheduled, not late on arrival).
+    pub due_ahead: bool,
 }
 
-/// Inserts the job as `pending`, or finds it.
+/// Inserts the job, or finds it. A job due later than [`schedule::LEAD`] from now (the
+/// database's clock) is inserted `scheduled` with its `not_before`: the schedule is this row,
+/// and the delivery may be acknowledged once it is committed. Otherwise it is `pending`, and a
+/// `scheduled` row found within the lead of its due time becomes `pending` here (`staged_at`):
+/// this delivery carries it, whether the stager's or a redelivery of the original.
 pub async fn open_job(
     pool: &PgPool,
     job: &Job,
@@ -67,11 +75,21 @@ pub async fn open_job(
     let mut tx = pool.begin().await?;
     let row = sqlx::query(
         "INSERT INTO caster_stop_jobs
-           (job_id, caster_id, region_id, batch_id, account, payload, payload_escaped)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (job_id) DO UPDATE SET updated_at = caster_stop_jobs.updated_at
+           (job_id, caster_id, region_id, batch_id, account, payload, payload_escaped,
+            not_before, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                 CASE WHEN $8 > now() + make_interval(secs => $9) THEN 'scheduled'
+                      ELSE 'pending' END)
+         ON CONFLICT (job_id) DO UPDATE SET
+           status = CASE WHEN caster_stop_jobs.status = 'scheduled'
+                          AND caster_stop_jobs.not_before <= now() + make_interval(secs => $9)
+                         THEN 'pending' ELSE caster_stop_jobs.status END,
+           staged_at = CASE WHEN caster_stop_jobs.status = 'scheduled'
+                             AND caster_stop_jobs.not_before <= now() + make_interval(secs => $9)
+                            THEN now() ELSE caster_stop_jobs.staged_at END
          RETURNING status, attempts, attempt_budget, refused_attempts, next_attempt_at,
-                   dead_lettered_at IS NOT NULL AS dead_lettered",
+                   dead_lettered_at IS NOT NULL AS dead_lettered, not_before,
+                   coalesce(not_before > created_at, false) AS due_ahead",
     )
     .bind(job.job_id.as_uuid())
     .bind(job.caster_id.as_str())
@@ -80,6 +98,8 @@ pub async fn open_job(
     .bind(job.account.as_ref().map(|a| a.as_str()))
     .bind(payload)
     .bind(payload_escaped)
+    .bind(job.not_before)
+    .bind(schedule::LEAD.as_secs_f64())
     .fetch_one(&mut *tx)
     .await?;
     let status: String = row.get("status");
@@ -94,6 +114,8 @@ pub async fn open_job(
         refused_attempts: row.get::<i32, _>("refused_attempts") as u32,
         next_attempt_at: row.get("next_attempt_at"),
         dead_lettered: row.get("dead_lettered"),
+        not_before: row.get("not_before"),
+        due_ahead: row.get("due_ahead"),
     })
 }
 

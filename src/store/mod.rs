@@ -1,6 +1,6 @@
 //! Every SQL statement of the project, over one `PgPool`: this file holds the pools, the
 //! migrations and the rule for which database errors are worth waiting out; each table's
-//! concern has a file ([`jobs`], [`pacer`], [`pauses`], [`reports`], [`replays`]). Callers get typed rows;
+//! concern has a file ([`jobs`], [`pacer`], [`pauses`], [`reports`], [`replays`], [`schedule`]). Callers get typed rows;
 //! the conditions that keep records exact (a terminal status is written once, attempt numbers
 //! come from one atomic counter) live in the statements themselves.
 //!
@@ -12,10 +12,11 @@ mod pacer;
 mod pauses;
 mod replays;
 mod reports;
+mod schedule;
 
 pub use jobs::{
-    AttemptStart, RejectedMessage, claim_lease, conclude_job, finish_attempt, is_dead_lettered,
-    mark_dead_lettered, open_job, record_rejected, start_attempt,
+    AttemptStart, JobState, RejectedMessage, claim_lease, conclude_job, finish_attempt,
+    is_dead_lettered, mark_dead_lettered, open_job, record_rejected, start_attempt,
 };
 pub use pacer::{
     pacer_state, push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer,
@@ -26,6 +27,7 @@ pub use reports::{
     JobFilter, JobReportRow, ReportSummary, call_span, count_finished_jobs, count_jobs_with_status,
     report_jobs, report_summary,
 };
+pub use schedule::{CancelOutcome, CancelRow, cancel_jobs, claim_due, next_due, staged_backlog};
 
 use std::time::Duration;
 

@@ -15,17 +15,20 @@ pub struct Reservation {
     pub now: OffsetDateTime,
 }
 
-/// Takes the next slot of `account`'s shared schedule, at least `lead` from now.
+/// Takes the next slot of `account`'s shared schedule, at least `lead` from now, and no
+/// earlier than `not_before` when given (a scheduled job's due time, reserved ahead so that its
+/// call leaves at that time; `greatest` ignores a NULL).
 pub async fn reserve_pacer_slot(
     pool: &PgPool,
     account: &str,
     period: Duration,
     recovery_step: f64,
     lead: Duration,
+    not_before: Option<OffsetDateTime>,
 ) -> Result<Reservation, sqlx::Error> {
     let sql = "UPDATE stopcaster_pacer p
-         SET last_slot = greatest(p.tat, c.now + make_interval(secs => $4)),
-             tat = greatest(p.tat, c.now + make_interval(secs => $4))
+         SET last_slot = greatest(p.tat, c.now + make_interval(secs => $4), $5::timestamptz),
+             tat = greatest(p.tat, c.now + make_interval(secs => $4), $5::timestamptz)
                    + make_interval(secs => $2 * p.slowdown),
              slowdown = greatest(1.0, p.slowdown - $3)
          FROM (SELECT clock_timestamp() AS now) c
@@ -37,6 +40,7 @@ pub async fn reserve_pacer_slot(
             .bind(period.as_secs_f64())
             .bind(recovery_step)
             .bind(lead.as_secs_f64())
+            .bind(not_before)
             .fetch_optional(pool)
             .await?;
         if let Some(row) = row {

@@ -63,6 +63,8 @@ pub struct JobReportRow {
     pub replays: i32,
     pub created_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,
+    /// The due time of a scheduled job.
+    pub not_before: Option<OffsetDateTime>,
 }
 
 /// The text of the `report` job query.
@@ -70,7 +72,7 @@ fn report_jobs_query(filter: &JobFilter, limit: Option<u32>) -> sqlx::QueryBuild
     let mut qb = sqlx::QueryBuilder::new(
         "SELECT j.job_id, j.caster_id, j.region_id, j.batch_id, j.status, j.conclusion,
                 j.request_id, j.error_code, j.http_status, j.attempts, j.replays,
-                j.created_at, j.finished_at
+                j.created_at, j.finished_at, j.not_before
          FROM caster_stop_jobs j",
     );
     push_job_filter(&mut qb, filter);
@@ -107,6 +109,7 @@ pub async fn report_jobs(
             replays: r.get("replays"),
             created_at: r.get("created_at"),
             finished_at: r.get("finished_at"),
+            not_before: r.get("not_before"),
         })
         .collect())
 }
@@ -127,6 +130,11 @@ pub struct ReportSummary {
     /// Failed and rejected jobs by their error code (the conclusion where there is none),
     /// most frequent first.
     pub failures_by_code: Vec<(String, i64)>,
+    /// The earliest and latest due time (`not_before`) of the jobs still to run (scheduled or
+    /// pending), and the database's clock when the summary was taken.
+    pub first_due: Option<OffsetDateTime>,
+    pub last_due: Option<OffsetDateTime>,
+    pub now: Option<OffsetDateTime>,
 }
 
 impl ReportSummary {
@@ -139,6 +147,27 @@ impl ReportSummary {
 
     pub fn total(&self) -> i64 {
         self.by_status.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Jobs still to run: scheduled or pending.
+    pub fn remaining(&self) -> i64 {
+        self.count(JobStatus::Scheduled) + self.count(JobStatus::Pending)
+    }
+
+    /// When the jobs still to run should be done at `qps` calls per second, one call each:
+    /// they start at the later of now and their earliest due time and go at the pace, and the
+    /// last cannot start before its own due time. `None` when nothing is left.
+    pub fn expected_finish(&self, qps: u32) -> Option<OffsetDateTime> {
+        let remaining = self.remaining();
+        let now = self.now?;
+        if remaining == 0 {
+            return None;
+        }
+        let per_call = time::Duration::seconds_f64(1.0 / f64::from(qps.max(1)));
+        let start = self.first_due.map_or(now, |due| due.max(now));
+        let paced = start + per_call * (remaining as f64);
+        let last = self.last_due.map_or(now, |due| due.max(now)) + per_call;
+        Some(paced.max(last))
     }
 }
 
@@ -194,7 +223,19 @@ pub async fn report_summary(
         .map(|r| (r.get("code"), r.get("n")))
         .collect();
 
+    let mut qb = sqlx::QueryBuilder::new(
+        "SELECT min(j.not_before) AS first_due, max(j.not_before) AS last_due, now() AS now
+         FROM caster_stop_jobs j",
+    );
+    let filtered = push_job_filter(&mut qb, filter);
+    qb.push(if filtered { " AND " } else { " WHERE " })
+        .push("j.status IN ('scheduled', 'pending')");
+    let due = qb.build().fetch_one(pool).await?;
+
     Ok(ReportSummary {
+        first_due: due.get("first_due"),
+        last_due: due.get("last_due"),
+        now: due.get("now"),
         by_status,
         calls: row.get("calls"),
         first_call: row.get("first_call"),
@@ -207,9 +248,11 @@ pub async fn report_summary(
 
 /// Jobs that reached a terminal status (`bench` waits for all of a batch's).
 pub async fn count_finished_jobs(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs WHERE status <> 'pending'")
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar(
+        "SELECT count(*) FROM caster_stop_jobs WHERE status NOT IN ('pending', 'scheduled')",
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// Jobs with this status.
@@ -229,4 +272,38 @@ pub async fn call_span(
             .fetch_one(pool)
             .await?;
     Ok(first.zip(last))
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn expected_finish_paces_the_rest_after_their_due_time() {
+        let now = datetime!(2026-11-27 12:00 UTC);
+        let mut s = ReportSummary {
+            by_status: vec![("scheduled".into(), 95), ("pending".into(), 5)],
+            now: Some(now),
+            ..Default::default()
+        };
+        assert_eq!(
+            s.expected_finish(10),
+            Some(datetime!(2026-11-27 12:00:10 UTC))
+        );
+        s.first_due = Some(datetime!(2026-11-27 13:00 UTC));
+        s.last_due = s.first_due;
+        assert_eq!(
+            s.expected_finish(10),
+            Some(datetime!(2026-11-27 13:00:10 UTC))
+        );
+        // Spread out: the last due time bounds it.
+        s.last_due = Some(datetime!(2026-11-27 15:00 UTC));
+        assert_eq!(
+            s.expected_finish(10),
+            Some(datetime!(2026-11-27 15:00:00.1 UTC))
+        );
+        s.by_status = vec![("succeeded".into(), 100)];
+        assert_eq!(s.expected_finish(10), None);
+    }
 }

@@ -20,6 +20,7 @@ use crate::live::accounts::Accounts;
 use crate::live::{CallOutcome, LiveClient, StopCasterRequest};
 use crate::store::{self, AttemptStart, RejectedMessage};
 use crate::worker::backoff::Backoff;
+use crate::worker::due;
 use crate::worker::in_flight::InFlight;
 use crate::worker::pacer::Pacer;
 use crate::worker::pause::{Change, Pauses, Turn};
@@ -225,6 +226,11 @@ async fn run_job(
     let state = step
         .db(|| store::open_job(&ctx.pool, job, region, payload, escaped))
         .await?;
+    if state.status == JobStatus::Scheduled {
+        // Committed as scheduled: the row holds the schedule, the stager hands it back.
+        debug!(not_before = ?state.not_before, "scheduled; held in the database until due");
+        return Ok(Disposition::Ack);
+    }
     if state.status.is_terminal() {
         debug!(
             status = state.status.as_str(),
@@ -272,7 +278,7 @@ async fn run_job(
             reason: verdict::RETRIES_EXHAUSTED.into(),
         });
     }
-    if let Some(next) = state.next_attempt_at {
+    if let Some(next) = due::earliest_start(&state) {
         let wait = (next - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO);
         let wait = Duration::try_from(wait).unwrap_or_default();
         if !wait.is_zero() {
@@ -312,7 +318,11 @@ async fn run_job(
         if probe.is_some() {
             let _ = account.credentials.refresh_now().await;
         }
-        let slot = match ctx.pacer.acquire(&account.pacer_key).await {
+        let slot = match ctx
+            .pacer
+            .acquire_from(&account.pacer_key, state.not_before)
+            .await
+        {
             Ok(slot) => slot,
             Err(e) => {
                 warn!(error = %e, "pacer unavailable");
@@ -371,6 +381,7 @@ async fn run_job(
         };
         tracing::Span::current().record("attempt", attempt);
         slot.due().await;
+        due::at_due_time(&ctx.metrics, &state, attempt).await;
         let started = Instant::now();
         let outcome = ctx.client.stop_caster(&credentials, request).await;
         ctx.pacer.sent(&slot, started).await;

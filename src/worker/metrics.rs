@@ -9,6 +9,11 @@ use std::time::Duration;
 
 use crate::live::CallOutcome;
 
+/// Upper bounds (seconds) of the histogram of how late scheduled calls leave.
+const LATENESS_BUCKETS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0,
+];
+
 /// Upper bounds (seconds) of the API latency histogram.
 const LATENCY_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
@@ -26,6 +31,11 @@ struct Inner {
     pacer_slots: AtomicU64,
     pub broker_up: AtomicBool,
     pub database_up: AtomicBool,
+    /// Jobs `scheduled` in the database (all workers'), as the stager last counted them.
+    scheduled: AtomicU64,
+    lateness_buckets: [AtomicU64; LATENESS_BUCKETS.len()],
+    lateness_count: AtomicU64,
+    lateness_sum_us: AtomicU64,
 }
 
 impl Metrics {
@@ -68,6 +78,25 @@ impl Metrics {
         self.0
             .pacer_wait_us
             .fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// How many jobs are `scheduled` (the gauge `stopcaster_scheduled_jobs`).
+    pub fn set_scheduled(&self, n: u64) {
+        self.0.scheduled.store(n, Ordering::Relaxed);
+    }
+
+    /// How late a scheduled job's first call left after its due time.
+    pub fn call_lateness(&self, late: Duration) {
+        let secs = late.as_secs_f64();
+        for (i, bound) in LATENESS_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.0.lateness_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.0.lateness_count.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .lateness_sum_us
+            .fetch_add(late.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub fn set_broker_up(&self, up: bool) {
@@ -142,6 +171,30 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP stopcaster_scheduled_jobs Jobs held as scheduled in Postgres, due later.\n# TYPE stopcaster_scheduled_jobs gauge\nstopcaster_scheduled_jobs {}",
+            self.0.scheduled.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP stopcaster_call_lateness_seconds How long after its due time (not_before) a scheduled job's first call left.\n# TYPE stopcaster_call_lateness_seconds histogram\n");
+        for (i, bound) in LATENESS_BUCKETS.iter().enumerate() {
+            let n = self.0.lateness_buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "stopcaster_call_lateness_seconds_bucket{{le=\"{bound}\"}} {n}"
+            );
+        }
+        let count = self.0.lateness_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "stopcaster_call_lateness_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "stopcaster_call_lateness_seconds_sum {}",
+            self.0.lateness_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "stopcaster_call_lateness_seconds_count {count}");
+        let _ = writeln!(
+            out,
             "# HELP stopcaster_jobs_in_flight Jobs being processed.\n# TYPE stopcaster_jobs_in_flight gauge\nstopcaster_jobs_in_flight {in_flight}"
         );
         let _ = writeln!(
@@ -197,5 +250,12 @@ mod tests {
         assert!(text.contains("stopcaster_api_latency_seconds_bucket{le=\"0.025\"} 0"));
         assert!(text.contains("stopcaster_api_latency_seconds_bucket{le=\"0.05\"} 1"));
         assert!(text.contains("stopcaster_jobs_in_flight 3"));
+        m.set_scheduled(7);
+        m.call_lateness(Duration::from_millis(30));
+        let text = m.render(0, &[]);
+        assert!(text.contains("stopcaster_scheduled_jobs 7"), "{text}");
+        assert!(text.contains("stopcaster_call_lateness_seconds_bucket{le=\"0.025\"} 0"));
+        assert!(text.contains("stopcaster_call_lateness_seconds_bucket{le=\"0.05\"} 1"));
+        assert!(text.contains("stopcaster_call_lateness_seconds_count 1"));
     }
 }

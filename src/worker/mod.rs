@@ -5,12 +5,15 @@
 //! - [`verdict`]: what to do after a call, a pure function; [`backoff`]: the delay before a retry.
 //! - [`pacer`]: calls on the account's quota, shared by every replica through Postgres.
 //! - [`pause`]: accounts whose credentials were refused wait, one probe call at a time.
+//! - [`stager`]: hands scheduled jobs back to the queue as they fall due; [`due`]: the worker's
+//!   side of a due time.
 //! - [`in_flight`], [`metrics`], [`health`]: this process's view of itself.
 //!
 //! Depends on [`crate::domain`], [`crate::live`] (the calls), [`crate::store`] (every record)
 //! and [`crate::broker`]; the commands in `ops` never reach into it.
 
 pub mod backoff;
+mod due;
 mod health;
 mod in_flight;
 mod job;
@@ -18,6 +21,7 @@ mod metrics;
 pub mod pacer;
 mod pause;
 mod session;
+mod stager;
 mod verdict;
 
 use std::net::SocketAddr;
@@ -223,7 +227,18 @@ pub async fn run(
         concurrency: args.concurrency,
         drain_timeout: Duration::from_secs(args.drain_timeout_s),
     };
+    let stager = tokio::spawn(stager::run(
+        ctx.pool.clone(),
+        stager::StagerConfig {
+            amqp_url: config.amqp_url.clone(),
+            names: config.names.clone(),
+            worker_id: ctx.worker_id.clone(),
+        },
+        ctx.metrics.clone(),
+        shutdown.clone(),
+    ));
     session::run(config, ctx.clone(), shutdown).await;
+    let _ = stager.await;
     if let Err(e) = store::clear_pauses(&ctx.pool, &ctx.worker_id, None).await {
         tracing::debug!(error = %e, "could not clear this worker's pauses");
     }

@@ -132,9 +132,21 @@ pub enum Pacer {
 impl Pacer {
     /// Reserves the next slot for `account` and sleeps until [`PREPARE_LEAD`] before it.
     pub async fn acquire(&self, account: &str) -> Result<Slot, PacerError> {
+        self.acquire_from(account, None).await
+    }
+
+    /// [`Pacer::acquire`], the slot no earlier than `not_before` (a scheduled job's due time,
+    /// on the database's clock for the shared pacer). Called shortly before that time, it
+    /// reserves the slot ahead, so the call leaves at the due time, and the next ones at the
+    /// pace after it.
+    pub async fn acquire_from(
+        &self,
+        account: &str,
+        not_before: Option<time::OffsetDateTime>,
+    ) -> Result<Slot, PacerError> {
         match self {
-            Pacer::Local(p) => Ok(p.acquire(account).await),
-            Pacer::Shared(p) => p.acquire(account).await,
+            Pacer::Local(p) => Ok(p.acquire(account, not_before).await),
+            Pacer::Shared(p) => p.acquire(account, not_before).await,
         }
     }
 
@@ -222,7 +234,7 @@ impl LocalPacer {
         }
     }
 
-    async fn acquire(&self, account: &str) -> Slot {
+    async fn acquire(&self, account: &str, not_before: Option<time::OffsetDateTime>) -> Slot {
         let gate = self.gates.gate(account);
         let _one_at_a_time = gate.lock().await;
         let period = (self.rates)(account).period();
@@ -232,7 +244,12 @@ impl LocalPacer {
                 .entry(account.to_owned())
                 .or_insert((Duration::ZERO, 1.0));
             let now = self.epoch.elapsed();
-            let (slot, tat) = gcra_step(entry.0, now + PREPARE_LEAD, period.mul_f64(entry.1));
+            // The due time on this process's clock (the wall clock's distance to it).
+            let floor = not_before
+                .and_then(|t| Duration::try_from(t - time::OffsetDateTime::now_utc()).ok())
+                .map_or(Duration::ZERO, |ahead| now + ahead);
+            let earliest = (now + PREPARE_LEAD).max(floor);
+            let (slot, tat) = gcra_step(entry.0, earliest, period.mul_f64(entry.1));
             *entry = (tat, recovered(entry.1));
             (slot, slot.saturating_sub(now))
         };
@@ -306,7 +323,11 @@ impl SharedPacer {
         }
     }
 
-    async fn acquire(&self, account: &str) -> Result<Slot, PacerError> {
+    async fn acquire(
+        &self,
+        account: &str,
+        not_before: Option<time::OffsetDateTime>,
+    ) -> Result<Slot, PacerError> {
         let gate = self.gates.gate(account);
         let _one_at_a_time = gate.lock().await;
         let period = (self.rates)(account).period();
@@ -317,6 +338,7 @@ impl SharedPacer {
             period,
             RECOVERY_STEP,
             PREPARE_LEAD,
+            not_before,
         )
         .await?;
         let answered = Instant::now();

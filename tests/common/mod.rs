@@ -273,14 +273,14 @@ impl TestEnv {
             .unwrap()
     }
 
-    /// Waits until `n` rows are terminal (not pending).
+    /// Waits until `n` rows are terminal (neither pending nor scheduled).
     pub async fn wait_terminal(&self, n: i64, timeout: Duration) {
         let pool = self.pool.clone();
         wait_for(timeout, || {
             let pool = pool.clone();
             async move {
                 let done: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM caster_stop_jobs WHERE status <> 'pending'",
+                    "SELECT count(*) FROM caster_stop_jobs WHERE status NOT IN ('pending', 'scheduled')",
                 )
                 .fetch_one(&pool)
                 .await
