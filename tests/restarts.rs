@@ -391,17 +391,7 @@ async fn a_schedule_survives_a_postgres_restart_across_its_due_time() {
     .await
     .expect("scheduled");
     let _restore = Restore(start_postgres);
-    run_command(
-        "pg_ctlcluster",
-        &[
-            "--skip-systemctl-redirect",
-            &pg_version(),
-            "main",
-            "stop",
-            "-m",
-            "fast",
-        ],
-    );
+    stop_postgres("fast");
     assert!(
         OffsetDateTime::now_utc() < due,
         "stopped before the due time"
@@ -425,7 +415,14 @@ async fn a_schedule_survives_a_postgres_restart_across_its_due_time() {
             .filter(|call| call.caster_id.as_deref() == Some(c.as_str()))
             .map(|call| OffsetDateTime::parse(&call.time, &Rfc3339).unwrap())
             .collect();
-        assert_eq!(calls.len(), 1, "{c}: once");
+        assert_eq!(
+            calls.len(),
+            1,
+            "{c}: once; calls: {:?}; attempts: {:?}; worker: {}",
+            env.fake.calls(),
+            env.jobs().await,
+            worker.logs().join("\n")
+        );
         assert!(calls[0] >= due, "{c}: {} before {due}", calls[0]);
     }
     // Every message was consumed: had the stager's commit been cut by the outage after its
@@ -436,4 +433,60 @@ async fn a_schedule_survives_a_postgres_restart_across_its_due_time() {
     })
     .await
     .expect("the queue drains");
+}
+
+/// Nor does a schedule live in the broker: scheduled jobs whose due time passes while RabbitMQ
+/// is down run once it is back, each once, none before its due time.
+#[tokio::test]
+async fn a_schedule_survives_a_rabbitmq_restart_across_its_due_time() {
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    let env = batch_env(0).await;
+    let worker = env.spawn_worker(&[("STOPCASTER_QPS", "100")]);
+    worker.wait_ready().await;
+    let due = (OffsetDateTime::now_utc() + time::Duration::seconds(9))
+        .replace_nanosecond(0)
+        .unwrap();
+    let casters: Vec<String> = (0..5).map(|i| format!("studio-sched-mq-{i}")).collect();
+    let due_text = due.format(&Rfc3339).unwrap();
+    let mut args = vec!["enqueue", "--at", due_text.as_str()];
+    args.extend(casters.iter().map(String::as_str));
+    let out = env.run_cli(&args, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    common::wait_for(Duration::from_secs(5), || {
+        let env = &env;
+        async move { env.count_status("scheduled").await == 5 }
+    })
+    .await
+    .expect("scheduled");
+    {
+        let _restore = Restore(start_rabbitmq);
+        run_command("rabbitmqctl", &["stop_app"]);
+        assert!(
+            OffsetDateTime::now_utc() < due,
+            "stopped before the due time"
+        );
+        let until_after = due + time::Duration::seconds(2) - OffsetDateTime::now_utc();
+        tokio::time::sleep(Duration::try_from(until_after).unwrap_or_default()).await;
+        assert!(
+            env.fake.calls().is_empty(),
+            "no call while the broker was away"
+        );
+    }
+    assert_all_done_once(&env, &casters).await;
+    for c in &casters {
+        let calls: Vec<OffsetDateTime> = env
+            .fake
+            .calls()
+            .iter()
+            .filter(|call| call.caster_id.as_deref() == Some(c.as_str()))
+            .map(|call| OffsetDateTime::parse(&call.time, &Rfc3339).unwrap())
+            .collect();
+        assert_eq!(calls.len(), 1, "{c}: once");
+        assert!(calls[0] >= due, "{c}: {} before {due}", calls[0]);
+    }
 }
