@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use stopcaster::fake_live::{self, FakeLiveConfig};
 use stopcaster::{
-    ApiArgs, BenchArgs, BrokerArgs, DatabaseArgs, DeadLettersCommand, EnqueueArgs, ReportArgs,
-    Secret, WorkerArgs,
+    ApiArgs, BenchArgs, BrokerArgs, DashboardArgs, DatabaseArgs, DeadLettersCommand, EnqueueArgs,
+    ReportArgs, Secret, WorkerArgs,
 };
 
 #[derive(Parser)]
@@ -76,6 +76,8 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// The web dashboard (default 127.0.0.1:8090); read-only without STOPCASTER_DASHBOARD_PASSWORD.
+    Dashboard(DashboardArgs),
     /// Benchmark: real worker processes against the stand-in, RabbitMQ and Postgres.
     Bench(BenchArgs),
     /// A local stand-in for the ApsaraVideo Live endpoint.
@@ -159,6 +161,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             region,
             api,
         } => Ok(stopcaster::run_stop(&caster_id, region.as_deref(), &api).await?),
+        Command::Dashboard(args) => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(signal_shutdown(shutdown.clone()));
+            stopcaster::run_dashboard(args, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => {
             stopcaster::run_bench(args).await?;
             Ok(ExitCode::SUCCESS)
