@@ -1,0 +1,949 @@
+//! `stopcaster dashboard` in a real browser (Debian's chromium through chromedriver, driven by
+//! fantoccini), against a real worker, RabbitMQ, Postgres and the stand-in: every page shows
+//! the data of a small batch, hostile ids and labels stay text and run nothing, read-only
+//! without a password, refusals of a wrong password and a foreign Origin, a replay from the
+//! page that brings a job back, and no error in the browser's console.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{KEY_SECRET, TestEnv, wait_for};
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use stopcaster::Secret;
+use stopcaster::fake_live::{FakeLiveConfig, StudioState};
+
+const WAIT: Duration = Duration::from_secs(30);
+const HOSTILE_BATCH: &str = "<script>alert(1)</script>";
+const HOSTILE_CASTER: &str = "\"><img src=x onerror=alert(2)>";
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn env_with(running: &[&str]) -> TestEnv {
+    let mut config = FakeLiveConfig::new(vec![(common::KEY_ID.into(), Secret::new(KEY_SECRET))]);
+    config.qps = 1000;
+    config.casters = Some(
+        running
+            .iter()
+            .map(|c| (c.to_string(), StudioState::Running))
+            .collect::<HashMap<_, _>>(),
+    );
+    TestEnv::with_fake(config).await
+}
+
+fn enqueue(env: &TestEnv, batch: &str, casters: &[&str]) {
+    let mut args = vec!["enqueue", "--batch", batch];
+    args.extend_from_slice(casters);
+    let out = env.run_cli(&args, &[]);
+    assert!(
+        out.status.success(),
+        "enqueue failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---- the dashboard process --------------------------------------------------------------
+
+struct Dashboard {
+    child: Child,
+    addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Dashboard {
+    fn start(env: &TestEnv, extra: &[(&str, &str)]) -> Dashboard {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stopcaster"))
+            .args(["dashboard", "--listen", "127.0.0.1:0", "--refresh-s", "1"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.child_env())
+            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the dashboard");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("dashboard listening on http://") {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("the dashboard did not start: {:?}", logs.lock().unwrap()));
+        Dashboard {
+            child,
+            addr: addr.parse().unwrap(),
+            logs,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The URL with the password in it, for the browser's first navigation.
+    fn url_with_password(&self, path: &str) -> String {
+        format!(
+            "http://admin:{}@{}{path}",
+            PASSWORD.replace(' ', "%20"),
+            self.addr
+        )
+    }
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("dashboard's log:\n{}", self.logs.lock().unwrap().join("\n"));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- the browser ------------------------------------------------------------------------
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    profile: std::path::PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `POST /session/{id}/se/log {"type": "browser"}`: chromedriver's console log.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or("")))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
+    }
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt-get install chromium-driver; .ci/run installs it)");
+        let profile = std::env::temp_dir().join(common::unique("chromium-profile"));
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--window-size=1400,1000",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .chain([format!("--user-data-dir={}", profile.display())])
+        .collect::<Vec<_>>();
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"binary": "/usr/bin/chromium", "args": args}),
+        );
+        caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+        // An alert stays open (and is seen) instead of being dismissed silently.
+        caps.insert("unhandledPromptBehavior".into(), json!("ignore"));
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(caps);
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last = None;
+        for _ in 0..100 {
+            match builder.connect(&url).await {
+                Ok(client) => {
+                    return Browser {
+                        client,
+                        driver,
+                        profile,
+                    };
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no WebDriver session: {last:?}");
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("navigate");
+        self.assert_no_dialog().await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn body_text(&self) -> String {
+        self.text("body").await
+    }
+
+    async fn exists(&self, css: &str) -> bool {
+        !self
+            .client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap()
+            .is_empty()
+    }
+
+    async fn eval(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.expect(script)
+    }
+
+    /// No alert, confirm or prompt is open: no injected script ran.
+    async fn assert_no_dialog(&self) {
+        if let Ok(text) = self.client.get_alert_text().await {
+            panic!("a JavaScript dialog is open: {text:?}");
+        }
+    }
+
+    /// The console's entries since the last call; panics on any error (or CSP violation).
+    async fn assert_clean_console(&self) {
+        let log = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("the browser log");
+        let entries = log.as_array().cloned().unwrap_or_default();
+        let bad: Vec<&Value> = entries
+            .iter()
+            .filter(|e| matches!(e["level"].as_str(), Some("SEVERE") | Some("WARNING")))
+            .collect();
+        assert!(bad.is_empty(), "browser console: {bad:#?}");
+    }
+
+    /// Waits until the element's text satisfies `check`.
+    async fn wait_text(&self, css: &str, check: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        for _ in 0..200 {
+            if let Ok(e) = self.client.find(Locator::Css(css)).await
+                && let Ok(t) = e.text().await
+            {
+                if check(&t) {
+                    return t;
+                }
+                last = t;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css}: text still {last:?}");
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let Ok(dir) = std::env::var("DASHBOARD_SCREENSHOTS") else {
+            return;
+        };
+        let png = self.client.screenshot().await.expect("screenshot");
+        std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
+    }
+
+    async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+async fn job_id_of(env: &TestEnv, caster: &str) -> uuid::Uuid {
+    sqlx::query_scalar("SELECT job_id FROM caster_stop_jobs WHERE caster_id = $1")
+        .bind(caster)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+// ---- the tests --------------------------------------------------------------------------
+
+/// A batch with a hostile label, two studios stopped and one hostile CasterId failed: every
+/// page shows it, as text, runs no script, logs no error, and offers no action (read-only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_show_a_batch_and_hostile_strings_stay_text() {
+    let env = env_with(&["studio-a", "studio-b"]).await;
+    let worker = env.spawn_worker(&[("STOPCASTER_QPS", "1000")]);
+    worker.wait_ready().await;
+    enqueue(
+        &env,
+        HOSTILE_BATCH,
+        &["studio-a", "studio-b", HOSTILE_CASTER],
+    );
+    env.wait_terminal(3, WAIT).await;
+    let failed_id = job_id_of(&env, HOSTILE_CASTER).await;
+    let ok_id = job_id_of(&env, "studio-a").await;
+    let ok_request_id: String =
+        sqlx::query_scalar("SELECT request_id FROM caster_stop_jobs WHERE job_id = $1")
+            .bind(ok_id)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    // Until the dead letter is in P.dead.
+    wait_for(WAIT, || async {
+        env.queue_len(&env.names().dead).await == 1
+    })
+    .await
+    .expect("one dead letter");
+
+    let dash = Dashboard::start(&env, &[]);
+    let browser = Browser::start().await;
+
+    // The overview: counts, the queue, the batch (its label as text), the chart.
+    browser.goto(&dash.url("/")).await;
+    assert_eq!(browser.text(".card[data-status=succeeded] .n").await, "2");
+    assert_eq!(browser.text(".card[data-status=failed] .n").await, "1");
+    assert_eq!(
+        browser.text("#recent-batches tbody td a").await,
+        HOSTILE_BATCH
+    );
+    assert!(
+        browser
+            .body_text()
+            .await
+            .contains(&format!("{}.dead", env.prefix))
+    );
+    assert!(browser.exists("svg.bars rect").await, "the chart has bars");
+    assert!(
+        browser.body_text().await.contains("quota 10/s"),
+        "{}",
+        browser.body_text().await
+    );
+    assert_eq!(
+        browser.eval("return document.scripts.length").await,
+        json!(1)
+    );
+    assert_eq!(
+        browser.eval("return document.images.length").await,
+        json!(0)
+    );
+    assert!(
+        !browser.exists("button.danger").await,
+        "read-only: no actions"
+    );
+    browser.assert_clean_console().await;
+
+    // The batch: progress, counts, failures by code, its jobs with the hostile caster as text.
+    browser
+        .goto(&dash.url(&format!("/batches/{}", encode(HOSTILE_BATCH))))
+        .await;
+    assert_eq!(browser.text("#batch-id").await, HOSTILE_BATCH);
+    assert_eq!(browser.text("#batch-done").await, "3 of 3");
+    assert!(
+        browser
+            .text("#failures")
+            .await
+            .contains("InvalidCasterId.Malformed")
+    );
+    assert!(browser.text("table.jobs").await.contains(HOSTILE_CASTER));
+    assert_eq!(
+        browser.eval("return document.images.length").await,
+        json!(0)
+    );
+    assert!(
+        browser
+            .text("#batch-calls")
+            .await
+            .contains("StopCaster calls 3")
+    );
+
+    // The failed job: its row, its attempt with the RequestId, its payload, all as text.
+    browser.goto(&dash.url(&format!("/jobs/{failed_id}"))).await;
+    assert_eq!(browser.text("#job-status").await, "failed");
+    assert_eq!(browser.text("#job-caster").await, HOSTILE_CASTER);
+    assert_eq!(browser.text("#job-batch").await, HOSTILE_BATCH);
+    let attempts = env.attempts(failed_id).await;
+    let rid = attempts[0]["request_id"].as_str().unwrap();
+    assert!(browser.text("#attempts").await.contains(rid));
+    assert!(browser.text("#payload").await.contains(HOSTILE_CASTER));
+    assert!(!browser.exists("button[data-cancel]").await);
+
+    // A succeeded job shows its RequestId and conclusion.
+    browser.goto(&dash.url(&format!("/jobs/{ok_id}"))).await;
+    assert_eq!(browser.text("#job-request-id").await, ok_request_id);
+    assert_eq!(browser.text("#job-conclusion").await, "stopped");
+
+    // Search: by status, by RequestId, by batch; kept in the URL; exports of the same view.
+    browser.goto(&dash.url("/jobs?status=failed")).await;
+    let rows = browser
+        .client
+        .find_all(Locator::Css("table.jobs tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    browser
+        .goto(&dash.url(&format!("/jobs?request_id={ok_request_id}")))
+        .await;
+    let text = browser.text("table.jobs tbody").await;
+    assert!(text.contains(&ok_id.to_string()), "{text}");
+    assert_eq!(
+        browser
+            .client
+            .find_all(Locator::Css("table.jobs tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('input[name=request_id]').value")
+            .await,
+        json!(ok_request_id)
+    );
+    let csv_href = browser
+        .client
+        .find(Locator::Css("#export-csv"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let csv = env
+        .http
+        .get(dash.url(&csv_href))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(csv.contains(&ok_request_id));
+    browser
+        .goto(&dash.url(&format!("/jobs?batch={}", encode(HOSTILE_BATCH))))
+        .await;
+    assert_eq!(
+        browser
+            .client
+            .find_all(Locator::Css("table.jobs tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // Dead letters: the failed job, no replay buttons or checkboxes without a password.
+    browser.goto(&dash.url("/dead-letters")).await;
+    assert_eq!(browser.text("#dead-count").await, "1");
+    assert!(browser.text("#dead-letters").await.contains(HOSTILE_CASTER));
+    assert!(!browser.exists("#replay-selected").await);
+    assert!(!browser.exists("input[type=checkbox]").await);
+
+    // Scheduled: shown in place, whatever the schema.
+    browser.goto(&dash.url("/scheduled")).await;
+    assert!(browser.text("h1").await.contains("Scheduled"));
+    assert_eq!(
+        browser.eval("return document.images.length").await,
+        json!(0)
+    );
+    browser.assert_no_dialog().await;
+    browser.assert_clean_console().await;
+
+    // Live refresh: a new job appears without navigation; paused, it does not.
+    browser.goto(&dash.url("/")).await;
+    enqueue(&env, "live", &["studio-live-1"]);
+    browser
+        .wait_text(".card[data-status=failed] .n", |t| t == "2")
+        .await;
+    browser
+        .client
+        .find(Locator::Css("#live-toggle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('live-toggle').getAttribute('aria-pressed')")
+            .await,
+        json!("true")
+    );
+    enqueue(&env, "live", &["studio-live-2"]);
+    env.wait_terminal(5, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        browser.text(".card[data-status=failed] .n").await,
+        "2",
+        "paused"
+    );
+    browser
+        .client
+        .find(Locator::Css("#live-toggle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_text(".card[data-status=failed] .n", |t| t == "3")
+        .await;
+    browser.assert_clean_console().await;
+    browser.assert_no_dialog().await;
+    browser.close().await;
+
+    // The JSON API shows the same.
+    let get = |path: String| {
+        let http = env.http.clone();
+        let url = dash.url(&path);
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()
+        }
+    };
+    let batches = get("/api/batches".into()).await;
+    assert!(
+        batches["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["batch_id"] == HOSTILE_BATCH && b["jobs"] == 3)
+    );
+    let batch = get(format!("/api/batches/{}", encode(HOSTILE_BATCH))).await;
+    assert_eq!(batch["done"], 3);
+    assert_eq!(
+        batch["failures_by_error_code"][0][0],
+        "InvalidCasterId.Malformed"
+    );
+    let job = get(format!("/api/jobs/{failed_id}")).await;
+    assert_eq!(job["job"]["caster_id"], HOSTILE_CASTER);
+    assert_eq!(job["attempts"][0]["request_id"], rid);
+    let letters = get("/api/dead-letters".into()).await;
+    assert!(letters["count"].as_u64().unwrap() >= 1);
+    let list = get("/api/jobs?status=succeeded&limit=1".into()).await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+    let next = list["next"].as_str().expect("a second page").to_owned();
+    let page2 = get(format!("/api/jobs?status=succeeded&limit=1&after={next}")).await;
+    assert_ne!(page2["jobs"][0]["job_id"], list["jobs"][0]["job_id"]);
+    assert_eq!(
+        env.http
+            .get(dash.url("/api/jobs/not-a-job"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Read-only: actions refused, other methods not allowed.
+    let own = dash.url("");
+    let r = env
+        .http
+        .post(dash.url("/api/dead-letters/replay"))
+        .header("origin", &own)
+        .header("content-type", "application/json")
+        .body(json!({"all": true}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = env
+        .http
+        .post(dash.url(&format!("/api/jobs/{failed_id}/cancel")))
+        .header("origin", &own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = env
+        .http
+        .delete(dash.url("/api/batches"))
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(r.status().as_u16(), 403 | 405), "{}", r.status());
+    assert_eq!(
+        env.queue_len(&env.names().dead).await,
+        3,
+        "nothing replayed"
+    );
+    drop(worker);
+    drop(dash);
+}
+
+/// With the password: a job that failed (studio unknown) is fixed (the studio appears),
+/// replayed from the page after a confirmation, and succeeds; another is replayed through
+/// "all matching" a filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_the_page_brings_a_job_back() {
+    let env = env_with(&["studio-1", "studio-2", "studio-3"]).await;
+    let worker = env.spawn_worker(&[("STOPCASTER_QPS", "1000")]);
+    worker.wait_ready().await;
+    enqueue(
+        &env,
+        "end-of-show-42",
+        &[
+            "studio-1",
+            "studio-2",
+            "studio-3",
+            "studio-late",
+            "studio-later",
+        ],
+    );
+    env.wait_terminal(5, WAIT).await;
+    wait_for(WAIT, || async {
+        env.queue_len(&env.names().dead).await == 2
+    })
+    .await
+    .expect("two dead letters");
+    let late = job_id_of(&env, "studio-late").await;
+    let later = job_id_of(&env, "studio-later").await;
+    // The cause is fixed: the studios exist now.
+    env.fake.set_caster("studio-late", StudioState::Running);
+    env.fake.set_caster("studio-later", StudioState::Running);
+
+    let dash = Dashboard::start(&env, &[("STOPCASTER_DASHBOARD_PASSWORD", PASSWORD)]);
+    let browser = Browser::start().await;
+    browser.goto(&dash.url_with_password("/")).await;
+    assert_eq!(browser.text(".card[data-status=failed] .n").await, "2");
+    browser.screenshot("dashboard-overview.png").await;
+    browser.goto(&dash.url("/batches/end-of-show-42")).await;
+    assert_eq!(browser.text("#batch-done").await, "5 of 5");
+    browser.screenshot("dashboard-batch.png").await;
+
+    browser.goto(&dash.url("/dead-letters")).await;
+    assert_eq!(browser.text("#dead-count").await, "2");
+    let select = format!("input[name=job][value='{late}']");
+    browser
+        .client
+        .find(Locator::Css(&select))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_text("#replay-selected", |t| t.contains("1 selected"))
+        .await;
+    browser
+        .client
+        .find(Locator::Css("#replay-selected"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The confirmation names the job; nothing happens before it is confirmed.
+    let confirm = browser
+        .wait_text("#confirm-list", |t| t.contains(&late.to_string()))
+        .await;
+    assert!(confirm.contains("studio-late"));
+    assert_eq!(env.queue_len(&env.names().dead).await, 2);
+    browser.screenshot("dashboard-replay-confirm.png").await;
+    browser
+        .client
+        .find(Locator::Css("#confirm-ok"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_text("#action-result", |t| t.contains("Replayed 1"))
+        .await;
+    env.wait_terminal(5, WAIT).await;
+    wait_for(WAIT, || async {
+        env.job(late).await["status"] == "succeeded"
+    })
+    .await
+    .expect("the replayed job succeeded");
+
+    // The other one: filter on its caster, replay all that match.
+    browser
+        .goto(&dash.url("/dead-letters?caster=studio-later"))
+        .await;
+    assert_eq!(browser.text("#match-count").await, "1");
+    browser
+        .client
+        .find(Locator::Css("#replay-matching"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_text("#confirm-list", |t| t.contains(&later.to_string()))
+        .await;
+    browser
+        .client
+        .find(Locator::Css("#confirm-ok"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_text("#action-result", |t| t.contains("Replayed 1"))
+        .await;
+    wait_for(WAIT, || async {
+        env.job(later).await["status"] == "succeeded"
+    })
+    .await
+    .expect("the second replayed job succeeded");
+    assert_eq!(env.queue_len(&env.names().dead).await, 0);
+
+    // The job page shows the replay and the success.
+    browser.goto(&dash.url(&format!("/jobs/{late}"))).await;
+    browser.wait_text("#job-status", |t| t == "succeeded").await;
+    assert!(browser.body_text().await.contains("Replays"));
+    browser.assert_no_dialog().await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+    drop(worker);
+}
+
+/// The password, the Origin and the Host are checked before anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_foreign_origin_and_public_address_are_refused() {
+    let env = TestEnv::new().await;
+    let dash = Dashboard::start(&env, &[("STOPCASTER_DASHBOARD_PASSWORD", PASSWORD)]);
+    let http = &env.http;
+    let own = dash.url("");
+
+    // Every request needs the password, pages, API and assets alike.
+    for path in ["/", "/api/batches", "/dead-letters", "/nothing-here"] {
+        let r = http.get(dash.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic ")
+        );
+        let r = http
+            .get(dash.url(path))
+            .basic_auth("admin", Some("wrong password"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    let r = http
+        .get(dash.url("/"))
+        .basic_auth("anyone", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    let html = r.text().await.unwrap();
+    assert!(!html.contains(KEY_SECRET) && !html.contains(PASSWORD));
+    assert!(!html.contains("guest:guest") && !html.contains("postgres://"));
+
+    // Actions: only from the dashboard's own Origin.
+    let replay = |origin: Option<&str>| {
+        let mut r = http
+            .post(dash.url("/api/dead-letters/replay"))
+            .basic_auth("admin", Some(PASSWORD))
+            .header("content-type", "application/json")
+            .body(json!({"job_ids": [uuid::Uuid::new_v4()]}).to_string());
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    assert_eq!(
+        replay(Some("http://evil.example")).await.unwrap().status(),
+        403
+    );
+    assert_eq!(replay(Some("null")).await.unwrap().status(), 403);
+    assert_eq!(replay(None).await.unwrap().status(), 403);
+    let ok = replay(Some(&own)).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let body: Value = serde_json::from_str(&ok.text().await.unwrap()).unwrap();
+    assert_eq!(body["missing"].as_array().unwrap().len(), 1);
+    let r = http
+        .post(dash.url(&format!("/api/jobs/{}/cancel", uuid::Uuid::new_v4())))
+        .basic_auth("admin", Some(PASSWORD))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // A wrong password is refused before the Origin is looked at.
+    let r = http
+        .post(dash.url("/api/dead-letters/replay"))
+        .basic_auth("admin", Some("nope"))
+        .header("origin", &own)
+        .header("content-type", "application/json")
+        .body(json!({"all": true}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    drop(dash);
+
+    // Without a password: read-only, and only loopback host names.
+    let dash = Dashboard::start(&env, &[]);
+    let r = http
+        .get(dash.url("/"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 421);
+    let r = http
+        .post(dash.url("/api/dead-letters/replay"))
+        .header("origin", dash.url(""))
+        .header("content-type", "application/json")
+        .body(json!({"all": true}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("read-only"));
+    drop(dash);
+
+    // Beyond loopback without a password: refused at start.
+    let out = env.run_cli(&["dashboard", "--listen", "0.0.0.0:0"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without a password"), "{err}");
+    // With one, it starts.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stopcaster"))
+        .args(["dashboard", "--listen", "0.0.0.0:0"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.child_env())
+        .env("STOPCASTER_DASHBOARD_PASSWORD", PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("dashboard listening"))
+        .unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.contains("dashboard listening on http://0.0.0.0:"),
+        "{line}"
+    );
+}
+
+/// The ledger of job counts agrees with the table through inserts, status changes, a batch
+/// change, deletes, a fold and a truncate.
+#[tokio::test]
+async fn job_counts_ledger_matches_the_table() {
+    let env = TestEnv::new().await;
+    let pool = &env.pool;
+    let exec = |sql: &'static str| async move {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    };
+    let check = || async {
+        let truth: Vec<(Option<String>, String, i64)> = sqlx::query_as(
+            "SELECT batch_id, status, count(*) FROM caster_stop_jobs GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let ledger: Vec<(Option<String>, String, i64)> = sqlx::query_as(
+            "SELECT batch_id, status, sum(jobs)::bigint FROM caster_stop_job_counts
+             GROUP BY 1, 2 HAVING sum(jobs) <> 0 ORDER BY 1, 2",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert_eq!(ledger, truth);
+    };
+    exec("INSERT INTO caster_stop_jobs (job_id, caster_id, batch_id, payload)
+          SELECT gen_random_uuid(), 'c' || g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'b' || (g % 2) END, '{}'
+          FROM generate_series(1, 300) g").await;
+    check().await;
+    exec("UPDATE caster_stop_jobs SET status = 'succeeded' WHERE caster_id LIKE 'c1%'").await;
+    exec("UPDATE caster_stop_jobs SET status = 'failed' WHERE caster_id LIKE 'c2%'").await;
+    exec("UPDATE caster_stop_jobs SET attempts = attempts + 1").await;
+    check().await;
+    exec("UPDATE caster_stop_jobs SET batch_id = 'moved' WHERE caster_id LIKE 'c3%'").await;
+    exec("DELETE FROM caster_stop_jobs WHERE caster_id LIKE 'c4%'").await;
+    check().await;
+    exec(
+        "WITH gone AS (DELETE FROM caster_stop_job_counts RETURNING *)
+          INSERT INTO caster_stop_job_counts (batch_id, status, jobs, changed_at)
+          SELECT batch_id, status, sum(jobs), max(changed_at) FROM gone
+          GROUP BY batch_id, status HAVING sum(jobs) <> 0",
+    )
+    .await;
+    check().await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM caster_stop_job_counts")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(rows <= 12, "folded to one row per batch and status: {rows}");
+    exec("TRUNCATE caster_stop_jobs CASCADE").await;
+    check().await;
+}
