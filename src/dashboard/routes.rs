@@ -21,7 +21,7 @@ use super::search::{Search, SearchParams, encode_cursor};
 use super::views::{self, *};
 use super::{AppState, assets, auth};
 use crate::ops::dead_letters::Selection;
-use crate::store::{self, Cursor, JobFilter, JobListRow, JobSearch};
+use crate::store::{self, Cursor, JobListRow, JobSearch};
 
 type Shared = Arc<AppState>;
 
@@ -468,16 +468,12 @@ async fn batches_api(State(state): State<Shared>) -> Response {
 }
 
 async fn batch(state: &AppState, id: &str) -> Result<BatchView, Failure> {
-    let filter = JobFilter {
-        batch_id: Some(id.to_owned()),
-        ..Default::default()
-    };
     let search = JobSearch {
         batch_id: Some(id.to_owned()),
         ..Default::default()
     };
     let (summary, counts, pending, newest) = tokio::join!(
-        store::report_summary(&state.pool, &filter),
+        store::batch_calls(&state.pool, id),
         store::job_counts(&state.pool, Some(id)),
         store::pending_by_account(&state.pool, id),
         store::search_jobs(&state.pool, &search, None, 20),
