@@ -495,6 +495,11 @@ async fn pages_show_a_batch_and_hostile_strings_stay_text() {
     // Scheduled: shown in place, whatever the schema.
     browser.goto(&dash.url("/scheduled")).await;
     assert!(browser.text("h1").await.contains("Scheduled"));
+    // Either this schema predates scheduled stops, or there are none.
+    assert!(
+        browser.exists("#scheduled-unsupported").await
+            || browser.text("#scheduled-count").await == "0"
+    );
     assert_eq!(
         browser.eval("return document.images.length").await,
         json!(0)
@@ -893,6 +898,121 @@ async fn wrong_password_foreign_origin_and_public_address_are_refused() {
         line.contains("dashboard listening on http://0.0.0.0:"),
         "{line}"
     );
+}
+
+/// Scheduled stops and paused accounts, where the schema has them (the column `not_before`,
+/// the statuses `scheduled` and `cancelled`, the table `stopcaster_account_pauses`, added here
+/// as the scheduling work defines them): the overview shows both, `/scheduled` lists the stops
+/// earliest first, and one is cancelled from the page after a confirmation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_stops_are_cancelled_from_the_page_and_paused_accounts_shown() {
+    let env = TestEnv::new().await;
+    for sql in [
+        "ALTER TABLE caster_stop_jobs ADD COLUMN IF NOT EXISTS not_before timestamptz",
+        "ALTER TABLE caster_stop_jobs DROP CONSTRAINT IF EXISTS caster_stop_jobs_status_check",
+        "ALTER TABLE caster_stop_jobs ADD CONSTRAINT caster_stop_jobs_status_check CHECK (status IN
+           ('scheduled', 'pending', 'succeeded', 'failed', 'rejected', 'cancelled'))",
+        "CREATE TABLE IF NOT EXISTS stopcaster_account_pauses
+           (account text, code text, worker text, paused_at timestamptz)",
+        "INSERT INTO stopcaster_account_pauses (account, code, worker, paused_at)
+           VALUES ('media', 'SignatureDoesNotMatch', 'worker-7', now())",
+    ] {
+        sqlx::query(sql).execute(&env.pool).await.unwrap();
+    }
+    let (first, second, done) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    for (id, caster, status, due_min) in [
+        (first, HOSTILE_CASTER, "scheduled", 5),
+        (second, "studio-tonight", "scheduled", 90),
+        (done, "studio-done", "succeeded", 0),
+    ] {
+        sqlx::query(
+            "INSERT INTO caster_stop_jobs (job_id, caster_id, batch_id, status, not_before, payload)
+             VALUES ($1, $2, 'end-of-show', $3, now() + make_interval(mins => $4), '{}')",
+        )
+        .bind(id)
+        .bind(caster)
+        .bind(status)
+        .bind(due_min)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    }
+
+    let dash = Dashboard::start(&env, &[("STOPCASTER_DASHBOARD_PASSWORD", PASSWORD)]);
+    let browser = Browser::start().await;
+    browser.goto(&dash.url_with_password("/")).await;
+    let pauses = browser.text("#pauses").await;
+    assert!(
+        pauses.contains("media") && pauses.contains("SignatureDoesNotMatch"),
+        "{pauses}"
+    );
+    assert_eq!(browser.text(".card[data-status=scheduled] .n").await, "2");
+
+    browser.goto(&dash.url("/scheduled")).await;
+    assert_eq!(browser.text("#scheduled-count").await, "2");
+    let rows = browser.text("#scheduled tbody").await;
+    let (a, b) = (
+        rows.find(HOSTILE_CASTER).unwrap(),
+        rows.find("studio-tonight").unwrap(),
+    );
+    assert!(a < b, "earliest due first: {rows}");
+    let button = format!("button[data-cancel='{first}']");
+    browser
+        .client
+        .find(Locator::Css(&button))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_text("#confirm-list", |t| t.contains(HOSTILE_CASTER))
+        .await;
+    assert_eq!(
+        env.job(first).await["status"],
+        "scheduled",
+        "not before the confirmation"
+    );
+    browser
+        .client
+        .find(Locator::Css("#confirm-ok"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_text("#action-result", |t| t.contains("Cancelled"))
+        .await;
+    assert_eq!(env.job(first).await["status"], "cancelled");
+    browser.wait_text("#scheduled-count", |t| t == "1").await;
+    browser.goto(&dash.url(&format!("/jobs/{first}"))).await;
+    assert_eq!(browser.text("#job-status").await, "cancelled");
+    assert!(!browser.exists("button[data-cancel]").await);
+    browser.assert_no_dialog().await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+
+    // Through the API: a job already ended is not cancelled (409), an unknown one is 404.
+    let cancel = |id: uuid::Uuid| {
+        env.http
+            .post(dash.url(&format!("/api/jobs/{id}/cancel")))
+            .basic_auth("admin", Some(PASSWORD))
+            .header("origin", dash.url(""))
+            .send()
+    };
+    let r = cancel(done).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(cancel(first).await.unwrap().status(), 409);
+    assert_eq!(cancel(uuid::Uuid::new_v4()).await.unwrap().status(), 404);
+    assert_eq!(cancel(second).await.unwrap().status(), 200);
+    assert_eq!(env.job(second).await["status"], "cancelled");
 }
 
 /// The ledger of job counts agrees with the table through inserts, status changes, a batch
