@@ -277,12 +277,9 @@ impl Browser {
         panic!("{css}: text still {last:?}");
     }
 
-    async fn screenshot(&self, name: &str) {
-        let Ok(dir) = std::env::var("DASHBOARD_SCREENSHOTS") else {
-            return;
-        };
+    async fn screenshot(&self, path: &std::path::Path) {
         let png = self.client.screenshot().await.expect("screenshot");
-        std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
+        std::fs::write(path, png).unwrap();
     }
 
     async fn close(self) {
@@ -665,10 +662,8 @@ async fn replay_from_the_page_brings_a_job_back() {
     let browser = Browser::start().await;
     browser.goto(&dash.url_with_password("/")).await;
     assert_eq!(browser.text(".card[data-status=failed] .n").await, "2");
-    browser.screenshot("dashboard-overview.png").await;
     browser.goto(&dash.url("/batches/end-of-show-42")).await;
     assert_eq!(browser.text("#batch-done").await, "5 of 5");
-    browser.screenshot("dashboard-batch.png").await;
 
     browser.goto(&dash.url("/dead-letters")).await;
     assert_eq!(browser.text("#dead-count").await, "2");
@@ -698,7 +693,6 @@ async fn replay_from_the_page_brings_a_job_back() {
         .await;
     assert!(confirm.contains("studio-late"));
     assert_eq!(env.queue_len(&env.names().dead).await, 2);
-    browser.screenshot("dashboard-replay-confirm.png").await;
     browser
         .client
         .find(Locator::Css("#confirm-ok"))
@@ -1066,6 +1060,53 @@ async fn job_counts_ledger_matches_the_table() {
     assert!(rows <= 12, "folded to one row per batch and status: {rows}");
     exec("TRUNCATE caster_stop_jobs CASCADE").await;
     check().await;
+}
+
+/// The README's screenshots (`docs/dashboard-*.png`): a batch of 60 studios at the default
+/// quota of 10 calls per second, 6 of them unknown to the API, photographed while it runs.
+/// `cargo test --test dashboard -- --ignored screenshots_for_the_readme`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes docs/dashboard-*.png"]
+async fn screenshots_for_the_readme() {
+    let running: Vec<String> = (1..=54).map(|i| format!("studio-{i:02}")).collect();
+    let env = env_with(&running.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let worker = env.spawn_worker(&[]);
+    worker.wait_ready().await;
+    let mut casters = running.clone();
+    casters.extend((1..=6).map(|i| format!("studio-gone-{i}")));
+    let refs: Vec<&str> = casters.iter().map(String::as_str).collect();
+    enqueue(&env, "end-of-show-42", &refs);
+    let dash = Dashboard::start(&env, &[("STOPCASTER_DASHBOARD_PASSWORD", PASSWORD)]);
+    let browser = Browser::start().await;
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    browser
+        .goto(&dash.url_with_password("/batches/end-of-show-42"))
+        .await;
+    browser.screenshot(&docs.join("dashboard-batch.png")).await;
+    env.wait_terminal(60, WAIT).await;
+    browser.goto(&dash.url("/")).await;
+    browser
+        .screenshot(&docs.join("dashboard-overview.png"))
+        .await;
+    browser.goto(&dash.url("/dead-letters")).await;
+    browser
+        .client
+        .find(Locator::Css("#replay-matching"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_text("#confirm-list", |t| t.contains("studio-gone"))
+        .await;
+    browser
+        .screenshot(&docs.join("dashboard-replay-confirm.png"))
+        .await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+    drop(worker);
 }
 
 // ---- the benchmark ------------------------------------------------------------------------
