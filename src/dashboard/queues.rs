@@ -13,8 +13,10 @@ use tokio::sync::Mutex;
 use crate::broker::{self, Names};
 use crate::ops::dead_letters::{self, DeadLetter, Selection};
 
-/// How long a listing of the dead-letter queue is reused (live refreshes of several pages).
-const LIST_TTL: Duration = Duration::from_secs(2);
+/// How long a listing of the dead-letter queue is reused: live refreshes of several open
+/// pages then read the queue at most every few seconds (a listing holds the messages it reads
+/// for a moment, and a `dead-letters replay` run meanwhile would not see them).
+const LIST_TTL: Duration = Duration::from_secs(5);
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Broker {

@@ -41,8 +41,8 @@
       const fresh = doc.getElementById("live");
       if (fresh && !interacting() && !paused) {
         document.getElementById("live").replaceChildren(...Array.from(fresh.childNodes).map((n) => document.adoptNode(n)));
-        status.textContent = (response.ok ? "updated " : "error " + response.status + ", ") + clock();
       }
+      status.textContent = (response.ok ? "updated " : "HTTP " + response.status + " at ") + clock();
     } catch (e) {
       status.textContent = "refresh failed " + clock();
     } finally {
