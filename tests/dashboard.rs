@@ -906,10 +906,16 @@ async fn scheduled_stops_are_cancelled_from_the_page_and_paused_accounts_shown()
         "ALTER TABLE caster_stop_jobs DROP CONSTRAINT IF EXISTS caster_stop_jobs_status_check",
         "ALTER TABLE caster_stop_jobs ADD CONSTRAINT caster_stop_jobs_status_check CHECK (status IN
            ('scheduled', 'pending', 'succeeded', 'failed', 'rejected', 'cancelled'))",
-        "CREATE TABLE IF NOT EXISTS stopcaster_account_pauses
-           (account text, code text, worker text, paused_at timestamptz)",
-        "INSERT INTO stopcaster_account_pauses (account, code, worker, paused_at)
-           VALUES ('media', 'SignatureDoesNotMatch', 'worker-7', now())",
+        "ALTER TABLE caster_stop_jobs ADD COLUMN IF NOT EXISTS cancelled_at timestamptz",
+        "ALTER TABLE caster_stop_jobs ADD COLUMN IF NOT EXISTS cancelled_by text",
+        "CREATE TABLE IF NOT EXISTS stopcaster_account_pauses (
+           account text NOT NULL, worker text NOT NULL, code text NOT NULL,
+           paused_at timestamptz NOT NULL DEFAULT now(),
+           updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (account, worker))",
+        "INSERT INTO stopcaster_account_pauses (account, code, worker, paused_at, updated_at)
+           VALUES ('media', 'SignatureDoesNotMatch', 'worker-7', now(), now()),
+                  ('archive', 'InvalidAccessKeyId.NotFound', 'worker-gone',
+                   now() - interval '1 hour', now() - interval '50 minutes')",
     ] {
         sqlx::query(sql).execute(&env.pool).await.unwrap();
     }
@@ -944,6 +950,13 @@ async fn scheduled_stops_are_cancelled_from_the_page_and_paused_accounts_shown()
         pauses.contains("media") && pauses.contains("SignatureDoesNotMatch"),
         "{pauses}"
     );
+    let stale: Vec<String> = pauses
+        .lines()
+        .filter(|l| l.contains("stale"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(stale.len(), 1, "{pauses}");
+    assert!(stale[0].contains("worker-gone"), "{pauses}");
     assert_eq!(browser.text(".card[data-status=scheduled] .n").await, "2");
 
     browser.goto(&dash.url("/scheduled")).await;
@@ -986,6 +999,8 @@ async fn scheduled_stops_are_cancelled_from_the_page_and_paused_accounts_shown()
     browser.wait_text("#scheduled-count", |t| t == "1").await;
     browser.goto(&dash.url(&format!("/jobs/{first}"))).await;
     assert_eq!(browser.text("#job-status").await, "cancelled");
+    let by = browser.text("#job-cancelled").await;
+    assert!(by.contains("admin@dashboard (127.0.0.1)"), "{by}");
     assert!(!browser.exists("button[data-cancel]").await);
     browser.assert_no_dialog().await;
     browser.assert_clean_console().await;

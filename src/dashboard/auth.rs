@@ -154,6 +154,16 @@ pub fn password_matches(headers: &HeaderMap, password: &str) -> bool {
 }
 
 fn basic_password(headers: &HeaderMap) -> Option<String> {
+    basic_credentials(headers).map(|(_, password)| password)
+}
+
+/// The user name of the request's basic auth (any name is accepted; it is recorded with a
+/// cancel).
+pub fn basic_user(headers: &HeaderMap) -> Option<String> {
+    basic_credentials(headers).map(|(user, _)| user)
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -163,8 +173,8 @@ fn basic_password(headers: &HeaderMap) -> Option<String> {
         .decode(encoded.trim())
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    let (_user, password) = text.split_once(':')?;
-    Some(password.to_owned())
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
 }
 
 /// The action comes from a page of this dashboard: its `Origin` (else its `Referer`) has the

@@ -170,9 +170,12 @@ pub async fn run(args: DashboardArgs, shutdown: CancellationToken) -> Result<(),
     tracing::info!(%local, mode, "dashboard started");
     tokio::spawn(fold_counts(pool.clone(), shutdown.clone()));
     let app = routes::router(state);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await;
     pool.close().await;
     served.map_err(|e| DashboardError::Listen(local, e))
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use askama::Template;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -387,7 +387,7 @@ fn parse_job_id(text: &str) -> Result<Uuid, Failure> {
 async fn job(state: &AppState, id: &str) -> Result<JobView, Failure> {
     let id = parse_job_id(id)?;
     let features = store::schema_features(&state.pool).await?;
-    let Some((job, attempts, replays)) = store::job_detail(&state.pool, id, features).await? else {
+    let Some((job, attempts, replays)) = store::job_detail(&state.pool, id).await? else {
         return Err(Failure::not_found(format!("no job {id}")));
     };
     let cancellable = features.scheduling
@@ -417,16 +417,33 @@ async fn job_api(State(state): State<Shared>, Path(id): Path<String>) -> Respons
 
 /// `POST /api/jobs/ID/cancel`: 200 when cancelled; 409 when the job has gone too far (its
 /// status is in the answer); 404 for no such job.
-async fn cancel_api(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+async fn cancel_api(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
     let result: Result<Response, Failure> = async {
         let id = parse_job_id(&id)?;
-        if !store::schema_features(&state.pool).await?.scheduling {
+        let features = store::schema_features(&state.pool).await?;
+        if !features.scheduling {
             return Err(Failure::new(
                 StatusCode::CONFLICT,
                 "this database has no scheduled stops (its schema predates them): nothing to cancel",
             ));
         }
-        match store::cancel_job(&state.pool, id).await? {
+        // Who, for the record (`stopcaster cancel` writes user@host): the basic-auth user name
+        // and the browser's address.
+        let by = features.cancel_audit.then(|| {
+            let user: String = auth::basic_user(&headers)
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "anonymous".to_owned())
+                .chars()
+                .take(64)
+                .collect();
+            format!("{user}@dashboard ({})", peer.ip())
+        });
+        match store::cancel_job(&state.pool, id, by.as_deref()).await? {
             None => Err(Failure::not_found(format!("no job {id}"))),
             Some((status, true)) => {
                 tracing::info!(job_id = %id, "cancelled from the dashboard");

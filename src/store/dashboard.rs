@@ -4,8 +4,9 @@
 //! DESC), each filter served by an index ending with that pair.
 //!
 //! Scheduled jobs and paused accounts are read only where the schema has them (the column
-//! `caster_stop_jobs.not_before`, the table `stopcaster_account_pauses`): the dashboard asks
-//! [`schema_features`] first.
+//! `caster_stop_jobs.not_before`, the table `stopcaster_account_pauses`, from migrations other
+//! work adds): the dashboard asks [`schema_features`] first, and reads the newer columns of a
+//! job row through `to_jsonb`, NULL where absent.
 
 use std::collections::BTreeMap;
 
@@ -408,6 +409,10 @@ pub struct JobDetail {
     /// The due time of a scheduled job, where the schema has it.
     #[serde(with = "time::serde::rfc3339::option")]
     pub not_before: Option<OffsetDateTime>,
+    /// Who cancelled the job and when, where the schema has it.
+    pub cancelled_by: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub cancelled_at: Option<OffsetDateTime>,
 }
 
 /// One StopCaster call of a job.
@@ -443,17 +448,14 @@ pub struct ReplayRow {
 pub async fn job_detail(
     pool: &PgPool,
     job_id: Uuid,
-    features: SchemaFeatures,
 ) -> Result<Option<(JobDetail, Vec<AttemptRow>, Vec<ReplayRow>)>, sqlx::Error> {
-    let not_before = if features.scheduling {
-        "j.not_before"
-    } else {
-        "NULL::timestamptz AS not_before"
-    };
+    // Columns that newer migrations add are read from the row as JSON: NULL where absent.
     let row = sqlx::query(&format!(
         "SELECT {LIST_COLUMNS}, j.evidence_request_id, j.error_message, j.payload,
                 j.payload_escaped, j.updated_at, j.next_attempt_at, j.dead_lettered_at,
-                {not_before}
+                (to_jsonb(j) ->> 'not_before')::timestamptz AS not_before,
+                to_jsonb(j) ->> 'cancelled_by' AS cancelled_by,
+                (to_jsonb(j) ->> 'cancelled_at')::timestamptz AS cancelled_at
          FROM caster_stop_jobs j WHERE j.job_id = $1"
     ))
     .bind(job_id)
@@ -470,6 +472,8 @@ pub async fn job_detail(
         next_attempt_at: r.get("next_attempt_at"),
         dead_lettered_at: r.get("dead_lettered_at"),
         not_before: r.get("not_before"),
+        cancelled_by: r.get("cancelled_by"),
+        cancelled_at: r.get("cancelled_at"),
     };
     let attempts = sqlx::query(
         "SELECT attempt, started_at, finished_at, http_status, request_id, error_code,
@@ -520,6 +524,8 @@ pub struct SchemaFeatures {
     pub scheduling: bool,
     /// The table `stopcaster_account_pauses`.
     pub pauses: bool,
+    /// `caster_stop_jobs.cancelled_by` and `cancelled_at` (who cancelled, when).
+    pub cancel_audit: bool,
 }
 
 pub async fn schema_features(pool: &PgPool) -> Result<SchemaFeatures, sqlx::Error> {
@@ -527,13 +533,17 @@ pub async fn schema_features(pool: &PgPool) -> Result<SchemaFeatures, sqlx::Erro
         "SELECT EXISTS (SELECT 1 FROM information_schema.columns
                         WHERE table_schema = current_schema() AND table_name = 'caster_stop_jobs'
                           AND column_name = 'not_before') AS scheduling,
-                to_regclass('stopcaster_account_pauses') IS NOT NULL AS pauses",
+                to_regclass('stopcaster_account_pauses') IS NOT NULL AS pauses,
+                EXISTS (SELECT 1 FROM information_schema.columns
+                        WHERE table_schema = current_schema() AND table_name = 'caster_stop_jobs'
+                          AND column_name = 'cancelled_by') AS cancel_audit",
     )
     .fetch_one(pool)
     .await?;
     Ok(SchemaFeatures {
         scheduling: row.get("scheduling"),
         pauses: row.get("pauses"),
+        cancel_audit: row.get("cancel_audit"),
     })
 }
 
@@ -575,40 +585,44 @@ pub async fn scheduled_jobs(
 }
 
 /// Cancels a job that no call was made for: `scheduled`, or `pending` with no attempt and not
-/// held by a worker. The caller checked [`SchemaFeatures::scheduling`] (which brings the
-/// `cancelled` status). The status the job has afterwards, `None` if there is no such job.
+/// held by a worker (the condition of `stopcaster cancel`; a worker starting an attempt holds
+/// the row's lock, so the condition is checked after it). The caller checked
+/// [`SchemaFeatures::scheduling`] (which brings the `cancelled` status); `by` is recorded where
+/// the schema has `cancelled_by`. The job's status afterwards and whether this cancelled it;
+/// `None` if there is no such job.
 pub async fn cancel_job(
     pool: &PgPool,
     job_id: Uuid,
+    by: Option<&str>,
 ) -> Result<Option<(String, bool)>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM caster_stop_jobs WHERE job_id = $1 FOR UPDATE")
-            .bind(job_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some(status) = status else {
-        return Ok(None);
+    let audit = if by.is_some() {
+        ", cancelled_by = $2, cancelled_at = now()"
+    } else {
+        ""
     };
-    let cancelled = sqlx::query(
+    let sql = format!(
         "UPDATE caster_stop_jobs
-         SET status = 'cancelled', conclusion = 'cancelled', finished_at = now(), updated_at = now()
+         SET status = 'cancelled', conclusion = 'cancelled', finished_at = now(),
+             updated_at = now(){audit}
          WHERE job_id = $1
            AND (status = 'scheduled'
                 OR (status = 'pending' AND attempts = 0
-                    AND (claimed_until IS NULL OR claimed_until < now())))",
-    )
-    .bind(job_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    tx.commit().await?;
-    Ok(Some(if cancelled {
-        ("cancelled".to_owned(), true)
-    } else {
-        (status, false)
-    }))
+                    AND (claimed_until IS NULL OR claimed_until < now())))"
+    );
+    let mut query = sqlx::query(&sql).bind(job_id);
+    if let Some(by) = by {
+        query = query.bind(by);
+    }
+    let cancelled = query.execute(pool).await?.rows_affected() == 1;
+    if cancelled {
+        return Ok(Some(("cancelled".to_owned(), true)));
+    }
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM caster_stop_jobs WHERE job_id = $1")
+            .bind(job_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(status.map(|s| (s, false)))
 }
 
 /// An account paused because its credentials were refused.
@@ -619,14 +633,23 @@ pub struct PauseRow {
     pub worker: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub paused_at: Option<OffsetDateTime>,
+    /// When the worker last confirmed the pause (it does at each refused probe, at most a
+    /// minute apart), where the schema has it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub updated_at: Option<OffsetDateTime>,
+    /// Not confirmed for over three minutes: its worker has probably stopped.
+    pub stale: bool,
 }
 
 /// Paused accounts (the caller checked [`SchemaFeatures::pauses`]).
 pub async fn account_pauses(pool: &PgPool) -> Result<Vec<PauseRow>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT account::text AS account, code::text AS code, worker::text AS worker,
-                paused_at::timestamptz AS paused_at
-         FROM stopcaster_account_pauses ORDER BY paused_at, account LIMIT 100",
+                paused_at::timestamptz AS paused_at,
+                (to_jsonb(p) ->> 'updated_at')::timestamptz AS updated_at,
+                coalesce((to_jsonb(p) ->> 'updated_at')::timestamptz, paused_at::timestamptz)
+                    < now() - interval '3 minutes' AS stale
+         FROM stopcaster_account_pauses p ORDER BY paused_at, account LIMIT 100",
     )
     .fetch_all(pool)
     .await?;
@@ -637,6 +660,8 @@ pub async fn account_pauses(pool: &PgPool) -> Result<Vec<PauseRow>, sqlx::Error>
             code: r.get("code"),
             worker: r.get("worker"),
             paused_at: r.get("paused_at"),
+            updated_at: r.get("updated_at"),
+            stale: r.get::<Option<bool>, _>("stale").unwrap_or(false),
         })
         .collect())
 }
