@@ -121,6 +121,7 @@ impl Drop for Dashboard {
 struct Browser {
     client: Client,
     driver: Child,
+    port: u16,
     profile: std::path::PathBuf,
 }
 
@@ -196,6 +197,7 @@ impl Browser {
                     return Browser {
                         client,
                         driver,
+                        port,
                         profile,
                     };
                 }
@@ -289,6 +291,16 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // chromedriver's /shutdown quits the browsers of its sessions too, even when a test
+        // failed before closing its own.
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            use std::io::{Read as _, Write as _};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.write_all(
+                b"GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            );
+            let _ = s.read_to_end(&mut Vec::new());
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);

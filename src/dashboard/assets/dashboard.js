@@ -31,22 +31,28 @@
     return active && live.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName);
   }
 
-  async function refresh() {
-    if (paused || busy || document.hidden || interacting()) return;
+  // Each refresh takes a number; only the latest may replace the page, so a refresh started
+  // before an action never puts back what the action changed.
+  let generation = 0;
+
+  async function refresh(force) {
+    if (!force && (paused || busy || document.hidden || interacting())) return;
+    const mine = ++generation;
     busy = true;
     try {
       const response = await fetch(location.href, { headers: { "Accept": "text/html" }, cache: "no-store" });
       const text = await response.text();
+      if (mine !== generation) return;
       const doc = new DOMParser().parseFromString(text, "text/html");
       const fresh = doc.getElementById("live");
-      if (fresh && !interacting() && !paused) {
+      if (fresh && !interacting() && (force || !paused)) {
         document.getElementById("live").replaceChildren(...Array.from(fresh.childNodes).map((n) => document.adoptNode(n)));
       }
-      status.textContent = (response.ok ? "updated " : "HTTP " + response.status + " at ") + clock();
+      if (status) status.textContent = (response.ok ? "updated " : "HTTP " + response.status + " at ") + clock();
     } catch (e) {
-      status.textContent = "refresh failed " + clock();
+      if (status) status.textContent = "refresh failed " + clock();
     } finally {
-      busy = false;
+      if (mine === generation) busy = false;
     }
   }
 
@@ -175,15 +181,9 @@
     refreshSoon();
   });
 
+  // After an action: whatever refresh is under way is outdated; show the page as it is now.
   function refreshSoon() {
-    setTimeout(async () => {
-      const result = document.getElementById("action-result");
-      const kept = result && !result.hidden ? { text: result.textContent, failed: result.classList.contains("failed") } : null;
-      const was = paused;
-      paused = false;
-      await refresh();
-      paused = was;
-      if (kept) showResult(kept.text, kept.failed);
-    }, 300);
+    generation++;
+    setTimeout(() => refresh(true), 200);
   }
 })();
