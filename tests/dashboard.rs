@@ -1036,6 +1036,48 @@ async fn scheduled_stops_are_cancelled_from_the_page_and_paused_accounts_shown()
     assert_eq!(env.job(second).await["status"], "cancelled");
 }
 
+/// A broker that cannot be reached is reported in place (the overview still shows what
+/// Postgres knows), and the report names neither the broker's URL nor its password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_is_reported_in_place_without_its_url() {
+    let env = TestEnv::new().await;
+    let closed = free_port();
+    let url = format!("amqp://guest:Br0ker-Pa55word@127.0.0.1:{closed}/%2f");
+    let dash = Dashboard::start(&env, &[("AMQP_URL", &url)]);
+    let r = env.http.get(dash.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Queue depths unavailable"), "{html}");
+    assert!(
+        html.contains("jobs by status"),
+        "the rest of the page is there"
+    );
+    let r = env
+        .http
+        .get(dash.url("/dead-letters"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Cannot read the dead-letter queue"), "{html}");
+    let r = env
+        .http
+        .get(dash.url("/api/dead-letters"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let json: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert!(json["error"].is_string());
+    for text in [html, json.to_string()] {
+        assert!(
+            !text.contains("Br0ker-Pa55word") && !text.contains("amqp://"),
+            "{text}"
+        );
+    }
+}
+
 /// The ledger of job counts agrees with the table through inserts, status changes, a batch
 /// change, deletes, a fold and a truncate.
 #[tokio::test]

@@ -17,7 +17,11 @@ use crate::ops::dead_letters::{self, DeadLetter, Selection};
 /// pages then read the queue at most every few seconds (a listing holds the messages it reads
 /// for a moment, and a `dead-letters replay` run meanwhile would not see them).
 const LIST_TTL: Duration = Duration::from_secs(5);
-const TIMEOUT: Duration = Duration::from_secs(5);
+/// The queue depths are one part of the overview: a broker that does not answer soon is
+/// reported rather than waited for.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// A listing reads every dead letter.
+const LIST_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Broker {
     url: String,
@@ -114,7 +118,7 @@ impl Broker {
         {
             return Ok(letters.clone());
         }
-        let listed = tokio::time::timeout(TIMEOUT * 4, dead_letters::list(&self.url, &self.names))
+        let listed = tokio::time::timeout(LIST_TIMEOUT, dead_letters::list(&self.url, &self.names))
             .await
             .map_err(|_| "RabbitMQ did not answer in time".to_owned())?
             .map_err(|e| describe_dead_letter_error(&e))?;
