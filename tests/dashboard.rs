@@ -494,6 +494,24 @@ async fn pages_show_a_batch_and_hostile_strings_stay_text() {
         3
     );
 
+    // A filter being typed survives the live refresh.
+    let input = browser
+        .client
+        .find(Locator::Css("input[name=caster]"))
+        .await
+        .unwrap();
+    input.send_keys("studio-").await.unwrap();
+    browser
+        .eval("document.activeElement.blur(); return null")
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('input[name=caster]').value")
+            .await,
+        json!("studio-")
+    );
+
     // Dead letters: the failed job, no replay buttons or checkboxes without a password.
     browser.goto(&dash.url("/dead-letters")).await;
     assert_eq!(browser.text("#dead-count").await, "1");

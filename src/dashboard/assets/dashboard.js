@@ -27,6 +27,13 @@
     const live = document.getElementById("live");
     if (document.querySelector("dialog[open]")) return true;
     if (live.querySelector("input[type=checkbox]:checked")) return true;
+    // A filter typed or chosen but not yet submitted.
+    for (const input of live.querySelectorAll("input:not([type=checkbox])")) {
+      if (input.value !== input.defaultValue) return true;
+    }
+    for (const option of live.querySelectorAll("select option")) {
+      if (option.selected !== option.defaultSelected) return true;
+    }
     const active = document.activeElement;
     return active && live.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName);
   }
