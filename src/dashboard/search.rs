@@ -83,7 +83,7 @@ impl SearchParams {
         let status = given(&self.status);
         if let Some(s) = &status
             && JobStatus::parse(s).is_none()
-            && !matches!(s.as_str(), "scheduled" | "cancelled")
+            && !super::views::STATUSES.contains(&s.as_str())
         {
             return Err(format!("unknown status {s:?}"));
         }

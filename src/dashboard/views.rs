@@ -230,17 +230,20 @@ pub struct StatusCount {
     pub jobs: i64,
 }
 
+/// Every status the contract names, in lifecycle order (`scheduled` and `cancelled` exist where
+/// the schema has scheduled stops; a count of zero is shown for them otherwise).
+pub const STATUSES: [&str; 6] = [
+    "scheduled",
+    "pending",
+    "succeeded",
+    "failed",
+    "rejected",
+    "cancelled",
+];
+
 /// Every status the contract names, zeros included, then any other the table holds.
 pub fn status_counts(counts: &BTreeMap<String, i64>) -> Vec<StatusCount> {
-    const KNOWN: [&str; 6] = [
-        "scheduled",
-        "pending",
-        "succeeded",
-        "failed",
-        "rejected",
-        "cancelled",
-    ];
-    let mut out: Vec<StatusCount> = KNOWN
+    let mut out: Vec<StatusCount> = STATUSES
         .iter()
         .map(|s| StatusCount {
             status: (*s).to_owned(),
@@ -248,7 +251,7 @@ pub fn status_counts(counts: &BTreeMap<String, i64>) -> Vec<StatusCount> {
         })
         .collect();
     for (s, n) in counts {
-        if !KNOWN.contains(&s.as_str()) {
+        if !STATUSES.contains(&s.as_str()) {
             out.push(StatusCount {
                 status: s.clone(),
                 jobs: *n,
@@ -321,20 +324,13 @@ pub struct JobsPage<'a> {
 }
 
 pub fn status_options(selected: Option<&str>) -> Vec<StatusOption> {
-    [
-        "scheduled",
-        "pending",
-        "succeeded",
-        "failed",
-        "rejected",
-        "cancelled",
-    ]
-    .into_iter()
-    .map(|value| StatusOption {
-        value,
-        selected: selected == Some(value),
-    })
-    .collect()
+    STATUSES
+        .into_iter()
+        .map(|value| StatusOption {
+            value,
+            selected: selected == Some(value),
+        })
+        .collect()
 }
 
 /// Optional form text, or empty.
