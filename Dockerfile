@@ -19,10 +19,12 @@ RUN mkdir src \
     && cargo build --release --locked \
     && rm -rf src
 
-# The crate itself. sqlx::migrate! embeds migrations/ at compile time. COPY keeps the files'
+# The crate itself. sqlx::migrate! embeds migrations/ and askama the dashboard's templates
+# (src/dashboard/templates, named in askama.toml) at compile time. COPY keeps the files'
 # old mtimes, so touch them: cargo must see them as newer than the placeholder build.
 COPY src ./src
 COPY migrations ./migrations
+COPY askama.toml ./
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \
     && cp target/release/stopcaster /usr/local/bin/stopcaster \

@@ -8,12 +8,14 @@
 //! - `redact`: what of a setting may be shown (URLs without passwords);
 //! - `worker`: the consumer (sessions, jobs, verdicts, the pacer, metrics);
 //! - `ops`: the operators' commands (enqueue, report, dead letters, stop, bench);
+//! - `dashboard`: the web dashboard over the results tables and the queues;
 //! - [`fake_live`]: a local stand-in of the API, for demos and tests.
 //!
 //! Modules are private; what the binary and the tests use is re-exported below.
 
 mod broker;
 mod config;
+mod dashboard;
 mod domain;
 pub mod fake_live;
 mod live;
@@ -45,11 +47,14 @@ pub use broker::{
 };
 
 /// The database.
-pub use store::{migrate, pacer_state, pool as database_pool};
+pub use store::{JobSearch, explain_search, migrate, pacer_state, pool as database_pool};
 
 /// The worker.
 pub use worker::pacer::{self, Pacer, Rate, SharedPacer};
 pub use worker::{StartError, run as run_worker};
+
+/// The web dashboard.
+pub use dashboard::{DashboardArgs, DashboardError, run as run_dashboard};
 
 /// The operators' commands.
 pub use ops::bench::{BenchArgs, run as run_bench};

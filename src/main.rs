@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use stopcaster::fake_live;
 use stopcaster::{
-    ApiArgs, BenchArgs, BrokerArgs, CancelArgs, DatabaseArgs, DeadLettersCommand, EnqueueArgs,
-    ReportArgs, WorkerArgs,
+    ApiArgs, BenchArgs, BrokerArgs, CancelArgs, DashboardArgs, DatabaseArgs, DeadLettersCommand,
+    EnqueueArgs, ReportArgs, WorkerArgs,
 };
 
 #[derive(Parser)]
@@ -84,6 +84,8 @@ enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// The web dashboard (default 127.0.0.1:8090); read-only without STOPCASTER_DASHBOARD_PASSWORD.
+    Dashboard(DashboardArgs),
     /// Benchmark: real worker processes against the stand-in, RabbitMQ and Postgres.
     Bench(BenchArgs),
     /// A local stand-in for the ApsaraVideo Live endpoint (and STS, ECS metadata).
@@ -120,6 +122,7 @@ impl Command {
             } => (Some(broker), Some(database)),
             Command::Enqueue(args) => (Some(&args.broker), None),
             Command::Cancel(args) => (None, Some(&args.database)),
+            Command::Dashboard(args) => (Some(&args.broker), Some(&args.database)),
             Command::Report { database, .. } | Command::Migrate { database } => {
                 (None, Some(database))
             }
@@ -210,6 +213,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             api,
             database,
         } => Ok(stopcaster::run_stop(&caster_id, &api, &database.database_url).await?),
+        Command::Dashboard(args) => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(signal_shutdown(shutdown.clone()));
+            stopcaster::run_dashboard(args, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => {
             stopcaster::run_bench(args).await?;
             Ok(ExitCode::SUCCESS)

@@ -1,12 +1,14 @@
 //! Every SQL statement of the project, over one `PgPool`: this file holds the pools, the
 //! migrations and the rule for which database errors are worth waiting out; each table's
-//! concern has a file ([`jobs`], [`pacer`], [`pauses`], [`reports`], [`replays`], [`schedule`]). Callers get typed rows;
-//! the conditions that keep records exact (a terminal status is written once, attempt numbers
-//! come from one atomic counter) live in the statements themselves.
+//! concern has a file ([`jobs`], [`pacer`], [`pauses`], [`reports`], [`replays`],
+//! [`schedule`], [`dashboard`]). Callers get typed rows; the conditions that keep records exact
+//! (a terminal status is written once, attempt numbers come from one atomic counter) live in
+//! the statements themselves.
 //!
 //! Depends on [`crate::domain`] and the outcome and client settings of [`crate::live`]; nothing here decides
 //! what a job should do next.
 
+mod dashboard;
 mod jobs;
 mod pacer;
 mod pauses;
@@ -14,6 +16,12 @@ mod replays;
 mod reports;
 mod schedule;
 
+pub use dashboard::{
+    AttemptRow, BatchRow, CallsInSecond, Cursor, JobDetail, JobListRow, JobSearch, PauseRow,
+    ReplayRow, ScheduledRow, account_pauses, batch_calls, calls_per_second, cancel_job,
+    explain_search, fold_job_counts, job_counts, job_counts_rows, job_detail, pending_by_account,
+    recent_batches, scheduled_jobs, schema_features, search_jobs,
+};
 pub use jobs::{
     AttemptStart, JobState, RejectedMessage, claim_lease, conclude_job, finish_attempt,
     is_dead_lettered, mark_dead_lettered, open_job, record_rejected, start_attempt,

@@ -1,0 +1,210 @@
+//! `stopcaster dashboard`: a web page for operators and auditors over Postgres and RabbitMQ.
+//!
+//! Server-rendered HTML from askama templates (escaped by default: whatever a message carried
+//! is shown as text), a little JavaScript for the live refresh and the confirmed actions, and
+//! an SVG chart drawn on the server; every asset is compiled into the binary ([`assets`]) and a
+//! strict Content-Security-Policy forbids anything else. The same data is served as JSON under
+//! `/api/` ([`routes`]). Safe by default ([`auth`]): without a password it is read-only and
+//! listens on loopback only; with one, every request needs it and actions need the dashboard's
+//! own `Origin`.
+//!
+//! Depends on [`crate::store`] for every query, [`crate::broker`] for queue depths and
+//! [`crate::ops::dead_letters`] for listing and replaying dead letters.
+
+mod assets;
+mod auth;
+mod queues;
+mod routes;
+mod search;
+mod views;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Names;
+use crate::config::{AttemptsArgs, BrokerArgs, DatabaseArgs};
+use crate::domain::time::rfc3339_micros;
+
+/// The options of `stopcaster dashboard`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DashboardArgs {
+    /// Where to serve. Beyond loopback only with a password.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// The password (HTTP basic auth, any user name); enables replay and cancel. Prefer the
+    /// variable: flags show in `ps`.
+    #[arg(long, env = "STOPCASTER_DASHBOARD_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Each account's quota in calls per second, drawn on the chart (the workers' setting).
+    #[arg(long, env = "STOPCASTER_QPS", default_value_t = 10)]
+    pub qps: u32,
+    /// The workers' accounts file, for the quotas of named accounts (only `qps` is read).
+    #[arg(long, env = "STOPCASTER_ACCOUNTS_FILE")]
+    pub accounts_file: Option<PathBuf>,
+    /// Seconds between live refreshes of a page (0: no live refresh).
+    #[arg(long, default_value_t = 3)]
+    pub refresh_s: u32,
+    /// A replayed job gets this many calls on top of those it already made.
+    #[command(flatten)]
+    pub attempts: AttemptsArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error(
+        "refusing to listen on {0} without a password: set STOPCASTER_DASHBOARD_PASSWORD, or listen on a loopback address such as 127.0.0.1:8090"
+    )]
+    PublicWithoutPassword(SocketAddr),
+    #[error("accounts file {0}: {1}")]
+    AccountsFile(String, String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("listening on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+}
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub pool: sqlx::PgPool,
+    pub broker: queues::Broker,
+    /// `None`: read-only.
+    pub password: Option<String>,
+    pub default_qps: u32,
+    pub account_qps: HashMap<String, u32>,
+    pub max_attempts: u32,
+    pub refresh_s: u32,
+    pub queue_prefix: String,
+}
+
+impl AppState {
+    pub fn read_only(&self) -> bool {
+        self.password.is_none()
+    }
+
+    /// The quota of a job's account (`None`: the default account).
+    pub fn qps_of(&self, account: Option<&str>) -> u32 {
+        account
+            .and_then(|a| self.account_qps.get(a).copied())
+            .unwrap_or(self.default_qps)
+            .max(1)
+    }
+}
+
+/// Checks the options before anything is opened: a dashboard without a password must not be
+/// reachable from other machines.
+pub fn check_listen(listen: SocketAddr, password: Option<&str>) -> Result<(), DashboardError> {
+    if password.is_none() && !listen.ip().is_loopback() {
+        return Err(DashboardError::PublicWithoutPassword(listen));
+    }
+    Ok(())
+}
+
+/// The password, if one is set (an empty one counts as none).
+fn password(args: &DashboardArgs) -> Option<String> {
+    args.password.clone().filter(|p| !p.is_empty())
+}
+
+/// Named accounts' quotas from the accounts file (the file's other fields are the worker's).
+fn account_quotas(args: &DashboardArgs) -> Result<HashMap<String, u32>, DashboardError> {
+    let Some(path) = &args.accounts_file else {
+        return Ok(HashMap::new());
+    };
+    let err = |m: String| DashboardError::AccountsFile(path.display().to_string(), m);
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let mut quotas = HashMap::new();
+    if let Some(accounts) = value.get("accounts").and_then(|a| a.as_object()) {
+        for (name, spec) in accounts {
+            let qps = spec
+                .get("qps")
+                .and_then(|q| q.as_u64())
+                .and_then(|q| u32::try_from(q).ok())
+                .unwrap_or(args.qps);
+            quotas.insert(name.clone(), qps);
+        }
+    }
+    Ok(quotas)
+}
+
+/// Runs the dashboard until `shutdown` is cancelled. Prints the address it serves on.
+pub async fn run(args: DashboardArgs, shutdown: CancellationToken) -> Result<(), DashboardError> {
+    let password = password(&args);
+    check_listen(args.listen, password.as_deref())?;
+    let account_qps = account_quotas(&args)?;
+    // The ledger of job counts and the indexes come with the migrations, like the worker's.
+    let pool = crate::store::migrate(&args.database.database_url).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| DashboardError::Listen(args.listen, e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| DashboardError::Listen(args.listen, e))?;
+    let state = Arc::new(AppState {
+        pool: pool.clone(),
+        broker: queues::Broker::new(
+            args.broker.amqp_url.clone(),
+            Names::new(&args.broker.queue_prefix),
+        ),
+        password,
+        default_qps: args.qps,
+        account_qps,
+        max_attempts: args.attempts.max_attempts.max(1),
+        refresh_s: args.refresh_s,
+        queue_prefix: args.broker.queue_prefix.clone(),
+    });
+    let mode = if state.read_only() {
+        "read-only (no STOPCASTER_DASHBOARD_PASSWORD)"
+    } else {
+        "password required"
+    };
+    eprintln!("dashboard listening on http://{local} ({mode})");
+    tracing::info!(%local, mode, "dashboard started");
+    tokio::spawn(fold_counts(pool.clone(), shutdown.clone()));
+    let app = routes::router(state);
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await;
+    pool.close().await;
+    served.map_err(|e| DashboardError::Listen(local, e))
+}
+
+/// Keeps the ledger of job counts short: folds it whenever it has grown by a few thousand rows.
+async fn fold_counts(pool: sqlx::PgPool, shutdown: CancellationToken) {
+    const EVERY: Duration = Duration::from_secs(10);
+    const THRESHOLD: i64 = 2_000;
+    while shutdown
+        .run_until_cancelled(tokio::time::sleep(EVERY))
+        .await
+        .is_some()
+    {
+        match crate::store::job_counts_rows(&pool).await {
+            Ok(n) if n < THRESHOLD => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the size of the job counts");
+                continue;
+            }
+        }
+        match crate::store::fold_job_counts(&pool).await {
+            Ok(rows) => tracing::debug!(rows, "folded the job counts"),
+            Err(e) => tracing::warn!(error = %e, "folding the job counts"),
+        }
+    }
+}
+
+/// A timestamp for pages and JSON: RFC 3339 in UTC, microseconds.
+pub(crate) fn ts(t: time::OffsetDateTime) -> String {
+    rfc3339_micros(t)
+}

@@ -1,0 +1,542 @@
+//! What each page shows: the data (serialized as is for `/api/`, so the pages and the API
+//! show the same thing) and the askama templates that render it. Templates escape every value
+//! (the `.html` extension turns it on): a CasterId, batch label, payload or error text is
+//! always text. The chart is SVG computed here, numbers only.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::assets;
+use super::queues::QueueDepth;
+use super::search::{form_encode, path_segment};
+use crate::ops::dead_letters::DeadLetter;
+use crate::store::{
+    AttemptRow, BatchRow, CallsInSecond, JobDetail, JobListRow, PauseRow, ReplayRow, ScheduledRow,
+};
+
+/// What every page's frame needs.
+pub struct Layout {
+    pub title: String,
+    /// Which item of the navigation is this page.
+    pub nav: &'static str,
+    pub read_only: bool,
+    pub refresh_s: u32,
+    pub css: String,
+    pub js: String,
+    pub icon: String,
+    pub queue_prefix: String,
+}
+
+impl Layout {
+    pub fn new(state: &super::AppState, title: impl Into<String>, nav: &'static str) -> Self {
+        Self {
+            title: title.into(),
+            nav,
+            read_only: state.read_only(),
+            refresh_s: state.refresh_s,
+            css: assets::path("dashboard.css"),
+            js: assets::path("dashboard.js"),
+            icon: assets::path("icon.svg"),
+            queue_prefix: state.queue_prefix.clone(),
+        }
+    }
+}
+
+// ---- helpers the templates call (askama passes arguments by reference) --------------------
+
+/// A time as RFC 3339 UTC, or `-`.
+pub fn when(t: &Option<OffsetDateTime>) -> String {
+    t.map_or_else(|| "-".to_owned(), super::ts)
+}
+
+pub fn at(t: &OffsetDateTime) -> String {
+    super::ts(*t)
+}
+
+/// Optional text, or `-`.
+pub fn text(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("-")
+}
+
+pub fn num(v: &Option<i32>) -> String {
+    v.map_or_else(|| "-".to_owned(), |n| n.to_string())
+}
+
+pub fn job_href(id: &Uuid) -> String {
+    format!("/jobs/{id}")
+}
+
+pub fn batch_href(batch: &Option<String>) -> String {
+    match batch {
+        Some(b) => format!("/batches/{}", path_segment(b)),
+        None => "/jobs".to_owned(),
+    }
+}
+
+/// `/jobs?NAME=VALUE`: the job list filtered on one field.
+pub fn filter_href(name: &str, value: &str) -> String {
+    format!("/jobs?{}={}", form_encode(name), form_encode(value))
+}
+
+/// A duration in seconds as `1h 02m 03s`.
+pub fn duration(secs: &f64) -> String {
+    let s = secs.max(0.0).ceil() as u64;
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    if h > 0 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else if m > 0 {
+        format!("{m}m {s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+// ---- the overview ---------------------------------------------------------------------
+
+/// One account's calls over the window.
+#[derive(Clone, Debug, Serialize)]
+pub struct AccountCalls {
+    /// The job's `account`; `null`: the default account.
+    pub account: Option<String>,
+    pub qps: u32,
+    /// Calls started in each second, oldest first; the last is the current second.
+    pub per_second: Vec<i64>,
+    pub throttled_per_second: Vec<i64>,
+    pub calls: i64,
+    pub throttled: i64,
+    pub peak: i64,
+}
+
+impl AccountCalls {
+    pub fn label(&self) -> &str {
+        self.account.as_deref().unwrap_or("default")
+    }
+}
+
+/// Turns per-second rows into one series per account, each `window` seconds long.
+pub fn account_calls(
+    rows: &[CallsInSecond],
+    window: u32,
+    qps_of: impl Fn(Option<&str>) -> u32,
+) -> Vec<AccountCalls> {
+    let mut by_account: BTreeMap<Option<String>, AccountCalls> = BTreeMap::new();
+    for r in rows {
+        let entry = by_account
+            .entry(r.account.clone())
+            .or_insert_with(|| AccountCalls {
+                account: r.account.clone(),
+                qps: qps_of(r.account.as_deref()),
+                per_second: vec![0; window as usize],
+                throttled_per_second: vec![0; window as usize],
+                calls: 0,
+                throttled: 0,
+                peak: 0,
+            });
+        let Ok(ago) = usize::try_from(r.seconds_ago) else {
+            continue;
+        };
+        if ago >= window as usize {
+            continue;
+        }
+        let i = window as usize - 1 - ago;
+        entry.per_second[i] += r.calls;
+        entry.throttled_per_second[i] += r.throttled;
+        entry.calls += r.calls;
+        entry.throttled += r.throttled;
+        entry.peak = entry.peak.max(entry.per_second[i]);
+    }
+    by_account.into_values().collect()
+}
+
+/// The chart of one account, in SVG user units.
+pub struct Chart {
+    pub label: String,
+    pub qps: u32,
+    pub calls: i64,
+    pub throttled: i64,
+    pub peak: i64,
+    pub width: u32,
+    pub height: u32,
+    pub bars: Vec<Bar>,
+    /// The quota line's height.
+    pub quota_y: f64,
+    pub top_label: i64,
+}
+
+pub struct Bar {
+    pub x: f64,
+    pub y: f64,
+    pub w: f64,
+    pub h: f64,
+    pub calls: i64,
+    pub seconds_ago: usize,
+    /// More calls than the quota, or throttled answers in that second.
+    pub over: bool,
+}
+
+pub const CHART_WIDTH: u32 = 600;
+pub const CHART_HEIGHT: u32 = 120;
+
+pub fn chart(a: &AccountCalls) -> Chart {
+    let n = a.per_second.len().max(1);
+    let top = (i64::from(a.qps) * 5 / 4).max(a.peak).max(1);
+    let plot = f64::from(CHART_HEIGHT) - 4.0;
+    let y_of = |v: f64| f64::from(CHART_HEIGHT) - v / top as f64 * plot;
+    let w = f64::from(CHART_WIDTH) / n as f64;
+    let bars = a
+        .per_second
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(i, &calls)| {
+            let y = y_of(calls as f64);
+            Bar {
+                x: round2(i as f64 * w),
+                y: round2(y),
+                w: round2((w - 0.5).max(0.5)),
+                h: round2(f64::from(CHART_HEIGHT) - y),
+                calls,
+                seconds_ago: n - 1 - i,
+                over: calls > i64::from(a.qps) || a.throttled_per_second[i] > 0,
+            }
+        })
+        .collect();
+    Chart {
+        label: a.label().to_owned(),
+        qps: a.qps,
+        calls: a.calls,
+        throttled: a.throttled,
+        peak: a.peak,
+        width: CHART_WIDTH,
+        height: CHART_HEIGHT,
+        bars,
+        quota_y: round2(y_of(f64::from(a.qps))),
+        top_label: top,
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// Jobs of one status.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusCount {
+    pub status: String,
+    pub jobs: i64,
+}
+
+/// Every status the contract names, in lifecycle order (`scheduled` and `cancelled` exist where
+/// the schema has scheduled stops; a count of zero is shown for them otherwise).
+pub const STATUSES: [&str; 6] = [
+    "scheduled",
+    "pending",
+    "succeeded",
+    "failed",
+    "rejected",
+    "cancelled",
+];
+
+/// Every status the contract names, zeros included, then any other the table holds.
+pub fn status_counts(counts: &BTreeMap<String, i64>) -> Vec<StatusCount> {
+    let mut out: Vec<StatusCount> = STATUSES
+        .iter()
+        .map(|s| StatusCount {
+            status: (*s).to_owned(),
+            jobs: counts.get(*s).copied().unwrap_or(0),
+        })
+        .collect();
+    for (s, n) in counts {
+        if !STATUSES.contains(&s.as_str()) {
+            out.push(StatusCount {
+                status: s.clone(),
+                jobs: *n,
+            });
+        }
+    }
+    out
+}
+
+/// The overview (`/`, `/api/overview`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Overview {
+    #[serde(with = "time::serde::rfc3339")]
+    pub now: OffsetDateTime,
+    pub jobs: i64,
+    pub by_status: Vec<StatusCount>,
+    pub window_seconds: u32,
+    pub calls: Vec<AccountCalls>,
+    /// `P.jobs` and `P.dead` (empty when they could not be read).
+    pub queues: Vec<QueueDepth>,
+    /// Why the queues could not be read.
+    pub queues_error: Option<String>,
+    /// `None`: this database has no record of paused accounts (yet).
+    pub paused_accounts: Option<Vec<PauseRow>>,
+    /// `None`: this database has no scheduled stops (yet).
+    pub scheduled: Option<ScheduledSummary>,
+    pub batches: Vec<BatchRow>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScheduledSummary {
+    pub total: i64,
+    /// The earliest due.
+    pub next: Vec<ScheduledRow>,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+pub struct OverviewPage<'a> {
+    pub layout: Layout,
+    pub data: &'a Overview,
+    pub charts: Vec<Chart>,
+}
+
+// ---- jobs -------------------------------------------------------------------------------
+
+/// A page of the filtered job list (`/jobs`, `/api/jobs`).
+#[derive(Clone, Debug, Serialize)]
+pub struct JobList {
+    pub jobs: Vec<JobListRow>,
+    /// The `after` of the next page; `None` on the last one.
+    pub next: Option<String>,
+}
+
+pub struct StatusOption {
+    pub value: &'static str,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "jobs.html")]
+pub struct JobsPage<'a> {
+    pub layout: Layout,
+    pub data: &'a JobList,
+    pub form: &'a super::search::SearchParams,
+    pub statuses: Vec<StatusOption>,
+    /// The filters as a query string (for the next page and the exports).
+    pub query: String,
+    pub first_page: bool,
+}
+
+pub fn status_options(selected: Option<&str>) -> Vec<StatusOption> {
+    STATUSES
+        .into_iter()
+        .map(|value| StatusOption {
+            value,
+            selected: selected == Some(value),
+        })
+        .collect()
+}
+
+/// Optional form text, or empty.
+pub fn field(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("")
+}
+
+/// One job (`/jobs/ID`, `/api/jobs/ID`).
+#[derive(Clone, Debug, Serialize)]
+pub struct JobView {
+    pub job: JobDetail,
+    pub attempts: Vec<AttemptRow>,
+    pub replays: Vec<ReplayRow>,
+    /// Whether the job may be cancelled now (scheduled, or pending with no call made).
+    pub cancellable: bool,
+}
+
+#[derive(Template)]
+#[template(path = "job.html")]
+pub struct JobPage<'a> {
+    pub layout: Layout,
+    pub data: &'a JobView,
+}
+
+// ---- batches ----------------------------------------------------------------------------
+
+/// `/batches`, `/api/batches`.
+#[derive(Clone, Debug, Serialize)]
+pub struct BatchList {
+    pub batches: Vec<BatchRow>,
+}
+
+#[derive(Template)]
+#[template(path = "batches.html")]
+pub struct BatchesPage<'a> {
+    pub layout: Layout,
+    pub data: &'a BatchList,
+}
+
+impl BatchRow {
+    pub fn count(&self, status: &str) -> i64 {
+        self.by_status.get(status).copied().unwrap_or(0)
+    }
+
+    /// Jobs that are done: neither pending nor scheduled.
+    pub fn done(&self) -> i64 {
+        self.jobs - self.count("pending") - self.count("scheduled")
+    }
+
+    pub fn percent_done(&self) -> u32 {
+        percent(self.done(), self.jobs)
+    }
+}
+
+/// `part` of `whole` in whole percent, rounded down (100 only when all are done).
+pub fn percent(part: i64, whole: i64) -> u32 {
+    if whole <= 0 {
+        0
+    } else {
+        ((part.max(0) as f64 / whole as f64) * 100.0).floor() as u32
+    }
+}
+
+/// One account's share of a batch's pending jobs and the time it needs for them.
+#[derive(Clone, Debug, Serialize)]
+pub struct AccountPace {
+    pub account: Option<String>,
+    pub pending: i64,
+    pub qps: u32,
+    pub seconds: f64,
+}
+
+/// A batch (`/batches/ID`, `/api/batches/ID`).
+#[derive(Clone, Debug, Serialize)]
+pub struct BatchView {
+    pub batch_id: String,
+    pub jobs: i64,
+    pub by_status: Vec<StatusCount>,
+    pub done: i64,
+    pub percent_done: u32,
+    pub calls: i64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub first_call: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_call: Option<OffsetDateTime>,
+    pub retried_attempts: i64,
+    pub throttled_attempts: i64,
+    /// Failed and rejected jobs by error code (the conclusion where there is none).
+    pub failures_by_error_code: Vec<(String, i64)>,
+    pub pace: Vec<AccountPace>,
+    /// When the pending jobs are done at their accounts' pace, if there are any.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expected_finish: Option<OffsetDateTime>,
+    pub expected_seconds: Option<f64>,
+    /// The newest jobs of the batch (the rest: `/jobs?batch=ID`).
+    pub newest_jobs: Vec<JobListRow>,
+}
+
+#[derive(Template)]
+#[template(path = "batch.html")]
+pub struct BatchPage<'a> {
+    pub layout: Layout,
+    pub data: &'a BatchView,
+    pub jobs_href: String,
+}
+
+// ---- dead letters and scheduled ---------------------------------------------------------
+
+/// A dead letter as the page and the API show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LetterView {
+    pub job_id: Option<String>,
+    pub caster_id: Option<String>,
+    pub batch_id: Option<String>,
+    pub reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub when: Option<OffsetDateTime>,
+}
+
+impl From<&DeadLetter> for LetterView {
+    fn from(l: &DeadLetter) -> Self {
+        Self {
+            job_id: l.job_id.clone(),
+            caster_id: l.caster_id.clone(),
+            batch_id: l.batch_id.clone(),
+            reason: l.reason.clone(),
+            when: l.when,
+        }
+    }
+}
+
+/// `/dead-letters`, `/api/dead-letters`.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeadLetterList {
+    pub queue: String,
+    /// Every message in the queue.
+    pub count: usize,
+    /// Those matching the filter.
+    pub messages: Vec<LetterView>,
+    /// A filter is applied (`reason`, `batch`, `caster`).
+    pub filtered: bool,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct LetterFilter {
+    pub reason: Option<String>,
+    pub batch: Option<String>,
+    pub caster: Option<String>,
+}
+
+impl LetterFilter {
+    fn get(v: &Option<String>) -> Option<&str> {
+        v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        Self::get(&self.reason).is_none()
+            && Self::get(&self.batch).is_none()
+            && Self::get(&self.caster).is_none()
+    }
+
+    pub fn matches(&self, l: &LetterView) -> bool {
+        let eq = |want: &Option<String>, have: &Option<String>| {
+            Self::get(want).is_none_or(|w| have.as_deref() == Some(w))
+        };
+        eq(&self.reason, &l.reason)
+            && eq(&self.batch, &l.batch_id)
+            && eq(&self.caster, &l.caster_id)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dead_letters.html")]
+pub struct DeadLettersPage<'a> {
+    pub layout: Layout,
+    pub data: &'a Result<DeadLetterList, String>,
+    pub filter: &'a LetterFilter,
+}
+
+/// `/scheduled`, `/api/scheduled`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScheduledList {
+    /// False: this database has no scheduled stops (the schema predates them).
+    pub supported: bool,
+    pub total: i64,
+    pub jobs: Vec<ScheduledRow>,
+}
+
+#[derive(Template)]
+#[template(path = "scheduled.html")]
+pub struct ScheduledPage<'a> {
+    pub layout: Layout,
+    pub data: &'a ScheduledList,
+}
+
+// ---- errors -----------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub layout: Layout,
+    pub status: u16,
+    pub message: String,
+}
+
+/// A query-string value, percent-encoded.
+pub fn form(s: &str) -> String {
+    form_encode(s)
+}

@@ -1,0 +1,667 @@
+//! The dashboard's queries: job counts from the ledger `caster_stop_job_counts` (kept by
+//! triggers, see `migrations/0005_dashboard_indexes.sql`), calls per second, a job with its
+//! attempts, and the filtered job list with keyset pagination over (created_at DESC, job_id
+//! DESC), each filter served by an index ending with that pair.
+//!
+//! Scheduled jobs and paused accounts are read only where the schema has them (the column
+//! `caster_stop_jobs.not_before`, the table `stopcaster_account_pauses`, from migrations other
+//! work adds): the dashboard asks [`schema_features`] first, and reads the newer columns of a
+//! job row through `to_jsonb`, NULL where absent.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Where a page of the filtered list starts: the last row of the page before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: OffsetDateTime,
+    pub job_id: Uuid,
+}
+
+/// The dashboard's search; `None` means "any". Each condition is written only when asked for,
+/// as a plain comparison, so that the planner picks the index for it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobSearch {
+    pub status: Option<String>,
+    pub batch_id: Option<String>,
+    pub caster_id: Option<String>,
+    pub error_code: Option<String>,
+    /// A RequestId of any of the job's calls (the successful one, an error, the evidence).
+    pub request_id: Option<String>,
+    /// Created at or after.
+    pub from: Option<OffsetDateTime>,
+    /// Created before.
+    pub to: Option<OffsetDateTime>,
+}
+
+impl JobSearch {
+    fn push_where<'a>(&'a self, qb: &mut QueryBuilder<'a, Postgres>, after: Option<Cursor>) {
+        let mut sep = " WHERE ";
+        let mut and = |qb: &mut QueryBuilder<'a, Postgres>| {
+            qb.push(sep);
+            sep = " AND ";
+        };
+        if let Some(v) = &self.status {
+            and(qb);
+            qb.push("j.status = ").push_bind(v.as_str());
+        }
+        if let Some(v) = &self.batch_id {
+            and(qb);
+            qb.push("j.batch_id = ").push_bind(v.as_str());
+        }
+        if let Some(v) = &self.caster_id {
+            and(qb);
+            qb.push("j.caster_id = ").push_bind(v.as_str());
+        }
+        if let Some(v) = &self.error_code {
+            and(qb);
+            qb.push("j.error_code = ").push_bind(v.as_str());
+        }
+        if let Some(v) = &self.request_id {
+            and(qb);
+            qb.push(
+                "j.job_id IN (SELECT a.job_id FROM caster_stop_attempts a WHERE a.request_id = ",
+            )
+            .push_bind(v.as_str())
+            .push(")");
+        }
+        if let Some(v) = self.from {
+            and(qb);
+            qb.push("j.created_at >= ").push_bind(v);
+        }
+        if let Some(v) = self.to {
+            and(qb);
+            qb.push("j.created_at < ").push_bind(v);
+        }
+        if let Some(c) = after {
+            and(qb);
+            qb.push("(j.created_at, j.job_id) < (")
+                .push_bind(c.created_at)
+                .push(", ")
+                .push_bind(c.job_id)
+                .push(")");
+        }
+    }
+}
+
+/// One job in a list.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobListRow {
+    pub job_id: Uuid,
+    pub caster_id: Option<String>,
+    pub region_id: Option<String>,
+    pub batch_id: Option<String>,
+    pub account: Option<String>,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub request_id: Option<String>,
+    pub error_code: Option<String>,
+    pub http_status: Option<i32>,
+    pub attempts: i32,
+    pub replays: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+const LIST_COLUMNS: &str = "j.job_id, j.caster_id, j.region_id, j.batch_id, j.account, j.status,
+     j.conclusion, j.request_id, j.error_code, j.http_status, j.attempts, j.replays,
+     j.created_at, j.finished_at";
+
+fn list_row(r: &sqlx::postgres::PgRow) -> JobListRow {
+    JobListRow {
+        job_id: r.get("job_id"),
+        caster_id: r.get("caster_id"),
+        region_id: r.get("region_id"),
+        batch_id: r.get("batch_id"),
+        account: r.get("account"),
+        status: r.get("status"),
+        conclusion: r.get("conclusion"),
+        request_id: r.get("request_id"),
+        error_code: r.get("error_code"),
+        http_status: r.get("http_status"),
+        attempts: r.get("attempts"),
+        replays: r.get("replays"),
+        created_at: r.get("created_at"),
+        finished_at: r.get("finished_at"),
+    }
+}
+
+fn search_query(
+    explain: bool,
+    search: &JobSearch,
+    after: Option<Cursor>,
+    limit: u32,
+) -> QueryBuilder<'_, Postgres> {
+    let mut qb = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
+    qb.push(format_args!(
+        "SELECT {LIST_COLUMNS} FROM caster_stop_jobs j"
+    ));
+    search.push_where(&mut qb, after);
+    qb.push(" ORDER BY j.created_at DESC, j.job_id DESC LIMIT ")
+        .push_bind(i64::from(limit));
+    qb
+}
+
+/// Up to `limit` jobs matching `search`, newest first, after `after`.
+pub async fn search_jobs(
+    pool: &PgPool,
+    search: &JobSearch,
+    after: Option<Cursor>,
+    limit: u32,
+) -> Result<Vec<JobListRow>, sqlx::Error> {
+    let rows = search_query(false, search, after, limit)
+        .build()
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(list_row).collect())
+}
+
+/// The plan Postgres picks for a page of `search` (the benchmark prints it).
+pub async fn explain_search(
+    pool: &PgPool,
+    search: &JobSearch,
+    after: Option<Cursor>,
+    limit: u32,
+) -> Result<String, sqlx::Error> {
+    let rows = search_query(true, search, after, limit)
+        .build()
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// Jobs by status, from the ledger: every batch, or one. Statuses with no job are left out.
+pub async fn job_counts(
+    pool: &PgPool,
+    batch_id: Option<&str>,
+) -> Result<BTreeMap<String, i64>, sqlx::Error> {
+    let rows = match batch_id {
+        None => {
+            sqlx::query(
+                "SELECT status, sum(jobs)::bigint AS n FROM caster_stop_job_counts
+                 GROUP BY status HAVING sum(jobs) <> 0",
+            )
+            .fetch_all(pool)
+            .await?
+        }
+        Some(batch) => {
+            sqlx::query(
+                "SELECT status, sum(jobs)::bigint AS n FROM caster_stop_job_counts
+                 WHERE batch_id = $1 GROUP BY status HAVING sum(jobs) <> 0",
+            )
+            .bind(batch)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(rows.iter().map(|r| (r.get("status"), r.get("n"))).collect())
+}
+
+/// Folds the ledger into one row per batch and status (the sums do not change). Concurrent
+/// writers are not blocked: rows they add meanwhile are left for the next fold.
+pub async fn fold_job_counts(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "WITH gone AS (DELETE FROM caster_stop_job_counts RETURNING *)
+         INSERT INTO caster_stop_job_counts (batch_id, status, jobs, changed_at)
+         SELECT batch_id, status, sum(jobs), max(changed_at) FROM gone
+         GROUP BY batch_id, status HAVING sum(jobs) <> 0",
+    )
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Rows in the ledger (the dashboard folds it when it has grown).
+pub async fn job_counts_rows(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    // An estimate is enough to decide, and free.
+    sqlx::query_scalar(
+        "SELECT greatest(n_live_tup, 0)::bigint FROM pg_stat_user_tables
+         WHERE relname = 'caster_stop_job_counts'",
+    )
+    .fetch_optional(pool)
+    .await
+    .map(|n| n.unwrap_or(0))
+}
+
+/// A batch in the list of batches.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BatchRow {
+    /// `None`: the jobs whose message named no batch.
+    pub batch_id: Option<String>,
+    pub jobs: i64,
+    pub by_status: BTreeMap<String, i64>,
+    /// When a job of the batch last arrived or changed status.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_change: OffsetDateTime,
+}
+
+/// The batches whose jobs changed most recently, at most `limit`.
+pub async fn recent_batches(pool: &PgPool, limit: u32) -> Result<Vec<BatchRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "WITH s AS (
+             SELECT batch_id, status, sum(jobs)::bigint AS n, max(changed_at) AS changed_at
+             FROM caster_stop_job_counts GROUP BY batch_id, status)
+         SELECT batch_id, jsonb_object_agg(status, n) FILTER (WHERE n <> 0) AS by_status,
+                sum(n)::bigint AS jobs, max(changed_at) AS last_change
+         FROM s GROUP BY batch_id HAVING sum(n) <> 0
+         ORDER BY last_change DESC, batch_id LIMIT $1",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let by_status: Option<serde_json::Value> = r.get("by_status");
+            BatchRow {
+                batch_id: r.get("batch_id"),
+                jobs: r.get("jobs"),
+                by_status: by_status
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default(),
+                last_change: r.get("last_change"),
+            }
+        })
+        .collect())
+}
+
+/// The calls of a batch's jobs, and its failures by error code.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchCalls {
+    pub calls: i64,
+    pub first_call: Option<OffsetDateTime>,
+    pub last_call: Option<OffsetDateTime>,
+    /// Attempts beyond each job's first.
+    pub retried_attempts: i64,
+    /// Attempts answered `Throttling*`.
+    pub throttled_attempts: i64,
+    /// Failed and rejected jobs by error code (the conclusion where there is none), most
+    /// frequent first.
+    pub failures_by_code: Vec<(String, i64)>,
+}
+
+/// The calls of a batch: each job's attempts read through the attempts' primary key (a
+/// lateral join, so that a batch of ten thousand jobs never scans the whole attempts table).
+pub async fn batch_calls(pool: &PgPool, batch_id: &str) -> Result<BatchCalls, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT coalesce(sum(a.n), 0)::bigint AS calls, min(a.first) AS first_call,
+                max(a.last) AS last_call, coalesce(sum(a.retried), 0)::bigint AS retried,
+                coalesce(sum(a.throttled), 0)::bigint AS throttled
+         FROM caster_stop_jobs j CROSS JOIN LATERAL (
+             SELECT count(*) AS n, min(started_at) AS first, max(started_at) AS last,
+                    count(*) FILTER (WHERE attempt > 1) AS retried,
+                    count(*) FILTER (WHERE error_code LIKE 'Throttling%') AS throttled
+             FROM caster_stop_attempts a WHERE a.job_id = j.job_id) a
+         WHERE j.batch_id = $1",
+    )
+    .bind(batch_id)
+    .fetch_one(pool)
+    .await?;
+    let failures_by_code = sqlx::query(
+        "SELECT coalesce(error_code, conclusion, '') AS code, count(*) AS n
+         FROM caster_stop_jobs WHERE batch_id = $1 AND status IN ('failed', 'rejected')
+         GROUP BY 1 ORDER BY 2 DESC, 1",
+    )
+    .bind(batch_id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| (r.get("code"), r.get("n")))
+    .collect();
+    Ok(BatchCalls {
+        calls: row.get("calls"),
+        first_call: row.get("first_call"),
+        last_call: row.get("last_call"),
+        retried_attempts: row.get("retried"),
+        throttled_attempts: row.get("throttled"),
+        failures_by_code,
+    })
+}
+
+/// Pending jobs of a batch by account (`None`: the default account), for its expected finish.
+pub async fn pending_by_account(
+    pool: &PgPool,
+    batch_id: &str,
+) -> Result<Vec<(Option<String>, i64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT account, count(*) AS n FROM caster_stop_jobs
+         WHERE batch_id = $1 AND status = 'pending' GROUP BY account ORDER BY account",
+    )
+    .bind(batch_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get("account"), r.get("n")))
+        .collect())
+}
+
+/// Calls started in one second for one account.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CallsInSecond {
+    /// The job's account; `None` for the default one.
+    pub account: Option<String>,
+    /// Seconds before `now` (0: the current second).
+    pub seconds_ago: i64,
+    pub calls: i64,
+    pub throttled: i64,
+}
+
+/// Calls per second over the last `window_secs` seconds, by account, and the database's `now`.
+pub async fn calls_per_second(
+    pool: &PgPool,
+    window_secs: u32,
+) -> Result<(OffsetDateTime, Vec<CallsInSecond>), sqlx::Error> {
+    let now: OffsetDateTime = sqlx::query_scalar("SELECT date_trunc('second', clock_timestamp())")
+        .fetch_one(pool)
+        .await?;
+    let rows = sqlx::query(
+        "SELECT j.account,
+                floor(extract(epoch FROM $1 - date_trunc('second', a.started_at)))::bigint AS ago,
+                count(*) AS calls,
+                count(*) FILTER (WHERE a.error_code LIKE 'Throttling%') AS throttled
+         FROM caster_stop_attempts a JOIN caster_stop_jobs j ON j.job_id = a.job_id
+         WHERE a.started_at >= $1 - make_interval(secs => $2)
+         GROUP BY 1, 2 ORDER BY 1, 2 DESC",
+    )
+    .bind(now)
+    .bind(f64::from(window_secs.saturating_sub(1)))
+    .fetch_all(pool)
+    .await?;
+    Ok((
+        now,
+        rows.iter()
+            .map(|r| CallsInSecond {
+                account: r.get("account"),
+                seconds_ago: r.get::<i64, _>("ago").max(0),
+                calls: r.get("calls"),
+                throttled: r.get("throttled"),
+            })
+            .collect(),
+    ))
+}
+
+/// A job's row, as the job page shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub row: JobListRow,
+    pub evidence_request_id: Option<String>,
+    pub error_message: Option<String>,
+    pub payload: String,
+    pub payload_escaped: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub dead_lettered_at: Option<OffsetDateTime>,
+    /// The due time of a scheduled job, where the schema has it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_before: Option<OffsetDateTime>,
+    /// Who cancelled the job and when, where the schema has it.
+    pub cancelled_by: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub cancelled_at: Option<OffsetDateTime>,
+}
+
+/// One StopCaster call of a job.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AttemptRow {
+    pub attempt: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    pub http_status: Option<i32>,
+    pub request_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// `None` while the call is in flight.
+    pub outcome: Option<String>,
+    pub outcome_unknown: bool,
+    pub worker: Option<String>,
+}
+
+/// One replay of a job by an operator.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReplayRow {
+    #[serde(with = "time::serde::rfc3339")]
+    pub replayed_at: OffsetDateTime,
+    pub previous_status: Option<String>,
+    pub previous_error_code: Option<String>,
+    pub reason: Option<String>,
+    pub reopened: bool,
+}
+
+/// A job, its calls and its replays; `None` if there is no such job.
+pub async fn job_detail(
+    pool: &PgPool,
+    job_id: Uuid,
+) -> Result<Option<(JobDetail, Vec<AttemptRow>, Vec<ReplayRow>)>, sqlx::Error> {
+    // Columns that newer migrations add are read from the row as JSON: NULL where absent.
+    let row = sqlx::query(&format!(
+        "SELECT {LIST_COLUMNS}, j.evidence_request_id, j.error_message, j.payload,
+                j.payload_escaped, j.updated_at, j.next_attempt_at, j.dead_lettered_at,
+                (to_jsonb(j) ->> 'not_before')::timestamptz AS not_before,
+                to_jsonb(j) ->> 'cancelled_by' AS cancelled_by,
+                (to_jsonb(j) ->> 'cancelled_at')::timestamptz AS cancelled_at
+         FROM caster_stop_jobs j WHERE j.job_id = $1"
+    ))
+    .bind(job_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let detail = JobDetail {
+        row: list_row(&r),
+        evidence_request_id: r.get("evidence_request_id"),
+        error_message: r.get("error_message"),
+        payload: r.get("payload"),
+        payload_escaped: r.get("payload_escaped"),
+        updated_at: r.get("updated_at"),
+        next_attempt_at: r.get("next_attempt_at"),
+        dead_lettered_at: r.get("dead_lettered_at"),
+        not_before: r.get("not_before"),
+        cancelled_by: r.get("cancelled_by"),
+        cancelled_at: r.get("cancelled_at"),
+    };
+    let attempts = sqlx::query(
+        "SELECT attempt, started_at, finished_at, http_status, request_id, error_code,
+                error_message, outcome, outcome_unknown, worker
+         FROM caster_stop_attempts WHERE job_id = $1 ORDER BY attempt",
+    )
+    .bind(job_id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| AttemptRow {
+        attempt: r.get("attempt"),
+        started_at: r.get("started_at"),
+        finished_at: r.get("finished_at"),
+        http_status: r.get("http_status"),
+        request_id: r.get("request_id"),
+        error_code: r.get("error_code"),
+        error_message: r.get("error_message"),
+        outcome: r.get("outcome"),
+        outcome_unknown: r.get("outcome_unknown"),
+        worker: r.get("worker"),
+    })
+    .collect();
+    let replays = sqlx::query(
+        "SELECT replayed_at, previous_status, previous_error_code, reason, reopened
+         FROM caster_stop_replays WHERE job_id = $1 ORDER BY replayed_at",
+    )
+    .bind(job_id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| ReplayRow {
+        replayed_at: r.get("replayed_at"),
+        previous_status: r.get("previous_status"),
+        previous_error_code: r.get("previous_error_code"),
+        reason: r.get("reason"),
+        reopened: r.get("reopened"),
+    })
+    .collect();
+    Ok(Some((detail, attempts, replays)))
+}
+
+/// What of the newer schema this database has (other work adds it; the dashboard shows what
+/// exists).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SchemaFeatures {
+    /// `caster_stop_jobs.not_before` (scheduled stops, status `scheduled`, `cancelled`).
+    pub scheduling: bool,
+    /// The table `stopcaster_account_pauses`.
+    pub pauses: bool,
+    /// `caster_stop_jobs.cancelled_by` and `cancelled_at` (who cancelled, when).
+    pub cancel_audit: bool,
+}
+
+pub async fn schema_features(pool: &PgPool) -> Result<SchemaFeatures, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                        WHERE table_schema = current_schema() AND table_name = 'caster_stop_jobs'
+                          AND column_name = 'not_before') AS scheduling,
+                to_regclass('stopcaster_account_pauses') IS NOT NULL AS pauses,
+                EXISTS (SELECT 1 FROM information_schema.columns
+                        WHERE table_schema = current_schema() AND table_name = 'caster_stop_jobs'
+                          AND column_name = 'cancelled_by') AS cancel_audit",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(SchemaFeatures {
+        scheduling: row.get("scheduling"),
+        pauses: row.get("pauses"),
+        cancel_audit: row.get("cancel_audit"),
+    })
+}
+
+/// A scheduled job.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScheduledRow {
+    #[serde(flatten)]
+    pub row: JobListRow,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_before: Option<OffsetDateTime>,
+}
+
+/// Scheduled jobs, earliest due first, at most `limit` (the caller checked
+/// [`SchemaFeatures::scheduling`]).
+pub async fn scheduled_jobs(
+    pool: &PgPool,
+    limit: u32,
+) -> Result<(i64, Vec<ScheduledRow>), sqlx::Error> {
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs WHERE status = 'scheduled'")
+            .fetch_one(pool)
+            .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {LIST_COLUMNS}, j.not_before FROM caster_stop_jobs j
+         WHERE j.status = 'scheduled' ORDER BY j.not_before NULLS FIRST, j.job_id LIMIT $1"
+    ))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok((
+        total,
+        rows.iter()
+            .map(|r| ScheduledRow {
+                row: list_row(r),
+                not_before: r.get("not_before"),
+            })
+            .collect(),
+    ))
+}
+
+/// Cancels a job that no call was made for: `scheduled`, or `pending` with no attempt and not
+/// held by a worker (the condition of `stopcaster cancel`; a worker starting an attempt holds
+/// the row's lock, so the condition is checked after it). The caller checked
+/// [`SchemaFeatures::scheduling`] (which brings the `cancelled` status); `by` is recorded where
+/// the schema has `cancelled_by`. The job's status afterwards and whether this cancelled it;
+/// `None` if there is no such job.
+pub async fn cancel_job(
+    pool: &PgPool,
+    job_id: Uuid,
+    by: Option<&str>,
+) -> Result<Option<(String, bool)>, sqlx::Error> {
+    let audit = if by.is_some() {
+        ", cancelled_by = $2, cancelled_at = now()"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE caster_stop_jobs
+         SET status = 'cancelled', conclusion = 'cancelled', finished_at = now(),
+             updated_at = now(){audit}
+         WHERE job_id = $1
+           AND (status = 'scheduled'
+                OR (status = 'pending' AND attempts = 0
+                    AND (claimed_until IS NULL OR claimed_until < now())))"
+    );
+    let mut query = sqlx::query(&sql).bind(job_id);
+    if let Some(by) = by {
+        query = query.bind(by);
+    }
+    let cancelled = query.execute(pool).await?.rows_affected() == 1;
+    if cancelled {
+        return Ok(Some(("cancelled".to_owned(), true)));
+    }
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM caster_stop_jobs WHERE job_id = $1")
+            .bind(job_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(status.map(|s| (s, false)))
+}
+
+/// An account paused because its credentials were refused.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PauseRow {
+    pub account: Option<String>,
+    pub code: Option<String>,
+    pub worker: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub paused_at: Option<OffsetDateTime>,
+    /// When the worker last confirmed the pause (it does at each refused probe, at most a
+    /// minute apart), where the schema has it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub updated_at: Option<OffsetDateTime>,
+    /// Not confirmed for over three minutes: its worker has probably stopped.
+    pub stale: bool,
+}
+
+/// Paused accounts (the caller checked [`SchemaFeatures::pauses`]).
+pub async fn account_pauses(pool: &PgPool) -> Result<Vec<PauseRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT account::text AS account, code::text AS code, worker::text AS worker,
+                paused_at::timestamptz AS paused_at,
+                (to_jsonb(p) ->> 'updated_at')::timestamptz AS updated_at,
+                coalesce((to_jsonb(p) ->> 'updated_at')::timestamptz, paused_at::timestamptz)
+                    < now() - interval '3 minutes' AS stale
+         FROM stopcaster_account_pauses p ORDER BY paused_at, account LIMIT 100",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| PauseRow {
+            account: r.get("account"),
+            code: r.get("code"),
+            worker: r.get("worker"),
+            paused_at: r.get("paused_at"),
+            updated_at: r.get("updated_at"),
+            stale: r.get::<Option<bool>, _>("stale").unwrap_or(false),
+        })
+        .collect())
+}
