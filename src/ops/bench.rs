@@ -23,6 +23,19 @@ use crate::store;
 
 const KEY_ID: &str = "LTAIbench";
 const KEY_SECRET: &str = "bench-secret";
+/// The account UID every bench key belongs to (the stand-in's STS tells the workers).
+const ACCOUNT_UID: &str = "1500000000000001";
+/// Studios of the warm-up batch (`--warm`): enough for every worker to open its connections.
+const WARM_UP_STUDIOS: usize = 30;
+
+/// The `i`-th of `--keys` AccessKeys of the bench account (the first is `LTAIbench`).
+fn key_id(i: usize) -> String {
+    if i == 0 {
+        KEY_ID.to_owned()
+    } else {
+        format!("{KEY_ID}{i}")
+    }
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -38,6 +51,25 @@ pub struct BenchArgs {
     /// Latency the stand-in adds to each call, in milliseconds.
     #[arg(long, default_value_t = 30)]
     latency_ms: u64,
+    /// The stand-in waits this long before reading a new connection's first request (the TCP
+    /// and TLS round trips of a far endpoint), in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    connect_delay_ms: u64,
+    /// Serve HTTPS, with a CA made for this run (the `openssl` command line makes it) that the
+    /// workers trust through STOPCASTER_CA_FILE.
+    #[arg(long)]
+    tls: bool,
+    /// AccessKeys of the one account (UID): the workers take them round-robin and learn the
+    /// account from the stand-in's STS (GetCallerIdentity), as on Alibaba Cloud.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    keys: u64,
+    /// Measure a first batch, on workers that just started (the default).
+    #[arg(long, conflicts_with = "warm")]
+    cold: bool,
+    /// Measure a second batch: the workers first stop a small batch (30 studios), then wait
+    /// 2 s, then the measured batch is enqueued, so their connections are open and idle.
+    #[arg(long)]
+    warm: bool,
     /// An uncoordinated second client on the same AccessKeyId, calling this many times per
     /// second (as the console or another tool would): measures the adaptive pacer.
     #[arg(long, default_value_t = 0)]
@@ -125,48 +157,198 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Duration::from_millis(args.latency_ms),
         )
     };
-    let mut config = FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))]);
+    let keys: Vec<String> = (0..args.keys as usize).map(key_id).collect();
+    let mut config = FakeLiveConfig::new(
+        keys.iter()
+            .map(|k| (k.clone(), Secret::new(KEY_SECRET)))
+            .collect(),
+    );
+    for k in &keys {
+        config = config.with_account(k, ACCOUNT_UID);
+    }
     config.qps = qps;
     config.latency = latency;
+    config.connect_delay = Duration::from_millis(args.connect_delay_ms);
+    let pki = if args.tls {
+        let pki = Pki::make(&format!("stopcaster-bench-{id}"))?;
+        config.tls = Some(fake_live::tls_config(&pki.cert, &pki.key)?);
+        Some(pki)
+    } else {
+        None
+    };
     let fake = fake_live::spawn(config)
         .await
         .context("starting the stand-in")?;
     let pool = crate::store::migrate(&database_url)
         .await
         .context("creating the bench database")?;
-    let result = measure(&args, studios, qps, &database_url, &prefix, &pool, &fake).await;
+    let setup = Setup {
+        studios,
+        qps,
+        database_url: &database_url,
+        prefix: &prefix,
+        keys: &keys,
+        ca_file: pki.as_ref().map(|p| p.ca.as_path()),
+    };
+    let result = measure(&args, &setup, &pool, &fake).await;
     cleanup(&args, &pool, &db_name, &prefix).await;
+    drop(pki);
     result
+}
+
+/// What `measure` needs of `run`'s preparations.
+struct Setup<'a> {
+    studios: usize,
+    qps: u32,
+    database_url: &'a str,
+    prefix: &'a str,
+    keys: &'a [String],
+    ca_file: Option<&'a std::path::Path>,
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, made with the `openssl` command line in a
+/// directory of their own, removed on drop.
+struct Pki {
+    dir: std::path::PathBuf,
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl Pki {
+    fn make(name: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let pki = Self {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            dir,
+        };
+        let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        let ca_key = path(&pki.dir.join("ca-key.pem"));
+        let csr = path(&pki.dir.join("cert.csr"));
+        let ext = pki.dir.join("ext.cnf");
+        std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n")?;
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let steps: [Vec<String>; 3] = [
+            [
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=stopcaster bench CA",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(ec.iter().map(|s| s.to_string()))
+            .chain([
+                "-keyout".into(),
+                ca_key.clone(),
+                "-out".into(),
+                path(&pki.ca),
+            ])
+            .collect(),
+            ["req", "-nodes", "-subj", "/CN=127.0.0.1"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(ec.iter().map(|s| s.to_string()))
+                .chain(["-keyout".into(), path(&pki.key), "-out".into(), csr.clone()])
+                .collect(),
+            [
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &csr,
+                "-CA",
+                &path(&pki.ca),
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-extfile",
+                &path(&ext),
+                "-out",
+                &path(&pki.cert),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ];
+        for step in steps {
+            let out = Command::new("openssl")
+                .args(&step)
+                .stdin(Stdio::null())
+                .output()
+                .context("running openssl (--tls makes its certificates with it)")?;
+            if !out.status.success() {
+                bail!(
+                    "openssl {} failed: {}",
+                    step[0],
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        Ok(pki)
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 async fn measure(
     args: &BenchArgs,
-    studios: usize,
-    qps: u32,
-    database_url: &str,
-    prefix: &str,
+    setup: &Setup<'_>,
     pool: &PgPool,
     fake: &fake_live::FakeLiveHandle,
 ) -> anyhow::Result<()> {
+    let Setup {
+        studios,
+        qps,
+        database_url,
+        prefix,
+        ..
+    } = *setup;
     let names = Names::new(prefix);
+    let enqueue = |ids: Vec<String>| async {
+        let plan = crate::ops::enqueue::plan(ids, None, Some(format!("bench-{prefix}")))?;
+        let started = Instant::now();
+        let published = crate::ops::enqueue::publish(&args.amqp_url, &names, &plan, |_| {}).await?;
+        if published.unconfirmed() > 0 {
+            bail!("{} jobs not confirmed", published.unconfirmed());
+        }
+        anyhow::Ok(started.elapsed())
+    };
     let ids: Vec<String> = (0..studios).map(|i| format!("bench-studio-{i}")).collect();
-    let plan = crate::ops::enqueue::plan(ids, None, Some(format!("bench-{prefix}")))?;
-    let enqueue_started = Instant::now();
-    let published = crate::ops::enqueue::publish(&args.amqp_url, &names, &plan, |_| {}).await?;
-    let enqueue_time = enqueue_started.elapsed();
-    if published.unconfirmed() > 0 {
-        bail!("{} jobs not confirmed", published.unconfirmed());
+    // Cold: the batch waits in the queue for workers that are just starting.
+    let mut enqueue_time = Duration::ZERO;
+    if !args.warm {
+        enqueue_time = enqueue(ids.clone()).await?;
     }
+    let mut start_wall = time::OffsetDateTime::now_utc();
     let exe = std::env::current_exe()?;
     let mut workers: Vec<WorkerProc> = (0..args.workers)
-        .map(|_| {
-            Command::new(&exe)
+        .map(|i| {
+            let mut command = Command::new(&exe);
+            command
                 .arg("worker")
                 .env("AMQP_URL", &args.amqp_url)
                 .env("DATABASE_URL", database_url)
                 .env("STOPCASTER_QUEUE_PREFIX", prefix)
-                .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+                .env(
+                    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+                    &setup.keys[i % setup.keys.len()],
+                )
                 .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
+                .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+                .env_remove("STOPCASTER_ACCOUNT_UID")
+                .env("STOPCASTER_STS_ENDPOINT", fake.endpoint())
                 .env("STOPCASTER_ENDPOINT", fake.endpoint())
                 .env("STOPCASTER_QPS", qps.to_string())
                 .env(
@@ -176,28 +358,47 @@ async fn measure(
                 .env("RUST_LOG", "warn")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .map(|child| WorkerProc { child })
+                .stderr(Stdio::inherit());
+            match setup.ca_file {
+                Some(ca) => command.env("STOPCASTER_CA_FILE", ca),
+                None => command.env_remove("STOPCASTER_CA_FILE"),
+            };
+            command.spawn().map(|child| WorkerProc { child })
         })
         .collect::<Result<_, _>>()
         .context("starting workers")?;
-    let started = Instant::now();
-    let competitor = (args.competitor_qps > 0)
-        .then(|| tokio::spawn(compete(fake.endpoint(), args.competitor_qps)));
     // Generous: a benchmark that times out measures nothing.
     let timeout = Duration::from_secs(60)
         + Duration::from_secs_f64(studios as f64 / f64::from(qps.min(50)) * 3.0);
-    loop {
-        let done = store::count_finished_jobs(pool).await?;
-        if done as usize >= studios {
-            break;
+    let wait_for = |count: usize, since: Instant| async move {
+        loop {
+            let done = store::count_finished_jobs(pool).await?;
+            if done as usize >= count {
+                return anyhow::Ok(());
+            }
+            if since.elapsed() > timeout {
+                bail!("only {done} of {count} jobs finished within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if started.elapsed() > timeout {
-            bail!("only {done} of {studios} jobs finished within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if args.warm {
+        // Warm: a small batch first, so every worker has started and used its connections;
+        // then a pause, so they are idle, as between two batches.
+        let warm_ids = (0..WARM_UP_STUDIOS)
+            .map(|i| format!("bench-warmup-{i}"))
+            .collect();
+        enqueue(warm_ids).await?;
+        wait_for(WARM_UP_STUDIOS, Instant::now()).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        start_wall = time::OffsetDateTime::now_utc();
+        enqueue_time = enqueue(ids).await?;
     }
+    let started = Instant::now();
+    let competitor = (args.competitor_qps > 0)
+        .then(|| tokio::spawn(compete(fake.endpoint(), args.competitor_qps)));
+    let expected = studios + if args.warm { WARM_UP_STUDIOS } else { 0 };
+    wait_for(expected, started).await?;
     if let Some(c) = competitor {
         c.abort();
     }
@@ -222,10 +423,23 @@ async fn measure(
         .filter(|c| c.code.as_deref() == Some("Throttling.User"))
         .count();
     let succeeded = store::count_jobs_with_status(pool, JobStatus::Succeeded).await?;
+    let throttled_warm_up = all_calls
+        .iter()
+        .filter(|c| {
+            c.caster_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("bench-warmup-"))
+        })
+        .filter(|c| c.code.as_deref() == Some("Throttling.User"))
+        .count();
     println!(
-        "setup: {} studios, {} worker process(es), quota {} calls/s, pacer margin {} ms, stand-in latency {:?}, {} cores",
+        "setup: {} studios, {} worker process(es), {} key(s) of one account, {} batch, {}, connect delay {} ms, quota {} calls/s, pacer margin {} ms, stand-in latency {:?}, {} cores",
         studios,
         args.workers,
+        setup.keys.len(),
+        if args.warm { "warm" } else { "cold" },
+        if args.tls { "https" } else { "http" },
+        args.connect_delay_ms,
         if args.ceiling {
             "lifted".to_owned()
         } else {
@@ -249,6 +463,9 @@ async fn measure(
     println!("succeeded: {succeeded}");
     println!("calls: {}", calls.len());
     println!("throttled: {throttled_ours}");
+    if args.warm {
+        println!("throttled_in_warm_up_batch: {throttled_warm_up}");
+    }
     if args.competitor_qps > 0 {
         let theirs: Vec<_> = all_calls.iter().filter(|c| !is_ours(c)).collect();
         let refused = theirs
@@ -320,9 +537,24 @@ async fn measure(
             .fold(f64::INFINITY, f64::min);
         println!("shortest_span_of_{}_admitted_calls: {span:.3} s", qps + 1);
         println!(
-            "max_calls_in_any_1s_window: {}",
-            stats.max_in_any_1s_window.get(KEY_ID).copied().unwrap_or(0)
+            "max_calls_in_any_1s_window: {} (the account's, over every batch)",
+            stats
+                .max_in_any_1s_window_by_account
+                .get(ACCOUNT_UID)
+                .copied()
+                .unwrap_or(0)
         );
+        if let Some(first) = first {
+            println!(
+                "first_call_after: {:.3} s (from {})",
+                (first - start_wall).as_seconds_f64(),
+                if args.warm {
+                    "the measured batch's enqueue"
+                } else {
+                    "the workers' start"
+                }
+            );
+        }
         let cpu: f64 = costs.iter().map(|c| c.0).sum();
         println!(
             "worker_cpu: {cpu:.2} s total over {} process(es)",
