@@ -66,10 +66,15 @@ pub struct BenchArgs {
     /// Measure a first batch, on workers that just started (the default).
     #[arg(long, conflicts_with = "warm")]
     cold: bool,
-    /// Measure a second batch: the workers first stop a small batch (30 studios), then wait
-    /// 2 s, then the measured batch is enqueued, so their connections are open and idle.
+    /// Measure a second batch: once every worker consumes, they stop a small batch (30
+    /// studios), then wait 2 s, then the measured batch is enqueued, so their connections are
+    /// open and idle.
     #[arg(long)]
     warm: bool,
+    /// The workers' STOPCASTER_WARM_CONNECTIONS=false: connections are opened by the calls
+    /// themselves (what the worker did before it warmed its pool).
+    #[arg(long)]
+    no_warm_connections: bool,
     /// An uncoordinated second client on the same AccessKeyId, calling this many times per
     /// second (as the console or another tool would): measures the adaptive pacer.
     #[arg(long, default_value_t = 0)]
@@ -355,6 +360,10 @@ async fn measure(
                     "STOPCASTER_PACER_MARGIN_MS",
                     args.pacer_margin_ms.to_string(),
                 )
+                .env(
+                    "STOPCASTER_WARM_CONNECTIONS",
+                    (!args.no_warm_connections).to_string(),
+                )
                 .env("RUST_LOG", "warn")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -383,8 +392,9 @@ async fn measure(
         }
     };
     if args.warm {
-        // Warm: a small batch first, so every worker has started and used its connections;
-        // then a pause, so they are idle, as between two batches.
+        // Warm: once every worker consumes, a small batch, so that each has used its
+        // connections; then a pause, so they are idle, as between two batches.
+        wait_for_consumers(&args.amqp_url, &names, args.workers, timeout).await?;
         let warm_ids = (0..WARM_UP_STUDIOS)
             .map(|i| format!("bench-warmup-{i}"))
             .collect();
@@ -562,6 +572,41 @@ async fn measure(
         );
     }
     Ok(())
+}
+
+/// Waits until the jobs queue has `count` consumers.
+async fn wait_for_consumers(
+    amqp_url: &str,
+    names: &Names,
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let conn = crate::broker::connect(amqp_url, "stopcaster bench").await?;
+    let channel = conn.create_channel().await?;
+    // The workers' own topology, so that the passive declarations below find the queue.
+    crate::broker::declare_topology(&channel, names).await?;
+    let started = Instant::now();
+    loop {
+        let consumers = channel
+            .queue_declare(
+                names.jobs.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await?
+            .consumer_count() as usize;
+        if consumers >= count {
+            let _ = conn.close(200, "".into()).await;
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            bail!("only {consumers} of {count} workers consume after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// When the stand-in decided a call (its log's RFC 3339 time).

@@ -203,7 +203,11 @@ pub async fn run(
     );
     let ctx = Arc::new(JobContext {
         pool,
-        client: LiveClient::new(&client_config)?.with_warming(warming),
+        client: if args.warm_connections {
+            LiveClient::new(&client_config)?.with_warming(warming)
+        } else {
+            LiveClient::new(&client_config)?
+        },
         pacer,
         accounts,
         default_region: api.region()?,
@@ -234,6 +238,9 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    // Before the first delivery: a worker that warmed while holding its prefetched jobs would
+    // leave the others to run out of work meanwhile.
+    shutdown.run_until_cancelled(ctx.client.warm()).await;
     let config = session::SessionConfig {
         amqp_url: broker.amqp_url,
         names: Names::new(&broker.queue_prefix),
