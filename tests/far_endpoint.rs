@@ -139,3 +139,27 @@ async fn three_workers_on_three_keys_of_one_account_stay_within_the_quota_over_t
     drop(workers);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// What the worker warms its connections with: `GET /` without parameters is answered, after
+/// the stand-in's latency, like any request without `Action`, but it is no call: it is not in
+/// the call log and no quota counts it.
+#[tokio::test]
+async fn a_request_without_parameters_is_answered_but_is_no_call() {
+    let mut config = FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))]);
+    config.latency = Duration::from_millis(50);
+    let fake = fake_live::spawn(config).await.unwrap();
+    let started = std::time::Instant::now();
+    let answer = reqwest::get(format!("{}/", fake.endpoint())).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    let body: serde_json::Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["Code"], "MissingParameter");
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    assert_eq!(fake.stats().total, 0);
+    // A request with parameters but no Action is still a (refused) call in the log.
+    let refused = reqwest::get(format!("{}/?CasterId=x", fake.endpoint()))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(fake.calls().len(), 1);
+}
