@@ -408,7 +408,8 @@ async fn measure(
     let competitor = (args.competitor_qps > 0)
         .then(|| tokio::spawn(compete(fake.endpoint(), args.competitor_qps)));
     let expected = studios + if args.warm { WARM_UP_STUDIOS } else { 0 };
-    wait_for(expected, started).await?;
+    // A batch that does not finish in time is still measured, as far as it went.
+    let unfinished = wait_for(expected, started).await.err();
     if let Some(c) = competitor {
         c.abort();
     }
@@ -470,6 +471,9 @@ async fn measure(
         enqueue_time.as_secs_f64(),
         studios as f64 / enqueue_time.as_secs_f64()
     );
+    if let Some(e) = &unfinished {
+        println!("timeout: {e}");
+    }
     println!("succeeded: {succeeded}");
     println!("calls: {}", calls.len());
     println!("throttled: {throttled_ours}");
