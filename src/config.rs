@@ -176,6 +176,10 @@ pub struct WorkerArgs {
     /// Serve Prometheus /metrics, /healthz and /readyz here (for example 127.0.0.1:9187).
     #[arg(long, env = "STOPCASTER_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Open the connections calls will need before taking pacer slots, at start and after
+    /// 10 s idle (`GET /` without parameters, no API call); `false` opens them on demand.
+    #[arg(long, env = "STOPCASTER_WARM_CONNECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub warm_connections: bool,
 }
 
 impl WorkerArgs {

@@ -52,6 +52,10 @@
 //!
 //! Temporary credentials last `--sts-lifetime` (capped by a shorter `DurationSeconds`).
 //!
+//! A request with no parameters at all (`GET /`: a client opening a connection ahead of its
+//! calls, as the worker does) is answered `MissingParameter` after the added latency, like
+//! any request without `Action`, but it is no call: it is not logged and counts nowhere.
+//!
 //! A call is *admitted* once it passes step 10; only admitted calls count towards the window.
 //! Added latency is slept after the call has been decided (so a studio is stopped even when the
 //! client gives up waiting, as with the real endpoint) and before the answer is written.

@@ -430,20 +430,24 @@ async fn rpc(
             Answer::Html502 => (Some(502), None),
             Answer::Drop => (None, None),
         };
-        st.log.push(CallRecord {
-            at_ns: shared.clock.offset_ns(now),
-            method,
-            access_key_id: boxed(&params, "AccessKeyId"),
-            caster_id: boxed(&params, "CasterId"),
-            action: boxed(&params, "Action"),
-            http_status,
-            code,
-            request_id,
-            nonce: boxed(&params, "SignatureNonce"),
-            admitted: decision.admitted,
-            fault: decision.fault.map(|f| f.label()),
-            account,
-        });
+        // No parameters at all is no call: a client warming a connection (`GET /`). It is
+        // answered like any request without `Action`, but kept out of the log.
+        if !params.is_empty() {
+            st.log.push(CallRecord {
+                at_ns: shared.clock.offset_ns(now),
+                method,
+                access_key_id: boxed(&params, "AccessKeyId"),
+                caster_id: boxed(&params, "CasterId"),
+                action: boxed(&params, "Action"),
+                http_status,
+                code,
+                request_id,
+                nonce: boxed(&params, "SignatureNonce"),
+                admitted: decision.admitted,
+                fault: decision.fault.map(|f| f.label()),
+                account,
+            });
+        }
         decision
     };
 

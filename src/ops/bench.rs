@@ -26,6 +26,19 @@ use crate::store;
 
 const KEY_ID: &str = "LTAIbench";
 const KEY_SECRET: &str = "bench-secret";
+/// The account UID every bench key belongs to (the stand-in's STS tells the workers).
+const ACCOUNT_UID: &str = "1500000000000001";
+/// Studios of the warm-up batch (`--warm`): enough for every worker to open its connections.
+const WARM_UP_STUDIOS: usize = 30;
+
+/// The `i`-th of `--keys` AccessKeys of the bench account (the first is `LTAIbench`).
+fn key_id(i: usize) -> String {
+    if i == 0 {
+        KEY_ID.to_owned()
+    } else {
+        format!("{KEY_ID}{i}")
+    }
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -41,6 +54,30 @@ pub struct BenchArgs {
     /// Latency the stand-in adds to each call, in milliseconds.
     #[arg(long, default_value_t = 30)]
     latency_ms: u64,
+    /// The stand-in waits this long before reading a new connection's first request (the TCP
+    /// and TLS round trips of a far endpoint), in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    connect_delay_ms: u64,
+    /// Serve HTTPS, with a CA made for this run (the `openssl` command line makes it) that the
+    /// workers trust through STOPCASTER_CA_FILE.
+    #[arg(long)]
+    tls: bool,
+    /// AccessKeys of the one account (UID): the workers take them round-robin and learn the
+    /// account from the stand-in's STS (GetCallerIdentity), as on Alibaba Cloud.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    keys: u64,
+    /// Measure a first batch, on workers that just started (the default).
+    #[arg(long, conflicts_with = "warm")]
+    cold: bool,
+    /// Measure a second batch: once every worker consumes, they stop a small batch (30
+    /// studios), then wait 2 s, then the measured batch is enqueued, so their connections are
+    /// open and idle.
+    #[arg(long)]
+    warm: bool,
+    /// The workers' STOPCASTER_WARM_CONNECTIONS=false: connections are opened by the calls
+    /// themselves (what the worker did before it warmed its pool).
+    #[arg(long)]
+    no_warm_connections: bool,
     /// An uncoordinated second client on the same AccessKeyId, calling this many times per
     /// second (as the console or another tool would): measures the adaptive pacer.
     #[arg(long, default_value_t = 0)]
@@ -50,7 +87,7 @@ pub struct BenchArgs {
     ceiling: bool,
     /// Scheduled run: every job gets `not_before` = enqueue time + this many seconds (enough
     /// for the workers to receive and hold them all first).
-    #[arg(long, conflicts_with = "ceiling")]
+    #[arg(long, conflicts_with_all = ["ceiling", "warm"])]
     scheduled: Option<u64>,
     /// The workers' STOPCASTER_PACER_MARGIN_MS: what each second of the schedule adds for
     /// jitter (each millisecond costs 0.1 % of the quota).
@@ -132,95 +169,285 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Duration::from_millis(args.latency_ms),
         )
     };
-    let mut config = FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))]);
+    let keys: Vec<String> = (0..args.keys as usize).map(key_id).collect();
+    let mut config = FakeLiveConfig::new(
+        keys.iter()
+            .map(|k| (k.clone(), Secret::new(KEY_SECRET)))
+            .collect(),
+    );
+    for k in &keys {
+        config = config.with_account(k, ACCOUNT_UID);
+    }
     config.qps = qps;
     config.latency = latency;
+    config.connect_delay = Duration::from_millis(args.connect_delay_ms);
+    let pki = if args.tls {
+        let pki = Pki::make(&format!("stopcaster-bench-{id}"))?;
+        config.tls = Some(fake_live::tls_config(&pki.cert, &pki.key)?);
+        Some(pki)
+    } else {
+        None
+    };
     let fake = fake_live::spawn(config)
         .await
         .context("starting the stand-in")?;
     let pool = crate::store::migrate(&database_url)
         .await
         .context("creating the bench database")?;
-    let result = measure(&args, studios, qps, &database_url, &prefix, &pool, &fake).await;
+    let setup = Setup {
+        studios,
+        qps,
+        database_url: &database_url,
+        prefix: &prefix,
+        keys: &keys,
+        ca_file: pki.as_ref().map(|p| p.ca.as_path()),
+    };
+    let result = measure(&args, &setup, &pool, &fake).await;
     cleanup(&args, &pool, &db_name, &prefix).await;
+    drop(pki);
     result
+}
+
+/// What `measure` needs of `run`'s preparations.
+struct Setup<'a> {
+    studios: usize,
+    qps: u32,
+    database_url: &'a str,
+    prefix: &'a str,
+    keys: &'a [String],
+    ca_file: Option<&'a std::path::Path>,
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, made with the `openssl` command line in a
+/// directory of their own, removed on drop.
+struct Pki {
+    dir: std::path::PathBuf,
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl Pki {
+    fn make(name: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let pki = Self {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            dir,
+        };
+        let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        let ca_key = path(&pki.dir.join("ca-key.pem"));
+        let csr = path(&pki.dir.join("cert.csr"));
+        let ext = pki.dir.join("ext.cnf");
+        std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n")?;
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let steps: [Vec<String>; 3] = [
+            [
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=stopcaster bench CA",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(ec.iter().map(|s| s.to_string()))
+            .chain([
+                "-keyout".into(),
+                ca_key.clone(),
+                "-out".into(),
+                path(&pki.ca),
+            ])
+            .collect(),
+            ["req", "-nodes", "-subj", "/CN=127.0.0.1"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(ec.iter().map(|s| s.to_string()))
+                .chain(["-keyout".into(), path(&pki.key), "-out".into(), csr.clone()])
+                .collect(),
+            [
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &csr,
+                "-CA",
+                &path(&pki.ca),
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-extfile",
+                &path(&ext),
+                "-out",
+                &path(&pki.cert),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ];
+        for step in steps {
+            let out = Command::new("openssl")
+                .args(&step)
+                .stdin(Stdio::null())
+                .output()
+                .context("running openssl (--tls makes its certificates with it)")?;
+            if !out.status.success() {
+                bail!(
+                    "openssl {} failed: {}",
+                    step[0],
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        Ok(pki)
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 async fn measure(
     args: &BenchArgs,
-    studios: usize,
-    qps: u32,
-    database_url: &str,
-    prefix: &str,
+    setup: &Setup<'_>,
     pool: &PgPool,
     fake: &fake_live::FakeLiveHandle,
 ) -> anyhow::Result<()> {
+    let Setup {
+        studios,
+        qps,
+        database_url,
+        prefix,
+        ..
+    } = *setup;
     let names = Names::new(prefix);
-    let ids: Vec<String> = (0..studios).map(|i| format!("bench-studio-{i}")).collect();
-    let mut plan = crate::ops::enqueue::plan(ids, None, Some(format!("bench-{prefix}")))?;
-    let due = args.scheduled.map(|secs| {
-        let due = (time::OffsetDateTime::now_utc() + time::Duration::seconds(secs as i64))
-            .replace_nanosecond(0)
-            .expect("zero nanoseconds");
+    let names = &names;
+    let enqueue = |ids: Vec<String>, due: Option<time::OffsetDateTime>| async move {
+        let mut plan = crate::ops::enqueue::plan(ids, None, Some(format!("bench-{prefix}")))?;
         for job in &mut plan.jobs {
-            job.not_before = Some(due);
+            job.not_before = due;
         }
-        due
+        let started = Instant::now();
+        let published = crate::ops::enqueue::publish(&args.amqp_url, names, &plan, |_| {}).await?;
+        if published.unconfirmed() > 0 {
+            bail!("{} jobs not confirmed", published.unconfirmed());
+        }
+        anyhow::Ok(started.elapsed())
+    };
+    let ids: Vec<String> = (0..studios).map(|i| format!("bench-studio-{i}")).collect();
+    let due = args.scheduled.map(|secs| {
+        (time::OffsetDateTime::now_utc() + time::Duration::seconds(secs as i64))
+            .replace_nanosecond(0)
+            .expect("zero nanoseconds")
     });
-    let enqueue_started = Instant::now();
-    let published = crate::ops::enqueue::publish(&args.amqp_url, &names, &plan, |_| {}).await?;
-    let enqueue_time = enqueue_started.elapsed();
-    if published.unconfirmed() > 0 {
-        bail!("{} jobs not confirmed", published.unconfirmed());
+    // Cold: the batch waits in the queue for workers that are just starting.
+    let mut enqueue_time = Duration::ZERO;
+    if !args.warm {
+        enqueue_time = enqueue(ids.clone(), due).await?;
     }
+    let mut start_wall = time::OffsetDateTime::now_utc();
     let exe = std::env::current_exe()?;
     let mut workers: Vec<WorkerProc> = (0..args.workers)
-        .map(|_| {
-            Command::new(&exe)
+        .map(|i| {
+            let mut command = Command::new(&exe);
+            command
                 .arg("worker")
                 .env("AMQP_URL", &args.amqp_url)
                 .env("DATABASE_URL", database_url)
                 .env("STOPCASTER_QUEUE_PREFIX", prefix)
-                .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+                .env(
+                    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+                    &setup.keys[i % setup.keys.len()],
+                )
                 .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
+                .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+                .env_remove("STOPCASTER_ACCOUNT_UID")
+                .env("STOPCASTER_STS_ENDPOINT", fake.endpoint())
                 .env("STOPCASTER_ENDPOINT", fake.endpoint())
                 .env("STOPCASTER_QPS", qps.to_string())
                 .env(
                     "STOPCASTER_PACER_MARGIN_MS",
                     args.pacer_margin_ms.to_string(),
                 )
+                .env(
+                    "STOPCASTER_WARM_CONNECTIONS",
+                    (!args.no_warm_connections).to_string(),
+                )
                 .env("RUST_LOG", "warn")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .map(|child| WorkerProc { child })
+                .stderr(Stdio::inherit());
+            match setup.ca_file {
+                Some(ca) => command.env("STOPCASTER_CA_FILE", ca),
+                None => command.env_remove("STOPCASTER_CA_FILE"),
+            };
+            command.spawn().map(|child| WorkerProc { child })
         })
         .collect::<Result<_, _>>()
         .context("starting workers")?;
-    let started = Instant::now();
-    let competitor = (args.competitor_qps > 0)
-        .then(|| tokio::spawn(compete(fake.endpoint(), args.competitor_qps)));
     // Generous: a benchmark that times out measures nothing.
     let timeout = Duration::from_secs(60)
         + Duration::from_secs_f64(studios as f64 / f64::from(qps.min(50)) * 3.0);
-    let mut all_held: Option<Duration> = None;
-    loop {
-        let done = store::count_finished_jobs(pool).await?;
-        if done as usize >= studios {
-            break;
-        }
-        if due.is_some() && all_held.is_none() {
-            let held = store::count_jobs_with_status(pool, JobStatus::Scheduled).await?;
-            if held as usize >= studios {
-                all_held = Some(started.elapsed());
+    // Postgres that restarts under a run (on a shared machine) is waited out, as the workers
+    // do, and said: such a run measures the outage, not the pacing.
+    let outages = std::sync::atomic::AtomicU32::new(0);
+    let outages = &outages;
+    // A scheduled run: when the workers held every job as `scheduled`.
+    let all_held: std::sync::Mutex<Option<Duration>> = std::sync::Mutex::new(None);
+    let all_held = &all_held;
+    let workers_started = Instant::now();
+    let wait_for = |count: usize, since: Instant| async move {
+        let mut done = 0;
+        loop {
+            match store::count_finished_jobs(pool).await {
+                Ok(n) => done = n,
+                Err(_) => {
+                    outages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
+            if done as usize >= count {
+                return anyhow::Ok(());
+            }
+            if due.is_some()
+                && all_held.lock().expect("not poisoned").is_none()
+                && store::count_jobs_with_status(pool, JobStatus::Scheduled)
+                    .await
+                    .is_ok_and(|held| held as usize >= count)
+            {
+                *all_held.lock().expect("not poisoned") = Some(workers_started.elapsed());
+            }
+            if since.elapsed() > timeout {
+                bail!("only {done} of {count} jobs finished within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if started.elapsed() > timeout {
-            bail!("only {done} of {studios} jobs finished within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if args.warm {
+        // Warm: once every worker consumes, a small batch, so that each has used its
+        // connections; then a pause, so they are idle, as between two batches.
+        wait_for_consumers(&args.amqp_url, names, args.workers, timeout).await?;
+        let warm_ids = (0..WARM_UP_STUDIOS)
+            .map(|i| format!("bench-warmup-{i}"))
+            .collect();
+        enqueue(warm_ids, None).await?;
+        wait_for(WARM_UP_STUDIOS, Instant::now()).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        start_wall = time::OffsetDateTime::now_utc();
+        enqueue_time = enqueue(ids, None).await?;
     }
+    let started = Instant::now();
+    let competitor = (args.competitor_qps > 0)
+        .then(|| tokio::spawn(compete(fake.endpoint(), args.competitor_qps)));
+    let expected = studios + if args.warm { WARM_UP_STUDIOS } else { 0 };
+    // A batch that does not finish in time is still measured, as far as it went.
+    let unfinished = wait_for(expected, started).await.err();
     if let Some(c) = competitor {
         c.abort();
     }
@@ -245,10 +472,23 @@ async fn measure(
         .filter(|c| c.code.as_deref() == Some("Throttling.User"))
         .count();
     let succeeded = store::count_jobs_with_status(pool, JobStatus::Succeeded).await?;
+    let throttled_warm_up = all_calls
+        .iter()
+        .filter(|c| {
+            c.caster_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("bench-warmup-"))
+        })
+        .filter(|c| c.code.as_deref() == Some("Throttling.User"))
+        .count();
     println!(
-        "setup: {} studios, {} worker process(es), quota {} calls/s, pacer margin {} ms, stand-in latency {:?}, {} cores",
+        "setup: {} studios, {} worker process(es), {} key(s) of one account, {} batch, {}, connect delay {} ms, quota {} calls/s, pacer margin {} ms, stand-in latency {:?}, {} cores",
         studios,
         args.workers,
+        setup.keys.len(),
+        if args.warm { "warm" } else { "cold" },
+        if args.tls { "https" } else { "http" },
+        args.connect_delay_ms,
         if args.ceiling {
             "lifted".to_owned()
         } else {
@@ -269,9 +509,21 @@ async fn measure(
         enqueue_time.as_secs_f64(),
         studios as f64 / enqueue_time.as_secs_f64()
     );
+    if let Some(e) = &unfinished {
+        println!("timeout: {e}");
+    }
+    let outages = outages.load(std::sync::atomic::Ordering::Relaxed);
+    if outages > 0 {
+        println!(
+            "database_unavailable: {outages} polls failed during the run (not a valid measurement)"
+        );
+    }
     println!("succeeded: {succeeded}");
     println!("calls: {}", calls.len());
     println!("throttled: {throttled_ours}");
+    if args.warm {
+        println!("throttled_in_warm_up_batch: {throttled_warm_up}");
+    }
     if args.competitor_qps > 0 {
         let theirs: Vec<_> = all_calls.iter().filter(|c| !is_ours(c)).collect();
         let refused = theirs
@@ -296,7 +548,7 @@ async fn measure(
         let cpu: f64 = costs.iter().map(|c| c.0).sum();
         println!(
             "scheduled: all {studios} held as scheduled {} after the workers started; due {} s after enqueue",
-            all_held.map_or_else(
+            all_held.lock().expect("not poisoned").map_or_else(
                 || "never (some ran first?)".to_owned(),
                 |d| format!("{:.2} s", d.as_secs_f64())
             ),
@@ -375,9 +627,24 @@ async fn measure(
             .fold(f64::INFINITY, f64::min);
         println!("shortest_span_of_{}_admitted_calls: {span:.3} s", qps + 1);
         println!(
-            "max_calls_in_any_1s_window: {}",
-            stats.max_in_any_1s_window.get(KEY_ID).copied().unwrap_or(0)
+            "max_calls_in_any_1s_window: {} (the account's, over every batch)",
+            stats
+                .max_in_any_1s_window_by_account
+                .get(ACCOUNT_UID)
+                .copied()
+                .unwrap_or(0)
         );
+        if let Some(first) = first {
+            println!(
+                "first_call_after: {:.3} s (from {})",
+                (first - start_wall).as_seconds_f64(),
+                if args.warm {
+                    "the measured batch's enqueue"
+                } else {
+                    "the workers' start"
+                }
+            );
+        }
         let cpu: f64 = costs.iter().map(|c| c.0).sum();
         println!(
             "worker_cpu: {cpu:.2} s total over {} process(es)",
@@ -385,6 +652,41 @@ async fn measure(
         );
     }
     Ok(())
+}
+
+/// Waits until the jobs queue has `count` consumers.
+async fn wait_for_consumers(
+    amqp_url: &str,
+    names: &Names,
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let conn = crate::broker::connect(amqp_url, "stopcaster bench").await?;
+    let channel = conn.create_channel().await?;
+    // The workers' own topology, so that the passive declarations below find the queue.
+    crate::broker::declare_topology(&channel, names).await?;
+    let started = Instant::now();
+    loop {
+        let consumers = channel
+            .queue_declare(
+                names.jobs.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await?
+            .consumer_count() as usize;
+        if consumers >= count {
+            let _ = conn.close(200, "".into()).await;
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            bail!("only {consumers} of {count} workers consume after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// When the stand-in decided a call (its log's RFC 3339 time).

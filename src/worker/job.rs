@@ -318,6 +318,8 @@ async fn run_job(
         if probe.is_some() {
             let _ = account.credentials.refresh_now().await;
         }
+        // Connections opened before the slot, not on its time (see `LiveClient::warm`).
+        step.shutdown.run_until_cancelled(ctx.client.warm()).await;
         let slot = match ctx
             .pacer
             .acquire_from(&account.pacer_key, state.not_before)

@@ -33,10 +33,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Names;
 use crate::config::{ApiArgs, BrokerArgs, ConfigError, DatabaseArgs, WorkerArgs};
+use crate::live::LiveClient;
 use crate::live::accounts::{self, Accounts, AccountsError};
+use crate::live::client::{ClientError, Warming};
 use crate::live::credentials::http::ClientBuildError;
 use crate::live::credentials::{HttpClients, ProviderContext, RefreshPolicy};
-use crate::live::{LiveClient, client::ClientError};
 use crate::redact::url_without_password;
 use crate::store;
 
@@ -182,6 +183,22 @@ pub async fn run(
         other => return Err(StartError::PacerKind(other.to_owned())),
     };
     let client_config = api.client_config();
+    // The pool is warmed for every account's quota at once (one endpoint, one pool).
+    let mut pacer_keys: Vec<&str> = accounts
+        .default
+        .iter()
+        .chain(accounts.named.values())
+        .map(|a| a.pacer_key.as_str())
+        .collect();
+    pacer_keys.sort_unstable();
+    pacer_keys.dedup();
+    let warming = Warming {
+        qps: pacer_keys
+            .iter()
+            .filter_map(|k| accounts.qps_of(k))
+            .fold(0u32, u32::saturating_add),
+        max_connections: usize::from(args.concurrency.max(1)),
+    };
     let worker_id = format!(
         "{}-{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
@@ -190,7 +207,11 @@ pub async fn run(
     );
     let ctx = Arc::new(JobContext {
         pool,
-        client: LiveClient::new(&client_config)?,
+        client: if args.warm_connections {
+            LiveClient::new(&client_config)?.with_warming(warming)
+        } else {
+            LiveClient::new(&client_config)?
+        },
         pacer,
         accounts,
         default_region: api.region()?,
@@ -221,6 +242,9 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    // Before the first delivery: a worker that warmed while holding its prefetched jobs would
+    // leave the others to run out of work meanwhile.
+    shutdown.run_until_cancelled(ctx.client.warm()).await;
     let config = session::SessionConfig {
         amqp_url: broker.amqp_url,
         names: Names::new(&broker.queue_prefix),

@@ -1,0 +1,165 @@
+//! Pacing against a far, TLS endpoint, through the real worker binary, RabbitMQ and Postgres:
+//! the stand-in serves HTTPS and holds each new connection's first request back by a round
+//! trip, as a handshake with a far endpoint would. A call that opened a connection would then
+//! reach the server later than its slot while the next one, on an open connection, arrived on
+//! time, and an eleventh call could land in one second. Asserted on the stand-in's own counts,
+//! never on wall-clock timing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{ACCOUNT_UID, KEY_ID, KEY_SECRET, TestEnv};
+use stopcaster::Secret;
+use stopcaster::fake_live::{self, FakeLiveConfig};
+
+/// A test CA and a certificate it signed for 127.0.0.1, as PEM files; returns (ca, cert, key).
+fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "far-endpoint test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// Three workers, each on its own AccessKey of one account, start together on a queued batch
+/// against an HTTPS stand-in 300 ms away (300 ms to open a connection, 300 ms to answer).
+/// Without warm connections the first second of the batch bunched: calls on new connections
+/// arrived 300 ms late, and the ones after them, on reused connections, on time (3 runs of
+/// this test with STOPCASTER_WARM_CONNECTIONS=false: 3 failures, 3 to 5 throttled calls each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_on_three_keys_of_one_account_stay_within_the_quota_over_tls_far_away() {
+    let dir = std::env::temp_dir().join(format!("far-endpoint-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = test_pki(&dir);
+    let keys = [
+        KEY_ID.to_owned(),
+        format!("{KEY_ID}b"),
+        format!("{KEY_ID}c"),
+    ];
+    let mut config = FakeLiveConfig::new(
+        keys.iter()
+            .map(|k| (k.clone(), Secret::new(KEY_SECRET)))
+            .collect(),
+    );
+    for k in &keys {
+        config = config.with_account(k, ACCOUNT_UID);
+    }
+    config.qps = 10;
+    config.latency = Duration::from_millis(300);
+    config.connect_delay = Duration::from_millis(300);
+    config.tls = Some(fake_live::tls_config(&cert, &key).unwrap());
+    let env = TestEnv::with_fake(config).await;
+
+    let studios: Vec<String> = (0..60).map(|i| format!("far-{i}")).collect();
+    let ca = ca.to_string_lossy().into_owned();
+    let workers: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            env.spawn_worker(&[
+                ("ALIBABA_CLOUD_ACCESS_KEY_ID", k),
+                ("STOPCASTER_CA_FILE", &ca),
+                ("STOPCASTER_TIMEOUT_MS", "5000"),
+                ("STOPCASTER_QPS", "10"),
+                // Not the subject here: the few milliseconds of jitter a loaded test machine
+                // adds after a call leaves (see docs/BENCHMARKS.md, "On a starved machine").
+                // A call on a new connection is 300 ms late, which no margin absorbs.
+                ("STOPCASTER_PACER_MARGIN_MS", "15"),
+            ])
+        })
+        .collect();
+    // Consuming, no call made yet: whatever connections the workers have, they opened before
+    // consuming (with STOPCASTER_WARM_CONNECTIONS=false, none, and this test fails).
+    for w in &workers {
+        w.wait_ready().await;
+    }
+    env.publish_jobs(&studios).await;
+    env.wait_terminal(studios.len() as i64, Duration::from_secs(90))
+        .await;
+    assert_eq!(env.count_status("succeeded").await, studios.len() as i64);
+
+    let stats = env.fake.stats();
+    // Every worker took part, each with its own key.
+    for k in &keys {
+        assert!(
+            stats.admitted_by_key.get(k).copied().unwrap_or(0) > 0,
+            "{k} made no call: {stats:?}"
+        );
+    }
+    let max = stats
+        .max_in_any_1s_window_by_account
+        .get(ACCOUNT_UID)
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(
+        stats.throttled,
+        0,
+        "throttled calls; at most {max} in one second; the stand-in's log:\n{}\nworker logs:\n{}",
+        env.fake
+            .calls()
+            .iter()
+            .map(|c| format!(
+                "{} {} {} {:?} {:?}",
+                c.time,
+                c.access_key_id.as_deref().unwrap_or("-"),
+                c.caster_id.as_deref().unwrap_or("-"),
+                c.http_status,
+                c.code
+            ))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        workers
+            .iter()
+            .flat_map(|w| w.logs())
+            .filter(|l| l.contains("WARN") || l.contains("warmed") || l.contains("pacer"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(max <= 10, "{max} calls of the account in one second");
+    drop(workers);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What the worker warms its connections with: `GET /` without parameters is answered, after
+/// the stand-in's latency, like any request without `Action`, but it is no call: it is not in
+/// the call log and no quota counts it.
+#[tokio::test]
+async fn a_request_without_parameters_is_answered_but_is_no_call() {
+    let mut config = FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))]);
+    config.latency = Duration::from_millis(50);
+    let fake = fake_live::spawn(config).await.unwrap();
+    let started = std::time::Instant::now();
+    let answer = reqwest::get(format!("{}/", fake.endpoint())).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    let body: serde_json::Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["Code"], "MissingParameter");
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    assert_eq!(fake.stats().total, 0);
+    // A request with parameters but no Action is still a (refused) call in the log.
+    let refused = reqwest::get(format!("{}/?CasterId=x", fake.endpoint()))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(fake.calls().len(), 1);
+}
