@@ -482,13 +482,9 @@ async fn measure(
         .filter(|c| c.code.as_deref() == Some("Throttling.User"))
         .count();
     println!(
-        "setup: {} studios, {} worker process(es), {} key(s) of one account, {} batch, {}, connect delay {} ms, quota {} calls/s, pacer margin {} ms, stand-in latency {:?}, {} cores",
+        "setup: {} studios, {} worker process(es), quota {} calls/s, pacer margin {} ms, stand-in latency {:?}, {} cores; {} key(s) of one account, {} batch, {}, connect delay {} ms{}",
         studios,
         args.workers,
-        setup.keys.len(),
-        if args.warm { "warm" } else { "cold" },
-        if args.tls { "https" } else { "http" },
-        args.connect_delay_ms,
         if args.ceiling {
             "lifted".to_owned()
         } else {
@@ -502,7 +498,16 @@ async fn measure(
         },
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        setup.keys.len(),
+        if args.warm { "warm" } else { "cold" },
+        if args.tls { "https" } else { "http" },
+        args.connect_delay_ms,
+        if args.no_warm_connections {
+            ", workers without warm connections"
+        } else {
+            ""
+        }
     );
     println!(
         "enqueue: {studios} jobs confirmed in {:.2} s ({:.0} jobs/s)",
