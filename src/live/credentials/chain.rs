@@ -49,6 +49,9 @@ pub const IMDSV1_DISABLED: &str = "ALIBABA_CLOUD_IMDSV1_DISABLED";
 pub const STS_REGION: &str = "ALIBABA_CLOUD_STS_REGION";
 pub const VPC_ENDPOINT_ENABLED: &str = "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED";
 pub const STS_ENDPOINT: &str = "STOPCASTER_STS_ENDPOINT";
+/// The STS endpoint ACK's pod-identity webhook injects next to the RRSA variables (often a
+/// host without a scheme, e.g. `sts-vpc.cn-hangzhou.aliyuncs.com`).
+pub const ALIBABA_STS_ENDPOINT: &str = "ALIBABA_CLOUD_STS_ENDPOINT";
 pub const ECS_METADATA_ENDPOINT: &str = "STOPCASTER_ECS_METADATA_ENDPOINT";
 
 pub const DEFAULT_STS_ENDPOINT: &str = "https://sts.aliyuncs.com";
@@ -203,14 +206,20 @@ fn flag(env: Env<'_>, name: &str) -> bool {
     var(env, name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-/// The STS endpoint: `STOPCASTER_STS_ENDPOINT` when set, else derived like credentials-go's
+/// The STS endpoint: `STOPCASTER_STS_ENDPOINT` when set, else `ALIBABA_CLOUD_STS_ENDPOINT` (what
+/// ACK injects; `https://` is assumed for a bare host), else derived like credentials-go's
 /// `ram_role_arn.go`/`oidc.go`: `sts-vpc.` instead of `sts.` when VPC is enabled, `<R>.` for an
 /// STS region, `https://sts.aliyuncs.com` without a region (VPC alone does not change it, as in
 /// those libraries). A profile's own `sts_region` and `enable_vpc` come before the environment's
 /// (credentials-python: a profile's explicit `enable_vpc: false` wins over the variable).
 pub fn sts_endpoint(env: Env<'_>, region: Option<&str>, vpc: Option<bool>) -> String {
-    if let Some(endpoint) = var(env, STS_ENDPOINT) {
-        return endpoint.trim_end_matches('/').to_owned();
+    if let Some(endpoint) = var(env, STS_ENDPOINT).or_else(|| var(env, ALIBABA_STS_ENDPOINT)) {
+        let endpoint = endpoint.trim_end_matches('/');
+        return if endpoint.contains("://") {
+            endpoint.to_owned()
+        } else {
+            format!("https://{endpoint}")
+        };
     }
     let vpc = vpc.unwrap_or_else(|| flag(env, VPC_ENDPOINT_ENABLED));
     let prefix = if vpc { "sts-vpc" } else { "sts" };

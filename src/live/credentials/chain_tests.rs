@@ -221,6 +221,26 @@ fn sts_endpoint_derivation() {
         sts_endpoint(&env_of(pairs), region, vpc)
     };
     assert_eq!(e(&[], None, None), "https://sts.aliyuncs.com");
+    // ACK injects a bare host; ours wins when both are set.
+    assert_eq!(
+        e(
+            &[(ALIBABA_STS_ENDPOINT, "sts-vpc.cn-hangzhou.aliyuncs.com")],
+            None,
+            None
+        ),
+        "https://sts-vpc.cn-hangzhou.aliyuncs.com"
+    );
+    assert_eq!(
+        e(
+            &[
+                (ALIBABA_STS_ENDPOINT, "sts-vpc.cn-hangzhou.aliyuncs.com"),
+                (STS_ENDPOINT, "http://127.0.0.1:8080/")
+            ],
+            Some("cn-beijing"),
+            None
+        ),
+        "http://127.0.0.1:8080"
+    );
     assert_eq!(
         e(&[(STS_REGION, "cn-shanghai")], None, None),
         "https://sts.cn-shanghai.aliyuncs.com"
