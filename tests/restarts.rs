@@ -361,20 +361,17 @@ async fn chaos_keeps_every_invariant() {
     );
 }
 
-/// A schedule is the database's: scheduled jobs whose due time passes while Postgres is down
-/// run once it is back, each once, none before its due time.
-#[tokio::test]
-async fn a_schedule_survives_a_postgres_restart_across_its_due_time() {
-    use time::OffsetDateTime;
+/// Five studios scheduled 9 s ahead (far enough that a service is down before the stager's
+/// lead window opens) with a worker holding them as `scheduled`.
+async fn five_scheduled(tag: &str) -> (TestEnv, common::Worker, time::OffsetDateTime, Vec<String>) {
     use time::format_description::well_known::Rfc3339;
     let env = batch_env(0).await;
     let worker = env.spawn_worker(&[("STOPCASTER_QPS", "100")]);
     worker.wait_ready().await;
-    // Far enough ahead that Postgres is down before the stager's lead window opens.
-    let due = (OffsetDateTime::now_utc() + time::Duration::seconds(9))
+    let due = (time::OffsetDateTime::now_utc() + time::Duration::seconds(9))
         .replace_nanosecond(0)
         .unwrap();
-    let casters: Vec<String> = (0..5).map(|i| format!("studio-sched-pg-{i}")).collect();
+    let casters: Vec<String> = (0..5).map(|i| format!("studio-sched-{tag}-{i}")).collect();
     let due_text = due.format(&Rfc3339).unwrap();
     let mut args = vec!["enqueue", "--at", due_text.as_str()];
     args.extend(casters.iter().map(String::as_str));
@@ -390,6 +387,16 @@ async fn a_schedule_survives_a_postgres_restart_across_its_due_time() {
     })
     .await
     .expect("scheduled");
+    (env, worker, due, casters)
+}
+
+/// A schedule is the database's: scheduled jobs whose due time passes while Postgres is down
+/// run once it is back, each once, none before its due time.
+#[tokio::test]
+async fn a_schedule_survives_a_postgres_restart_across_its_due_time() {
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    let (env, worker, due, casters) = five_scheduled("pg").await;
     let _restore = Restore(start_postgres);
     stop_postgres("fast");
     assert!(
@@ -441,28 +448,7 @@ async fn a_schedule_survives_a_postgres_restart_across_its_due_time() {
 async fn a_schedule_survives_a_rabbitmq_restart_across_its_due_time() {
     use time::OffsetDateTime;
     use time::format_description::well_known::Rfc3339;
-    let env = batch_env(0).await;
-    let worker = env.spawn_worker(&[("STOPCASTER_QPS", "100")]);
-    worker.wait_ready().await;
-    let due = (OffsetDateTime::now_utc() + time::Duration::seconds(9))
-        .replace_nanosecond(0)
-        .unwrap();
-    let casters: Vec<String> = (0..5).map(|i| format!("studio-sched-mq-{i}")).collect();
-    let due_text = due.format(&Rfc3339).unwrap();
-    let mut args = vec!["enqueue", "--at", due_text.as_str()];
-    args.extend(casters.iter().map(String::as_str));
-    let out = env.run_cli(&args, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    common::wait_for(Duration::from_secs(5), || {
-        let env = &env;
-        async move { env.count_status("scheduled").await == 5 }
-    })
-    .await
-    .expect("scheduled");
+    let (env, _worker, due, casters) = five_scheduled("mq").await;
     {
         let _restore = Restore(start_rabbitmq);
         run_command("rabbitmqctl", &["stop_app"]);
