@@ -3,6 +3,8 @@
 //! StopCaster, hand-signed requests for STS (what `alibabacloud_credentials` sends; the Python
 //! library itself is driven in `tests/python_sdk.rs`).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -645,40 +647,10 @@ async fn the_credentials_uri_issues_fresh_temporary_credentials() {
     assert_eq!(none.status(), 404);
 }
 
-/// A test CA and a certificate it signed for 127.0.0.1, as PEM files; returns (ca, cert, key).
-fn test_pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    // Distinct names: OpenSSL takes a leaf whose subject equals its issuer for self-signed.
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "fake-live test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "127.0.0.1");
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
-}
-
 #[tokio::test]
 async fn serves_https_with_the_configured_certificate() {
     let dir = temp_dir();
-    let (ca, cert, key) = test_pki(&dir);
+    let (ca, cert, key) = common::pki::test_pki(&dir);
     let mut config = config();
     config.tls = Some(fake_live::tls_config(&cert, &key).unwrap());
     let fake = start(config).await;

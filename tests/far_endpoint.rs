@@ -7,40 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{ACCOUNT_UID, KEY_ID, KEY_SECRET, TestEnv};
 use stopcaster::Secret;
 use stopcaster::fake_live::{self, FakeLiveConfig};
-
-/// A test CA and a certificate it signed for 127.0.0.1, as PEM files; returns (ca, cert, key).
-fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "far-endpoint test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "127.0.0.1");
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
-}
 
 /// Three workers, each on its own AccessKey of one account, start together on a queued batch
 /// against an HTTPS stand-in 300 ms away (300 ms to open a connection, 300 ms to answer).
@@ -51,7 +22,7 @@ fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 async fn three_workers_on_three_keys_of_one_account_stay_within_the_quota_over_tls_far_away() {
     let dir = std::env::temp_dir().join(format!("far-endpoint-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (ca, cert, key) = test_pki(&dir);
+    let (ca, cert, key) = common::pki::test_pki(&dir);
     let keys = [
         KEY_ID.to_owned(),
         format!("{KEY_ID}b"),

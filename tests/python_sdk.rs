@@ -6,6 +6,8 @@
 //! (`.ci/run` creates it). Without it these tests fail: a silent skip would hide that the
 //! stand-in was never checked against Alibaba's code.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -417,41 +419,12 @@ async fn sts_sdk_get_caller_identity_with_a_permanent_key() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A test CA and a certificate it signed for 127.0.0.1, as PEM files; returns (ca, cert, key).
-fn test_pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    // Distinct names: OpenSSL takes a leaf whose subject equals its issuer for self-signed.
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "fake-live test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "127.0.0.1");
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
-}
-
 /// Over TLS the library keeps its own `https` towards STS, unmodified: it only has to trust
 /// the test CA (OpenSSL's SSL_CERT_FILE, which Python's default context loads).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_ram_role_arn_provider_over_https() {
     let dir = temp_dir();
-    let (ca, cert, key) = test_pki(&dir);
+    let (ca, cert, key) = common::pki::test_pki(&dir);
     let tls = fake_live::tls_config(&cert, &key).unwrap();
     let fake = start_sts(&dir, Some(tls)).await;
     let sts_endpoint = fake.addr.to_string();
