@@ -134,3 +134,83 @@ async fn a_request_without_parameters_is_answered_but_is_no_call() {
     assert_eq!(refused.status(), 400);
     assert_eq!(fake.calls().len(), 1);
 }
+
+/// A call held up between its slot and its sending (here: its job's row locked for 300 ms, as
+/// a slow database commit would) leaves late, and the worker moves the schedule back by its
+/// lateness. It must do so when the call leaves, not when its answer comes back: a second
+/// later, at this latency, ten more slots would have been handed out on the old schedule, and
+/// the late calls would share a server second with them (what a warm batch 2 s away met, and
+/// this test met three runs of three before the fix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_leaves_late_moves_the_schedule_before_its_answer_comes_back() {
+    let mut config = FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))])
+        .with_account(KEY_ID, ACCOUNT_UID);
+    config.qps = 10;
+    config.latency = Duration::from_millis(1000);
+    let env = TestEnv::with_fake(config).await;
+    let worker = env.spawn_worker(&[
+        ("STOPCASTER_QPS", "10"),
+        ("STOPCASTER_TIMEOUT_MS", "5000"),
+        // As above: scheduling jitter on a loaded test machine is not the subject.
+        ("STOPCASTER_PACER_MARGIN_MS", "15"),
+    ]);
+    worker.wait_ready().await;
+    let studios: Vec<String> = (0..50).map(|i| format!("late-{i}")).collect();
+    env.publish_jobs(&studios).await;
+    common::wait_for(Duration::from_secs(30), || async {
+        env.fake.calls().len() >= 10
+    })
+    .await
+    .expect("ten calls");
+    // The jobs waiting for their slots cannot record their attempts while this holds them.
+    let mut hold = env.pool.begin().await.unwrap();
+    let held: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT job_id FROM caster_stop_jobs WHERE status = 'pending' AND attempts = 0
+         FOR UPDATE",
+    )
+    .fetch_all(&mut *hold)
+    .await
+    .unwrap();
+    assert!(!held.is_empty(), "no job waiting for its slot");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hold.commit().await.unwrap();
+    env.wait_terminal(studios.len() as i64, Duration::from_secs(60))
+        .await;
+    assert_eq!(env.count_status("succeeded").await, studios.len() as i64);
+
+    let calls = env.fake.calls();
+    let times: Vec<time::OffsetDateTime> = calls
+        .iter()
+        .map(|c| {
+            time::OffsetDateTime::parse(&c.time, &time::format_description::well_known::Rfc3339)
+                .unwrap()
+        })
+        .collect();
+    // The hold did hold calls up: a gap of most of its length in an otherwise steady stream.
+    let longest_gap = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    assert!(
+        longest_gap >= time::Duration::milliseconds(200),
+        "the hold delayed no call (longest gap {longest_gap})"
+    );
+    let stats = env.fake.stats();
+    assert_eq!(
+        stats.throttled,
+        0,
+        "throttled calls after a late one; the stand-in's log:\n{}",
+        calls
+            .iter()
+            .map(|c| format!(
+                "{} {} {:?}",
+                c.time,
+                c.caster_id.as_deref().unwrap_or("-"),
+                c.code
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    drop(worker);
+}

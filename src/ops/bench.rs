@@ -380,7 +380,12 @@ async fn measure(
                     "STOPCASTER_WARM_CONNECTIONS",
                     (!args.no_warm_connections).to_string(),
                 )
-                .env("RUST_LOG", "warn")
+                // `STOPCASTER_BENCH_WORKER_LOG=stopcaster=debug` shows, for instance, each
+                // call that left late.
+                .env(
+                    "RUST_LOG",
+                    std::env::var("STOPCASTER_BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());

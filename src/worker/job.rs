@@ -385,8 +385,14 @@ async fn run_job(
         slot.due().await;
         due::at_due_time(&ctx.metrics, &state, attempt).await;
         let started = Instant::now();
-        let outcome = ctx.client.stop_caster(&credentials, request).await;
-        ctx.pacer.sent(&slot, started).await;
+        // A late call is reported while it is in flight, not once it is answered: at 2 s of
+        // latency, twenty more slots would be handed out on the old schedule before its answer
+        // came back, and the late call and the next on time would share a server second with
+        // ten others.
+        let (outcome, ()) = tokio::join!(
+            ctx.client.stop_caster(&credentials, request),
+            ctx.pacer.sent(&slot, started),
+        );
         ctx.metrics.api_call(&outcome, started.elapsed());
         if outcome.is_throttled() {
             ctx.pacer.throttled(&account.pacer_key).await;

@@ -11,11 +11,11 @@
 //! holds at most one reserved slot per account at a time (a local lock), so a process that stops
 //! can waste at most one slot, and it hands that one back if nobody reserved after it.
 //!
-//! Calls go out on time: slots are handed out at least `PREPARE_LEAD` (25 ms) ahead, and
+//! Calls go out on time: slots are handed out at least `PREPARE_LEAD` (100 ms) ahead, and
 //! [`Pacer::acquire`] returns that much before the slot, so the caller records its attempt,
 //! then waits for [`Slot::due`] and sends. A call that still
 //! leaves late (a slow database, a pause) pushes the schedule back by its lateness
-//! ([`Pacer::sent`]), so the calls after it keep their distance from it, and no window of one
+//! ([`Pacer::sent`], reported as the call leaves, not when it is answered), so the calls after it keep their distance from it, and no window of one
 //! second at the server holds more than `qps` calls. Lateness up to half the margin is let
 //! pass (the margin absorbs it; tokio's timers alone are a millisecond coarse).
 //!
@@ -39,8 +39,11 @@ pub struct Rate {
     pub margin: Duration,
 }
 
-/// How long before its slot [`Pacer::acquire`] returns, for the caller's bookkeeping.
-pub const PREPARE_LEAD: Duration = Duration::from_millis(25);
+/// How long before its slot [`Pacer::acquire`] returns, for the caller's bookkeeping (the
+/// commit of its attempt). A commit waits for the disk, which on a cloud disk now and then
+/// takes tens of milliseconds; a call it makes late costs the schedule its lateness. At 25 ms,
+/// a warm bench batch 2 s away saw a call leave about 100 ms after its slot.
+pub const PREPARE_LEAD: Duration = Duration::from_millis(100);
 
 /// Multiplier applied to `slowdown` on a throttled call.
 pub const THROTTLE_SLOWDOWN: f64 = 1.25;
@@ -169,6 +172,10 @@ impl Pacer {
         if late <= self.late_tolerance(&slot.token) {
             return;
         }
+        tracing::debug!(
+            late_ms = late.as_millis() as u64,
+            "call left late; schedule pushed back"
+        );
         match (self, &slot.token) {
             (Pacer::Local(p), SlotToken::Local { account, .. }) => p.push_back(account, late),
             (Pacer::Shared(p), SlotToken::Shared { account, .. }) => {
