@@ -137,27 +137,17 @@ const CALL_WINDOW_S: u32 = 120;
 
 async fn overview(state: &AppState) -> Result<Overview, Failure> {
     let pool = &state.pool;
-    let (counts, calls, queues, features, batches) = tokio::join!(
+    let (counts, calls, queues, paused_accounts, scheduled, batches) = tokio::join!(
         store::job_counts(pool, None),
         store::calls_per_second(pool, CALL_WINDOW_S),
         state.broker.depths(),
-        store::schema_features(pool),
+        store::account_pauses(pool),
+        store::scheduled_jobs(pool, 5),
         store::recent_batches(pool, 8),
     );
     let counts = counts?;
     let (now, calls) = calls?;
-    let features = features?;
-    let paused_accounts = if features.pauses {
-        Some(store::account_pauses(pool).await?)
-    } else {
-        None
-    };
-    let scheduled = if features.scheduling {
-        let (total, next) = store::scheduled_jobs(pool, 5).await?;
-        Some(ScheduledSummary { total, next })
-    } else {
-        None
-    };
+    let (total, next) = scheduled?;
     Ok(Overview {
         now,
         jobs: counts.values().sum(),
@@ -166,8 +156,8 @@ async fn overview(state: &AppState) -> Result<Overview, Failure> {
         calls: account_calls(&calls, CALL_WINDOW_S, |a| state.qps_of(a)),
         queues_error: queues.as_ref().err().cloned(),
         queues: queues.unwrap_or_default(),
-        paused_accounts,
-        scheduled,
+        paused_accounts: paused_accounts?,
+        scheduled: ScheduledSummary { total, next },
         batches: batches?,
     })
 }
@@ -386,13 +376,11 @@ fn parse_job_id(text: &str) -> Result<Uuid, Failure> {
 
 async fn job(state: &AppState, id: &str) -> Result<JobView, Failure> {
     let id = parse_job_id(id)?;
-    let features = store::schema_features(&state.pool).await?;
     let Some((job, attempts, replays)) = store::job_detail(&state.pool, id).await? else {
         return Err(Failure::not_found(format!("no job {id}")));
     };
-    let cancellable = features.scheduling
-        && (job.row.status == "scheduled"
-            || (job.row.status == "pending" && job.row.attempts == 0));
+    let cancellable =
+        job.row.status == "scheduled" || (job.row.status == "pending" && job.row.attempts == 0);
     Ok(JobView {
         job,
         attempts,
@@ -425,25 +413,16 @@ async fn cancel_api(
 ) -> Response {
     let result: Result<Response, Failure> = async {
         let id = parse_job_id(&id)?;
-        let features = store::schema_features(&state.pool).await?;
-        if !features.scheduling {
-            return Err(Failure::new(
-                StatusCode::CONFLICT,
-                "this database has no scheduled stops (its schema predates them): nothing to cancel",
-            ));
-        }
         // Who, for the record (`stopcaster cancel` writes user@host): the basic-auth user name
         // and the browser's address.
-        let by = features.cancel_audit.then(|| {
-            let user: String = auth::basic_user(&headers)
-                .filter(|u| !u.is_empty())
-                .unwrap_or_else(|| "anonymous".to_owned())
-                .chars()
-                .take(64)
-                .collect();
-            format!("{user}@dashboard ({})", peer.ip())
-        });
-        match store::cancel_job(&state.pool, id, by.as_deref()).await? {
+        let user: String = auth::basic_user(&headers)
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "anonymous".to_owned())
+            .chars()
+            .take(64)
+            .collect();
+        let by = format!("{user}@dashboard ({})", peer.ip());
+        match store::cancel_job(&state.pool, id, Some(&by)).await? {
             None => Err(Failure::not_found(format!("no job {id}"))),
             Some((status, true)) => {
                 tracing::info!(job_id = %id, "cancelled from the dashboard");
@@ -647,19 +626,8 @@ async fn replay_api(State(state): State<Shared>, body: Bytes) -> Response {
 // ---- scheduled --------------------------------------------------------------------------
 
 async fn scheduled(state: &AppState) -> Result<ScheduledList, Failure> {
-    if !store::schema_features(&state.pool).await?.scheduling {
-        return Ok(ScheduledList {
-            supported: false,
-            total: 0,
-            jobs: Vec::new(),
-        });
-    }
     let (total, jobs) = store::scheduled_jobs(&state.pool, 500).await?;
-    Ok(ScheduledList {
-        supported: true,
-        total,
-        jobs,
-    })
+    Ok(ScheduledList { total, jobs })
 }
 
 async fn scheduled_page(State(state): State<Shared>) -> Response {

@@ -230,8 +230,7 @@ pub struct StatusCount {
     pub jobs: i64,
 }
 
-/// Every status the contract names, in lifecycle order (`scheduled` and `cancelled` exist where
-/// the schema has scheduled stops; a count of zero is shown for them otherwise).
+/// Every status the contract names, in lifecycle order.
 pub const STATUSES: [&str; 6] = [
     "scheduled",
     "pending",
@@ -274,10 +273,8 @@ pub struct Overview {
     pub queues: Vec<QueueDepth>,
     /// Why the queues could not be read.
     pub queues_error: Option<String>,
-    /// `None`: this database has no record of paused accounts (yet).
-    pub paused_accounts: Option<Vec<PauseRow>>,
-    /// `None`: this database has no scheduled stops (yet).
-    pub scheduled: Option<ScheduledSummary>,
+    pub paused_accounts: Vec<PauseRow>,
+    pub scheduled: ScheduledSummary,
     pub batches: Vec<BatchRow>,
 }
 
@@ -513,8 +510,6 @@ pub struct DeadLettersPage<'a> {
 /// `/scheduled`, `/api/scheduled`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScheduledList {
-    /// False: this database has no scheduled stops (the schema predates them).
-    pub supported: bool,
     pub total: i64,
     pub jobs: Vec<ScheduledRow>,
 }

@@ -1,12 +1,9 @@
 //! The dashboard's queries: job counts from the ledger `caster_stop_job_counts` (kept by
 //! triggers, see `migrations/0005_dashboard_indexes.sql`), calls per second, a job with its
 //! attempts, and the filtered job list with keyset pagination over (created_at DESC, job_id
-//! DESC), each filter served by an index ending with that pair.
-//!
-//! Scheduled jobs and paused accounts are read only where the schema has them (the column
-//! `caster_stop_jobs.not_before`, the table `stopcaster_account_pauses`, from migrations other
-//! work adds): the dashboard asks [`schema_features`] first, and reads the newer columns of a
-//! job row through `to_jsonb`, NULL where absent.
+//! DESC), each filter served by an index ending with that pair; scheduled jobs and paused
+//! accounts. `stopcaster dashboard` applies the migrations at start, so every table and column
+//! read here exists.
 
 use std::collections::BTreeMap;
 
@@ -406,10 +403,10 @@ pub struct JobDetail {
     pub next_attempt_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub dead_lettered_at: Option<OffsetDateTime>,
-    /// The due time of a scheduled job, where the schema has it.
+    /// The due time of a scheduled job.
     #[serde(with = "time::serde::rfc3339::option")]
     pub not_before: Option<OffsetDateTime>,
-    /// Who cancelled the job and when, where the schema has it.
+    /// Who cancelled the job and when.
     pub cancelled_by: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub cancelled_at: Option<OffsetDateTime>,
@@ -449,13 +446,10 @@ pub async fn job_detail(
     pool: &PgPool,
     job_id: Uuid,
 ) -> Result<Option<(JobDetail, Vec<AttemptRow>, Vec<ReplayRow>)>, sqlx::Error> {
-    // Columns that newer migrations add are read from the row as JSON: NULL where absent.
     let row = sqlx::query(&format!(
         "SELECT {LIST_COLUMNS}, j.evidence_request_id, j.error_message, j.payload,
                 j.payload_escaped, j.updated_at, j.next_attempt_at, j.dead_lettered_at,
-                (to_jsonb(j) ->> 'not_before')::timestamptz AS not_before,
-                to_jsonb(j) ->> 'cancelled_by' AS cancelled_by,
-                (to_jsonb(j) ->> 'cancelled_at')::timestamptz AS cancelled_at
+                j.not_before, j.cancelled_by, j.cancelled_at
          FROM caster_stop_jobs j WHERE j.job_id = $1"
     ))
     .bind(job_id)
@@ -516,37 +510,6 @@ pub async fn job_detail(
     Ok(Some((detail, attempts, replays)))
 }
 
-/// What of the newer schema this database has (other work adds it; the dashboard shows what
-/// exists).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct SchemaFeatures {
-    /// `caster_stop_jobs.not_before` (scheduled stops, status `scheduled`, `cancelled`).
-    pub scheduling: bool,
-    /// The table `stopcaster_account_pauses`.
-    pub pauses: bool,
-    /// `caster_stop_jobs.cancelled_by` and `cancelled_at` (who cancelled, when).
-    pub cancel_audit: bool,
-}
-
-pub async fn schema_features(pool: &PgPool) -> Result<SchemaFeatures, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT EXISTS (SELECT 1 FROM information_schema.columns
-                        WHERE table_schema = current_schema() AND table_name = 'caster_stop_jobs'
-                          AND column_name = 'not_before') AS scheduling,
-                to_regclass('stopcaster_account_pauses') IS NOT NULL AS pauses,
-                EXISTS (SELECT 1 FROM information_schema.columns
-                        WHERE table_schema = current_schema() AND table_name = 'caster_stop_jobs'
-                          AND column_name = 'cancelled_by') AS cancel_audit",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(SchemaFeatures {
-        scheduling: row.get("scheduling"),
-        pauses: row.get("pauses"),
-        cancel_audit: row.get("cancel_audit"),
-    })
-}
-
 /// A scheduled job.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ScheduledRow {
@@ -556,8 +519,7 @@ pub struct ScheduledRow {
     pub not_before: Option<OffsetDateTime>,
 }
 
-/// Scheduled jobs, earliest due first, at most `limit` (the caller checked
-/// [`SchemaFeatures::scheduling`]).
+/// Scheduled jobs, earliest due first, at most `limit`.
 pub async fn scheduled_jobs(
     pool: &PgPool,
     limit: u32,
@@ -586,10 +548,8 @@ pub async fn scheduled_jobs(
 
 /// Cancels a job that no call was made for: `scheduled`, or `pending` with no attempt and not
 /// held by a worker (the condition of `stopcaster cancel`; a worker starting an attempt holds
-/// the row's lock, so the condition is checked after it). The caller checked
-/// [`SchemaFeatures::scheduling`] (which brings the `cancelled` status); `by` is recorded where
-/// the schema has `cancelled_by`. The job's status afterwards and whether this cancelled it;
-/// `None` if there is no such job.
+/// the row's lock, so the condition is checked after it); `by`, if given, goes to `cancelled_by`.
+/// The job's status afterwards and whether this cancelled it; `None` if there is no such job.
 pub async fn cancel_job(
     pool: &PgPool,
     job_id: Uuid,
@@ -628,28 +588,25 @@ pub async fn cancel_job(
 /// An account paused because its credentials were refused.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PauseRow {
-    pub account: Option<String>,
-    pub code: Option<String>,
-    pub worker: Option<String>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub paused_at: Option<OffsetDateTime>,
+    pub account: String,
+    pub code: String,
+    pub worker: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub paused_at: OffsetDateTime,
     /// When the worker last confirmed the pause (it does at each refused probe, at most a
-    /// minute apart), where the schema has it.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub updated_at: Option<OffsetDateTime>,
+    /// minute apart).
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
     /// Not confirmed for over three minutes: its worker has probably stopped.
     pub stale: bool,
 }
 
-/// Paused accounts (the caller checked [`SchemaFeatures::pauses`]).
+/// Paused accounts.
 pub async fn account_pauses(pool: &PgPool) -> Result<Vec<PauseRow>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT account::text AS account, code::text AS code, worker::text AS worker,
-                paused_at::timestamptz AS paused_at,
-                (to_jsonb(p) ->> 'updated_at')::timestamptz AS updated_at,
-                coalesce((to_jsonb(p) ->> 'updated_at')::timestamptz, paused_at::timestamptz)
-                    < now() - interval '3 minutes' AS stale
-         FROM stopcaster_account_pauses p ORDER BY paused_at, account LIMIT 100",
+        "SELECT account, code, worker, paused_at, updated_at,
+                updated_at < now() - interval '3 minutes' AS stale
+         FROM stopcaster_account_pauses ORDER BY paused_at, account LIMIT 100",
     )
     .fetch_all(pool)
     .await?;
@@ -661,7 +618,7 @@ pub async fn account_pauses(pool: &PgPool) -> Result<Vec<PauseRow>, sqlx::Error>
             worker: r.get("worker"),
             paused_at: r.get("paused_at"),
             updated_at: r.get("updated_at"),
-            stale: r.get::<Option<bool>, _>("stale").unwrap_or(false),
+            stale: r.get("stale"),
         })
         .collect())
 }
