@@ -1021,7 +1021,8 @@ async fn scheduled_stops_are_cancelled_from_the_page_and_paused_accounts_shown()
     browser.assert_clean_console().await;
     browser.close().await;
 
-    // Through the API: a job already ended is not cancelled (409), an unknown one is 404.
+    // Through the API: a job already ended or called is not cancelled (409), an unknown one is
+    // 404.
     let cancel = |id: uuid::Uuid| {
         env.http
             .post(dash.url(&format!("/api/jobs/{id}/cancel")))
@@ -1033,6 +1034,20 @@ async fn scheduled_stops_are_cancelled_from_the_page_and_paused_accounts_shown()
     assert_eq!(r.status(), 409);
     let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(body["status"], "succeeded");
+    let called = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO caster_stop_jobs (job_id, caster_id, status, attempts, payload)
+         VALUES ($1, 'studio-called', 'pending', 1, '{}')",
+    )
+    .bind(called)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let r = cancel(called).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["status"], "pending");
+    assert_eq!(env.job(called).await["status"], "pending");
     assert_eq!(cancel(first).await.unwrap().status(), 409);
     assert_eq!(cancel(uuid::Uuid::new_v4()).await.unwrap().status(), 404);
     assert_eq!(cancel(second).await.unwrap().status(), 200);

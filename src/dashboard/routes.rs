@@ -21,7 +21,7 @@ use super::search::{Search, SearchParams, encode_cursor};
 use super::views::{self, *};
 use super::{AppState, assets, auth};
 use crate::ops::dead_letters::Selection;
-use crate::store::{self, Cursor, JobListRow, JobSearch};
+use crate::store::{self, CancelOutcome, Cursor, JobListRow, JobSearch};
 
 type Shared = Arc<AppState>;
 
@@ -422,21 +422,34 @@ async fn cancel_api(
             .take(64)
             .collect();
         let by = format!("{user}@dashboard ({})", peer.ip());
-        match store::cancel_job(&state.pool, id, Some(&by)).await? {
-            None => Err(Failure::not_found(format!("no job {id}"))),
-            Some((status, true)) => {
+        let outcome = store::cancel_jobs(&state.pool, &[id], None, &by)
+            .await?
+            .into_iter()
+            .find(|r| r.job_id == id)
+            .map_or(CancelOutcome::Unknown, |r| r.outcome);
+        let status = match outcome {
+            CancelOutcome::Cancelled { .. } => {
                 tracing::info!(job_id = %id, "cancelled from the dashboard");
-                Ok(Json(json!({"job_id": id, "cancelled": true, "status": status})).into_response())
+                return Ok(
+                    Json(json!({"job_id": id, "cancelled": true, "status": "cancelled"}))
+                        .into_response(),
+                );
             }
-            Some((status, false)) => Ok((
-                StatusCode::CONFLICT,
-                Json(json!({
-                    "job_id": id, "cancelled": false, "status": status,
-                    "error": format!("job {id} is {status}: only a scheduled job, or a pending one with no call made, can be cancelled"),
-                })),
-            )
-                .into_response()),
-        }
+            CancelOutcome::Unknown => return Err(Failure::not_found(format!("no job {id}"))),
+            CancelOutcome::AlreadyCancelled { .. } => "cancelled".to_owned(),
+            // A scheduled job always meets the cancel condition, so one left uncancelled
+            // and not ended is pending with a call made or being made.
+            CancelOutcome::Started { .. } => "pending".to_owned(),
+            CancelOutcome::Ended { status } => status,
+        };
+        Ok((
+            StatusCode::CONFLICT,
+            Json(json!({
+                "job_id": id, "cancelled": false, "status": status,
+                "error": format!("job {id} is {status}: only a scheduled job, or a pending one with no call made, can be cancelled"),
+            })),
+        )
+            .into_response())
     }
     .await;
     result.unwrap_or_else(Failure::api)

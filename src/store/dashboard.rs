@@ -546,45 +546,6 @@ pub async fn scheduled_jobs(
     ))
 }
 
-/// Cancels a job that no call was made for: `scheduled`, or `pending` with no attempt and not
-/// held by a worker (the condition of `stopcaster cancel`; a worker starting an attempt holds
-/// the row's lock, so the condition is checked after it); `by`, if given, goes to `cancelled_by`.
-/// The job's status afterwards and whether this cancelled it; `None` if there is no such job.
-pub async fn cancel_job(
-    pool: &PgPool,
-    job_id: Uuid,
-    by: Option<&str>,
-) -> Result<Option<(String, bool)>, sqlx::Error> {
-    let audit = if by.is_some() {
-        ", cancelled_by = $2, cancelled_at = now()"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "UPDATE caster_stop_jobs
-         SET status = 'cancelled', conclusion = 'cancelled', finished_at = now(),
-             updated_at = now(){audit}
-         WHERE job_id = $1
-           AND (status = 'scheduled'
-                OR (status = 'pending' AND attempts = 0
-                    AND (claimed_until IS NULL OR claimed_until < now())))"
-    );
-    let mut query = sqlx::query(&sql).bind(job_id);
-    if let Some(by) = by {
-        query = query.bind(by);
-    }
-    let cancelled = query.execute(pool).await?.rows_affected() == 1;
-    if cancelled {
-        return Ok(Some(("cancelled".to_owned(), true)));
-    }
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM caster_stop_jobs WHERE job_id = $1")
-            .bind(job_id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(status.map(|s| (s, false)))
-}
-
 /// An account paused because its credentials were refused.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PauseRow {

@@ -18,9 +18,9 @@ mod schedule;
 
 pub use dashboard::{
     AttemptRow, BatchRow, CallsInSecond, Cursor, JobDetail, JobListRow, JobSearch, PauseRow,
-    ReplayRow, ScheduledRow, account_pauses, batch_calls, calls_per_second, cancel_job,
-    explain_search, fold_job_counts, job_counts, job_counts_rows, job_detail, pending_by_account,
-    recent_batches, scheduled_jobs, search_jobs,
+    ReplayRow, ScheduledRow, account_pauses, batch_calls, calls_per_second, explain_search,
+    fold_job_counts, job_counts, job_counts_rows, job_detail, pending_by_account, recent_batches,
+    scheduled_jobs, search_jobs,
 };
 pub use jobs::{
     AttemptStart, JobState, RejectedMessage, claim_lease, conclude_job, finish_attempt,
