@@ -480,6 +480,11 @@ async fn pages_show_a_batch_and_hostile_strings_stay_text() {
         .await
         .unwrap();
     assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert_eq!(
+        csv.lines().next().unwrap(),
+        stopcaster::REPORT_COLUMNS.join(","),
+        "the columns of report --format csv"
+    );
     assert!(csv.contains(&ok_request_id));
     browser
         .goto(&dash.url(&format!("/jobs?batch={}", encode(HOSTILE_BATCH))))

@@ -21,7 +21,9 @@ use super::search::{Search, SearchParams, encode_cursor};
 use super::views::{self, *};
 use super::{AppState, assets, auth};
 use crate::ops::dead_letters::Selection;
-use crate::store::{self, CancelOutcome, Cursor, JobListRow, JobSearch};
+use crate::ops::report;
+use crate::ops::table::csv_record;
+use crate::store::{self, CancelOutcome, Cursor, JobRow, JobSearch};
 
 type Shared = Arc<AppState>;
 
@@ -185,7 +187,7 @@ fn checked(params: &SearchParams) -> Result<Search, Failure> {
         .map_err(Failure::bad_request)
 }
 
-fn cursor_of(row: &JobListRow) -> Cursor {
+fn cursor_of(row: &JobRow) -> Cursor {
     Cursor {
         created_at: row.created_at,
         job_id: row.job_id,
@@ -240,43 +242,6 @@ async fn jobs_api(State(state): State<Shared>, Query(params): Query<SearchParams
 /// Rows fetched per query of an export.
 const EXPORT_PAGE: u32 = 2_000;
 
-const EXPORT_COLUMNS: [&str; 14] = [
-    "job_id",
-    "caster_id",
-    "region_id",
-    "batch_id",
-    "account",
-    "status",
-    "conclusion",
-    "request_id",
-    "error_code",
-    "http_status",
-    "attempts",
-    "replays",
-    "created_at",
-    "finished_at",
-];
-
-fn csv_row(r: &JobListRow) -> String {
-    let fields: [Option<String>; 14] = [
-        Some(r.job_id.to_string()),
-        r.caster_id.clone(),
-        r.region_id.clone(),
-        r.batch_id.clone(),
-        r.account.clone(),
-        Some(r.status.clone()),
-        r.conclusion.clone(),
-        r.request_id.clone(),
-        r.error_code.clone(),
-        r.http_status.map(|s| s.to_string()),
-        Some(r.attempts.to_string()),
-        Some(r.replays.to_string()),
-        Some(super::ts(r.created_at)),
-        r.finished_at.map(super::ts),
-    ];
-    crate::ops::table::csv_record(fields.iter().map(|f| f.as_deref().unwrap_or("")))
-}
-
 struct ExportState {
     pool: sqlx::PgPool,
     filter: JobSearch,
@@ -318,7 +283,7 @@ async fn jobs_export(State(state): State<Shared>, Query(params): Query<SearchPar
         if !st.started {
             st.started = true;
             if st.csv {
-                chunk.push_str(&crate::ops::table::csv_record(EXPORT_COLUMNS));
+                chunk.push_str(&csv_record(report::COLUMNS));
             } else {
                 chunk.push('[');
             }
@@ -332,7 +297,7 @@ async fn jobs_export(State(state): State<Shared>, Query(params): Query<SearchPar
         };
         for r in &rows {
             if st.csv {
-                chunk.push_str(&csv_row(r));
+                chunk.push_str(&report::csv_row(r));
             } else {
                 if st.rows > 0 {
                     chunk.push(',');

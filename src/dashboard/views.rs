@@ -14,9 +14,7 @@ use super::assets;
 use super::queues::QueueDepth;
 use super::search::{form_encode, path_segment};
 use crate::ops::dead_letters::DeadLetter;
-use crate::store::{
-    AttemptRow, BatchRow, CallsInSecond, JobDetail, JobListRow, PauseRow, ReplayRow, ScheduledRow,
-};
+use crate::store::{AttemptRow, BatchRow, CallsInSecond, JobDetail, JobRow, PauseRow, ReplayRow};
 
 /// What every page's frame needs.
 pub struct Layout {
@@ -282,7 +280,7 @@ pub struct Overview {
 pub struct ScheduledSummary {
     pub total: i64,
     /// The earliest due.
-    pub next: Vec<ScheduledRow>,
+    pub next: Vec<JobRow>,
 }
 
 #[derive(Template)]
@@ -298,7 +296,7 @@ pub struct OverviewPage<'a> {
 /// A page of the filtered job list (`/jobs`, `/api/jobs`).
 #[derive(Clone, Debug, Serialize)]
 pub struct JobList {
-    pub jobs: Vec<JobListRow>,
+    pub jobs: Vec<JobRow>,
     /// The `after` of the next page; `None` on the last one.
     pub next: Option<String>,
 }
@@ -423,7 +421,7 @@ pub struct BatchView {
     pub expected_finish: Option<OffsetDateTime>,
     pub expected_seconds: Option<f64>,
     /// The newest jobs of the batch (the rest: `/jobs?batch=ID`).
-    pub newest_jobs: Vec<JobListRow>,
+    pub newest_jobs: Vec<JobRow>,
 }
 
 #[derive(Template)]
@@ -511,7 +509,7 @@ pub struct DeadLettersPage<'a> {
 #[derive(Clone, Debug, Serialize)]
 pub struct ScheduledList {
     pub total: i64,
-    pub jobs: Vec<ScheduledRow>,
+    pub jobs: Vec<JobRow>,
 }
 
 #[derive(Template)]

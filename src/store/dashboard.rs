@@ -12,6 +12,8 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::reports::{JOB_COLUMNS, JobRow, job_row};
+
 /// Where a page of the filtered list starts: the last row of the page before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cursor {
@@ -85,50 +87,6 @@ impl JobSearch {
     }
 }
 
-/// One job in a list.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct JobListRow {
-    pub job_id: Uuid,
-    pub caster_id: Option<String>,
-    pub region_id: Option<String>,
-    pub batch_id: Option<String>,
-    pub account: Option<String>,
-    pub status: String,
-    pub conclusion: Option<String>,
-    pub request_id: Option<String>,
-    pub error_code: Option<String>,
-    pub http_status: Option<i32>,
-    pub attempts: i32,
-    pub replays: i32,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub finished_at: Option<OffsetDateTime>,
-}
-
-const LIST_COLUMNS: &str = "j.job_id, j.caster_id, j.region_id, j.batch_id, j.account, j.status,
-     j.conclusion, j.request_id, j.error_code, j.http_status, j.attempts, j.replays,
-     j.created_at, j.finished_at";
-
-fn list_row(r: &sqlx::postgres::PgRow) -> JobListRow {
-    JobListRow {
-        job_id: r.get("job_id"),
-        caster_id: r.get("caster_id"),
-        region_id: r.get("region_id"),
-        batch_id: r.get("batch_id"),
-        account: r.get("account"),
-        status: r.get("status"),
-        conclusion: r.get("conclusion"),
-        request_id: r.get("request_id"),
-        error_code: r.get("error_code"),
-        http_status: r.get("http_status"),
-        attempts: r.get("attempts"),
-        replays: r.get("replays"),
-        created_at: r.get("created_at"),
-        finished_at: r.get("finished_at"),
-    }
-}
-
 fn search_query(
     explain: bool,
     search: &JobSearch,
@@ -136,9 +94,7 @@ fn search_query(
     limit: u32,
 ) -> QueryBuilder<'_, Postgres> {
     let mut qb = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
-    qb.push(format_args!(
-        "SELECT {LIST_COLUMNS} FROM caster_stop_jobs j"
-    ));
+    qb.push(format_args!("SELECT {JOB_COLUMNS} FROM caster_stop_jobs j"));
     search.push_where(&mut qb, after);
     qb.push(" ORDER BY j.created_at DESC, j.job_id DESC LIMIT ")
         .push_bind(i64::from(limit));
@@ -151,12 +107,12 @@ pub async fn search_jobs(
     search: &JobSearch,
     after: Option<Cursor>,
     limit: u32,
-) -> Result<Vec<JobListRow>, sqlx::Error> {
+) -> Result<Vec<JobRow>, sqlx::Error> {
     let rows = search_query(false, search, after, limit)
         .build()
         .fetch_all(pool)
         .await?;
-    Ok(rows.iter().map(list_row).collect())
+    Ok(rows.iter().map(job_row).collect())
 }
 
 /// The plan Postgres picks for a page of `search` (the benchmark prints it).
@@ -392,7 +348,7 @@ pub async fn calls_per_second(
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct JobDetail {
     #[serde(flatten)]
-    pub row: JobListRow,
+    pub row: JobRow,
     pub evidence_request_id: Option<String>,
     pub error_message: Option<String>,
     pub payload: String,
@@ -403,9 +359,6 @@ pub struct JobDetail {
     pub next_attempt_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub dead_lettered_at: Option<OffsetDateTime>,
-    /// The due time of a scheduled job.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub not_before: Option<OffsetDateTime>,
     /// Who cancelled the job and when.
     pub cancelled_by: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -447,9 +400,9 @@ pub async fn job_detail(
     job_id: Uuid,
 ) -> Result<Option<(JobDetail, Vec<AttemptRow>, Vec<ReplayRow>)>, sqlx::Error> {
     let row = sqlx::query(&format!(
-        "SELECT {LIST_COLUMNS}, j.evidence_request_id, j.error_message, j.payload,
+        "SELECT {JOB_COLUMNS}, j.evidence_request_id, j.error_message, j.payload,
                 j.payload_escaped, j.updated_at, j.next_attempt_at, j.dead_lettered_at,
-                j.not_before, j.cancelled_by, j.cancelled_at
+                j.cancelled_by, j.cancelled_at
          FROM caster_stop_jobs j WHERE j.job_id = $1"
     ))
     .bind(job_id)
@@ -457,7 +410,7 @@ pub async fn job_detail(
     .await?;
     let Some(r) = row else { return Ok(None) };
     let detail = JobDetail {
-        row: list_row(&r),
+        row: job_row(&r),
         evidence_request_id: r.get("evidence_request_id"),
         error_message: r.get("error_message"),
         payload: r.get("payload"),
@@ -465,7 +418,6 @@ pub async fn job_detail(
         updated_at: r.get("updated_at"),
         next_attempt_at: r.get("next_attempt_at"),
         dead_lettered_at: r.get("dead_lettered_at"),
-        not_before: r.get("not_before"),
         cancelled_by: r.get("cancelled_by"),
         cancelled_at: r.get("cancelled_at"),
     };
@@ -510,40 +462,20 @@ pub async fn job_detail(
     Ok(Some((detail, attempts, replays)))
 }
 
-/// A scheduled job.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ScheduledRow {
-    #[serde(flatten)]
-    pub row: JobListRow,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub not_before: Option<OffsetDateTime>,
-}
-
-/// Scheduled jobs, earliest due first, at most `limit`.
-pub async fn scheduled_jobs(
-    pool: &PgPool,
-    limit: u32,
-) -> Result<(i64, Vec<ScheduledRow>), sqlx::Error> {
+/// Scheduled jobs, earliest due first, at most `limit`, and how many there are.
+pub async fn scheduled_jobs(pool: &PgPool, limit: u32) -> Result<(i64, Vec<JobRow>), sqlx::Error> {
     let total: i64 =
         sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs WHERE status = 'scheduled'")
             .fetch_one(pool)
             .await?;
     let rows = sqlx::query(&format!(
-        "SELECT {LIST_COLUMNS}, j.not_before FROM caster_stop_jobs j
+        "SELECT {JOB_COLUMNS} FROM caster_stop_jobs j
          WHERE j.status = 'scheduled' ORDER BY j.not_before NULLS FIRST, j.job_id LIMIT $1"
     ))
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
-    Ok((
-        total,
-        rows.iter()
-            .map(|r| ScheduledRow {
-                row: list_row(r),
-                not_before: r.get("not_before"),
-            })
-            .collect(),
-    ))
+    Ok((total, rows.iter().map(job_row).collect()))
 }
 
 /// An account paused because its credentials were refused.
