@@ -480,6 +480,11 @@ async fn pages_show_a_batch_and_hostile_strings_stay_text() {
         .await
         .unwrap();
     assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert_eq!(
+        csv.lines().next().unwrap(),
+        stopcaster::REPORT_COLUMNS.join(","),
+        "the columns of report --format csv"
+    );
     assert!(csv.contains(&ok_request_id));
     browser
         .goto(&dash.url(&format!("/jobs?batch={}", encode(HOSTILE_BATCH))))
@@ -519,14 +524,10 @@ async fn pages_show_a_batch_and_hostile_strings_stay_text() {
     assert!(!browser.exists("#replay-selected").await);
     assert!(!browser.exists("input[type=checkbox]").await);
 
-    // Scheduled: shown in place, whatever the schema.
+    // Scheduled: none in this batch.
     browser.goto(&dash.url("/scheduled")).await;
     assert!(browser.text("h1").await.contains("Scheduled"));
-    // Either this schema predates scheduled stops, or there are none.
-    assert!(
-        browser.exists("#scheduled-unsupported").await
-            || browser.text("#scheduled-count").await == "0"
-    );
+    assert_eq!(browser.text("#scheduled-count").await, "0");
     assert_eq!(
         browser.eval("return document.images.length").await,
         json!(0)
@@ -924,31 +925,20 @@ async fn wrong_password_foreign_origin_and_public_address_are_refused() {
     );
 }
 
-/// Scheduled stops and paused accounts, where the schema has them (the column `not_before`,
-/// the statuses `scheduled` and `cancelled`, the table `stopcaster_account_pauses`, added here
-/// as the scheduling work defines them): the overview shows both, `/scheduled` lists the stops
+/// Scheduled stops and paused accounts: the overview shows both, `/scheduled` lists the stops
 /// earliest first, and one is cancelled from the page after a confirmation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_stops_are_cancelled_from_the_page_and_paused_accounts_shown() {
     let env = TestEnv::new().await;
-    for sql in [
-        "ALTER TABLE caster_stop_jobs ADD COLUMN IF NOT EXISTS not_before timestamptz",
-        "ALTER TABLE caster_stop_jobs DROP CONSTRAINT IF EXISTS caster_stop_jobs_status_check",
-        "ALTER TABLE caster_stop_jobs ADD CONSTRAINT caster_stop_jobs_status_check CHECK (status IN
-           ('scheduled', 'pending', 'succeeded', 'failed', 'rejected', 'cancelled'))",
-        "ALTER TABLE caster_stop_jobs ADD COLUMN IF NOT EXISTS cancelled_at timestamptz",
-        "ALTER TABLE caster_stop_jobs ADD COLUMN IF NOT EXISTS cancelled_by text",
-        "CREATE TABLE IF NOT EXISTS stopcaster_account_pauses (
-           account text NOT NULL, worker text NOT NULL, code text NOT NULL,
-           paused_at timestamptz NOT NULL DEFAULT now(),
-           updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (account, worker))",
+    sqlx::query(
         "INSERT INTO stopcaster_account_pauses (account, code, worker, paused_at, updated_at)
-           VALUES ('media', 'SignatureDoesNotMatch', 'worker-7', now(), now()),
-                  ('archive', 'InvalidAccessKeyId.NotFound', 'worker-gone',
-                   now() - interval '1 hour', now() - interval '50 minutes')",
-    ] {
-        sqlx::query(sql).execute(&env.pool).await.unwrap();
-    }
+         VALUES ('media', 'SignatureDoesNotMatch', 'worker-7', now(), now()),
+                ('archive', 'InvalidAccessKeyId.NotFound', 'worker-gone',
+                 now() - interval '1 hour', now() - interval '50 minutes')",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
     let (first, second, done) = (
         uuid::Uuid::new_v4(),
         uuid::Uuid::new_v4(),
@@ -1036,7 +1026,8 @@ async fn scheduled_stops_are_cancelled_from_the_page_and_paused_accounts_shown()
     browser.assert_clean_console().await;
     browser.close().await;
 
-    // Through the API: a job already ended is not cancelled (409), an unknown one is 404.
+    // Through the API: a job already ended or called is not cancelled (409), an unknown one is
+    // 404.
     let cancel = |id: uuid::Uuid| {
         env.http
             .post(dash.url(&format!("/api/jobs/{id}/cancel")))
@@ -1048,6 +1039,20 @@ async fn scheduled_stops_are_cancelled_from_the_page_and_paused_accounts_shown()
     assert_eq!(r.status(), 409);
     let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(body["status"], "succeeded");
+    let called = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO caster_stop_jobs (job_id, caster_id, status, attempts, payload)
+         VALUES ($1, 'studio-called', 'pending', 1, '{}')",
+    )
+    .bind(called)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let r = cancel(called).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["status"], "pending");
+    assert_eq!(env.job(called).await["status"], "pending");
     assert_eq!(cancel(first).await.unwrap().status(), 409);
     assert_eq!(cancel(uuid::Uuid::new_v4()).await.unwrap().status(), 404);
     assert_eq!(cancel(second).await.unwrap().status(), 200);

@@ -21,7 +21,9 @@ use super::search::{Search, SearchParams, encode_cursor};
 use super::views::{self, *};
 use super::{AppState, assets, auth};
 use crate::ops::dead_letters::Selection;
-use crate::store::{self, Cursor, JobListRow, JobSearch};
+use crate::ops::report;
+use crate::ops::table::csv_record;
+use crate::store::{self, CancelOutcome, Cursor, JobRow, JobSearch};
 
 type Shared = Arc<AppState>;
 
@@ -137,27 +139,17 @@ const CALL_WINDOW_S: u32 = 120;
 
 async fn overview(state: &AppState) -> Result<Overview, Failure> {
     let pool = &state.pool;
-    let (counts, calls, queues, features, batches) = tokio::join!(
+    let (counts, calls, queues, paused_accounts, scheduled, batches) = tokio::join!(
         store::job_counts(pool, None),
         store::calls_per_second(pool, CALL_WINDOW_S),
         state.broker.depths(),
-        store::schema_features(pool),
+        store::account_pauses(pool),
+        store::scheduled_jobs(pool, 5),
         store::recent_batches(pool, 8),
     );
     let counts = counts?;
     let (now, calls) = calls?;
-    let features = features?;
-    let paused_accounts = if features.pauses {
-        Some(store::account_pauses(pool).await?)
-    } else {
-        None
-    };
-    let scheduled = if features.scheduling {
-        let (total, next) = store::scheduled_jobs(pool, 5).await?;
-        Some(ScheduledSummary { total, next })
-    } else {
-        None
-    };
+    let (total, next) = scheduled?;
     Ok(Overview {
         now,
         jobs: counts.values().sum(),
@@ -166,8 +158,8 @@ async fn overview(state: &AppState) -> Result<Overview, Failure> {
         calls: account_calls(&calls, CALL_WINDOW_S, |a| state.qps_of(a)),
         queues_error: queues.as_ref().err().cloned(),
         queues: queues.unwrap_or_default(),
-        paused_accounts,
-        scheduled,
+        paused_accounts: paused_accounts?,
+        scheduled: ScheduledSummary { total, next },
         batches: batches?,
     })
 }
@@ -195,7 +187,7 @@ fn checked(params: &SearchParams) -> Result<Search, Failure> {
         .map_err(Failure::bad_request)
 }
 
-fn cursor_of(row: &JobListRow) -> Cursor {
+fn cursor_of(row: &JobRow) -> Cursor {
     Cursor {
         created_at: row.created_at,
         job_id: row.job_id,
@@ -250,43 +242,6 @@ async fn jobs_api(State(state): State<Shared>, Query(params): Query<SearchParams
 /// Rows fetched per query of an export.
 const EXPORT_PAGE: u32 = 2_000;
 
-const EXPORT_COLUMNS: [&str; 14] = [
-    "job_id",
-    "caster_id",
-    "region_id",
-    "batch_id",
-    "account",
-    "status",
-    "conclusion",
-    "request_id",
-    "error_code",
-    "http_status",
-    "attempts",
-    "replays",
-    "created_at",
-    "finished_at",
-];
-
-fn csv_row(r: &JobListRow) -> String {
-    let fields: [Option<String>; 14] = [
-        Some(r.job_id.to_string()),
-        r.caster_id.clone(),
-        r.region_id.clone(),
-        r.batch_id.clone(),
-        r.account.clone(),
-        Some(r.status.clone()),
-        r.conclusion.clone(),
-        r.request_id.clone(),
-        r.error_code.clone(),
-        r.http_status.map(|s| s.to_string()),
-        Some(r.attempts.to_string()),
-        Some(r.replays.to_string()),
-        Some(super::ts(r.created_at)),
-        r.finished_at.map(super::ts),
-    ];
-    crate::ops::table::csv_record(fields.iter().map(|f| f.as_deref().unwrap_or("")))
-}
-
 struct ExportState {
     pool: sqlx::PgPool,
     filter: JobSearch,
@@ -328,7 +283,7 @@ async fn jobs_export(State(state): State<Shared>, Query(params): Query<SearchPar
         if !st.started {
             st.started = true;
             if st.csv {
-                chunk.push_str(&crate::ops::table::csv_record(EXPORT_COLUMNS));
+                chunk.push_str(&csv_record(report::COLUMNS));
             } else {
                 chunk.push('[');
             }
@@ -342,7 +297,7 @@ async fn jobs_export(State(state): State<Shared>, Query(params): Query<SearchPar
         };
         for r in &rows {
             if st.csv {
-                chunk.push_str(&csv_row(r));
+                chunk.push_str(&report::csv_row(r));
             } else {
                 if st.rows > 0 {
                     chunk.push(',');
@@ -386,13 +341,11 @@ fn parse_job_id(text: &str) -> Result<Uuid, Failure> {
 
 async fn job(state: &AppState, id: &str) -> Result<JobView, Failure> {
     let id = parse_job_id(id)?;
-    let features = store::schema_features(&state.pool).await?;
     let Some((job, attempts, replays)) = store::job_detail(&state.pool, id).await? else {
         return Err(Failure::not_found(format!("no job {id}")));
     };
-    let cancellable = features.scheduling
-        && (job.row.status == "scheduled"
-            || (job.row.status == "pending" && job.row.attempts == 0));
+    let cancellable =
+        job.row.status == "scheduled" || (job.row.status == "pending" && job.row.attempts == 0);
     Ok(JobView {
         job,
         attempts,
@@ -425,39 +378,43 @@ async fn cancel_api(
 ) -> Response {
     let result: Result<Response, Failure> = async {
         let id = parse_job_id(&id)?;
-        let features = store::schema_features(&state.pool).await?;
-        if !features.scheduling {
-            return Err(Failure::new(
-                StatusCode::CONFLICT,
-                "this database has no scheduled stops (its schema predates them): nothing to cancel",
-            ));
-        }
         // Who, for the record (`stopcaster cancel` writes user@host): the basic-auth user name
         // and the browser's address.
-        let by = features.cancel_audit.then(|| {
-            let user: String = auth::basic_user(&headers)
-                .filter(|u| !u.is_empty())
-                .unwrap_or_else(|| "anonymous".to_owned())
-                .chars()
-                .take(64)
-                .collect();
-            format!("{user}@dashboard ({})", peer.ip())
-        });
-        match store::cancel_job(&state.pool, id, by.as_deref()).await? {
-            None => Err(Failure::not_found(format!("no job {id}"))),
-            Some((status, true)) => {
+        let user: String = auth::basic_user(&headers)
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "anonymous".to_owned())
+            .chars()
+            .take(64)
+            .collect();
+        let by = format!("{user}@dashboard ({})", peer.ip());
+        let outcome = store::cancel_jobs(&state.pool, &[id], None, &by)
+            .await?
+            .into_iter()
+            .find(|r| r.job_id == id)
+            .map_or(CancelOutcome::Unknown, |r| r.outcome);
+        let status = match outcome {
+            CancelOutcome::Cancelled { .. } => {
                 tracing::info!(job_id = %id, "cancelled from the dashboard");
-                Ok(Json(json!({"job_id": id, "cancelled": true, "status": status})).into_response())
+                return Ok(
+                    Json(json!({"job_id": id, "cancelled": true, "status": "cancelled"}))
+                        .into_response(),
+                );
             }
-            Some((status, false)) => Ok((
-                StatusCode::CONFLICT,
-                Json(json!({
-                    "job_id": id, "cancelled": false, "status": status,
-                    "error": format!("job {id} is {status}: only a scheduled job, or a pending one with no call made, can be cancelled"),
-                })),
-            )
-                .into_response()),
-        }
+            CancelOutcome::Unknown => return Err(Failure::not_found(format!("no job {id}"))),
+            CancelOutcome::AlreadyCancelled { .. } => "cancelled".to_owned(),
+            // A scheduled job always meets the cancel condition, so one left uncancelled
+            // and not ended is pending with a call made or being made.
+            CancelOutcome::Started { .. } => "pending".to_owned(),
+            CancelOutcome::Ended { status } => status,
+        };
+        Ok((
+            StatusCode::CONFLICT,
+            Json(json!({
+                "job_id": id, "cancelled": false, "status": status,
+                "error": format!("job {id} is {status}: only a scheduled job, or a pending one with no call made, can be cancelled"),
+            })),
+        )
+            .into_response())
     }
     .await;
     result.unwrap_or_else(Failure::api)
@@ -647,19 +604,8 @@ async fn replay_api(State(state): State<Shared>, body: Bytes) -> Response {
 // ---- scheduled --------------------------------------------------------------------------
 
 async fn scheduled(state: &AppState) -> Result<ScheduledList, Failure> {
-    if !store::schema_features(&state.pool).await?.scheduling {
-        return Ok(ScheduledList {
-            supported: false,
-            total: 0,
-            jobs: Vec::new(),
-        });
-    }
     let (total, jobs) = store::scheduled_jobs(&state.pool, 500).await?;
-    Ok(ScheduledList {
-        supported: true,
-        total,
-        jobs,
-    })
+    Ok(ScheduledList { total, jobs })
 }
 
 async fn scheduled_page(State(state): State<Shared>) -> Response {

@@ -14,9 +14,7 @@ use super::assets;
 use super::queues::QueueDepth;
 use super::search::{form_encode, path_segment};
 use crate::ops::dead_letters::DeadLetter;
-use crate::store::{
-    AttemptRow, BatchRow, CallsInSecond, JobDetail, JobListRow, PauseRow, ReplayRow, ScheduledRow,
-};
+use crate::store::{AttemptRow, BatchRow, CallsInSecond, JobDetail, JobRow, PauseRow, ReplayRow};
 
 /// What every page's frame needs.
 pub struct Layout {
@@ -230,8 +228,7 @@ pub struct StatusCount {
     pub jobs: i64,
 }
 
-/// Every status the contract names, in lifecycle order (`scheduled` and `cancelled` exist where
-/// the schema has scheduled stops; a count of zero is shown for them otherwise).
+/// Every status the contract names, in lifecycle order.
 pub const STATUSES: [&str; 6] = [
     "scheduled",
     "pending",
@@ -274,10 +271,8 @@ pub struct Overview {
     pub queues: Vec<QueueDepth>,
     /// Why the queues could not be read.
     pub queues_error: Option<String>,
-    /// `None`: this database has no record of paused accounts (yet).
-    pub paused_accounts: Option<Vec<PauseRow>>,
-    /// `None`: this database has no scheduled stops (yet).
-    pub scheduled: Option<ScheduledSummary>,
+    pub paused_accounts: Vec<PauseRow>,
+    pub scheduled: ScheduledSummary,
     pub batches: Vec<BatchRow>,
 }
 
@@ -285,7 +280,7 @@ pub struct Overview {
 pub struct ScheduledSummary {
     pub total: i64,
     /// The earliest due.
-    pub next: Vec<ScheduledRow>,
+    pub next: Vec<JobRow>,
 }
 
 #[derive(Template)]
@@ -301,7 +296,7 @@ pub struct OverviewPage<'a> {
 /// A page of the filtered job list (`/jobs`, `/api/jobs`).
 #[derive(Clone, Debug, Serialize)]
 pub struct JobList {
-    pub jobs: Vec<JobListRow>,
+    pub jobs: Vec<JobRow>,
     /// The `after` of the next page; `None` on the last one.
     pub next: Option<String>,
 }
@@ -426,7 +421,7 @@ pub struct BatchView {
     pub expected_finish: Option<OffsetDateTime>,
     pub expected_seconds: Option<f64>,
     /// The newest jobs of the batch (the rest: `/jobs?batch=ID`).
-    pub newest_jobs: Vec<JobListRow>,
+    pub newest_jobs: Vec<JobRow>,
 }
 
 #[derive(Template)]
@@ -513,10 +508,8 @@ pub struct DeadLettersPage<'a> {
 /// `/scheduled`, `/api/scheduled`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScheduledList {
-    /// False: this database has no scheduled stops (the schema predates them).
-    pub supported: bool,
     pub total: i64,
-    pub jobs: Vec<ScheduledRow>,
+    pub jobs: Vec<JobRow>,
 }
 
 #[derive(Template)]

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::domain::JobStatus;
-use crate::store::{self, JobFilter, JobReportRow, ReportSummary};
+use crate::store::{self, JobFilter, JobRow, ReportSummary};
 
 /// How often `--watch` prints the summary again.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -144,8 +144,10 @@ pub fn parse_since(text: &str) -> Result<Duration, SinceError> {
     Ok(Duration::from_secs(total))
 }
 
-/// The listed columns, in order.
-pub const COLUMNS: [&str; 14] = [
+/// The listed columns, in order: of `--wide`, of the report's CSV and of the dashboard's CSV
+/// export. New columns go before `not_before`, which scripts find last, and after
+/// `created_at`, which keeps its place.
+pub const COLUMNS: [&str; 15] = [
     "job_id",
     "caster_id",
     "region_id",
@@ -159,6 +161,7 @@ pub const COLUMNS: [&str; 14] = [
     "replays",
     "created_at",
     "finished_at",
+    "account",
     "not_before",
 ];
 
@@ -190,7 +193,7 @@ pub fn timestamp(t: OffsetDateTime) -> String {
 }
 
 /// A row's fields as text, in [`COLUMNS`] order; `None` for SQL NULL.
-fn fields(row: &JobReportRow) -> [Option<String>; 14] {
+fn fields(row: &JobRow) -> [Option<String>; COLUMNS.len()] {
     [
         Some(row.job_id.to_string()),
         row.caster_id.clone(),
@@ -205,13 +208,19 @@ fn fields(row: &JobReportRow) -> [Option<String>; 14] {
         Some(row.replays.to_string()),
         Some(timestamp(row.created_at)),
         row.finished_at.map(timestamp),
+        row.account.clone(),
         row.not_before.map(timestamp),
     ]
 }
 
+/// A row as one CSV record, in [`COLUMNS`] order (NULL: empty).
+pub fn csv_row(row: &JobRow) -> String {
+    csv_record(fields(row).iter().map(|c| c.as_deref().unwrap_or("")))
+}
+
 /// A row's cells in the default table, in [`NARROW_COLUMNS`] order: short ids, times to the
 /// second, `-` for NULL.
-fn narrow_fields(row: &JobReportRow) -> Vec<String> {
+fn narrow_fields(row: &JobRow) -> Vec<String> {
     let short = |id: &str| id.chars().take(SHORT_ID).collect::<String>();
     let or_dash = |c: Option<String>| c.unwrap_or_else(|| "-".to_owned());
     vec![
@@ -228,7 +237,7 @@ fn narrow_fields(row: &JobReportRow) -> Vec<String> {
     .collect()
 }
 
-fn row_json(row: &JobReportRow) -> Value {
+fn row_json(row: &JobRow) -> Value {
     json!({
         "job_id": row.job_id.to_string(),
         "caster_id": row.caster_id,
@@ -243,6 +252,7 @@ fn row_json(row: &JobReportRow) -> Value {
         "replays": row.replays,
         "created_at": timestamp(row.created_at),
         "finished_at": row.finished_at.map(timestamp),
+        "account": row.account,
         "not_before": row.not_before.map(timestamp),
     })
 }
@@ -395,8 +405,7 @@ async fn once(
         Format::Csv => {
             out.write_all(csv_record(COLUMNS).as_bytes())?;
             for row in &jobs {
-                let f = fields(row);
-                out.write_all(csv_record(f.iter().map(|c| c.as_deref().unwrap_or(""))).as_bytes())?;
+                out.write_all(csv_row(row).as_bytes())?;
             }
             // CSV has no place for it: the summary goes to standard error.
             if let Some(summary) = &summary {

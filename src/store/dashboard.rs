@@ -1,12 +1,9 @@
 //! The dashboard's queries: job counts from the ledger `caster_stop_job_counts` (kept by
 //! triggers, see `migrations/0005_dashboard_indexes.sql`), calls per second, a job with its
 //! attempts, and the filtered job list with keyset pagination over (created_at DESC, job_id
-//! DESC), each filter served by an index ending with that pair.
-//!
-//! Scheduled jobs and paused accounts are read only where the schema has them (the column
-//! `caster_stop_jobs.not_before`, the table `stopcaster_account_pauses`, from migrations other
-//! work adds): the dashboard asks [`schema_features`] first, and reads the newer columns of a
-//! job row through `to_jsonb`, NULL where absent.
+//! DESC), each filter served by an index ending with that pair; scheduled jobs and paused
+//! accounts. `stopcaster dashboard` applies the migrations at start, so every table and column
+//! read here exists.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +11,8 @@ use serde::Serialize;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use super::reports::{JOB_COLUMNS, JobRow, job_row};
 
 /// Where a page of the filtered list starts: the last row of the page before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,50 +87,6 @@ impl JobSearch {
     }
 }
 
-/// One job in a list.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct JobListRow {
-    pub job_id: Uuid,
-    pub caster_id: Option<String>,
-    pub region_id: Option<String>,
-    pub batch_id: Option<String>,
-    pub account: Option<String>,
-    pub status: String,
-    pub conclusion: Option<String>,
-    pub request_id: Option<String>,
-    pub error_code: Option<String>,
-    pub http_status: Option<i32>,
-    pub attempts: i32,
-    pub replays: i32,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub finished_at: Option<OffsetDateTime>,
-}
-
-const LIST_COLUMNS: &str = "j.job_id, j.caster_id, j.region_id, j.batch_id, j.account, j.status,
-     j.conclusion, j.request_id, j.error_code, j.http_status, j.attempts, j.replays,
-     j.created_at, j.finished_at";
-
-fn list_row(r: &sqlx::postgres::PgRow) -> JobListRow {
-    JobListRow {
-        job_id: r.get("job_id"),
-        caster_id: r.get("caster_id"),
-        region_id: r.get("region_id"),
-        batch_id: r.get("batch_id"),
-        account: r.get("account"),
-        status: r.get("status"),
-        conclusion: r.get("conclusion"),
-        request_id: r.get("request_id"),
-        error_code: r.get("error_code"),
-        http_status: r.get("http_status"),
-        attempts: r.get("attempts"),
-        replays: r.get("replays"),
-        created_at: r.get("created_at"),
-        finished_at: r.get("finished_at"),
-    }
-}
-
 fn search_query(
     explain: bool,
     search: &JobSearch,
@@ -139,9 +94,7 @@ fn search_query(
     limit: u32,
 ) -> QueryBuilder<'_, Postgres> {
     let mut qb = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
-    qb.push(format_args!(
-        "SELECT {LIST_COLUMNS} FROM caster_stop_jobs j"
-    ));
+    qb.push(format_args!("SELECT {JOB_COLUMNS} FROM caster_stop_jobs j"));
     search.push_where(&mut qb, after);
     qb.push(" ORDER BY j.created_at DESC, j.job_id DESC LIMIT ")
         .push_bind(i64::from(limit));
@@ -154,12 +107,12 @@ pub async fn search_jobs(
     search: &JobSearch,
     after: Option<Cursor>,
     limit: u32,
-) -> Result<Vec<JobListRow>, sqlx::Error> {
+) -> Result<Vec<JobRow>, sqlx::Error> {
     let rows = search_query(false, search, after, limit)
         .build()
         .fetch_all(pool)
         .await?;
-    Ok(rows.iter().map(list_row).collect())
+    Ok(rows.iter().map(job_row).collect())
 }
 
 /// The plan Postgres picks for a page of `search` (the benchmark prints it).
@@ -395,7 +348,7 @@ pub async fn calls_per_second(
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct JobDetail {
     #[serde(flatten)]
-    pub row: JobListRow,
+    pub row: JobRow,
     pub evidence_request_id: Option<String>,
     pub error_message: Option<String>,
     pub payload: String,
@@ -406,10 +359,7 @@ pub struct JobDetail {
     pub next_attempt_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub dead_lettered_at: Option<OffsetDateTime>,
-    /// The due time of a scheduled job, where the schema has it.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub not_before: Option<OffsetDateTime>,
-    /// Who cancelled the job and when, where the schema has it.
+    /// Who cancelled the job and when.
     pub cancelled_by: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub cancelled_at: Option<OffsetDateTime>,
@@ -449,13 +399,10 @@ pub async fn job_detail(
     pool: &PgPool,
     job_id: Uuid,
 ) -> Result<Option<(JobDetail, Vec<AttemptRow>, Vec<ReplayRow>)>, sqlx::Error> {
-    // Columns that newer migrations add are read from the row as JSON: NULL where absent.
     let row = sqlx::query(&format!(
-        "SELECT {LIST_COLUMNS}, j.evidence_request_id, j.error_message, j.payload,
+        "SELECT {JOB_COLUMNS}, j.evidence_request_id, j.error_message, j.payload,
                 j.payload_escaped, j.updated_at, j.next_attempt_at, j.dead_lettered_at,
-                (to_jsonb(j) ->> 'not_before')::timestamptz AS not_before,
-                to_jsonb(j) ->> 'cancelled_by' AS cancelled_by,
-                (to_jsonb(j) ->> 'cancelled_at')::timestamptz AS cancelled_at
+                j.cancelled_by, j.cancelled_at
          FROM caster_stop_jobs j WHERE j.job_id = $1"
     ))
     .bind(job_id)
@@ -463,7 +410,7 @@ pub async fn job_detail(
     .await?;
     let Some(r) = row else { return Ok(None) };
     let detail = JobDetail {
-        row: list_row(&r),
+        row: job_row(&r),
         evidence_request_id: r.get("evidence_request_id"),
         error_message: r.get("error_message"),
         payload: r.get("payload"),
@@ -471,7 +418,6 @@ pub async fn job_detail(
         updated_at: r.get("updated_at"),
         next_attempt_at: r.get("next_attempt_at"),
         dead_lettered_at: r.get("dead_lettered_at"),
-        not_before: r.get("not_before"),
         cancelled_by: r.get("cancelled_by"),
         cancelled_at: r.get("cancelled_at"),
     };
@@ -516,140 +462,44 @@ pub async fn job_detail(
     Ok(Some((detail, attempts, replays)))
 }
 
-/// What of the newer schema this database has (other work adds it; the dashboard shows what
-/// exists).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct SchemaFeatures {
-    /// `caster_stop_jobs.not_before` (scheduled stops, status `scheduled`, `cancelled`).
-    pub scheduling: bool,
-    /// The table `stopcaster_account_pauses`.
-    pub pauses: bool,
-    /// `caster_stop_jobs.cancelled_by` and `cancelled_at` (who cancelled, when).
-    pub cancel_audit: bool,
-}
-
-pub async fn schema_features(pool: &PgPool) -> Result<SchemaFeatures, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT EXISTS (SELECT 1 FROM information_schema.columns
-                        WHERE table_schema = current_schema() AND table_name = 'caster_stop_jobs'
-                          AND column_name = 'not_before') AS scheduling,
-                to_regclass('stopcaster_account_pauses') IS NOT NULL AS pauses,
-                EXISTS (SELECT 1 FROM information_schema.columns
-                        WHERE table_schema = current_schema() AND table_name = 'caster_stop_jobs'
-                          AND column_name = 'cancelled_by') AS cancel_audit",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(SchemaFeatures {
-        scheduling: row.get("scheduling"),
-        pauses: row.get("pauses"),
-        cancel_audit: row.get("cancel_audit"),
-    })
-}
-
-/// A scheduled job.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ScheduledRow {
-    #[serde(flatten)]
-    pub row: JobListRow,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub not_before: Option<OffsetDateTime>,
-}
-
-/// Scheduled jobs, earliest due first, at most `limit` (the caller checked
-/// [`SchemaFeatures::scheduling`]).
-pub async fn scheduled_jobs(
-    pool: &PgPool,
-    limit: u32,
-) -> Result<(i64, Vec<ScheduledRow>), sqlx::Error> {
+/// Scheduled jobs, earliest due first, at most `limit`, and how many there are.
+pub async fn scheduled_jobs(pool: &PgPool, limit: u32) -> Result<(i64, Vec<JobRow>), sqlx::Error> {
     let total: i64 =
         sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs WHERE status = 'scheduled'")
             .fetch_one(pool)
             .await?;
     let rows = sqlx::query(&format!(
-        "SELECT {LIST_COLUMNS}, j.not_before FROM caster_stop_jobs j
+        "SELECT {JOB_COLUMNS} FROM caster_stop_jobs j
          WHERE j.status = 'scheduled' ORDER BY j.not_before NULLS FIRST, j.job_id LIMIT $1"
     ))
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
-    Ok((
-        total,
-        rows.iter()
-            .map(|r| ScheduledRow {
-                row: list_row(r),
-                not_before: r.get("not_before"),
-            })
-            .collect(),
-    ))
-}
-
-/// Cancels a job that no call was made for: `scheduled`, or `pending` with no attempt and not
-/// held by a worker (the condition of `stopcaster cancel`; a worker starting an attempt holds
-/// the row's lock, so the condition is checked after it). The caller checked
-/// [`SchemaFeatures::scheduling`] (which brings the `cancelled` status); `by` is recorded where
-/// the schema has `cancelled_by`. The job's status afterwards and whether this cancelled it;
-/// `None` if there is no such job.
-pub async fn cancel_job(
-    pool: &PgPool,
-    job_id: Uuid,
-    by: Option<&str>,
-) -> Result<Option<(String, bool)>, sqlx::Error> {
-    let audit = if by.is_some() {
-        ", cancelled_by = $2, cancelled_at = now()"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "UPDATE caster_stop_jobs
-         SET status = 'cancelled', conclusion = 'cancelled', finished_at = now(),
-             updated_at = now(){audit}
-         WHERE job_id = $1
-           AND (status = 'scheduled'
-                OR (status = 'pending' AND attempts = 0
-                    AND (claimed_until IS NULL OR claimed_until < now())))"
-    );
-    let mut query = sqlx::query(&sql).bind(job_id);
-    if let Some(by) = by {
-        query = query.bind(by);
-    }
-    let cancelled = query.execute(pool).await?.rows_affected() == 1;
-    if cancelled {
-        return Ok(Some(("cancelled".to_owned(), true)));
-    }
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM caster_stop_jobs WHERE job_id = $1")
-            .bind(job_id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(status.map(|s| (s, false)))
+    Ok((total, rows.iter().map(job_row).collect()))
 }
 
 /// An account paused because its credentials were refused.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PauseRow {
-    pub account: Option<String>,
-    pub code: Option<String>,
-    pub worker: Option<String>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub paused_at: Option<OffsetDateTime>,
+    pub account: String,
+    pub code: String,
+    pub worker: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub paused_at: OffsetDateTime,
     /// When the worker last confirmed the pause (it does at each refused probe, at most a
-    /// minute apart), where the schema has it.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub updated_at: Option<OffsetDateTime>,
+    /// minute apart).
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
     /// Not confirmed for over three minutes: its worker has probably stopped.
     pub stale: bool,
 }
 
-/// Paused accounts (the caller checked [`SchemaFeatures::pauses`]).
+/// Paused accounts.
 pub async fn account_pauses(pool: &PgPool) -> Result<Vec<PauseRow>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT account::text AS account, code::text AS code, worker::text AS worker,
-                paused_at::timestamptz AS paused_at,
-                (to_jsonb(p) ->> 'updated_at')::timestamptz AS updated_at,
-                coalesce((to_jsonb(p) ->> 'updated_at')::timestamptz, paused_at::timestamptz)
-                    < now() - interval '3 minutes' AS stale
-         FROM stopcaster_account_pauses p ORDER BY paused_at, account LIMIT 100",
+        "SELECT account, code, worker, paused_at, updated_at,
+                updated_at < now() - interval '3 minutes' AS stale
+         FROM stopcaster_account_pauses ORDER BY paused_at, account LIMIT 100",
     )
     .fetch_all(pool)
     .await?;
@@ -661,7 +511,7 @@ pub async fn account_pauses(pool: &PgPool) -> Result<Vec<PauseRow>, sqlx::Error>
             worker: r.get("worker"),
             paused_at: r.get("paused_at"),
             updated_at: r.get("updated_at"),
-            stale: r.get::<Option<bool>, _>("stale").unwrap_or(false),
+            stale: r.get("stale"),
         })
         .collect())
 }

@@ -1,7 +1,10 @@
-//! The audit's queries (`stopcaster report`, `bench`): jobs by filter, and their summary.
+//! The audit's queries (`stopcaster report`, `bench`): jobs by filter, and their summary; the
+//! job row that both `report` and the dashboard list ([`JobRow`]).
 
 use std::time::Duration;
 
+use serde::Serialize;
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row};
 use time::OffsetDateTime;
 
@@ -47,9 +50,10 @@ fn push_job_filter<'a>(qb: &mut sqlx::QueryBuilder<'a, Postgres>, filter: &'a Jo
     sep == " AND "
 }
 
-/// One job as `report` lists it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct JobReportRow {
+/// One job as `report` and the dashboard list it. Serialized for the dashboard's JSON;
+/// `report` writes its own JSON, with fixed-precision timestamps.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobRow {
     pub job_id: uuid::Uuid,
     pub caster_id: Option<String>,
     pub region_id: Option<String>,
@@ -61,20 +65,45 @@ pub struct JobReportRow {
     pub http_status: Option<i32>,
     pub attempts: i32,
     pub replays: i32,
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
+    /// The configured account whose credentials and quota the job uses; `None`: the default.
+    pub account: Option<String>,
     /// The due time of a scheduled job.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub not_before: Option<OffsetDateTime>,
+}
+
+/// The columns [`job_row`] reads, over the alias `j`.
+pub(super) const JOB_COLUMNS: &str = "j.job_id, j.caster_id, j.region_id, j.batch_id, j.status,
+     j.conclusion, j.request_id, j.error_code, j.http_status, j.attempts, j.replays,
+     j.created_at, j.finished_at, j.account, j.not_before";
+
+pub(super) fn job_row(r: &PgRow) -> JobRow {
+    JobRow {
+        job_id: r.get("job_id"),
+        caster_id: r.get("caster_id"),
+        region_id: r.get("region_id"),
+        batch_id: r.get("batch_id"),
+        status: r.get("status"),
+        conclusion: r.get("conclusion"),
+        request_id: r.get("request_id"),
+        error_code: r.get("error_code"),
+        http_status: r.get("http_status"),
+        attempts: r.get("attempts"),
+        replays: r.get("replays"),
+        created_at: r.get("created_at"),
+        finished_at: r.get("finished_at"),
+        account: r.get("account"),
+        not_before: r.get("not_before"),
+    }
 }
 
 /// The text of the `report` job query.
 fn report_jobs_query(filter: &JobFilter, limit: Option<u32>) -> sqlx::QueryBuilder<'_, Postgres> {
-    let mut qb = sqlx::QueryBuilder::new(
-        "SELECT j.job_id, j.caster_id, j.region_id, j.batch_id, j.status, j.conclusion,
-                j.request_id, j.error_code, j.http_status, j.attempts, j.replays,
-                j.created_at, j.finished_at, j.not_before
-         FROM caster_stop_jobs j",
-    );
+    let mut qb = sqlx::QueryBuilder::new(format!("SELECT {JOB_COLUMNS} FROM caster_stop_jobs j"));
     push_job_filter(&mut qb, filter);
     qb.push(" ORDER BY j.created_at DESC, j.job_id");
     if let Some(limit) = limit {
@@ -88,30 +117,12 @@ pub async fn report_jobs(
     pool: &PgPool,
     filter: &JobFilter,
     limit: Option<u32>,
-) -> Result<Vec<JobReportRow>, sqlx::Error> {
+) -> Result<Vec<JobRow>, sqlx::Error> {
     let rows = report_jobs_query(filter, limit)
         .build()
         .fetch_all(pool)
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| JobReportRow {
-            job_id: r.get("job_id"),
-            caster_id: r.get("caster_id"),
-            region_id: r.get("region_id"),
-            batch_id: r.get("batch_id"),
-            status: r.get("status"),
-            conclusion: r.get("conclusion"),
-            request_id: r.get("request_id"),
-            error_code: r.get("error_code"),
-            http_status: r.get("http_status"),
-            attempts: r.get("attempts"),
-            replays: r.get("replays"),
-            created_at: r.get("created_at"),
-            finished_at: r.get("finished_at"),
-            not_before: r.get("not_before"),
-        })
-        .collect())
+    Ok(rows.iter().map(job_row).collect())
 }
 
 /// Totals over the jobs matching a filter (no limit) and their attempts.

@@ -1,5 +1,6 @@
-//! Scheduled jobs: the stager's claim on due rows, its sleep, and `cancel`. Every time here is
-//! the database's clock, so workers need no clock agreement to stage on time.
+//! Scheduled jobs: the stager's claim on due rows, its sleep, and cancelling (`stopcaster
+//! cancel` and the dashboard's cancel share [`cancel_jobs`]). Every time here is the database's
+//! clock, so workers need no clock agreement to stage on time.
 
 use std::time::Duration;
 
