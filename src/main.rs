@@ -220,8 +220,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
-            stopcaster::run_bench(args).await?;
-            Ok(ExitCode::SUCCESS)
+            let shutdown = CancellationToken::new();
+            tokio::spawn(signal_shutdown(shutdown.clone()));
+            // On a signal the run is dropped, and with it its worker processes, which are
+            // killed: an interrupted bench leaves no worker behind on its queues.
+            match shutdown
+                .run_until_cancelled(stopcaster::run_bench(args))
+                .await
+            {
+                Some(done) => {
+                    done?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => Ok(ExitCode::from(130)),
+            }
         }
         Command::FakeLive(args) => {
             let shutdown = CancellationToken::new();
