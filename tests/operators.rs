@@ -715,3 +715,64 @@ async fn bench_runs_real_workers_and_reports_its_figures() {
     let efficiency = figure("efficiency");
     assert!(efficiency > 0.0 && efficiency <= 1.0, "{efficiency}");
 }
+
+/// The worker processes a bench started, as listed in /proc (their parent is `pid`).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_interrupted_bench_leaves_no_worker_behind() {
+    // A slow batch: the bench is still waiting for it when interrupted.
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_stopcaster"))
+        .args([
+            "bench",
+            "--studios",
+            "200",
+            "--workers",
+            "2",
+            "--qps",
+            "5",
+            "--latency-ms",
+            "0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = bench.id();
+    let mut workers = Vec::new();
+    common::wait_for(Duration::from_secs(30), || {
+        workers = children_of(pid);
+        std::future::ready(workers.len() == 2)
+    })
+    .await
+    .expect("the bench started its two workers");
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = tokio::task::spawn_blocking(move || bench.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(!exited.success(), "{exited:?}");
+    // Killed and reaped by the bench before it exited: no such process any more.
+    for w in workers {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{w}")).exists(),
+            "worker {w} outlived its bench"
+        );
+    }
+}
