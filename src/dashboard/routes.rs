@@ -447,8 +447,12 @@ async fn batch(state: &AppState, id: &str) -> Result<BatchView, Failure> {
         batch_id: Some(id.to_owned()),
         ..Default::default()
     };
+    let of_batch = store::JobFilter {
+        batch_id: Some(id.to_owned()),
+        ..Default::default()
+    };
     let (summary, counts, pending, newest) = tokio::join!(
-        store::batch_calls(&state.pool, id),
+        store::call_totals(&state.pool, &of_batch),
         store::job_counts(&state.pool, Some(id)),
         store::pending_by_account(&state.pool, id),
         store::search_jobs(&state.pool, &search, None, 20),

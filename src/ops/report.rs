@@ -291,6 +291,7 @@ pub fn summary_json(summary: &ReportSummary) -> Value {
         .map(|(s, n)| (s.clone(), json!(n)))
         .collect();
     let failures: serde_json::Map<String, Value> = summary
+        .totals
         .failures_by_code
         .iter()
         .map(|(c, n)| (c.clone(), json!(n)))
@@ -298,11 +299,11 @@ pub fn summary_json(summary: &ReportSummary) -> Value {
     json!({
         "jobs": summary.total(),
         "by_status": by_status,
-        "calls": summary.calls,
-        "first_call": summary.first_call.map(timestamp),
-        "last_call": summary.last_call.map(timestamp),
-        "retried_attempts": summary.retried_attempts,
-        "throttled_attempts": summary.throttled_attempts,
+        "calls": summary.totals.calls,
+        "first_call": summary.totals.first_call.map(timestamp),
+        "last_call": summary.totals.last_call.map(timestamp),
+        "retried_attempts": summary.totals.retried_attempts,
+        "throttled_attempts": summary.totals.throttled_attempts,
         "failures_by_error_code": failures,
     })
 }
@@ -322,21 +323,22 @@ pub fn summary_text(summary: &ReportSummary, label: &str) -> String {
     let when = |t: Option<OffsetDateTime>| t.map_or_else(|| "-".to_owned(), timestamp);
     out.push_str(&format!(
         "calls: {} (first {}, last {})\nretried attempts {}; throttled attempts {}\n",
-        summary.calls,
-        when(summary.first_call),
-        when(summary.last_call),
-        summary.retried_attempts,
-        summary.throttled_attempts
+        summary.totals.calls,
+        when(summary.totals.first_call),
+        when(summary.totals.last_call),
+        summary.totals.retried_attempts,
+        summary.totals.throttled_attempts
     ));
-    if !summary.failures_by_code.is_empty() {
+    if !summary.totals.failures_by_code.is_empty() {
         out.push_str("failures by error code:\n");
         let width = summary
+            .totals
             .failures_by_code
             .iter()
             .map(|(c, _)| c.len())
             .max()
             .unwrap_or(0);
-        for (code, n) in &summary.failures_by_code {
+        for (code, n) in &summary.totals.failures_by_code {
             out.push_str(&format!("  {code:<width$}  {n}\n"));
         }
     }
@@ -577,13 +579,13 @@ mod tests {
 
     #[test]
     fn summary_text_lists_failures() {
-        let s = ReportSummary {
+        let mut s = ReportSummary {
             by_status: vec![("pending".into(), 0), ("failed".into(), 2)],
-            calls: 3,
-            retried_attempts: 1,
-            failures_by_code: vec![("InvalidCaster.NotFound".into(), 2)],
             ..Default::default()
         };
+        s.totals.calls = 3;
+        s.totals.retried_attempts = 1;
+        s.totals.failures_by_code = vec![("InvalidCaster.NotFound".into(), 2)];
         let text = summary_text(&s, "batch b");
         assert!(
             text.starts_with("batch b: 2 jobs\nstatus: pending 0, failed 2\n"),

@@ -228,59 +228,6 @@ pub async fn recent_batches(pool: &PgPool, limit: u32) -> Result<Vec<BatchRow>, 
         .collect())
 }
 
-/// The calls of a batch's jobs, and its failures by error code.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct BatchCalls {
-    pub calls: i64,
-    pub first_call: Option<OffsetDateTime>,
-    pub last_call: Option<OffsetDateTime>,
-    /// Attempts beyond each job's first.
-    pub retried_attempts: i64,
-    /// Attempts answered `Throttling*`.
-    pub throttled_attempts: i64,
-    /// Failed and rejected jobs by error code (the conclusion where there is none), most
-    /// frequent first.
-    pub failures_by_code: Vec<(String, i64)>,
-}
-
-/// The calls of a batch: each job's attempts read through the attempts' primary key (a
-/// lateral join, so that a batch of ten thousand jobs never scans the whole attempts table).
-pub async fn batch_calls(pool: &PgPool, batch_id: &str) -> Result<BatchCalls, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT coalesce(sum(a.n), 0)::bigint AS calls, min(a.first) AS first_call,
-                max(a.last) AS last_call, coalesce(sum(a.retried), 0)::bigint AS retried,
-                coalesce(sum(a.throttled), 0)::bigint AS throttled
-         FROM caster_stop_jobs j CROSS JOIN LATERAL (
-             SELECT count(*) AS n, min(started_at) AS first, max(started_at) AS last,
-                    count(*) FILTER (WHERE attempt > 1) AS retried,
-                    count(*) FILTER (WHERE error_code LIKE 'Throttling%') AS throttled
-             FROM caster_stop_attempts a WHERE a.job_id = j.job_id) a
-         WHERE j.batch_id = $1",
-    )
-    .bind(batch_id)
-    .fetch_one(pool)
-    .await?;
-    let failures_by_code = sqlx::query(
-        "SELECT coalesce(error_code, conclusion, '') AS code, count(*) AS n
-         FROM caster_stop_jobs WHERE batch_id = $1 AND status IN ('failed', 'rejected')
-         GROUP BY 1 ORDER BY 2 DESC, 1",
-    )
-    .bind(batch_id)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| (r.get("code"), r.get("n")))
-    .collect();
-    Ok(BatchCalls {
-        calls: row.get("calls"),
-        first_call: row.get("first_call"),
-        last_call: row.get("last_call"),
-        retried_attempts: row.get("retried"),
-        throttled_attempts: row.get("throttled"),
-        failures_by_code,
-    })
-}
-
 /// Pending jobs of a batch by account (`None`: the default account), for its expected finish.
 pub async fn pending_by_account(
     pool: &PgPool,

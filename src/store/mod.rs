@@ -18,8 +18,8 @@ mod schedule;
 
 pub use dashboard::{
     AttemptRow, BatchRow, CallsInSecond, Cursor, JobDetail, JobSearch, PauseRow, ReplayRow,
-    account_pauses, batch_calls, calls_per_second, explain_search, fold_job_counts, job_counts,
-    job_counts_rows, job_detail, pending_by_account, recent_batches, scheduled_jobs, search_jobs,
+    account_pauses, calls_per_second, explain_search, fold_job_counts, job_counts, job_counts_rows,
+    job_detail, pending_by_account, recent_batches, scheduled_jobs, search_jobs,
 };
 pub use jobs::{
     AttemptStart, JobState, RejectedMessage, claim_lease, conclude_job, finish_attempt,
@@ -31,8 +31,8 @@ pub use pacer::{
 pub use pauses::{clear_pauses, record_pause};
 pub use replays::{ReplayRecord, reopen_for_replay};
 pub use reports::{
-    JobFilter, JobRow, ReportSummary, call_span, count_finished_jobs, count_jobs_with_status,
-    report_jobs, report_summary,
+    JobFilter, JobRow, ReportSummary, call_span, call_totals, count_finished_jobs,
+    count_jobs_with_status, report_jobs, report_summary,
 };
 pub use schedule::{CancelOutcome, CancelRow, cancel_jobs, claim_due, next_due, staged_backlog};
 

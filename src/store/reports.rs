@@ -125,11 +125,9 @@ pub async fn report_jobs(
     Ok(rows.iter().map(job_row).collect())
 }
 
-/// Totals over the jobs matching a filter (no limit) and their attempts.
+/// The calls made for the jobs matching a filter, and their failures.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ReportSummary {
-    /// (status, jobs), every status listed, zeros included.
-    pub by_status: Vec<(String, i64)>,
+pub struct CallTotals {
     /// StopCaster calls made (attempt rows).
     pub calls: i64,
     pub first_call: Option<OffsetDateTime>,
@@ -141,6 +139,14 @@ pub struct ReportSummary {
     /// Failed and rejected jobs by their error code (the conclusion where there is none),
     /// most frequent first.
     pub failures_by_code: Vec<(String, i64)>,
+}
+
+/// Totals over the jobs matching a filter (no limit) and their attempts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReportSummary {
+    /// (status, jobs), every status listed, zeros included.
+    pub by_status: Vec<(String, i64)>,
+    pub totals: CallTotals,
     /// The earliest and latest due time (`not_before`) of the jobs still to run (scheduled or
     /// pending), and the database's clock when the summary was taken.
     pub first_due: Option<OffsetDateTime>,
@@ -182,9 +188,9 @@ impl ReportSummary {
     }
 }
 
-/// The summary of the jobs matching `filter`. Three statements, each driven by the same
-/// filter, so that a batch summary reads the batch's rows through `caster_stop_jobs_batch` and
-/// their attempts through the attempts' primary key.
+/// The summary of the jobs matching `filter`. Each statement is driven by the same filter, so
+/// that a batch summary reads the batch's rows through `caster_stop_jobs_batch` and their
+/// attempts through the attempts' primary key.
 pub async fn report_summary(
     pool: &PgPool,
     filter: &JobFilter,
@@ -210,11 +216,39 @@ pub async fn report_summary(
         })
         .collect();
 
+    let totals = call_totals(pool, filter).await?;
+
     let mut qb = sqlx::QueryBuilder::new(
-        "SELECT count(*) AS calls, min(a.started_at) AS first_call, max(a.started_at) AS last_call,
-                count(*) FILTER (WHERE a.attempt > 1) AS retried,
-                count(*) FILTER (WHERE a.error_code LIKE 'Throttling%') AS throttled
-         FROM caster_stop_jobs j JOIN caster_stop_attempts a ON a.job_id = j.job_id",
+        "SELECT min(j.not_before) AS first_due, max(j.not_before) AS last_due, now() AS now
+         FROM caster_stop_jobs j",
+    );
+    let filtered = push_job_filter(&mut qb, filter);
+    qb.push(if filtered { " AND " } else { " WHERE " })
+        .push("j.status IN ('scheduled', 'pending')");
+    let due = qb.build().fetch_one(pool).await?;
+
+    Ok(ReportSummary {
+        first_due: due.get("first_due"),
+        last_due: due.get("last_due"),
+        now: due.get("now"),
+        by_status,
+        totals,
+    })
+}
+
+/// The calls of the jobs matching `filter`: each job's attempts read through the attempts'
+/// primary key (a lateral join, so that a batch of ten thousand jobs never scans the whole
+/// attempts table), and the failed jobs by code.
+pub async fn call_totals(pool: &PgPool, filter: &JobFilter) -> Result<CallTotals, sqlx::Error> {
+    let mut qb = sqlx::QueryBuilder::new(
+        "SELECT coalesce(sum(a.n), 0)::bigint AS calls, min(a.first) AS first_call,
+                max(a.last) AS last_call, coalesce(sum(a.retried), 0)::bigint AS retried,
+                coalesce(sum(a.throttled), 0)::bigint AS throttled
+         FROM caster_stop_jobs j CROSS JOIN LATERAL (
+             SELECT count(*) AS n, min(started_at) AS first, max(started_at) AS last,
+                    count(*) FILTER (WHERE attempt > 1) AS retried,
+                    count(*) FILTER (WHERE error_code LIKE 'Throttling%') AS throttled
+             FROM caster_stop_attempts a WHERE a.job_id = j.job_id) a",
     );
     push_job_filter(&mut qb, filter);
     let row = qb.build().fetch_one(pool).await?;
@@ -233,21 +267,7 @@ pub async fn report_summary(
         .iter()
         .map(|r| (r.get("code"), r.get("n")))
         .collect();
-
-    let mut qb = sqlx::QueryBuilder::new(
-        "SELECT min(j.not_before) AS first_due, max(j.not_before) AS last_due, now() AS now
-         FROM caster_stop_jobs j",
-    );
-    let filtered = push_job_filter(&mut qb, filter);
-    qb.push(if filtered { " AND " } else { " WHERE " })
-        .push("j.status IN ('scheduled', 'pending')");
-    let due = qb.build().fetch_one(pool).await?;
-
-    Ok(ReportSummary {
-        first_due: due.get("first_due"),
-        last_due: due.get("last_due"),
-        now: due.get("now"),
-        by_status,
+    Ok(CallTotals {
         calls: row.get("calls"),
         first_call: row.get("first_call"),
         last_call: row.get("last_call"),
