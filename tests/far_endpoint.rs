@@ -13,6 +13,24 @@ use common::{ACCOUNT_UID, KEY_ID, KEY_SECRET, TestEnv};
 use stopcaster::Secret;
 use stopcaster::fake_live::{self, FakeLiveConfig};
 
+/// The stand-in's call log, a line per call, for an assertion's message.
+fn call_log(calls: &[fake_live::CallLogEntry]) -> String {
+    calls
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {} {:?} {:?}",
+                c.time,
+                c.access_key_id.as_deref().unwrap_or("-"),
+                c.caster_id.as_deref().unwrap_or("-"),
+                c.http_status,
+                c.code
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Three workers, each on its own AccessKey of one account, start together on a queued batch
 /// against an HTTPS stand-in 300 ms away (300 ms to open a connection, 300 ms to answer).
 /// Without warm connections the first second of the batch bunched: calls on new connections
@@ -86,19 +104,7 @@ async fn three_workers_on_three_keys_of_one_account_stay_within_the_quota_over_t
         stats.throttled,
         0,
         "throttled calls; at most {max} in one second; the stand-in's log:\n{}\nworker logs:\n{}",
-        env.fake
-            .calls()
-            .iter()
-            .map(|c| format!(
-                "{} {} {} {:?} {:?}",
-                c.time,
-                c.access_key_id.as_deref().unwrap_or("-"),
-                c.caster_id.as_deref().unwrap_or("-"),
-                c.http_status,
-                c.code
-            ))
-            .collect::<Vec<_>>()
-            .join("\n"),
+        call_log(&env.fake.calls()),
         workers
             .iter()
             .flat_map(|w| w.logs())
@@ -201,16 +207,7 @@ async fn a_call_that_leaves_late_moves_the_schedule_before_its_answer_comes_back
         stats.throttled,
         0,
         "throttled calls after a late one; the stand-in's log:\n{}",
-        calls
-            .iter()
-            .map(|c| format!(
-                "{} {} {:?}",
-                c.time,
-                c.caster_id.as_deref().unwrap_or("-"),
-                c.code
-            ))
-            .collect::<Vec<_>>()
-            .join("\n")
+        call_log(&calls)
     );
     drop(worker);
 }

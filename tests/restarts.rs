@@ -390,12 +390,41 @@ async fn five_scheduled(tag: &str) -> (TestEnv, common::Worker, time::OffsetDate
     (env, worker, due, casters)
 }
 
+/// Each of `casters` was called exactly once, none before `due`; a failure shows every call,
+/// every job row and the worker's log.
+async fn assert_each_called_once_from(
+    env: &TestEnv,
+    worker: &common::Worker,
+    casters: &[String],
+    due: time::OffsetDateTime,
+) {
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    for c in casters {
+        let calls: Vec<OffsetDateTime> = env
+            .fake
+            .calls()
+            .iter()
+            .filter(|call| call.caster_id.as_deref() == Some(c.as_str()))
+            .map(|call| OffsetDateTime::parse(&call.time, &Rfc3339).unwrap())
+            .collect();
+        assert_eq!(
+            calls.len(),
+            1,
+            "{c}: once; calls: {:?}; attempts: {:?}; worker: {}",
+            env.fake.calls(),
+            env.jobs().await,
+            worker.logs().join("\n")
+        );
+        assert!(calls[0] >= due, "{c}: {} before {due}", calls[0]);
+    }
+}
+
 /// A schedule is the database's: scheduled jobs whose due time passes while Postgres is down
 /// run once it is back, each once, none before its due time.
 #[tokio::test]
 async fn a_schedule_survives_a_postgres_restart_across_its_due_time() {
     use time::OffsetDateTime;
-    use time::format_description::well_known::Rfc3339;
     let (env, worker, due, casters) = five_scheduled("pg").await;
     let _restore = Restore(start_postgres);
     stop_postgres("fast");
@@ -414,24 +443,7 @@ async fn a_schedule_survives_a_postgres_restart_across_its_due_time() {
     );
     start_postgres();
     assert_all_done_once(&env, &casters).await;
-    for c in &casters {
-        let calls: Vec<OffsetDateTime> = env
-            .fake
-            .calls()
-            .iter()
-            .filter(|call| call.caster_id.as_deref() == Some(c.as_str()))
-            .map(|call| OffsetDateTime::parse(&call.time, &Rfc3339).unwrap())
-            .collect();
-        assert_eq!(
-            calls.len(),
-            1,
-            "{c}: once; calls: {:?}; attempts: {:?}; worker: {}",
-            env.fake.calls(),
-            env.jobs().await,
-            worker.logs().join("\n")
-        );
-        assert!(calls[0] >= due, "{c}: {} before {due}", calls[0]);
-    }
+    assert_each_called_once_from(&env, &worker, &casters, due).await;
     // Every message was consumed: had the stager's commit been cut by the outage after its
     // publishes, the copies it publishes again are acknowledged without a call.
     common::wait_for(Duration::from_secs(10), || {
@@ -447,8 +459,7 @@ async fn a_schedule_survives_a_postgres_restart_across_its_due_time() {
 #[tokio::test]
 async fn a_schedule_survives_a_rabbitmq_restart_across_its_due_time() {
     use time::OffsetDateTime;
-    use time::format_description::well_known::Rfc3339;
-    let (env, _worker, due, casters) = five_scheduled("mq").await;
+    let (env, worker, due, casters) = five_scheduled("mq").await;
     {
         let _restore = Restore(start_rabbitmq);
         run_command("rabbitmqctl", &["stop_app"]);
@@ -464,15 +475,5 @@ async fn a_schedule_survives_a_rabbitmq_restart_across_its_due_time() {
         );
     }
     assert_all_done_once(&env, &casters).await;
-    for c in &casters {
-        let calls: Vec<OffsetDateTime> = env
-            .fake
-            .calls()
-            .iter()
-            .filter(|call| call.caster_id.as_deref() == Some(c.as_str()))
-            .map(|call| OffsetDateTime::parse(&call.time, &Rfc3339).unwrap())
-            .collect();
-        assert_eq!(calls.len(), 1, "{c}: once");
-        assert!(calls[0] >= due, "{c}: {} before {due}", calls[0]);
-    }
+    assert_each_called_once_from(&env, &worker, &casters, due).await;
 }
