@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -17,25 +16,12 @@ use common::{KEY_SECRET, TestEnv, wait_for};
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use stopcaster::Secret;
-use stopcaster::fake_live::{FakeLiveConfig, StudioState};
+use stopcaster::fake_live::StudioState;
 
 const WAIT: Duration = Duration::from_secs(30);
 const HOSTILE_BATCH: &str = "<script>alert(1)</script>";
 const HOSTILE_CASTER: &str = "\"><img src=x onerror=alert(2)>";
 const PASSWORD: &str = "correct horse battery staple";
-
-async fn env_with(running: &[&str]) -> TestEnv {
-    let mut config = FakeLiveConfig::new(vec![(common::KEY_ID.into(), Secret::new(KEY_SECRET))]);
-    config.qps = 1000;
-    config.casters = Some(
-        running
-            .iter()
-            .map(|c| (c.to_string(), StudioState::Running))
-            .collect::<HashMap<_, _>>(),
-    );
-    TestEnv::with_fake(config).await
-}
 
 fn enqueue(env: &TestEnv, batch: &str, casters: &[&str]) {
     let mut args = vec!["enqueue", "--batch", batch];
@@ -332,7 +318,7 @@ fn encode(s: &str) -> String {
 /// page shows it, as text, runs no script, logs no error, and offers no action (read-only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_show_a_batch_and_hostile_strings_stay_text() {
-    let env = env_with(&["studio-a", "studio-b"]).await;
+    let env = TestEnv::with_running(&["studio-a", "studio-b"]).await;
     let worker = env.spawn_worker(&[("STOPCASTER_QPS", "1000")]);
     worker.wait_ready().await;
     enqueue(
@@ -663,7 +649,7 @@ async fn pages_show_a_batch_and_hostile_strings_stay_text() {
 /// "all matching" a filter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_from_the_page_brings_a_job_back() {
-    let env = env_with(&["studio-1", "studio-2", "studio-3"]).await;
+    let env = TestEnv::with_running(&["studio-1", "studio-2", "studio-3"]).await;
     let worker = env.spawn_worker(&[("STOPCASTER_QPS", "1000")]);
     worker.wait_ready().await;
     enqueue(
@@ -1161,7 +1147,7 @@ async fn job_counts_ledger_matches_the_table() {
 #[ignore = "writes docs/dashboard-*.png"]
 async fn screenshots_for_the_readme() {
     let running: Vec<String> = (1..=54).map(|i| format!("studio-{i:02}")).collect();
-    let env = env_with(&running.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let env = TestEnv::with_running(&running.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let worker = env.spawn_worker(&[]);
     worker.wait_ready().await;
     let mut casters = running.clone();

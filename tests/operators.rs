@@ -4,34 +4,20 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{KEY_SECRET, TestEnv};
+use common::TestEnv;
 use serde_json::Value;
 use sqlx::Row;
-use stopcaster::Secret;
-use stopcaster::fake_live::{FakeLiveConfig, Fault, StudioState};
+use stopcaster::fake_live::{Fault, StudioState};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 const FAST: &[(&str, &str)] = &[("STOPCASTER_QPS", "1000"), ("STOPCASTER_CONCURRENCY", "16")];
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn env_with(running: &[&str]) -> TestEnv {
-    let mut config = FakeLiveConfig::new(vec![(common::KEY_ID.into(), Secret::new(KEY_SECRET))]);
-    config.qps = 1000;
-    config.casters = Some(
-        running
-            .iter()
-            .map(|c| (c.to_string(), StudioState::Running))
-            .collect::<HashMap<_, _>>(),
-    );
-    TestEnv::with_fake(config).await
-}
 
 /// Runs the CLI and insists on success; its standard output.
 fn cli_ok(env: &TestEnv, args: &[&str]) -> String {
@@ -119,7 +105,7 @@ async fn wait_dead_lettered(env: &TestEnv, id: uuid::Uuid) {
 
 #[tokio::test]
 async fn report_csv_json_and_table_agree_with_the_database() {
-    let env = env_with(&["rep-a", "rep-b", "rep-c", "rep-other"]).await;
+    let env = TestEnv::with_running(&["rep-a", "rep-b", "rep-c", "rep-other"]).await;
     // Two failed calls before success on some job: one throttled, one 503.
     env.fake.push_faults([Fault::Throttle, Fault::Status503]);
     let batch = cli_ok(
@@ -299,7 +285,7 @@ async fn report_csv_json_and_table_agree_with_the_database() {
 
 #[tokio::test]
 async fn report_watch_exits_when_the_batch_has_all_its_jobs_and_nothing_pending() {
-    let env = env_with(&[]).await;
+    let env = TestEnv::with_running(&[]).await;
     let id = uuid::Uuid::new_v4();
     sqlx::query(
         "INSERT INTO caster_stop_jobs (job_id, caster_id, batch_id, payload)
@@ -390,7 +376,7 @@ async fn report_watch_exits_when_the_batch_has_all_its_jobs_and_nothing_pending(
 
 #[tokio::test]
 async fn a_dead_letter_is_listed_kept_and_replayed_once() {
-    let env = env_with(&["dl-known"]).await;
+    let env = TestEnv::with_running(&["dl-known"]).await;
     let _worker = env.spawn_worker(FAST);
     cli_ok(&env, &["enqueue", "dl-ghost", "--batch", "dl"]);
     env.wait_terminal(1, WAIT).await;
@@ -497,7 +483,7 @@ async fn a_dead_letter_is_listed_kept_and_replayed_once() {
 
 #[tokio::test]
 async fn a_replayed_malformed_message_is_rejected_again() {
-    let env = env_with(&[]).await;
+    let env = TestEnv::with_running(&[]).await;
     let _worker = env.spawn_worker(FAST);
     env.publish_raw(&[b"not json".to_vec()]).await;
     env.wait_terminal(1, WAIT).await;
@@ -531,7 +517,7 @@ async fn a_replayed_malformed_message_is_rejected_again() {
 
 #[tokio::test]
 async fn enqueue_reads_a_file_dedupes_and_confirms_ten_thousand_jobs() {
-    let env = env_with(&[]).await;
+    let env = TestEnv::with_running(&[]).await;
     let dir = std::env::temp_dir().join(common::unique("enqueue"));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("studios.txt");
@@ -574,7 +560,7 @@ async fn enqueue_reads_a_file_dedupes_and_confirms_ten_thousand_jobs() {
 
 #[tokio::test]
 async fn enqueue_exits_non_zero_with_the_count_when_the_broker_refuses_jobs() {
-    let env = env_with(&[]).await;
+    let env = TestEnv::with_running(&[]).await;
     // A policy on this test's queue alone: once it holds more than one message, publishes are
     // nacked.
     let jobs = env.names().jobs;
@@ -624,7 +610,7 @@ async fn enqueue_exits_non_zero_with_the_count_when_the_broker_refuses_jobs() {
 
 #[tokio::test]
 async fn metrics_health_and_readiness_after_a_small_batch() {
-    let env = env_with(&["m-1", "m-2", "m-3"]).await;
+    let env = TestEnv::with_running(&["m-1", "m-2", "m-3"]).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

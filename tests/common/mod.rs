@@ -53,6 +53,21 @@ impl TestEnv {
         .await
     }
 
+    /// A fresh environment whose stand-in knows `running` as running studios (others: not
+    /// found) and allows 1,000 calls per second, for tests about what happens to jobs, not
+    /// about pacing.
+    pub async fn with_running(running: &[&str]) -> Self {
+        let mut config = FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))]);
+        config.qps = 1000;
+        config.casters = Some(
+            running
+                .iter()
+                .map(|c| (c.to_string(), fake_live::StudioState::Running))
+                .collect(),
+        );
+        Self::with_fake(config).await
+    }
+
     pub async fn with_fake(config: FakeLiveConfig) -> Self {
         let db_name = unique("stopcaster_test");
         let database_url = format!("{PG_BASE}/{db_name}");
