@@ -404,4 +404,4 @@ pub fn read_cli_config(env: Env<'_>) -> Result<Option<CliConfigFile>, ConfigErro
 
 #[cfg(test)]
 #[path = "chain_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use super::*;
 
-fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+/// An environment of these variables only (profile.rs's tests use it too).
+pub(in crate::live::credentials) fn env_of(
+    pairs: &[(&str, &str)],
+) -> impl Fn(&str) -> Option<String> + use<> {
     let map: HashMap<String, String> = pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -237,8 +237,7 @@ fn resolve(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
+    use super::super::chain::tests::env_of;
     use super::*;
 
     const PATH: &str = "/home/u/.aliyun/config.json";
@@ -265,14 +264,6 @@ mod tests {
         {"name": "blank", "mode": "AK", "access_key_id": "", "access_key_secret": ""}
       ]
     }"#;
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |k: &str| map.get(k).cloned()
-    }
 
     fn pick(name: Option<&str>) -> Result<Option<Source>, ConfigError> {
         select(&env_of(&[]), PATH, CONFIG, name)
