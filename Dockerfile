@@ -10,23 +10,30 @@
 FROM rust:1-bookworm AS builder
 WORKDIR /src
 
-# Dependency layer: build every dependency against placeholder sources, so that a change to
-# src/ or migrations/ rebuilds only this crate. Invalidated only by Cargo.toml or Cargo.lock.
+# Dependency layer: build every dependency against placeholder sources of the workspace's
+# crates, so that a change to src/, crates/*/src or migrations/ rebuilds only our crates.
+# Invalidated only by a Cargo.toml or Cargo.lock.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY crates/live/Cargo.toml crates/live/
+COPY crates/fake-live/Cargo.toml crates/fake-live/
+COPY crates/stopcaster/Cargo.toml crates/stopcaster/
+RUN for crate in live fake-live stopcaster; do \
+        mkdir -p "crates/$crate/src" && touch "crates/$crate/src/lib.rs"; \
+    done \
+    && mkdir src \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
-    && cargo build --release --locked \
-    && rm -rf src
+    && cargo build --release --locked --bin stopcaster \
+    && rm -rf src crates/*/src
 
-# The crate itself. sqlx::migrate! embeds migrations/ and askama the dashboard's templates
-# (src/dashboard/templates, named in askama.toml) at compile time. COPY keeps the files'
-# old mtimes, so touch them: cargo must see them as newer than the placeholder build.
+# Our crates. sqlx::migrate! embeds migrations/ and askama the dashboard's templates
+# (crates/stopcaster/src/dashboard/templates, named in crates/stopcaster/askama.toml) at compile
+# time. COPY keeps the files' old mtimes, so touch them: cargo must see them as newer than the
+# placeholder build.
 COPY src ./src
+COPY crates ./crates
 COPY migrations ./migrations
-COPY askama.toml ./
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked \
+RUN touch src/main.rs crates/*/src/lib.rs \
+    && cargo build --release --locked --bin stopcaster \
     && cp target/release/stopcaster /usr/local/bin/stopcaster \
     && /usr/local/bin/stopcaster --version
 

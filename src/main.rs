@@ -6,10 +6,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use stopcaster::fake_live;
+use stopcaster_fake_live as fake_live;
+
+mod bench;
+
+use bench::BenchArgs;
 use stopcaster::{
-    ApiArgs, BenchArgs, BrokerArgs, CancelArgs, DashboardArgs, DatabaseArgs, DeadLettersCommand,
-    EnqueueArgs, ReportArgs, WorkerArgs,
+    ApiArgs, BrokerArgs, CancelArgs, DashboardArgs, DatabaseArgs, DeadLettersCommand, EnqueueArgs,
+    ReportArgs, WorkerArgs,
 };
 
 #[derive(Parser)]
@@ -224,10 +228,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             tokio::spawn(signal_shutdown(shutdown.clone()));
             // On a signal the run is dropped, and with it its worker processes, which are
             // killed: an interrupted bench leaves no worker behind on its queues.
-            match shutdown
-                .run_until_cancelled(stopcaster::run_bench(args))
-                .await
-            {
+            match shutdown.run_until_cancelled(bench::run(args)).await {
                 Some(done) => {
                     done?;
                     Ok(ExitCode::SUCCESS)

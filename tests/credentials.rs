@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{KEY_ID, KEY_SECRET, TestEnv};
 use stopcaster::Secret;
-use stopcaster::fake_live::{CallLogEntry, FakeLiveConfig, Role};
+use stopcaster_fake_live::{CallLogEntry, FakeLiveConfig, Role};
 
 const UID: &str = "1234567890123456";
 const ROLE: &str = "acs:ram::1234567890123456:role/stopcaster";

@@ -16,7 +16,7 @@ use common::{KEY_SECRET, TestEnv, wait_for};
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use stopcaster::fake_live::StudioState;
+use stopcaster_fake_live::StudioState;
 
 const WAIT: Duration = Duration::from_secs(30);
 const HOSTILE_BATCH: &str = "<script>alert(1)</script>";

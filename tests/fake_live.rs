@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use stopcaster::fake_live::{
-    self, CallLogEntry, FakeLiveConfig, FakeLiveHandle, Fault, Stats, StudioState,
-};
 use stopcaster::signed_query;
 use stopcaster::signer;
 use stopcaster::{CallOutcome, ClientConfig, LiveClient, StopCasterRequest, TransportKind};
 use stopcaster::{CasterId, RegionId};
 use stopcaster::{Credentials, Secret};
+use stopcaster_fake_live::{
+    self as fake_live, CallLogEntry, FakeLiveConfig, FakeLiveHandle, Fault, Stats, StudioState,
+};
 
 const KEY: &str = "LTAI-test-key";
 const SECRET: &str = "test-secret/with+odd=chars";

@@ -10,11 +10,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stopcaster::fake_live::{self, CallLogEntry, FakeLiveConfig, FakeLiveHandle, Role, Stats};
 use stopcaster::signer;
 use stopcaster::{CallOutcome, ClientConfig, LiveClient, StopCasterRequest};
 use stopcaster::{CasterId, RegionId};
 use stopcaster::{Credentials, Secret};
+use stopcaster_fake_live::{
+    self as fake_live, CallLogEntry, FakeLiveConfig, FakeLiveHandle, Role, Stats,
+};
 
 /// Two keys of account 100 (a RAM user's and the account's, say), one of account 200.
 const A1: (&str, &str) = ("LTAI-a1", "secret-a1");

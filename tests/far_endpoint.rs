@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{ACCOUNT_UID, KEY_ID, KEY_SECRET, TestEnv};
 use stopcaster::Secret;
-use stopcaster::fake_live::{self, FakeLiveConfig};
+use stopcaster_fake_live::{self as fake_live, FakeLiveConfig};
 
 /// The stand-in's call log, a line per call, for an assertion's message.
 fn call_log(calls: &[fake_live::CallLogEntry]) -> String {

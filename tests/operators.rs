@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::TestEnv;
 use serde_json::Value;
 use sqlx::Row;
-use stopcaster::fake_live::{Fault, StudioState};
+use stopcaster_fake_live::{Fault, StudioState};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 

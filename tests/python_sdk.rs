@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use stopcaster::Secret;
-use stopcaster::fake_live::{self, CallLogEntry, FakeLiveConfig, FakeLiveHandle, StudioState};
+use stopcaster_fake_live::{
+    self as fake_live, CallLogEntry, FakeLiveConfig, FakeLiveHandle, StudioState,
+};
 
 const KEY: &str = "LTAI5tSdkTestKey";
 const SECRET: &str = "sdk-test-secret";

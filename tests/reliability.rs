@@ -12,7 +12,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use stopcaster::Secret;
-use stopcaster::fake_live::FakeLiveConfig;
+use stopcaster_fake_live::FakeLiveConfig;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -307,7 +307,7 @@ async fn an_unanswered_attempt_by_another_worker_is_evidence() {
     worker.wait_log("another worker holds this job", WAIT).await;
     // The other worker's attempt 1: sent, the studio stopped, the answer lost; then it died.
     env.fake
-        .set_caster("handed-over", stopcaster::fake_live::StudioState::Stopped);
+        .set_caster("handed-over", stopcaster_fake_live::StudioState::Stopped);
     sqlx::query(
         "INSERT INTO caster_stop_attempts
            (job_id, attempt, finished_at, error_code, outcome, outcome_unknown, worker)

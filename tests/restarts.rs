@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{KEY_SECRET, TestEnv, run_command};
 use stopcaster::Secret;
-use stopcaster::fake_live::{FakeLiveConfig, StudioState};
+use stopcaster_fake_live::{FakeLiveConfig, StudioState};
 
 fn pg_version() -> String {
     let mut versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
@@ -289,7 +289,7 @@ async fn chaos_keeps_every_invariant() {
     want.sort();
     assert_eq!(row_ids, want);
     let calls = env.fake.calls();
-    let mut by_caster: std::collections::HashMap<&str, Vec<&stopcaster::fake_live::CallLogEntry>> =
+    let mut by_caster: std::collections::HashMap<&str, Vec<&stopcaster_fake_live::CallLogEntry>> =
         Default::default();
     for c in &calls {
         if let Some(id) = c.caster_id.as_deref() {

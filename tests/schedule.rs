@@ -11,7 +11,7 @@ use common::{KEY_SECRET, TestEnv};
 use lapin::options::BasicGetOptions;
 use serde_json::Value;
 use stopcaster::Secret;
-use stopcaster::fake_live::{FakeLiveConfig, StudioState};
+use stopcaster_fake_live::{FakeLiveConfig, StudioState};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 

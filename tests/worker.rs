@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{KEY_SECRET, TestEnv};
 use stopcaster::Secret;
-use stopcaster::fake_live::{FakeLiveConfig, Fault, StudioState};
+use stopcaster_fake_live::{FakeLiveConfig, Fault, StudioState};
 
 const FAST: &[(&str, &str)] = &[("STOPCASTER_QPS", "1000"), ("STOPCASTER_CONCURRENCY", "16")];
 

@@ -19,7 +19,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
 use sqlx::{PgPool, Row};
 use stopcaster::Secret;
-use stopcaster::fake_live::{self, FakeLiveConfig, FakeLiveHandle};
+use stopcaster_fake_live::{self as fake_live, FakeLiveConfig, FakeLiveHandle};
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const PG_BASE: &str = "postgres://root@127.0.0.1:5432";

@@ -1,0 +1,363 @@
+//! The HTTP client for StopCaster: builds the signed query (pure), POSTs it with reqwest, and
+//! turns whatever happens into a [`CallOutcome`]. Every call is signed afresh with a new
+//! SignatureNonce and Timestamp, so a retry is never refused as a replay.
+//!
+//! # Warm connections
+//! A call that has to open a connection first (TCP, then TLS: two or three round trips to a
+//! far endpoint) reaches the server that much later than its pacer slot, while the next call,
+//! on a connection already open, arrives on time: the two land closer than the pacer's period
+//! and an eleventh call can fall into one server second. So before a worker takes a slot after
+//! being idle ([`LiveClient::warm`]), it opens the connections it will need: a first request
+//! opens one, a second one on it measures the round trip, and then [`pool_size`] requests at
+//! once open the rest. These requests are `GET /` without parameters: no API call (the
+//! stand-in answers `MissingParameter` and counts nothing; Alibaba's gateway likewise refuses
+//! a request with no `Action`, before any quota). The pool keeps idle connections for
+//! [`POOL_IDLE`], with TCP keep-alive, and the connections a busy worker reuses stay open;
+//! after [`REWARM_AFTER_IDLE`] without a call, the next call warms the pool again first.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::credentials::Credentials;
+use crate::ids::{CasterId, RegionId};
+use crate::outcome::{CallOutcome, TransportError, TransportKind, interpret};
+use crate::signer;
+
+pub const API_VERSION: &str = "2016-11-01";
+pub const ACTION: &str = "StopCaster";
+
+/// One StopCaster call's business parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct StopCasterRequest<'a> {
+    pub caster_id: &'a CasterId,
+    pub region_id: &'a RegionId,
+}
+
+/// Timeouts and endpoint.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// `https://live.aliyuncs.com`, or `http://127.0.0.1:PORT` for the stand-in.
+    pub endpoint: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    /// Extra CA certificates to trust (`STOPCASTER_CA_FILE`).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl ClientConfig {
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid endpoint {0:?}: expected http:// or https://")]
+    Endpoint(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+    #[error(transparent)]
+    Trust(#[from] crate::credentials::http::ClientBuildError),
+}
+
+/// The full, signed query string of a StopCaster call (what goes after `?`).
+pub fn signed_query(
+    method: &str,
+    credentials: &Credentials,
+    request: StopCasterRequest<'_>,
+    nonce: &str,
+    timestamp: &str,
+) -> String {
+    let mut params: Vec<(&str, &str)> = vec![
+        ("AccessKeyId", credentials.access_key_id()),
+        ("Action", ACTION),
+        ("CasterId", request.caster_id.as_str()),
+        ("Format", "JSON"),
+        ("RegionId", request.region_id.as_str()),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureNonce", nonce),
+        ("SignatureVersion", "1.0"),
+        ("Timestamp", timestamp),
+        ("Version", API_VERSION),
+    ];
+    if let Some(token) = credentials.security_token() {
+        params.push(("SecurityToken", token.expose()));
+    }
+    let query = signer::canonical_query(params.iter().copied());
+    let signature = signer::sign_string(
+        credentials.secret().expose(),
+        &signer::string_to_sign(method, &query),
+    );
+    format!("{query}&Signature={}", signer::percent_encode(&signature))
+}
+
+/// How long the pool keeps an idle connection.
+pub const POOL_IDLE: Duration = Duration::from_secs(90);
+/// A client that made no call for this long warms its pool again before the next one: idle
+/// connections may have been closed by the server or a middlebox meanwhile.
+pub const REWARM_AFTER_IDLE: Duration = Duration::from_secs(10);
+/// Connections beyond the estimate, for jitter in the round trip.
+const SPARE_CONNECTIONS: usize = 2;
+
+/// Connections a pool needs so that no call at `qps` has to open one: the calls in flight at
+/// once (Little's law: rate × round trip) with a quarter more for a slower round trip, plus
+/// [`SPARE_CONNECTIONS`], at most `cap` (the worker cannot have more calls in flight than
+/// its concurrency) and at least one.
+pub fn pool_size(qps: u32, round_trip: Duration, cap: usize) -> usize {
+    let in_flight = (f64::from(qps) * round_trip.as_secs_f64() * 1.25).ceil() as usize;
+    (in_flight + SPARE_CONNECTIONS).min(cap).max(1)
+}
+
+/// Whether a pool last used at `last` (never: `None`) should be warmed before a call at `now`.
+pub fn needs_warming(last: Option<Instant>, now: Instant) -> bool {
+    last.is_none_or(|last| now.saturating_duration_since(last) >= REWARM_AFTER_IDLE)
+}
+
+/// What [`LiveClient::warm`] sizes the pool for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Warming {
+    /// The calls per second this client may make (every account's quota together).
+    pub qps: u32,
+    /// The most calls it makes at once.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Default)]
+struct Warmth {
+    /// Held while the pool is warmed: callers of `warm` wait for one warming, not start theirs.
+    warming: tokio::sync::Mutex<()>,
+    /// The last call started or finished, or the last warming finished.
+    last_used: Mutex<Option<Instant>>,
+}
+
+/// A reusable StopCaster client (one connection pool).
+#[derive(Clone, Debug)]
+pub struct LiveClient {
+    http: reqwest::Client,
+    base: String,
+    warming: Option<Warming>,
+    warmth: Arc<Warmth>,
+}
+
+impl LiveClient {
+    pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
+        let endpoint = config.endpoint.trim_end_matches('/');
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(ClientError::Endpoint(config.endpoint.clone()));
+        }
+        let http = crate::credentials::http::client_builder(config.ca_file.as_deref())?
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .user_agent(concat!("stopcaster/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(usize::MAX)
+            .tcp_keepalive(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            http,
+            base: format!("{endpoint}/"),
+            warming: None,
+            warmth: Arc::default(),
+        })
+    }
+
+    /// Makes [`LiveClient::warm`] open connections for this rate.
+    pub fn with_warming(mut self, warming: Warming) -> Self {
+        self.warming = Some(warming);
+        self
+    }
+
+    fn touch(&self) {
+        *self.warmth.last_used.lock().expect("warmth poisoned") = Some(Instant::now());
+    }
+
+    fn needs_warming(&self) -> bool {
+        needs_warming(
+            *self.warmth.last_used.lock().expect("warmth poisoned"),
+            Instant::now(),
+        )
+    }
+
+    /// Before taking a pacer slot: if this client has been idle (or never used), opens the
+    /// connections its calls will need, so that none of them waits for a handshake. Returns
+    /// at once when the pool is in use; concurrent callers wait for the one warming. Failures
+    /// are not errors: the calls will open connections themselves and say what went wrong.
+    pub async fn warm(&self) {
+        let Some(warming) = self.warming else {
+            return;
+        };
+        if !self.needs_warming() {
+            return;
+        }
+        let _one = self.warmth.warming.lock().await;
+        if !self.needs_warming() {
+            return;
+        }
+        let started = Instant::now();
+        // The first request opens a connection; the second, on it, is one round trip.
+        let opened = self.touch_endpoint().await;
+        let round_trip = if opened {
+            let asked = Instant::now();
+            self.touch_endpoint().await.then(|| asked.elapsed())
+        } else {
+            None
+        };
+        let connections = match round_trip {
+            Some(rtt) => {
+                let n = pool_size(warming.qps, rtt, warming.max_connections);
+                // At once: each request takes an idle connection or opens one.
+                futures_util::future::join_all((0..n).map(|_| self.touch_endpoint())).await;
+                n
+            }
+            None => 0,
+        };
+        tracing::debug!(
+            connections,
+            round_trip = ?round_trip,
+            took = ?started.elapsed(),
+            "connection pool warmed"
+        );
+        self.touch();
+    }
+
+    /// `GET /` without parameters, read to the end so its connection goes back to the pool.
+    /// True if the endpoint answered at all.
+    async fn touch_endpoint(&self) -> bool {
+        match self.http.get(&self.base).send().await {
+            Ok(response) => response.bytes().await.is_ok(),
+            Err(e) => {
+                tracing::debug!(error = %transport_error(&e).message, "warming a connection failed");
+                false
+            }
+        }
+    }
+
+    /// Makes one signed call. Never returns an error: every failure is a [`CallOutcome`].
+    pub async fn stop_caster(
+        &self,
+        credentials: &Credentials,
+        request: StopCasterRequest<'_>,
+    ) -> CallOutcome {
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let timestamp = signer::format_timestamp(time::OffsetDateTime::now_utc());
+        let url = format!(
+            "{}?{}",
+            self.base,
+            signed_query("POST", credentials, request, &nonce, &timestamp)
+        );
+        self.touch();
+        let response = match self.http.post(url).send().await {
+            Ok(response) => response,
+            Err(e) => return CallOutcome::Transport(transport_error(&e)),
+        };
+        let status = response.status().as_u16();
+        let outcome = match response.bytes().await {
+            Ok(body) => interpret(status, &body),
+            Err(e) => CallOutcome::Transport(transport_error(&e)),
+        };
+        self.touch();
+        outcome
+    }
+}
+
+fn transport_error(e: &reqwest::Error) -> TransportError {
+    let kind = if e.is_connect() {
+        TransportKind::Connect
+    } else if e.is_timeout() {
+        TransportKind::Timeout
+    } else {
+        TransportKind::Lost
+    };
+    // reqwest's own Display names the URL, which holds the whole signed query: describe the
+    // error by its causes instead, which is what an operator needs.
+    let mut message = String::from(match kind {
+        TransportKind::Connect => "connection failed",
+        TransportKind::Timeout => "timed out",
+        TransportKind::Lost => "request or response lost",
+    });
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        message.push_str(": ");
+        message.push_str(&err.to_string());
+        source = err.source();
+    }
+    TransportError { kind, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_query_matches_the_documented_vector() {
+        let creds = Credentials::new("testid", "testsecret");
+        let caster = CasterId::parse("a2b8e671-2fe5-4642-a2ec-bf93880e1697").unwrap();
+        let region = RegionId::parse("cn-shanghai").unwrap();
+        let q = signed_query(
+            "POST",
+            &creds,
+            StopCasterRequest {
+                caster_id: &caster,
+                region_id: &region,
+            },
+            "c9c7d5a6-1b3f-4b0e-9a44-2f1d6f3e8a10",
+            "2024-01-02T03:04:05Z",
+        );
+        // V1 of shared/vectors/rpc-signature-v1.json, Base64 `+`/`/`/`=` percent-encoded.
+        assert!(
+            q.ends_with("&Signature=NLCqQkLf0UGNtU7aSBpXLoEz4CA%3D"),
+            "{q}"
+        );
+        assert!(q.starts_with("AccessKeyId=testid&Action=StopCaster&CasterId="));
+    }
+
+    #[test]
+    fn pool_is_sized_to_the_calls_in_flight() {
+        let ms = Duration::from_millis;
+        // Near: a call takes a few ms, so one connection plus the spares.
+        assert_eq!(pool_size(10, ms(5), 64), 3);
+        // 300 ms at 10/s: 3 calls in flight, 3.75 with the quarter: 4, plus 2.
+        assert_eq!(pool_size(10, ms(300), 64), 6);
+        // 2 s at 10/s: 25 + 2.
+        assert_eq!(pool_size(10, ms(2000), 64), 27);
+        // Never more than the calls the worker makes at once, never none.
+        assert_eq!(pool_size(10, ms(2000), 8), 8);
+        assert_eq!(pool_size(0, Duration::ZERO, 0), 1);
+    }
+
+    #[test]
+    fn an_idle_or_unused_pool_is_warmed() {
+        let now = Instant::now();
+        assert!(needs_warming(None, now));
+        assert!(!needs_warming(Some(now), now));
+        assert!(!needs_warming(
+            Some(now),
+            now + REWARM_AFTER_IDLE - Duration::from_millis(1)
+        ));
+        assert!(needs_warming(Some(now), now + REWARM_AFTER_IDLE));
+        // A clock that seems to go back is no reason to warm.
+        assert!(!needs_warming(Some(now + Duration::from_secs(1)), now));
+    }
+
+    #[test]
+    fn security_token_is_signed() {
+        let creds = Credentials::new("id", "s").with_security_token(Some("tok".into()));
+        let caster = CasterId::parse("c").unwrap();
+        let region = RegionId::parse("r").unwrap();
+        let req = StopCasterRequest {
+            caster_id: &caster,
+            region_id: &region,
+        };
+        let q = signed_query("POST", &creds, req, "n", "t");
+        assert!(q.contains("&SecurityToken=tok&"));
+        let plain = signed_query("POST", &Credentials::new("id", "s"), req, "n", "t");
+        assert_ne!(q.rsplit('=').next(), plain.rsplit('=').next());
+    }
+}

@@ -1,0 +1,17 @@
+//! The vendor side: everything that speaks Alibaba Cloud's protocol. Requests are signed
+//! ([`signer`]) with an account's [`credentials`] ([`accounts`] maps job account names to them),
+//! sent by the [`client`], and their answers classified ([`outcome`]).
+//!
+//! Its vocabulary is its own: checked [`ids`] and the [`time`] formats the API speaks. It
+//! knows nothing of queues or tables.
+
+pub mod accounts;
+pub mod client;
+pub mod credentials;
+pub mod ids;
+pub mod outcome;
+pub mod signer;
+pub mod time;
+
+pub use client::{ClientConfig, LiveClient, StopCasterRequest};
+pub use outcome::{ApiError, CallOutcome, TransportError, TransportKind};

@@ -1,0 +1,194 @@
+//! Command-line and environment configuration (each setting is a flag and a variable), and
+//! turning it into the library's types.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::domain::RegionId;
+use stopcaster_live::ClientConfig;
+use stopcaster_live::accounts::AccountPlan;
+use stopcaster_live::credentials::{self, Source, chain};
+
+#[derive(Args, Clone, Debug)]
+pub struct DatabaseArgs {
+    /// Postgres URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://127.0.0.1/stopcaster"
+    )]
+    pub database_url: String,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct BrokerArgs {
+    /// RabbitMQ URL.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+    /// Prefix P of every broker name (P, P.jobs, P.dlx, P.dead).
+    #[arg(long, env = "STOPCASTER_QUEUE_PREFIX", default_value = "stopcaster")]
+    pub queue_prefix: String,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ApiArgs {
+    /// AccessKey id of the default account.
+    #[arg(long, env = "ALIBABA_CLOUD_ACCESS_KEY_ID")]
+    pub access_key_id: Option<String>,
+    /// AccessKey secret of the default account (prefer the variable: flags show in `ps`).
+    #[arg(long, env = "ALIBABA_CLOUD_ACCESS_KEY_SECRET", hide_env_values = true)]
+    pub access_key_secret: Option<String>,
+    /// STS security token, signed and sent when set.
+    #[arg(long, env = "ALIBABA_CLOUD_SECURITY_TOKEN", hide_env_values = true)]
+    pub security_token: Option<String>,
+    /// The Alibaba Cloud account UID whose quota the default credentials use (default: learned
+    /// from STS GetCallerIdentity).
+    #[arg(long, env = "STOPCASTER_ACCOUNT_UID")]
+    pub account_uid: Option<String>,
+    /// PEM file of extra CA certificates to trust (a stand-in or a proxy serving TLS).
+    #[arg(long, env = "STOPCASTER_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// API endpoint.
+    #[arg(
+        long,
+        env = "STOPCASTER_ENDPOINT",
+        default_value = "https://live.aliyuncs.com"
+    )]
+    pub endpoint: String,
+    /// RegionId for jobs that name none.
+    #[arg(
+        long = "default-region",
+        env = "STOPCASTER_REGION",
+        default_value = "cn-shanghai"
+    )]
+    pub default_region: String,
+    /// Connect timeout of a call, in milliseconds.
+    #[arg(long, env = "STOPCASTER_CONNECT_TIMEOUT_MS", default_value_t = 5000)]
+    pub connect_timeout_ms: u64,
+    /// Overall timeout of a call, in milliseconds.
+    #[arg(long, env = "STOPCASTER_TIMEOUT_MS", default_value_t = 10000)]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Credentials(#[from] credentials::ConfigError),
+    #[error("invalid {0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+impl ApiArgs {
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            endpoint: self.endpoint.clone(),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+            ca_file: self.ca_file.clone(),
+        }
+    }
+
+    /// A variable as the credentials chain sees it: the flags above win over the process
+    /// environment (they are the same settings).
+    fn env_var(&self, name: &str) -> Option<String> {
+        let flag = match name {
+            chain::ACCESS_KEY_ID => &self.access_key_id,
+            chain::ACCESS_KEY_SECRET => &self.access_key_secret,
+            chain::SECURITY_TOKEN => &self.security_token,
+            _ => return std::env::var(name).ok(),
+        };
+        flag.clone().or_else(|| std::env::var(name).ok())
+    }
+
+    /// The default account's source, from Alibaba Cloud's default credentials chain.
+    pub fn credentials_source(&self) -> Result<Source, ConfigError> {
+        Ok(chain::from_env(&|name| self.env_var(name))?)
+    }
+
+    /// The default account: the chain's source, the configured UID, the worker's quota.
+    pub fn default_account(&self, qps: u32) -> Result<AccountPlan, ConfigError> {
+        Ok(AccountPlan {
+            name: "default".to_owned(),
+            source: self.credentials_source()?,
+            qps,
+            account_uid: self.account_uid.clone().filter(|u| !u.trim().is_empty()),
+        })
+    }
+
+    /// Where `GetCallerIdentity` goes for sources that call no STS of their own.
+    pub fn sts_endpoint(&self) -> String {
+        chain::sts_endpoint(&|name| self.env_var(name), None, None)
+    }
+
+    pub fn region(&self) -> Result<RegionId, ConfigError> {
+        RegionId::parse(&self.default_region)
+            .map_err(|e| ConfigError::Invalid("STOPCASTER_REGION", e.to_string()))
+    }
+}
+
+/// The attempt budget, shared by the worker (calls per job) and `dead-letters replay` (calls a
+/// replayed job gets on top of those it made).
+#[derive(Args, Clone, Debug)]
+pub struct AttemptsArgs {
+    /// Calls per job before a retryable failure is given up and dead-lettered.
+    #[arg(long, env = "STOPCASTER_MAX_ATTEMPTS", default_value_t = 8)]
+    pub max_attempts: u32,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct WorkerArgs {
+    /// StopCaster calls per second per account, summed over every worker sharing the database.
+    #[arg(long, env = "STOPCASTER_QPS", default_value_t = 10)]
+    pub qps: u32,
+    /// Safety margin added to each second of the pacer's schedule, in milliseconds.
+    #[arg(long, env = "STOPCASTER_PACER_MARGIN_MS", default_value_t = 5)]
+    pub pacer_margin_ms: u64,
+    #[command(flatten)]
+    pub attempts: AttemptsArgs,
+    /// First backoff ceiling, in milliseconds.
+    #[arg(long, env = "STOPCASTER_BACKOFF_INITIAL_MS", default_value_t = 500)]
+    pub backoff_initial_ms: u64,
+    /// Largest backoff, in milliseconds.
+    #[arg(long, env = "STOPCASTER_BACKOFF_MAX_MS", default_value_t = 30000)]
+    pub backoff_max_ms: u64,
+    /// Deliveries held and processed at once (the AMQP prefetch).
+    #[arg(long, env = "STOPCASTER_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: u16,
+    /// Seconds in-flight jobs get to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "STOPCASTER_DRAIN_TIMEOUT_S", default_value_t = 30)]
+    pub drain_timeout_s: u64,
+    /// Longest a delivery is held (in backoff or waiting for the database) before it is handed
+    /// back to the queue, in seconds; well under RabbitMQ's consumer_timeout.
+    #[arg(long, env = "STOPCASTER_HOLD_CAP_S", default_value_t = 300)]
+    pub hold_cap_s: u64,
+    /// Pacer: `shared` (through Postgres, for several replicas) or `local` (this process only).
+    #[arg(long, env = "STOPCASTER_PACER", default_value = "shared")]
+    pub pacer: String,
+    /// JSON file naming the accounts a job may select with its `account` field (see README).
+    #[arg(long, env = "STOPCASTER_ACCOUNTS_FILE")]
+    pub accounts_file: Option<std::path::PathBuf>,
+    /// Serve Prometheus /metrics, /healthz and /readyz here (for example 127.0.0.1:9187).
+    #[arg(long, env = "STOPCASTER_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Open the connections calls will need before taking pacer slots, at start and after
+    /// 10 s idle (`GET /` without parameters, no API call); `false` opens them on demand.
+    #[arg(long, env = "STOPCASTER_WARM_CONNECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub warm_connections: bool,
+}
+
+impl WorkerArgs {
+    /// The named accounts of the accounts file, if one is configured.
+    pub fn named_accounts(&self) -> Result<Vec<AccountPlan>, ConfigError> {
+        match &self.accounts_file {
+            Some(path) => stopcaster_live::accounts::load_file(path, self.qps)
+                .map_err(|e| ConfigError::Invalid("STOPCASTER_ACCOUNTS_FILE", e.to_string())),
+            None => Ok(Vec::new()),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! stopcaster: stops Alibaba Cloud ApsaraVideo Live production studios (casters) on request.
+//!
+//! One folder per role (README, "Architecture"):
+//! - `domain`: the vocabulary (ids, the job message, statuses), free of I/O;
+//! - `store`: every SQL statement;
+//! - `broker`: the RabbitMQ topology and publishing with confirms;
+//! - `redact`: what of a setting may be shown (URLs without passwords);
+//! - `worker`: the consumer (sessions, jobs, verdicts, the pacer, metrics);
+//! - `ops`: the operators' commands (enqueue, cancel, report, dead letters, stop);
+//! - `dashboard`: the web dashboard over the results tables and the queues.
+//!
+//! The vendor side (signing, the StopCaster client, outcomes, credentials) is the
+//! `stopcaster-live` crate; the stand-in of the API is `stopcaster-fake-live`, and the binary
+//! with its benchmark driver is the workspace's root package.
+//!
+//! Modules are private; what the binary and the tests use is re-exported below.
+
+mod broker;
+mod config;
+mod dashboard;
+mod domain;
+mod ops;
+mod redact;
+mod store;
+mod telemetry;
+mod worker;
+
+/// Command-line settings, each a flag and an environment variable.
+pub use config::{ApiArgs, AttemptsArgs, BrokerArgs, ConfigError, DatabaseArgs, WorkerArgs};
+pub use telemetry::init as init_logging;
+
+/// The vocabulary.
+pub use domain::{CasterId, JobId, JobStatus, RegionId, time};
+
+/// The vendor side.
+pub use stopcaster_live::client::signed_query;
+pub use stopcaster_live::credentials::{Credentials, Secret};
+pub use stopcaster_live::signer;
+pub use stopcaster_live::{
+    ApiError, CallOutcome, ClientConfig, LiveClient, StopCasterRequest, TransportError,
+    TransportKind,
+};
+
+/// RabbitMQ names and helpers.
+pub use broker::{
+    JOB_ID_HEADER, Names, REASON_HEADER, connect as connect_broker, declare_topology, header_text,
+};
+
+/// The database.
+pub use store::{JobSearch, explain_search, migrate, pacer_state, pool as database_pool};
+/// What the benchmark driver reads of a run's progress, and how it cleans up after itself.
+pub use store::{call_span, count_finished_jobs, count_jobs_with_status, drop_database};
+
+/// The worker.
+pub use worker::pacer::{self, Pacer, Rate, SharedPacer};
+pub use worker::{StartError, run as run_worker};
+
+/// The web dashboard.
+pub use dashboard::{DashboardArgs, DashboardError, run as run_dashboard};
+
+/// The operators' commands.
+pub use ops::cancel::{CancelArgs, CancelSummary, run as run_cancel};
+pub use ops::dead_letters::{DeadLettersCommand, run as run_dead_letters};
+pub use ops::enqueue::{
+    EnqueueArgs, plan as plan_enqueue, publish as publish_enqueue, run as run_enqueue,
+};
+pub use ops::errors::{Targets as ErrorTargets, one_line as error_line};
+pub use ops::report::{
+    COLUMNS as REPORT_COLUMNS, NARROW_COLUMNS as REPORT_NARROW_COLUMNS, ReportArgs,
+    run as run_report,
+};
+pub use ops::stop::run as run_stop;

@@ -1,0 +1,210 @@
+//! `stopcaster stop`: one signed StopCaster call now, no queue, for an operator at a terminal.
+//!
+//! The call goes on the record like a job's (batch [`STOP_COMMAND_BATCH`]): its row in
+//! `caster_stop_jobs` and its attempt, with the RequestId, in `caster_stop_attempts`, through
+//! the same store functions the worker uses. The record is kept when the database can be
+//! reached; when it cannot, the call is made all the same (stopping the studio is what the
+//! operator asked for) and a warning says it was not recorded.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::config::{ApiArgs, ConfigError};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{CasterId, Job, JobId, JobStatus, RegionId, Rejection, Verdict, conclusion};
+use crate::ops::errors::{Targets, one_line};
+use crate::store::{self, AttemptStart};
+use stopcaster_live::client::ClientError;
+use stopcaster_live::credentials::http::ClientBuildError;
+use stopcaster_live::credentials::{
+    CredentialsError, CredentialsProvider, HttpClients, ProviderContext, RefreshPolicy,
+};
+use stopcaster_live::{ApiError, CallOutcome, LiveClient, StopCasterRequest};
+
+/// The batch id of the calls `stop` records.
+pub const STOP_COMMAND_BATCH: &str = "stop-command";
+
+/// Exit codes of `stopcaster stop` besides 0 (stopped) and 1 (configuration).
+mod exit {
+    pub const PERMANENT: u8 = 3;
+    pub const RETRYABLE: u8 = 4;
+    pub const TRANSPORT: u8 = 5;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid argument: {0}")]
+    Invalid(#[from] Rejection),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Trust(#[from] ClientBuildError),
+}
+
+/// Makes the call, records it when the database at `database_url` can be reached, prints the
+/// RequestId (stdout) or the error (stderr), and returns the exit code that says which kind of
+/// answer it was. The region is the `--region` (`STOPCASTER_REGION`) setting.
+pub async fn run(
+    caster_id: &str,
+    api: &ApiArgs,
+    database_url: &str,
+) -> Result<ExitCode, StopError> {
+    let provider = CredentialsProvider::start(
+        api.credentials_source()?,
+        ProviderContext {
+            clients: HttpClients::new(api.ca_file.as_deref())?,
+            policy: RefreshPolicy::default(),
+            shutdown: CancellationToken::new(),
+        },
+    )
+    .await?;
+    let credentials = provider.current()?;
+    let caster_id = CasterId::parse(caster_id)?;
+    let region = RegionId::parse(&api.default_region)?;
+    let client_config = api.client_config();
+    let client = LiveClient::new(&client_config)?;
+    let job = Job {
+        job_id: JobId::new_random(),
+        caster_id,
+        region_id: Some(region.clone()),
+        batch_id: Some(STOP_COMMAND_BATCH.to_owned()),
+        account: None,
+        not_before: None,
+    };
+    let targets = Targets {
+        broker: None,
+        database: Some(database_url.to_owned()),
+    };
+    let lease = store::claim_lease(&client_config);
+    let record = match Record::open(database_url, &job, &region, lease).await {
+        Ok(record) => Some(record),
+        Err(e) => {
+            eprintln!(
+                "warning: this call is not recorded: {}",
+                one_line(&e, &targets)
+            );
+            None
+        }
+    };
+    let outcome = client
+        .stop_caster(
+            &credentials,
+            StopCasterRequest {
+                caster_id: &job.caster_id,
+                region_id: &region,
+            },
+        )
+        .await;
+    if let Some(record) = record
+        && let Err(e) = record.finish(&outcome).await
+    {
+        eprintln!(
+            "warning: the call was made but its outcome is not recorded: {}",
+            one_line(&e, &targets)
+        );
+    }
+    Ok(match outcome {
+        CallOutcome::Stopped { request_id, .. } => {
+            println!("{request_id}");
+            ExitCode::SUCCESS
+        }
+        // The outcome's variant is its classification: 3 permanent, 4 worth retrying.
+        // Refused credentials are permanent for this one call: nothing retries it.
+        CallOutcome::Permanent(e) | CallOutcome::CredentialsRefused(e) => {
+            print_error(&e);
+            ExitCode::from(exit::PERMANENT)
+        }
+        CallOutcome::Retryable(e) => {
+            print_error(&e);
+            ExitCode::from(exit::RETRYABLE)
+        }
+        CallOutcome::Transport(t) => {
+            eprintln!("{}: {} (RequestId none)", t.code(), t.message);
+            ExitCode::from(exit::TRANSPORT)
+        }
+    })
+}
+
+/// The job row and attempt of this call, opened before it is made, so that a call cut short
+/// (a crash, Ctrl-C) leaves an attempt whose outcome is unknown, as a worker's would.
+struct Record {
+    pool: PgPool,
+    job_id: JobId,
+    attempt: u32,
+}
+
+impl Record {
+    async fn open(
+        database_url: &str,
+        job: &Job,
+        region: &RegionId,
+        lease: Duration,
+    ) -> Result<Self, sqlx::Error> {
+        let pool = store::pool_checked(database_url, 1).await?;
+        let payload = String::from_utf8(crate::ops::enqueue::job_body(job))
+            .expect("a serialized job is UTF-8");
+        store::open_job(&pool, job, region, &payload, false).await?;
+        let worker = format!("stop-command-{}", std::process::id());
+        match store::start_attempt(&pool, job.job_id, &worker, lease).await? {
+            AttemptStart::Started { attempt, .. } => Ok(Self {
+                pool,
+                job_id: job.job_id,
+                attempt,
+            }),
+            // A new job id: nobody else can hold or have finished it.
+            other => Err(sqlx::Error::Protocol(format!(
+                "a new job row was found {other:?}"
+            ))),
+        }
+    }
+
+    async fn finish(self, outcome: &CallOutcome) -> Result<(), sqlx::Error> {
+        let verdict = verdict(outcome);
+        store::finish_attempt(
+            &self.pool,
+            self.job_id,
+            self.attempt,
+            outcome,
+            Some(&verdict),
+            None,
+        )
+        .await?;
+        self.pool.close().await;
+        Ok(())
+    }
+}
+
+/// How a single call ends the job: it is not retried, so every failure is final.
+fn verdict(outcome: &CallOutcome) -> Verdict {
+    let (status, conclusion) = match outcome {
+        CallOutcome::Stopped { .. } => (JobStatus::Succeeded, conclusion::STOPPED),
+        // Refused credentials pause an account in a worker; for this one call they are final.
+        CallOutcome::Permanent(_) | CallOutcome::CredentialsRefused(_) => {
+            (JobStatus::Failed, conclusion::API_ERROR)
+        }
+        CallOutcome::Retryable(_) | CallOutcome::Transport(_) => {
+            (JobStatus::Failed, conclusion::NOT_RETRIED)
+        }
+    };
+    Verdict {
+        status,
+        conclusion,
+        evidence_request_id: None,
+    }
+}
+
+fn print_error(e: &ApiError) {
+    eprintln!(
+        "{}: {} (RequestId {})",
+        e.code,
+        e.message,
+        e.request_id.as_deref().unwrap_or("none")
+    );
+}

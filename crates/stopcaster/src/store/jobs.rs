@@ -1,0 +1,319 @@
+//! A job's lifecycle in `caster_stop_jobs` and `caster_stop_attempts`: opened once, an attempt
+//! row written before each call and completed after it, a terminal status written once with the
+//! last attempt. The conditions that keep the record exact live in the statements.
+
+use std::time::Duration;
+
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+
+use crate::domain::{Job, JobId, JobStatus, RegionId, Verdict, schedule};
+use stopcaster_live::CallOutcome;
+
+/// A malformed message, as recorded.
+#[derive(Debug)]
+pub struct RejectedMessage<'a> {
+    pub job_id: JobId,
+    pub caster_id: Option<&'a str>,
+    pub batch_id: Option<&'a str>,
+    pub payload: &'a str,
+    pub payload_escaped: bool,
+    pub reason: &'a str,
+}
+
+/// Records a rejected message. False when a row with its job id already exists (a redelivery,
+/// or a malformed copy of a known job): that row is left as it is.
+pub async fn record_rejected(pool: &PgPool, m: &RejectedMessage<'_>) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "INSERT INTO caster_stop_jobs
+           (job_id, caster_id, batch_id, status, conclusion, error_code, error_message,
+            payload, payload_escaped, finished_at)
+         VALUES ($1, $2, $3, 'rejected', 'rejected', 'Rejected', $4, $5, $6, now())
+         ON CONFLICT (job_id) DO NOTHING",
+    )
+    .bind(m.job_id.as_uuid())
+    .bind(m.caster_id)
+    .bind(m.batch_id)
+    .bind(m.reason)
+    .bind(m.payload)
+    .bind(m.payload_escaped)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// What the database knows of a job when a delivery of it starts.
+#[derive(Clone, Debug)]
+pub struct JobState {
+    pub status: JobStatus,
+    pub attempts: u32,
+    /// Attempts allowed in all (the configured maximum, raised by replays).
+    pub attempt_budget: Option<u32>,
+    /// Calls refused for their credentials, which the budget gives back.
+    pub refused_attempts: u32,
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// For a failed or rejected job: its dead letter was confirmed by the broker.
+    pub dead_lettered: bool,
+    /// The due time the message carried: no call before it.
+    pub not_before: Option<OffsetDateTime>,
+    /// The job was due later than when it was received (it was scheduled, not late on arrival).
+    pub due_ahead: bool,
+}
+
+/// Inserts the job, or finds it. A job due later than [`schedule::LEAD`] from now (the
+/// database's clock) is inserted `scheduled` with its `not_before`: the schedule is this row,
+/// and the delivery may be acknowledged once it is committed. Otherwise it is `pending`, and a
+/// `scheduled` row found within the lead of its due time becomes `pending` here (`staged_at`):
+/// this delivery carries it, whether the stager's or a redelivery of the original.
+pub async fn open_job(
+    pool: &PgPool,
+    job: &Job,
+    region: &RegionId,
+    payload: &str,
+    payload_escaped: bool,
+) -> Result<JobState, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "INSERT INTO caster_stop_jobs
+           (job_id, caster_id, region_id, batch_id, account, payload, payload_escaped,
+            not_before, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                 CASE WHEN $8 > now() + make_interval(secs => $9) THEN 'scheduled'
+                      ELSE 'pending' END)
+         ON CONFLICT (job_id) DO UPDATE SET
+           status = CASE WHEN caster_stop_jobs.status = 'scheduled'
+                          AND caster_stop_jobs.not_before <= now() + make_interval(secs => $9)
+                         THEN 'pending' ELSE caster_stop_jobs.status END,
+           staged_at = CASE WHEN caster_stop_jobs.status = 'scheduled'
+                             AND caster_stop_jobs.not_before <= now() + make_interval(secs => $9)
+                            THEN now() ELSE caster_stop_jobs.staged_at END
+         RETURNING status, attempts, attempt_budget, refused_attempts, next_attempt_at,
+                   dead_lettered_at IS NOT NULL AS dead_lettered, not_before,
+                   coalesce(not_before > created_at, false) AS due_ahead",
+    )
+    .bind(job.job_id.as_uuid())
+    .bind(job.caster_id.as_str())
+    .bind(region.as_str())
+    .bind(job.batch_id.as_deref())
+    .bind(job.account.as_ref().map(|a| a.as_str()))
+    .bind(payload)
+    .bind(payload_escaped)
+    .bind(job.not_before)
+    .bind(schedule::LEAD.as_secs_f64())
+    .fetch_one(&mut *tx)
+    .await?;
+    let status: String = row.get("status");
+    let status = JobStatus::parse(&status).unwrap_or(JobStatus::Pending);
+    tx.commit().await?;
+    Ok(JobState {
+        status,
+        attempts: row.get::<i32, _>("attempts") as u32,
+        attempt_budget: row
+            .get::<Option<i32>, _>("attempt_budget")
+            .map(|b| b as u32),
+        refused_attempts: row.get::<i32, _>("refused_attempts") as u32,
+        next_attempt_at: row.get("next_attempt_at"),
+        dead_lettered: row.get("dead_lettered"),
+        not_before: row.get("not_before"),
+        due_ahead: row.get("due_ahead"),
+    })
+}
+
+/// How long a claim on a job lasts (see [`start_attempt`]): one call, connect and answer, with
+/// room to record it. The worker and `stop` claim alike.
+pub fn claim_lease(client: &stopcaster_live::ClientConfig) -> Duration {
+    client.timeout + client.connect_timeout + Duration::from_secs(5)
+}
+
+/// What [`start_attempt`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptStart {
+    /// Attempt number `attempt` is recorded and this worker holds the job until the lease ends.
+    /// `unknown_before`: an earlier attempt, by any worker, may have stopped the studio without
+    /// anyone seeing the answer (read from the history, so every worker concludes alike).
+    Started { attempt: u32, unknown_before: bool },
+    /// The job is terminal: another delivery finished it.
+    NotPending,
+    /// Another live worker holds the job for a call right now.
+    ClaimedElsewhere,
+}
+
+/// Numbers and records a new attempt before its call, and claims the job for `lease` so that
+/// no other worker calls for it meanwhile.
+pub async fn start_attempt(
+    pool: &PgPool,
+    job_id: JobId,
+    worker: &str,
+    lease: Duration,
+) -> Result<AttemptStart, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "UPDATE caster_stop_jobs j
+         SET attempts = j.attempts + CASE WHEN free THEN 1 ELSE 0 END,
+             claimed_by = CASE WHEN free THEN $2 ELSE j.claimed_by END,
+             claimed_until = CASE WHEN free THEN now() + make_interval(secs => $3)
+                                  ELSE j.claimed_until END,
+             updated_at = CASE WHEN free THEN now() ELSE j.updated_at END
+         FROM (SELECT job_id, (claimed_until IS NULL OR claimed_until < now() OR claimed_by = $2)
+                              AS free
+               FROM caster_stop_jobs WHERE job_id = $1 FOR UPDATE) c
+         WHERE j.job_id = c.job_id AND j.status = 'pending'
+         RETURNING j.attempts, c.free",
+    )
+    .bind(job_id.as_uuid())
+    .bind(worker)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(AttemptStart::NotPending);
+    };
+    if !row.get::<bool, _>("free") {
+        return Ok(AttemptStart::ClaimedElsewhere);
+    }
+    // Nobody else holds the job, so an attempt still open was cut short by a crash: its outcome
+    // is unknown.
+    sqlx::query(
+        "UPDATE caster_stop_attempts
+         SET outcome = 'transport-error', error_code = 'Interrupted',
+             error_message = 'the worker stopped during the call; its outcome is unknown',
+             outcome_unknown = true, finished_at = clock_timestamp()
+         WHERE job_id = $1 AND outcome IS NULL",
+    )
+    .bind(job_id.as_uuid())
+    .execute(&mut *tx)
+    .await?;
+    let unknown_before: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM caster_stop_attempts WHERE job_id = $1 AND outcome_unknown)",
+    )
+    .bind(job_id.as_uuid())
+    .fetch_one(&mut *tx)
+    .await?;
+    let attempt: i32 = row.get("attempts");
+    sqlx::query("INSERT INTO caster_stop_attempts (job_id, attempt, worker) VALUES ($1, $2, $3)")
+        .bind(job_id.as_uuid())
+        .bind(attempt)
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(AttemptStart::Started {
+        attempt: attempt as u32,
+        unknown_before,
+    })
+}
+
+/// Completes an attempt and, in the same transaction, the job's last-error columns and its
+/// terminal status if `verdict` is given. Returns false if the job was already terminal (another
+/// delivery got there first); the attempt is recorded either way.
+pub async fn finish_attempt(
+    pool: &PgPool,
+    job_id: JobId,
+    attempt: u32,
+    outcome: &CallOutcome,
+    verdict: Option<&Verdict>,
+    next_attempt_at: Option<OffsetDateTime>,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "UPDATE caster_stop_attempts
+         SET finished_at = clock_timestamp(), http_status = $3, request_id = $4,
+             error_code = $5, error_message = $6, outcome = $7, outcome_unknown = $8
+         WHERE job_id = $1 AND attempt = $2",
+    )
+    .bind(job_id.as_uuid())
+    .bind(attempt as i32)
+    .bind(outcome.http_status().map(i32::from))
+    .bind(outcome.request_id())
+    .bind(outcome.error_code())
+    .bind(outcome.error_message())
+    .bind(outcome.label())
+    .bind(outcome.outcome_unknown())
+    .execute(&mut *tx)
+    .await?;
+    let succeeded_call = matches!(outcome, CallOutcome::Stopped { .. });
+    let stopped = verdict.is_some_and(|v| v.status == JobStatus::Succeeded);
+    let request_id = if succeeded_call || !stopped {
+        outcome.request_id()
+    } else {
+        None
+    };
+    let updated = sqlx::query(
+        "UPDATE caster_stop_jobs SET
+           updated_at = now(),
+           request_id = coalesce($2, CASE WHEN $9 THEN NULL ELSE request_id END),
+           error_code = CASE WHEN $3 THEN error_code ELSE $4 END,
+           error_message = CASE WHEN $3 THEN error_message ELSE $5 END,
+           http_status = CASE WHEN $3 THEN http_status ELSE $6 END,
+           status = coalesce($7, status),
+           conclusion = coalesce($8, conclusion),
+           evidence_request_id = $10,
+           next_attempt_at = $11,
+           claimed_by = NULL,
+           claimed_until = NULL,
+           finished_at = CASE WHEN $7 IS NULL THEN NULL ELSE now() END,
+           refused_attempts = refused_attempts + CASE WHEN $12 THEN 1 ELSE 0 END
+         WHERE job_id = $1 AND status = 'pending'",
+    )
+    .bind(job_id.as_uuid())
+    .bind(request_id)
+    .bind(succeeded_call)
+    .bind(outcome.error_code())
+    .bind(outcome.error_message())
+    .bind(outcome.http_status().map(i32::from))
+    .bind(verdict.map(|v| v.status.as_str()))
+    .bind(verdict.map(|v| v.conclusion))
+    .bind(stopped)
+    .bind(verdict.and_then(|v| v.evidence_request_id.as_deref()))
+    .bind(next_attempt_at)
+    .bind(matches!(outcome, CallOutcome::CredentialsRefused(_)))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Writes a terminal status without a call (a job found out of attempts when picked up
+/// again). False if it was no longer pending.
+pub async fn conclude_job(
+    pool: &PgPool,
+    job_id: JobId,
+    verdict: &Verdict,
+    error: Option<(&str, &str)>,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE caster_stop_jobs
+         SET status = $2, conclusion = $3, updated_at = now(), finished_at = now(),
+             claimed_by = NULL, claimed_until = NULL,
+             error_code = coalesce($4, error_code), error_message = coalesce($5, error_message)
+         WHERE job_id = $1 AND status = 'pending'",
+    )
+    .bind(job_id.as_uuid())
+    .bind(verdict.status.as_str())
+    .bind(verdict.conclusion)
+    .bind(error.map(|e| e.0))
+    .bind(error.map(|e| e.1))
+    .execute(pool)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Notes that the broker confirmed a job's dead letter.
+pub async fn mark_dead_lettered(pool: &PgPool, job_id: JobId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE caster_stop_jobs SET dead_lettered_at = now() WHERE job_id = $1")
+        .bind(job_id.as_uuid())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Whether a rejected or failed job's dead letter is already confirmed.
+pub async fn is_dead_lettered(pool: &PgPool, job_id: JobId) -> Result<bool, sqlx::Error> {
+    let done: Option<bool> = sqlx::query_scalar(
+        "SELECT dead_lettered_at IS NOT NULL FROM caster_stop_jobs WHERE job_id = $1",
+    )
+    .bind(job_id.as_uuid())
+    .fetch_optional(pool)
+    .await?;
+    Ok(done.unwrap_or(false))
+}

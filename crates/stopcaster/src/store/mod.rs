@@ -1,0 +1,166 @@
+//! Every SQL statement of the project, over one `PgPool`: this file holds the pools, the
+//! migrations and the rule for which database errors are worth waiting out; each table's
+//! concern has a file ([`jobs`], [`pacer`], [`pauses`], [`reports`], [`replays`],
+//! [`schedule`], [`dashboard`]). Callers get typed rows; the conditions that keep records exact
+//! (a terminal status is written once, attempt numbers come from one atomic counter) live in
+//! the statements themselves.
+//!
+//! Depends on [`crate::domain`] and the outcome and client settings of [`stopcaster_live`]; nothing here decides
+//! what a job should do next.
+
+mod dashboard;
+mod jobs;
+mod pacer;
+mod pauses;
+mod replays;
+mod reports;
+mod schedule;
+
+pub use dashboard::{
+    AttemptRow, BatchRow, CallsInSecond, Cursor, JobDetail, JobSearch, PauseRow, ReplayRow,
+    account_pauses, calls_per_second, explain_search, fold_job_counts, job_counts, job_counts_rows,
+    job_detail, pending_by_account, recent_batches, scheduled_jobs, search_jobs,
+};
+pub use jobs::{
+    AttemptStart, JobState, RejectedMessage, claim_lease, conclude_job, finish_attempt,
+    is_dead_lettered, mark_dead_lettered, open_job, record_rejected, start_attempt,
+};
+pub use pacer::{
+    pacer_state, push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer,
+};
+pub use pauses::{clear_pauses, record_pause};
+pub use replays::{ReplayRecord, reopen_for_replay};
+pub use reports::{
+    JobFilter, JobRow, ReportSummary, call_span, call_totals, count_finished_jobs,
+    count_jobs_with_status, report_jobs, report_summary,
+};
+pub use schedule::{CancelOutcome, CancelRow, cancel_jobs, claim_due, next_due, staged_backlog};
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{
+    ConnectOptions, Connection as _, PgConnection, PgPool, Postgres, migrate::MigrateDatabase,
+};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// Creates the database if it is missing and applies `migrations/`.
+pub async fn migrate(database_url: &str) -> Result<PgPool, sqlx::Error> {
+    if !Postgres::database_exists(database_url).await? {
+        match Postgres::create_database(database_url).await {
+            Ok(()) => tracing::info!("created the database"),
+            // Another replica created it between the check and here.
+            Err(e)
+                if Postgres::database_exists(database_url)
+                    .await
+                    .unwrap_or(false) =>
+            {
+                tracing::debug!(error = %e, "database appeared concurrently")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let pool = pool(database_url, 16).await?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+/// A connection pool that waits at most a few seconds for a connection, so that a database
+/// outage surfaces as errors the caller retries rather than as a hang.
+pub async fn pool(database_url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = database_url
+        .parse::<PgConnectOptions>()?
+        .disable_statement_logging();
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+}
+
+/// How long a one-shot command waits for the database to answer its first connection.
+const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pool for a one-shot command (`report`, `stop`), after one connection made by hand: a
+/// database that is down, missing or refusing the login is an error at once, with its real
+/// cause. A pool alone retries a refused connection until its acquire timeout and then says
+/// only that it timed out, which suits the worker (it waits out outages) but not a command
+/// an operator is waiting for.
+pub async fn pool_checked(database_url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = database_url
+        .parse::<PgConnectOptions>()?
+        .disable_statement_logging();
+    let first = tokio::time::timeout(
+        FIRST_CONNECTION_TIMEOUT,
+        PgConnection::connect_with(&options),
+    )
+    .await
+    .map_err(|_| {
+        sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer from the database",
+        ))
+    })??;
+    first.close().await?;
+    pool(database_url, max_connections).await
+}
+
+/// A small pool for the shared pacer whose commits do not wait for the WAL flush
+/// (`synchronous_commit = off`): a reservation then takes one round trip, evenly.
+pub async fn pacer_pool(database_url: &str) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = database_url
+        .parse::<PgConnectOptions>()?
+        .options([("synchronous_commit", "off")])
+        .disable_statement_logging();
+    PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+}
+
+/// Drops a database (a benchmark's own), closing its connections; `admin_url` names another
+/// database on the same server. The name is quoted as an identifier.
+pub async fn drop_database(admin_url: &str, name: &str) -> Result<(), sqlx::Error> {
+    let admin = PgPool::connect(admin_url).await?;
+    let quoted = name.replace('"', "\"\"");
+    let result = sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS \"{quoted}\" WITH (FORCE)"
+    ))
+    .execute(&admin)
+    .await;
+    admin.close().await;
+    result.map(drop)
+}
+
+/// The waits between tries while the database is unreachable: 100 ms doubling to 5 s, jittered
+/// so that replicas cut off together do not return together; endless, so callers bound it
+/// (the hold cap, a shutdown). `backon` keeps this state in memory, which suits a reconnect;
+/// a job's retry delays come from [`crate::worker::backoff`], whose state lives in the job row.
+pub fn unavailable_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+}
+
+/// True for errors that mean "the database is unreachable right now" (retry later), as opposed
+/// to errors in what we asked.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            // admin_shutdown, crash_shutdown, cannot_connect_now, connection exceptions,
+            // serialization failures.
+            matches!(db.code().as_deref(), Some(c) if c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01")
+        }
+        _ => false,
+    }
+}

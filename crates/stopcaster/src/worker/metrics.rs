@@ -1,0 +1,261 @@
+//! Process counters, rendered in the Prometheus text format. Plain atomics and one small map:
+//! recording costs a lock-free add or a short lock, nothing on the hot path allocates twice.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use stopcaster_live::CallOutcome;
+
+/// Upper bounds (seconds) of the histogram of how late scheduled calls leave.
+const LATENESS_BUCKETS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0,
+];
+
+/// Upper bounds (seconds) of the API latency histogram.
+const LATENCY_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Clone, Default)]
+pub struct Metrics(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    jobs: Mutex<BTreeMap<String, u64>>,
+    attempts: Mutex<BTreeMap<(String, String), u64>>,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+    pacer_wait_us: AtomicU64,
+    pacer_slots: AtomicU64,
+    pub broker_up: AtomicBool,
+    pub database_up: AtomicBool,
+    /// Jobs `scheduled` in the database (all workers'), as the stager last counted them.
+    scheduled: AtomicU64,
+    lateness_buckets: [AtomicU64; LATENESS_BUCKETS.len()],
+    lateness_count: AtomicU64,
+    lateness_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    pub fn job_finished(&self, status: &str) {
+        *self
+            .0
+            .jobs
+            .lock()
+            .expect("metrics poisoned")
+            .entry(status.to_owned())
+            .or_default() += 1;
+    }
+
+    pub fn api_call(&self, outcome: &CallOutcome, latency: Duration) {
+        let key = (
+            outcome.label().to_owned(),
+            outcome.error_code().unwrap_or("").to_owned(),
+        );
+        *self
+            .0
+            .attempts
+            .lock()
+            .expect("metrics poisoned")
+            .entry(key)
+            .or_default() += 1;
+        let secs = latency.as_secs_f64();
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.0.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.0.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .latency_sum_us
+            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn pacer_wait(&self, wait: Duration) {
+        self.0.pacer_slots.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .pacer_wait_us
+            .fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// How many jobs are `scheduled` (the gauge `stopcaster_scheduled_jobs`).
+    pub fn set_scheduled(&self, n: u64) {
+        self.0.scheduled.store(n, Ordering::Relaxed);
+    }
+
+    /// How late a scheduled job's first call left after its due time.
+    pub fn call_lateness(&self, late: Duration) {
+        let secs = late.as_secs_f64();
+        for (i, bound) in LATENESS_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.0.lateness_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.0.lateness_count.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .lateness_sum_us
+            .fetch_add(late.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_broker_up(&self, up: bool) {
+        self.0.broker_up.store(up, Ordering::Relaxed);
+    }
+
+    pub fn set_database_up(&self, up: bool) {
+        self.0.database_up.store(up, Ordering::Relaxed);
+    }
+
+    pub fn broker_up(&self) -> bool {
+        self.0.broker_up.load(Ordering::Relaxed)
+    }
+
+    pub fn database_up(&self) -> bool {
+        self.0.database_up.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus exposition text. `in_flight` is sampled by the caller.
+    pub fn render(&self, in_flight: usize, paused: &[(String, String)]) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP stopcaster_account_paused 1 for an account whose credentials were refused, by the refusal's code.\n# TYPE stopcaster_account_paused gauge\n");
+        for (account, code) in paused {
+            let _ = writeln!(
+                out,
+                "stopcaster_account_paused{{account=\"{}\",code=\"{}\"}} 1",
+                label(account),
+                label(code)
+            );
+        }
+        out.push_str("# HELP stopcaster_jobs_total Jobs finished, by final status.\n# TYPE stopcaster_jobs_total counter\n");
+        for (status, n) in self.0.jobs.lock().expect("metrics poisoned").iter() {
+            let _ = writeln!(out, "stopcaster_jobs_total{{status=\"{status}\"}} {n}");
+        }
+        out.push_str("# HELP stopcaster_attempts_total StopCaster calls, by outcome and error code.\n# TYPE stopcaster_attempts_total counter\n");
+        for ((outcome, code), n) in self.0.attempts.lock().expect("metrics poisoned").iter() {
+            let _ = writeln!(
+                out,
+                "stopcaster_attempts_total{{outcome=\"{outcome}\",code=\"{}\"}} {n}",
+                label(code)
+            );
+        }
+        out.push_str("# HELP stopcaster_api_latency_seconds StopCaster call latency.\n# TYPE stopcaster_api_latency_seconds histogram\n");
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            let n = self.0.latency_buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "stopcaster_api_latency_seconds_bucket{{le=\"{bound}\"}} {n}"
+            );
+        }
+        let count = self.0.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "stopcaster_api_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "stopcaster_api_latency_seconds_sum {}",
+            self.0.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "stopcaster_api_latency_seconds_count {count}");
+        out.push_str("# HELP stopcaster_pacer_wait_seconds_total Time spent waiting for pacer slots.\n# TYPE stopcaster_pacer_wait_seconds_total counter\n");
+        let _ = writeln!(
+            out,
+            "stopcaster_pacer_wait_seconds_total {}",
+            self.0.pacer_wait_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE stopcaster_pacer_slots_total counter\nstopcaster_pacer_slots_total {}",
+            self.0.pacer_slots.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP stopcaster_scheduled_jobs Jobs held as scheduled in Postgres, due later.\n# TYPE stopcaster_scheduled_jobs gauge\nstopcaster_scheduled_jobs {}",
+            self.0.scheduled.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP stopcaster_call_lateness_seconds How long after its due time (not_before) a scheduled job's first call left.\n# TYPE stopcaster_call_lateness_seconds histogram\n");
+        for (i, bound) in LATENESS_BUCKETS.iter().enumerate() {
+            let n = self.0.lateness_buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "stopcaster_call_lateness_seconds_bucket{{le=\"{bound}\"}} {n}"
+            );
+        }
+        let count = self.0.lateness_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "stopcaster_call_lateness_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "stopcaster_call_lateness_seconds_sum {}",
+            self.0.lateness_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "stopcaster_call_lateness_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP stopcaster_jobs_in_flight Jobs being processed.\n# TYPE stopcaster_jobs_in_flight gauge\nstopcaster_jobs_in_flight {in_flight}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP stopcaster_broker_connected 1 when connected to RabbitMQ.\n# TYPE stopcaster_broker_connected gauge\nstopcaster_broker_connected {}",
+            u8::from(self.broker_up())
+        );
+        let _ = writeln!(
+            out,
+            "# HELP stopcaster_database_connected 1 when Postgres answered last.\n# TYPE stopcaster_database_connected gauge\nstopcaster_database_connected {}",
+            u8::from(self.database_up())
+        );
+        out
+    }
+}
+
+/// A Prometheus label value, escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters() {
+        let m = Metrics::default();
+        m.job_finished("succeeded");
+        m.job_finished("succeeded");
+        m.api_call(
+            &CallOutcome::Stopped {
+                request_id: "R".into(),
+                http_status: 200,
+            },
+            Duration::from_millis(30),
+        );
+        let text = m.render(
+            3,
+            &[("prod".to_owned(), "SignatureDoesNotMatch".to_owned())],
+        );
+        assert!(text.contains(
+            "stopcaster_account_paused{account=\"prod\",code=\"SignatureDoesNotMatch\"} 1"
+        ));
+        assert!(
+            text.contains("stopcaster_jobs_total{status=\"succeeded\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("stopcaster_attempts_total{outcome=\"ok\",code=\"\"} 1"));
+        assert!(text.contains("stopcaster_api_latency_seconds_bucket{le=\"0.025\"} 0"));
+        assert!(text.contains("stopcaster_api_latency_seconds_bucket{le=\"0.05\"} 1"));
+        assert!(text.contains("stopcaster_jobs_in_flight 3"));
+        m.set_scheduled(7);
+        m.call_lateness(Duration::from_millis(30));
+        let text = m.render(0, &[]);
+        assert!(text.contains("stopcaster_scheduled_jobs 7"), "{text}");
+        assert!(text.contains("stopcaster_call_lateness_seconds_bucket{le=\"0.025\"} 0"));
+        assert!(text.contains("stopcaster_call_lateness_seconds_bucket{le=\"0.05\"} 1"));
+        assert!(text.contains("stopcaster_call_lateness_seconds_count 1"));
+    }
+}
