@@ -27,11 +27,14 @@ RUN for crate in live fake-live stopcaster; do \
 
 # Our crates. sqlx::migrate! embeds migrations/ and askama the dashboard's templates
 # (crates/stopcaster/src/dashboard/templates, named in crates/stopcaster/askama.toml) at compile
-# time. COPY keeps the files' old mtimes, so touch them: cargo must see them as newer than the
-# placeholder build.
+# time; the store's sqlx::query! macros read .sqlx/ (SQLX_OFFLINE, .cargo/config.toml), so the
+# build needs no database. COPY keeps the files' old mtimes, so touch them: cargo must see them
+# as newer than the placeholder build.
 COPY src ./src
 COPY crates ./crates
 COPY migrations ./migrations
+COPY .sqlx ./.sqlx
+COPY .cargo/config.toml ./.cargo/config.toml
 RUN touch src/main.rs crates/*/src/lib.rs \
     && cargo build --release --locked --bin stopcaster \
     && cp target/release/stopcaster /usr/local/bin/stopcaster \

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use common::TestEnv;
 use serde_json::Value;
-use sqlx::Row;
 use stopcaster_fake_live::{Fault, StudioState};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -103,6 +102,18 @@ async fn wait_dead_lettered(env: &TestEnv, id: uuid::Uuid) {
     .unwrap_or_else(|_| panic!("no dead letter for {id}"));
 }
 
+/// A job as the tables hold it, read independently of the report's queries.
+#[derive(sqlx::FromRow)]
+struct DbJob {
+    job_id: uuid::Uuid,
+    caster_id: String,
+    status: String,
+    attempts: i32,
+    error_code: Option<String>,
+    request_id: Option<String>,
+    http_status: Option<i32>,
+}
+
 #[tokio::test]
 async fn report_csv_json_and_table_agree_with_the_database() {
     let env = TestEnv::with_running(&["rep-a", "rep-b", "rep-c", "rep-other"]).await;
@@ -128,7 +139,7 @@ async fn report_csv_json_and_table_agree_with_the_database() {
     env.wait_terminal(5, WAIT).await;
 
     // What the tables say, independently of the report's queries.
-    let db_rows = sqlx::query(
+    let db_rows = sqlx::query_as::<_, DbJob>(
         "SELECT job_id, caster_id, status, attempts, error_code, request_id, http_status
          FROM caster_stop_jobs WHERE batch_id = 'audit-1' ORDER BY created_at DESC, job_id",
     )
@@ -136,7 +147,13 @@ async fn report_csv_json_and_table_agree_with_the_database() {
     .await
     .unwrap();
     assert_eq!(db_rows.len(), 4);
-    let calls = sqlx::query(
+    let (n_calls, first, last, retried, throttled): (
+        i64,
+        OffsetDateTime,
+        OffsetDateTime,
+        i64,
+        i64,
+    ) = sqlx::query_as(
         "SELECT count(*) AS calls, min(a.started_at) AS first, max(a.started_at) AS last,
                 count(*) FILTER (WHERE a.attempt > 1) AS retried,
                 count(*) FILTER (WHERE a.error_code LIKE 'Throttling%') AS throttled
@@ -146,11 +163,6 @@ async fn report_csv_json_and_table_agree_with_the_database() {
     .fetch_one(&env.pool)
     .await
     .unwrap();
-    let (n_calls, retried, throttled): (i64, i64, i64) = (
-        calls.get("calls"),
-        calls.get("retried"),
-        calls.get("throttled"),
-    );
     assert_eq!((n_calls, retried, throttled), (6, 2, 1), "the faults hit");
 
     // CSV: header, then one record per job, newest first, the same values as the table.
@@ -163,25 +175,17 @@ async fn report_csv_json_and_table_agree_with_the_database() {
     assert_eq!(csv.len() - 1, db_rows.len());
     for (record, row) in csv[1..].iter().zip(&db_rows) {
         assert_eq!(record.len(), csv[0].len());
-        assert_eq!(
-            record[col("job_id")],
-            row.get::<uuid::Uuid, _>("job_id").to_string()
-        );
-        assert_eq!(record[col("caster_id")], row.get::<String, _>("caster_id"));
-        assert_eq!(record[col("status")], row.get::<String, _>("status"));
-        assert_eq!(
-            record[col("attempts")],
-            row.get::<i32, _>("attempts").to_string()
-        );
+        assert_eq!(record[col("job_id")], row.job_id.to_string());
+        assert_eq!(record[col("caster_id")], row.caster_id);
+        assert_eq!(record[col("status")], row.status);
+        assert_eq!(record[col("attempts")], row.attempts.to_string());
         assert_eq!(
             record[col("error_code")],
-            row.get::<Option<String>, _>("error_code")
-                .unwrap_or_default()
+            row.error_code.clone().unwrap_or_default()
         );
         assert_eq!(
             record[col("request_id")],
-            row.get::<Option<String>, _>("request_id")
-                .unwrap_or_default()
+            row.request_id.clone().unwrap_or_default()
         );
         assert_eq!(record[col("batch_id")], "audit-1");
     }
@@ -191,16 +195,10 @@ async fn report_csv_json_and_table_agree_with_the_database() {
     let jobs = doc["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), db_rows.len());
     for (job, row) in jobs.iter().zip(&db_rows) {
-        assert_eq!(
-            job["job_id"],
-            row.get::<uuid::Uuid, _>("job_id").to_string()
-        );
-        assert_eq!(job["status"], row.get::<String, _>("status"));
-        assert_eq!(job["attempts"], row.get::<i32, _>("attempts"));
-        assert_eq!(
-            job["http_status"].as_i64(),
-            row.get::<Option<i32>, _>("http_status").map(i64::from)
-        );
+        assert_eq!(job["job_id"], row.job_id.to_string());
+        assert_eq!(job["status"], row.status);
+        assert_eq!(job["attempts"], row.attempts);
+        assert_eq!(job["http_status"].as_i64(), row.http_status.map(i64::from));
         assert!(ts(&job["created_at"]).is_some());
     }
     let s = &doc["summary"];
@@ -215,14 +213,8 @@ async fn report_csv_json_and_table_agree_with_the_database() {
         s["failures_by_error_code"],
         serde_json::json!({"InvalidCaster.NotFound": 1})
     );
-    assert_eq!(
-        ts(&s["first_call"]),
-        Some(calls.get::<OffsetDateTime, _>("first"))
-    );
-    assert_eq!(
-        ts(&s["last_call"]),
-        Some(calls.get::<OffsetDateTime, _>("last"))
-    );
+    assert_eq!(ts(&s["first_call"]), Some(first));
+    assert_eq!(ts(&s["last_call"]), Some(last));
 
     // Table: for people, with the summary.
     let text = cli_ok(&env, &["report", "--batch", "audit-1"]);
@@ -439,7 +431,7 @@ async fn a_dead_letter_is_listed_kept_and_replayed_once() {
     assert!(row["dead_lettered_at"].is_null());
     assert_eq!(env.fake.caster("dl-ghost"), Some(StudioState::Stopped));
     assert_eq!(env.queue_len(&dead).await, 0, "the dead letter is gone");
-    let replays = sqlx::query(
+    let replays: Vec<(String, String, String, bool)> = sqlx::query_as(
         "SELECT previous_status, previous_error_code, reason, reopened FROM caster_stop_replays
          WHERE job_id = $1",
     )
@@ -448,16 +440,11 @@ async fn a_dead_letter_is_listed_kept_and_replayed_once() {
     .await
     .unwrap();
     assert_eq!(replays.len(), 1);
-    assert_eq!(replays[0].get::<String, _>("previous_status"), "failed");
-    assert_eq!(
-        replays[0].get::<String, _>("previous_error_code"),
-        "InvalidCaster.NotFound"
-    );
-    assert_eq!(
-        replays[0].get::<String, _>("reason"),
-        "InvalidCaster.NotFound"
-    );
-    assert!(replays[0].get::<bool, _>("reopened"));
+    let (previous_status, previous_error_code, reason, reopened) = &replays[0];
+    assert_eq!(previous_status, "failed");
+    assert_eq!(previous_error_code, "InvalidCaster.NotFound");
+    assert_eq!(reason, "InvalidCaster.NotFound");
+    assert!(reopened);
 
     // Again: nothing to find, nothing changes.
     let out = env.run_cli(&["dead-letters", "replay", &id.to_string()], &[]);

@@ -17,7 +17,7 @@ use lapin::options::{
 };
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use stopcaster::Secret;
 use stopcaster_fake_live::{self as fake_live, FakeLiveConfig, FakeLiveHandle};
 
@@ -248,22 +248,23 @@ impl TestEnv {
 
     /// Rows of `caster_stop_jobs` as JSON objects.
     pub async fn jobs(&self) -> Vec<Value> {
-        self.json_rows(sqlx::query(
+        self.json_rows(sqlx::query_scalar(
             "SELECT to_jsonb(j) AS row FROM caster_stop_jobs j ORDER BY created_at, job_id",
         ))
         .await
     }
 
     pub async fn job(&self, id: uuid::Uuid) -> Value {
-        let query =
-            sqlx::query("SELECT to_jsonb(j) AS row FROM caster_stop_jobs j WHERE job_id = $1");
+        let query = sqlx::query_scalar(
+            "SELECT to_jsonb(j) AS row FROM caster_stop_jobs j WHERE job_id = $1",
+        );
         let mut rows = self.json_rows(query.bind(id)).await;
         assert_eq!(rows.len(), 1, "job {id}");
         rows.remove(0)
     }
 
     pub async fn attempts(&self, id: uuid::Uuid) -> Vec<Value> {
-        let query = sqlx::query(
+        let query = sqlx::query_scalar(
             "SELECT to_jsonb(a) AS row FROM caster_stop_attempts a WHERE job_id = $1 ORDER BY attempt",
         );
         self.json_rows(query.bind(id)).await
@@ -271,15 +272,9 @@ impl TestEnv {
 
     async fn json_rows(
         &self,
-        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        query: sqlx::query::QueryScalar<'_, sqlx::Postgres, Value, sqlx::postgres::PgArguments>,
     ) -> Vec<Value> {
-        query
-            .fetch_all(&self.pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<Value, _>("row"))
-            .collect()
+        query.fetch_all(&self.pool).await.unwrap()
     }
 
     pub async fn count_status(&self, status: &str) -> i64 {

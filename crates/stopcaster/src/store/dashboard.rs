@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::reports::{JOB_COLUMNS, JobRow, job_row};
+use super::reports::{JOB_COLUMNS, JobRow};
 
 /// Where a page of the filtered list starts: the last row of the page before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,11 +108,10 @@ pub async fn search_jobs(
     after: Option<Cursor>,
     limit: u32,
 ) -> Result<Vec<JobRow>, sqlx::Error> {
-    let rows = search_query(false, search, after, limit)
-        .build()
+    search_query(false, search, after, limit)
+        .build_query_as::<JobRow>()
         .fetch_all(pool)
-        .await?;
-    Ok(rows.iter().map(job_row).collect())
+        .await
 }
 
 /// The plan Postgres picks for a page of `search` (the benchmark prints it).
@@ -122,15 +121,11 @@ pub async fn explain_search(
     after: Option<Cursor>,
     limit: u32,
 ) -> Result<String, sqlx::Error> {
-    let rows = search_query(true, search, after, limit)
-        .build()
+    let lines: Vec<String> = search_query(true, search, after, limit)
+        .build_query_scalar()
         .fetch_all(pool)
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.get::<String, _>(0))
-        .collect::<Vec<_>>()
-        .join("\n"))
+    Ok(lines.join("\n"))
 }
 
 /// Jobs by status, from the ledger: every batch, or one. Statuses with no job are left out.
@@ -138,32 +133,33 @@ pub async fn job_counts(
     pool: &PgPool,
     batch_id: Option<&str>,
 ) -> Result<BTreeMap<String, i64>, sqlx::Error> {
-    let rows = match batch_id {
-        None => {
-            sqlx::query(
-                "SELECT status, sum(jobs)::bigint AS n FROM caster_stop_job_counts
-                 GROUP BY status HAVING sum(jobs) <> 0",
-            )
-            .fetch_all(pool)
-            .await?
-        }
-        Some(batch) => {
-            sqlx::query(
-                "SELECT status, sum(jobs)::bigint AS n FROM caster_stop_job_counts
-                 WHERE batch_id = $1 GROUP BY status HAVING sum(jobs) <> 0",
-            )
-            .bind(batch)
-            .fetch_all(pool)
-            .await?
-        }
-    };
-    Ok(rows.iter().map(|r| (r.get("status"), r.get("n"))).collect())
+    Ok(match batch_id {
+        None => sqlx::query!(
+            r#"SELECT status AS "status!", sum(jobs)::bigint AS "n!" FROM caster_stop_job_counts
+               GROUP BY status HAVING sum(jobs) <> 0"#,
+        )
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|r| (r.status, r.n))
+        .collect(),
+        Some(batch) => sqlx::query!(
+            r#"SELECT status AS "status!", sum(jobs)::bigint AS "n!" FROM caster_stop_job_counts
+               WHERE batch_id = $1 GROUP BY status HAVING sum(jobs) <> 0"#,
+            batch,
+        )
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|r| (r.status, r.n))
+        .collect(),
+    })
 }
 
 /// Folds the ledger into one row per batch and status (the sums do not change). Concurrent
 /// writers are not blocked: rows they add meanwhile are left for the next fold.
 pub async fn fold_job_counts(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "WITH gone AS (DELETE FROM caster_stop_job_counts RETURNING *)
          INSERT INTO caster_stop_job_counts (batch_id, status, jobs, changed_at)
          SELECT batch_id, status, sum(jobs), max(changed_at) FROM gone
@@ -177,9 +173,9 @@ pub async fn fold_job_counts(pool: &PgPool) -> Result<u64, sqlx::Error> {
 /// Rows in the ledger (the dashboard folds it when it has grown).
 pub async fn job_counts_rows(pool: &PgPool) -> Result<i64, sqlx::Error> {
     // An estimate is enough to decide, and free.
-    sqlx::query_scalar(
-        "SELECT greatest(n_live_tup, 0)::bigint FROM pg_stat_user_tables
-         WHERE relname = 'caster_stop_job_counts'",
+    sqlx::query_scalar!(
+        r#"SELECT greatest(n_live_tup, 0)::bigint AS "n!" FROM pg_stat_user_tables
+         WHERE relname = 'caster_stop_job_counts'"#,
     )
     .fetch_optional(pool)
     .await
@@ -200,30 +196,29 @@ pub struct BatchRow {
 
 /// The batches whose jobs changed most recently, at most `limit`.
 pub async fn recent_batches(pool: &PgPool, limit: u32) -> Result<Vec<BatchRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "WITH s AS (
+    let rows = sqlx::query!(
+        r#"WITH s AS (
              SELECT batch_id, status, sum(jobs)::bigint AS n, max(changed_at) AS changed_at
              FROM caster_stop_job_counts GROUP BY batch_id, status)
-         SELECT batch_id, jsonb_object_agg(status, n) FILTER (WHERE n <> 0) AS by_status,
-                sum(n)::bigint AS jobs, max(changed_at) AS last_change
+         SELECT batch_id AS "batch_id?",
+                jsonb_object_agg(status, n) FILTER (WHERE n <> 0) AS "by_status?",
+                sum(n)::bigint AS "jobs!", max(changed_at) AS "last_change!"
          FROM s GROUP BY batch_id HAVING sum(n) <> 0
-         ORDER BY last_change DESC, batch_id LIMIT $1",
+         ORDER BY max(changed_at) DESC, batch_id LIMIT $1"#,
+        i64::from(limit),
     )
-    .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
     Ok(rows
-        .iter()
-        .map(|r| {
-            let by_status: Option<serde_json::Value> = r.get("by_status");
-            BatchRow {
-                batch_id: r.get("batch_id"),
-                jobs: r.get("jobs"),
-                by_status: by_status
-                    .and_then(|v| serde_json::from_value(v).ok())
-                    .unwrap_or_default(),
-                last_change: r.get("last_change"),
-            }
+        .into_iter()
+        .map(|r| BatchRow {
+            batch_id: r.batch_id,
+            jobs: r.jobs,
+            by_status: r
+                .by_status
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+            last_change: r.last_change,
         })
         .collect())
 }
@@ -233,17 +228,14 @@ pub async fn pending_by_account(
     pool: &PgPool,
     batch_id: &str,
 ) -> Result<Vec<(Option<String>, i64)>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT account, count(*) AS n FROM caster_stop_jobs
-         WHERE batch_id = $1 AND status = 'pending' GROUP BY account ORDER BY account",
+    let rows = sqlx::query!(
+        r#"SELECT account AS "account?", count(*) AS "n!" FROM caster_stop_jobs
+         WHERE batch_id = $1 AND status = 'pending' GROUP BY account ORDER BY account"#,
+        batch_id,
     )
-    .bind(batch_id)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get("account"), r.get("n")))
-        .collect())
+    Ok(rows.into_iter().map(|r| (r.account, r.n)).collect())
 }
 
 /// Calls started in one second for one account.
@@ -262,33 +254,25 @@ pub async fn calls_per_second(
     pool: &PgPool,
     window_secs: u32,
 ) -> Result<(OffsetDateTime, Vec<CallsInSecond>), sqlx::Error> {
-    let now: OffsetDateTime = sqlx::query_scalar("SELECT date_trunc('second', clock_timestamp())")
+    let now = sqlx::query_scalar!(r#"SELECT date_trunc('second', clock_timestamp()) AS "now!""#)
         .fetch_one(pool)
         .await?;
-    let rows = sqlx::query(
-        "SELECT j.account,
-                floor(extract(epoch FROM $1 - date_trunc('second', a.started_at)))::bigint AS ago,
-                count(*) AS calls,
-                count(*) FILTER (WHERE a.error_code LIKE 'Throttling%') AS throttled
+    let rows = sqlx::query_as!(
+        CallsInSecond,
+        r#"SELECT j.account AS "account?",
+                greatest(floor(extract(epoch FROM $1 - date_trunc('second', a.started_at))), 0)::bigint
+                    AS "seconds_ago!",
+                count(*) AS "calls!",
+                count(*) FILTER (WHERE a.error_code LIKE 'Throttling%') AS "throttled!"
          FROM caster_stop_attempts a JOIN caster_stop_jobs j ON j.job_id = a.job_id
          WHERE a.started_at >= $1 - make_interval(secs => $2)
-         GROUP BY 1, 2 ORDER BY 1, 2 DESC",
+         GROUP BY 1, 2 ORDER BY 1, 2 DESC"#,
+        now,
+        f64::from(window_secs.saturating_sub(1)),
     )
-    .bind(now)
-    .bind(f64::from(window_secs.saturating_sub(1)))
     .fetch_all(pool)
     .await?;
-    Ok((
-        now,
-        rows.iter()
-            .map(|r| CallsInSecond {
-                account: r.get("account"),
-                seconds_ago: r.get::<i64, _>("ago").max(0),
-                calls: r.get("calls"),
-                throttled: r.get("throttled"),
-            })
-            .collect(),
-    ))
+    Ok((now, rows))
 }
 
 /// A job's row, as the job page shows it.
@@ -346,83 +330,89 @@ pub async fn job_detail(
     pool: &PgPool,
     job_id: Uuid,
 ) -> Result<Option<(JobDetail, Vec<AttemptRow>, Vec<ReplayRow>)>, sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "SELECT {JOB_COLUMNS}, j.evidence_request_id, j.error_message, j.payload,
-                j.payload_escaped, j.updated_at, j.next_attempt_at, j.dead_lettered_at,
-                j.cancelled_by, j.cancelled_at
-         FROM caster_stop_jobs j WHERE j.job_id = $1"
-    ))
-    .bind(job_id)
-    .fetch_optional(pool)
-    .await?;
-    let Some(r) = row else { return Ok(None) };
-    let detail = JobDetail {
-        row: job_row(&r),
-        evidence_request_id: r.get("evidence_request_id"),
-        error_message: r.get("error_message"),
-        payload: r.get("payload"),
-        payload_escaped: r.get("payload_escaped"),
-        updated_at: r.get("updated_at"),
-        next_attempt_at: r.get("next_attempt_at"),
-        dead_lettered_at: r.get("dead_lettered_at"),
-        cancelled_by: r.get("cancelled_by"),
-        cancelled_at: r.get("cancelled_at"),
+    let Some(detail) = job_detail_row(pool, job_id).await? else {
+        return Ok(None);
     };
-    let attempts = sqlx::query(
+    let attempts = sqlx::query_as!(
+        AttemptRow,
         "SELECT attempt, started_at, finished_at, http_status, request_id, error_code,
                 error_message, outcome, outcome_unknown, worker
          FROM caster_stop_attempts WHERE job_id = $1 ORDER BY attempt",
+        job_id,
     )
-    .bind(job_id)
     .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| AttemptRow {
-        attempt: r.get("attempt"),
-        started_at: r.get("started_at"),
-        finished_at: r.get("finished_at"),
-        http_status: r.get("http_status"),
-        request_id: r.get("request_id"),
-        error_code: r.get("error_code"),
-        error_message: r.get("error_message"),
-        outcome: r.get("outcome"),
-        outcome_unknown: r.get("outcome_unknown"),
-        worker: r.get("worker"),
-    })
-    .collect();
-    let replays = sqlx::query(
+    .await?;
+    let replays = sqlx::query_as!(
+        ReplayRow,
         "SELECT replayed_at, previous_status, previous_error_code, reason, reopened
          FROM caster_stop_replays WHERE job_id = $1 ORDER BY replayed_at",
+        job_id,
     )
-    .bind(job_id)
     .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| ReplayRow {
-        replayed_at: r.get("replayed_at"),
-        previous_status: r.get("previous_status"),
-        previous_error_code: r.get("previous_error_code"),
-        reason: r.get("reason"),
-        reopened: r.get("reopened"),
-    })
-    .collect();
+    .await?;
     Ok(Some((detail, attempts, replays)))
+}
+
+async fn job_detail_row(pool: &PgPool, job_id: Uuid) -> Result<Option<JobDetail>, sqlx::Error> {
+    let row = sqlx::query!(
+        "SELECT job_id, caster_id, region_id, batch_id, status, conclusion, request_id,
+                error_code, http_status, attempts, replays, created_at, finished_at, account,
+                not_before, evidence_request_id, error_message, payload, payload_escaped,
+                updated_at, next_attempt_at, dead_lettered_at, cancelled_by, cancelled_at
+         FROM caster_stop_jobs WHERE job_id = $1",
+        job_id,
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| JobDetail {
+        row: JobRow {
+            job_id: r.job_id,
+            caster_id: r.caster_id,
+            region_id: r.region_id,
+            batch_id: r.batch_id,
+            status: r.status,
+            conclusion: r.conclusion,
+            request_id: r.request_id,
+            error_code: r.error_code,
+            http_status: r.http_status,
+            attempts: r.attempts,
+            replays: r.replays,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+            account: r.account,
+            not_before: r.not_before,
+        },
+        evidence_request_id: r.evidence_request_id,
+        error_message: r.error_message,
+        payload: r.payload,
+        payload_escaped: r.payload_escaped,
+        updated_at: r.updated_at,
+        next_attempt_at: r.next_attempt_at,
+        dead_lettered_at: r.dead_lettered_at,
+        cancelled_by: r.cancelled_by,
+        cancelled_at: r.cancelled_at,
+    }))
 }
 
 /// Scheduled jobs, earliest due first, at most `limit`, and how many there are.
 pub async fn scheduled_jobs(pool: &PgPool, limit: u32) -> Result<(i64, Vec<JobRow>), sqlx::Error> {
-    let total: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs WHERE status = 'scheduled'")
-            .fetch_one(pool)
-            .await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {JOB_COLUMNS} FROM caster_stop_jobs j
-         WHERE j.status = 'scheduled' ORDER BY j.not_before NULLS FIRST, j.job_id LIMIT $1"
-    ))
-    .bind(i64::from(limit))
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM caster_stop_jobs WHERE status = 'scheduled'"#
+    )
+    .fetch_one(pool)
+    .await?;
+    let rows = sqlx::query_as!(
+        JobRow,
+        "SELECT job_id, caster_id, region_id, batch_id, status, conclusion, request_id,
+                error_code, http_status, attempts, replays, created_at, finished_at, account,
+                not_before
+         FROM caster_stop_jobs
+         WHERE status = 'scheduled' ORDER BY not_before NULLS FIRST, job_id LIMIT $1",
+        i64::from(limit),
+    )
     .fetch_all(pool)
     .await?;
-    Ok((total, rows.iter().map(job_row).collect()))
+    Ok((total, rows))
 }
 
 /// An account paused because its credentials were refused.
@@ -443,22 +433,12 @@ pub struct PauseRow {
 
 /// Paused accounts.
 pub async fn account_pauses(pool: &PgPool) -> Result<Vec<PauseRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT account, code, worker, paused_at, updated_at,
-                updated_at < now() - interval '3 minutes' AS stale
-         FROM stopcaster_account_pauses ORDER BY paused_at, account LIMIT 100",
+    sqlx::query_as!(
+        PauseRow,
+        r#"SELECT account, code, worker, paused_at, updated_at,
+                updated_at < now() - interval '3 minutes' AS "stale!"
+         FROM stopcaster_account_pauses ORDER BY paused_at, account LIMIT 100"#,
     )
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| PauseRow {
-            account: r.get("account"),
-            code: r.get("code"),
-            worker: r.get("worker"),
-            paused_at: r.get("paused_at"),
-            updated_at: r.get("updated_at"),
-            stale: r.get("stale"),
-        })
-        .collect())
+    .await
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use crate::domain::{Job, JobId, JobStatus, RegionId, Verdict, schedule};
@@ -24,19 +24,19 @@ pub struct RejectedMessage<'a> {
 /// Records a rejected message. False when a row with its job id already exists (a redelivery,
 /// or a malformed copy of a known job): that row is left as it is.
 pub async fn record_rejected(pool: &PgPool, m: &RejectedMessage<'_>) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "INSERT INTO caster_stop_jobs
            (job_id, caster_id, batch_id, status, conclusion, error_code, error_message,
             payload, payload_escaped, finished_at)
          VALUES ($1, $2, $3, 'rejected', 'rejected', 'Rejected', $4, $5, $6, now())
          ON CONFLICT (job_id) DO NOTHING",
+        m.job_id.as_uuid(),
+        m.caster_id,
+        m.batch_id,
+        m.reason,
+        m.payload,
+        m.payload_escaped,
     )
-    .bind(m.job_id.as_uuid())
-    .bind(m.caster_id)
-    .bind(m.batch_id)
-    .bind(m.reason)
-    .bind(m.payload)
-    .bind(m.payload_escaped)
     .execute(pool)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -73,8 +73,8 @@ pub async fn open_job(
     payload_escaped: bool,
 ) -> Result<JobState, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(
-        "INSERT INTO caster_stop_jobs
+    let row = sqlx::query!(
+        r#"INSERT INTO caster_stop_jobs
            (job_id, caster_id, region_id, batch_id, account, payload, payload_escaped,
             not_before, status)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
@@ -88,34 +88,30 @@ pub async fn open_job(
                              AND caster_stop_jobs.not_before <= now() + make_interval(secs => $9)
                             THEN now() ELSE caster_stop_jobs.staged_at END
          RETURNING status, attempts, attempt_budget, refused_attempts, next_attempt_at,
-                   dead_lettered_at IS NOT NULL AS dead_lettered, not_before,
-                   coalesce(not_before > created_at, false) AS due_ahead",
+                   dead_lettered_at IS NOT NULL AS "dead_lettered!", not_before,
+                   coalesce(not_before > created_at, false) AS "due_ahead!""#,
+        job.job_id.as_uuid(),
+        job.caster_id.as_str(),
+        region.as_str(),
+        job.batch_id.as_deref(),
+        job.account.as_ref().map(|a| a.as_str()),
+        payload,
+        payload_escaped,
+        job.not_before,
+        schedule::LEAD.as_secs_f64(),
     )
-    .bind(job.job_id.as_uuid())
-    .bind(job.caster_id.as_str())
-    .bind(region.as_str())
-    .bind(job.batch_id.as_deref())
-    .bind(job.account.as_ref().map(|a| a.as_str()))
-    .bind(payload)
-    .bind(payload_escaped)
-    .bind(job.not_before)
-    .bind(schedule::LEAD.as_secs_f64())
     .fetch_one(&mut *tx)
     .await?;
-    let status: String = row.get("status");
-    let status = JobStatus::parse(&status).unwrap_or(JobStatus::Pending);
     tx.commit().await?;
     Ok(JobState {
-        status,
-        attempts: row.get::<i32, _>("attempts") as u32,
-        attempt_budget: row
-            .get::<Option<i32>, _>("attempt_budget")
-            .map(|b| b as u32),
-        refused_attempts: row.get::<i32, _>("refused_attempts") as u32,
-        next_attempt_at: row.get("next_attempt_at"),
-        dead_lettered: row.get("dead_lettered"),
-        not_before: row.get("not_before"),
-        due_ahead: row.get("due_ahead"),
+        status: JobStatus::parse(&row.status).unwrap_or(JobStatus::Pending),
+        attempts: row.attempts as u32,
+        attempt_budget: row.attempt_budget.map(|b| b as u32),
+        refused_attempts: row.refused_attempts as u32,
+        next_attempt_at: row.next_attempt_at,
+        dead_lettered: row.dead_lettered,
+        not_before: row.not_before,
+        due_ahead: row.due_ahead,
     })
 }
 
@@ -147,8 +143,8 @@ pub async fn start_attempt(
     lease: Duration,
 ) -> Result<AttemptStart, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(
-        "UPDATE caster_stop_jobs j
+    let row = sqlx::query!(
+        r#"UPDATE caster_stop_jobs j
          SET attempts = j.attempts + CASE WHEN free THEN 1 ELSE 0 END,
              claimed_by = CASE WHEN free THEN $2 ELSE j.claimed_by END,
              claimed_until = CASE WHEN free THEN now() + make_interval(secs => $3)
@@ -158,47 +154,49 @@ pub async fn start_attempt(
                               AS free
                FROM caster_stop_jobs WHERE job_id = $1 FOR UPDATE) c
          WHERE j.job_id = c.job_id AND j.status = 'pending'
-         RETURNING j.attempts, c.free",
+         RETURNING j.attempts, c.free AS "free!""#,
+        job_id.as_uuid(),
+        worker,
+        lease.as_secs_f64(),
     )
-    .bind(job_id.as_uuid())
-    .bind(worker)
-    .bind(lease.as_secs_f64())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
         return Ok(AttemptStart::NotPending);
     };
-    if !row.get::<bool, _>("free") {
+    if !row.free {
         return Ok(AttemptStart::ClaimedElsewhere);
     }
     // Nobody else holds the job, so an attempt still open was cut short by a crash: its outcome
     // is unknown.
-    sqlx::query(
+    sqlx::query!(
         "UPDATE caster_stop_attempts
          SET outcome = 'transport-error', error_code = 'Interrupted',
              error_message = 'the worker stopped during the call; its outcome is unknown',
              outcome_unknown = true, finished_at = clock_timestamp()
          WHERE job_id = $1 AND outcome IS NULL",
+        job_id.as_uuid(),
     )
-    .bind(job_id.as_uuid())
     .execute(&mut *tx)
     .await?;
-    let unknown_before: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM caster_stop_attempts WHERE job_id = $1 AND outcome_unknown)",
+    let unknown_before = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM caster_stop_attempts WHERE job_id = $1 AND outcome_unknown)
+           AS "unknown!""#,
+        job_id.as_uuid(),
     )
-    .bind(job_id.as_uuid())
     .fetch_one(&mut *tx)
     .await?;
-    let attempt: i32 = row.get("attempts");
-    sqlx::query("INSERT INTO caster_stop_attempts (job_id, attempt, worker) VALUES ($1, $2, $3)")
-        .bind(job_id.as_uuid())
-        .bind(attempt)
-        .bind(worker)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO caster_stop_attempts (job_id, attempt, worker) VALUES ($1, $2, $3)",
+        job_id.as_uuid(),
+        row.attempts,
+        worker,
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(AttemptStart::Started {
-        attempt: attempt as u32,
+        attempt: row.attempts as u32,
         unknown_before,
     })
 }
@@ -215,20 +213,20 @@ pub async fn finish_attempt(
     next_attempt_at: Option<OffsetDateTime>,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE caster_stop_attempts
          SET finished_at = clock_timestamp(), http_status = $3, request_id = $4,
              error_code = $5, error_message = $6, outcome = $7, outcome_unknown = $8
          WHERE job_id = $1 AND attempt = $2",
+        job_id.as_uuid(),
+        attempt as i32,
+        outcome.http_status().map(i32::from),
+        outcome.request_id(),
+        outcome.error_code(),
+        outcome.error_message(),
+        outcome.label(),
+        outcome.outcome_unknown(),
     )
-    .bind(job_id.as_uuid())
-    .bind(attempt as i32)
-    .bind(outcome.http_status().map(i32::from))
-    .bind(outcome.request_id())
-    .bind(outcome.error_code())
-    .bind(outcome.error_message())
-    .bind(outcome.label())
-    .bind(outcome.outcome_unknown())
     .execute(&mut *tx)
     .await?;
     let succeeded_call = matches!(outcome, CallOutcome::Stopped { .. });
@@ -238,7 +236,7 @@ pub async fn finish_attempt(
     } else {
         None
     };
-    let updated = sqlx::query(
+    let updated = sqlx::query!(
         "UPDATE caster_stop_jobs SET
            updated_at = now(),
            request_id = coalesce($2, CASE WHEN $9 THEN NULL ELSE request_id END),
@@ -254,19 +252,19 @@ pub async fn finish_attempt(
            finished_at = CASE WHEN $7 IS NULL THEN NULL ELSE now() END,
            refused_attempts = refused_attempts + CASE WHEN $12 THEN 1 ELSE 0 END
          WHERE job_id = $1 AND status = 'pending'",
+        job_id.as_uuid(),
+        request_id,
+        succeeded_call,
+        outcome.error_code(),
+        outcome.error_message(),
+        outcome.http_status().map(i32::from),
+        verdict.map(|v| v.status.as_str()),
+        verdict.map(|v| v.conclusion),
+        stopped,
+        verdict.and_then(|v| v.evidence_request_id.as_deref()),
+        next_attempt_at,
+        matches!(outcome, CallOutcome::CredentialsRefused(_)),
     )
-    .bind(job_id.as_uuid())
-    .bind(request_id)
-    .bind(succeeded_call)
-    .bind(outcome.error_code())
-    .bind(outcome.error_message())
-    .bind(outcome.http_status().map(i32::from))
-    .bind(verdict.map(|v| v.status.as_str()))
-    .bind(verdict.map(|v| v.conclusion))
-    .bind(stopped)
-    .bind(verdict.and_then(|v| v.evidence_request_id.as_deref()))
-    .bind(next_attempt_at)
-    .bind(matches!(outcome, CallOutcome::CredentialsRefused(_)))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -281,18 +279,18 @@ pub async fn conclude_job(
     verdict: &Verdict,
     error: Option<(&str, &str)>,
 ) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query(
+    let updated = sqlx::query!(
         "UPDATE caster_stop_jobs
          SET status = $2, conclusion = $3, updated_at = now(), finished_at = now(),
              claimed_by = NULL, claimed_until = NULL,
              error_code = coalesce($4, error_code), error_message = coalesce($5, error_message)
          WHERE job_id = $1 AND status = 'pending'",
+        job_id.as_uuid(),
+        verdict.status.as_str(),
+        verdict.conclusion,
+        error.map(|e| e.0),
+        error.map(|e| e.1),
     )
-    .bind(job_id.as_uuid())
-    .bind(verdict.status.as_str())
-    .bind(verdict.conclusion)
-    .bind(error.map(|e| e.0))
-    .bind(error.map(|e| e.1))
     .execute(pool)
     .await?;
     Ok(updated.rows_affected() == 1)
@@ -300,19 +298,21 @@ pub async fn conclude_job(
 
 /// Notes that the broker confirmed a job's dead letter.
 pub async fn mark_dead_lettered(pool: &PgPool, job_id: JobId) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE caster_stop_jobs SET dead_lettered_at = now() WHERE job_id = $1")
-        .bind(job_id.as_uuid())
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "UPDATE caster_stop_jobs SET dead_lettered_at = now() WHERE job_id = $1",
+        job_id.as_uuid(),
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
 /// Whether a rejected or failed job's dead letter is already confirmed.
 pub async fn is_dead_lettered(pool: &PgPool, job_id: JobId) -> Result<bool, sqlx::Error> {
-    let done: Option<bool> = sqlx::query_scalar(
-        "SELECT dead_lettered_at IS NOT NULL FROM caster_stop_jobs WHERE job_id = $1",
+    let done = sqlx::query_scalar!(
+        r#"SELECT dead_lettered_at IS NOT NULL AS "done!" FROM caster_stop_jobs WHERE job_id = $1"#,
+        job_id.as_uuid(),
     )
-    .bind(job_id.as_uuid())
     .fetch_optional(pool)
     .await?;
     Ok(done.unwrap_or(false))

@@ -5,6 +5,14 @@
 //! (a terminal status is written once, attempt numbers come from one atomic counter) live in
 //! the statements themselves.
 //!
+//! Every statement whose text is fixed is a `sqlx::query!` (or `query_as!`, `query_scalar!`):
+//! its columns, parameters and their nullability are checked against the schema at build
+//! time, from `.sqlx/` at the workspace root (the build runs with `SQLX_OFFLINE`, see
+//! `.cargo/config.toml`), so a renamed column or a changed type fails the build instead of a
+//! running worker. Only the filtered lists of `report` and the dashboard build their text at
+//! run time; they read typed rows (`FromRow`) by column name. After changing a statement or
+//! adding a migration, `scripts/check-sql --prepare` rewrites `.sqlx/`; CI checks it.
+//!
 //! Depends on [`crate::domain`] and the outcome and client settings of [`stopcaster_live`]; nothing here decides
 //! what a job should do next.
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 
 /// A slot of the shared schedule, on the database's clock.
@@ -26,33 +26,36 @@ pub async fn reserve_pacer_slot(
     lead: Duration,
     not_before: Option<OffsetDateTime>,
 ) -> Result<Reservation, sqlx::Error> {
-    let sql = "UPDATE stopcaster_pacer p
-         SET last_slot = greatest(p.tat, c.now + make_interval(secs => $4), $5::timestamptz),
-             tat = greatest(p.tat, c.now + make_interval(secs => $4), $5::timestamptz)
-                   + make_interval(secs => $2 * p.slowdown),
-             slowdown = greatest(1.0, p.slowdown - $3)
-         FROM (SELECT clock_timestamp() AS now) c
-         WHERE p.account = $1
-         RETURNING p.last_slot, c.now";
     loop {
-        let row = sqlx::query(sql)
-            .bind(account)
-            .bind(period.as_secs_f64())
-            .bind(recovery_step)
-            .bind(lead.as_secs_f64())
-            .bind(not_before)
-            .fetch_optional(pool)
-            .await?;
+        let row = sqlx::query!(
+            r#"UPDATE stopcaster_pacer p
+             SET last_slot = greatest(p.tat, c.now + make_interval(secs => $4), $5::timestamptz),
+                 tat = greatest(p.tat, c.now + make_interval(secs => $4), $5::timestamptz)
+                       + make_interval(secs => $2 * p.slowdown),
+                 slowdown = greatest(1.0, p.slowdown - $3)
+             FROM (SELECT clock_timestamp() AS now) c
+             WHERE p.account = $1
+             RETURNING p.last_slot AS "last_slot!", c.now AS "now!""#,
+            account,
+            period.as_secs_f64(),
+            recovery_step,
+            lead.as_secs_f64(),
+            not_before,
+        )
+        .fetch_optional(pool)
+        .await?;
         if let Some(row) = row {
             return Ok(Reservation {
-                slot: row.get("last_slot"),
-                now: row.get("now"),
+                slot: row.last_slot,
+                now: row.now,
             });
         }
-        sqlx::query("INSERT INTO stopcaster_pacer (account) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(account)
-            .execute(pool)
-            .await?;
+        sqlx::query!(
+            "INSERT INTO stopcaster_pacer (account) VALUES ($1) ON CONFLICT DO NOTHING",
+            account,
+        )
+        .execute(pool)
+        .await?;
     }
 }
 
@@ -62,11 +65,11 @@ pub async fn release_pacer_slot(
     account: &str,
     slot: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE stopcaster_pacer SET tat = last_slot WHERE account = $1 AND last_slot = $2",
+        account,
+        slot,
     )
-    .bind(account)
-    .bind(slot)
     .execute(pool)
     .await?;
     Ok(())
@@ -78,11 +81,11 @@ pub async fn push_back_pacer(
     account: &str,
     by: Duration,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE stopcaster_pacer SET tat = tat + make_interval(secs => $2) WHERE account = $1",
+        account,
+        by.as_secs_f64(),
     )
-    .bind(account)
-    .bind(by.as_secs_f64())
     .execute(pool)
     .await?;
     Ok(())
@@ -97,18 +100,18 @@ pub async fn throttle_pacer(
     factor: f64,
     max_slowdown: f64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE stopcaster_pacer
          SET tat = greatest(tat, clock_timestamp()) + make_interval(secs => $2),
              slowdown = least($4, slowdown * $3),
              throttled_at = clock_timestamp()
          WHERE account = $1
            AND (throttled_at IS NULL OR throttled_at < clock_timestamp() - make_interval(secs => $2))",
+        account,
+        pause.as_secs_f64(),
+        factor,
+        max_slowdown,
     )
-    .bind(account)
-    .bind(pause.as_secs_f64())
-    .bind(factor)
-    .bind(max_slowdown)
     .execute(pool)
     .await?;
     Ok(())
@@ -119,9 +122,11 @@ pub async fn pacer_state(
     pool: &PgPool,
     account: &str,
 ) -> Result<Option<(OffsetDateTime, f64)>, sqlx::Error> {
-    let row = sqlx::query("SELECT tat, slowdown FROM stopcaster_pacer WHERE account = $1")
-        .bind(account)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.map(|r| (r.get("tat"), r.get("slowdown"))))
+    let row = sqlx::query!(
+        "SELECT tat, slowdown FROM stopcaster_pacer WHERE account = $1",
+        account,
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| (r.tat, r.slowdown)))
 }

@@ -10,13 +10,13 @@ pub async fn record_pause(
     worker: &str,
     code: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO stopcaster_account_pauses (account, worker, code) VALUES ($1, $2, $3)
          ON CONFLICT (account, worker) DO UPDATE SET code = $3, updated_at = now()",
+        account,
+        worker,
+        code,
     )
-    .bind(account)
-    .bind(worker)
-    .bind(code)
     .execute(pool)
     .await?;
     Ok(())
@@ -28,11 +28,11 @@ pub async fn clear_pauses(
     worker: &str,
     account: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "DELETE FROM stopcaster_account_pauses WHERE worker = $1 AND ($2::text IS NULL OR account = $2)",
+        worker,
+        account,
     )
-    .bind(worker)
-    .bind(account)
     .execute(pool)
     .await?;
     Ok(())

@@ -1,8 +1,6 @@
 //! Reopening dead-lettered jobs for `stopcaster dead-letters replay`, and the record of each
 //! replay in `caster_stop_replays`.
 
-use sqlx::Row;
-
 use crate::domain::{JobId, JobStatus};
 
 /// What a replay found and did to a job's row.
@@ -31,10 +29,10 @@ pub async fn reopen_for_replay(
     max_attempts: u32,
     reason: Option<&str>,
 ) -> Result<ReplayRecord, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query!(
         "SELECT status, error_code, caster_id FROM caster_stop_jobs WHERE job_id = $1 FOR UPDATE",
+        job_id.as_uuid(),
     )
-    .bind(job_id.as_uuid())
     .fetch_optional(&mut *conn)
     .await?;
     let mut record = ReplayRecord {
@@ -44,12 +42,11 @@ pub async fn reopen_for_replay(
         reopened: false,
     };
     if let Some(row) = row {
-        let status: String = row.get("status");
-        record.previous_status = JobStatus::parse(&status);
-        record.previous_error_code = row.get("error_code");
-        record.caster_id = row.get("caster_id");
+        record.previous_status = JobStatus::parse(&row.status);
+        record.previous_error_code = row.error_code;
+        record.caster_id = row.caster_id;
         let reopened = match record.previous_status {
-            Some(JobStatus::Failed) => sqlx::query(
+            Some(JobStatus::Failed) => sqlx::query!(
                 "UPDATE caster_stop_jobs
                      SET status = 'pending', conclusion = NULL, finished_at = NULL,
                          dead_lettered_at = NULL, next_attempt_at = NULL,
@@ -57,18 +54,18 @@ pub async fn reopen_for_replay(
                          attempt_budget = attempts + $2, replays = replays + 1,
                          updated_at = now()
                      WHERE job_id = $1 AND status = 'failed'",
+                job_id.as_uuid(),
+                i32::try_from(max_attempts).unwrap_or(i32::MAX),
             )
-            .bind(job_id.as_uuid())
-            .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))
             .execute(&mut *conn)
             .await?
             .rows_affected(),
-            Some(JobStatus::Rejected) => sqlx::query(
+            Some(JobStatus::Rejected) => sqlx::query!(
                 "UPDATE caster_stop_jobs
                      SET dead_lettered_at = NULL, replays = replays + 1, updated_at = now()
                      WHERE job_id = $1 AND status = 'rejected'",
+                job_id.as_uuid(),
             )
-            .bind(job_id.as_uuid())
             .execute(&mut *conn)
             .await?
             .rows_affected(),
@@ -76,16 +73,16 @@ pub async fn reopen_for_replay(
         };
         record.reopened = reopened == 1;
     }
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO caster_stop_replays
            (job_id, previous_status, previous_error_code, reason, reopened)
          VALUES ($1, $2, $3, $4, $5)",
+        job_id.as_uuid(),
+        record.previous_status.map(JobStatus::as_str),
+        record.previous_error_code.as_deref(),
+        reason,
+        record.reopened,
     )
-    .bind(job_id.as_uuid())
-    .bind(record.previous_status.map(JobStatus::as_str))
-    .bind(record.previous_error_code.as_deref())
-    .bind(reason)
-    .bind(record.reopened)
     .execute(&mut *conn)
     .await?;
     Ok(record)

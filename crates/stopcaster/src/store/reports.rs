@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, Row};
+use sqlx::{PgPool, Postgres};
 use time::OffsetDateTime;
 
 use crate::domain::JobStatus;
@@ -51,8 +50,10 @@ fn push_job_filter<'a>(qb: &mut sqlx::QueryBuilder<'a, Postgres>, filter: &'a Jo
 }
 
 /// One job as `report` and the dashboard list it. Serialized for the dashboard's JSON;
-/// `report` writes its own JSON, with fixed-precision timestamps.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// `report` writes its own JSON, with fixed-precision timestamps. Read by column name from
+/// [`JOB_COLUMNS`] in the filtered lists, whose text is built at run time; the static queries
+/// that return it (`query_as!`) are checked against the schema at build time.
+#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
 pub struct JobRow {
     pub job_id: uuid::Uuid,
     pub caster_id: Option<String>,
@@ -76,30 +77,11 @@ pub struct JobRow {
     pub not_before: Option<OffsetDateTime>,
 }
 
-/// The columns [`job_row`] reads, over the alias `j`.
+/// The columns of [`JobRow`], over the alias `j`, for the queries whose filters are built at
+/// run time.
 pub(super) const JOB_COLUMNS: &str = "j.job_id, j.caster_id, j.region_id, j.batch_id, j.status,
      j.conclusion, j.request_id, j.error_code, j.http_status, j.attempts, j.replays,
      j.created_at, j.finished_at, j.account, j.not_before";
-
-pub(super) fn job_row(r: &PgRow) -> JobRow {
-    JobRow {
-        job_id: r.get("job_id"),
-        caster_id: r.get("caster_id"),
-        region_id: r.get("region_id"),
-        batch_id: r.get("batch_id"),
-        status: r.get("status"),
-        conclusion: r.get("conclusion"),
-        request_id: r.get("request_id"),
-        error_code: r.get("error_code"),
-        http_status: r.get("http_status"),
-        attempts: r.get("attempts"),
-        replays: r.get("replays"),
-        created_at: r.get("created_at"),
-        finished_at: r.get("finished_at"),
-        account: r.get("account"),
-        not_before: r.get("not_before"),
-    }
-}
 
 /// The text of the `report` job query.
 fn report_jobs_query(filter: &JobFilter, limit: Option<u32>) -> sqlx::QueryBuilder<'_, Postgres> {
@@ -118,11 +100,10 @@ pub async fn report_jobs(
     filter: &JobFilter,
     limit: Option<u32>,
 ) -> Result<Vec<JobRow>, sqlx::Error> {
-    let rows = report_jobs_query(filter, limit)
-        .build()
+    report_jobs_query(filter, limit)
+        .build_query_as::<JobRow>()
         .fetch_all(pool)
-        .await?;
-    Ok(rows.iter().map(job_row).collect())
+        .await
 }
 
 /// The calls made for the jobs matching a filter, and their failures.
@@ -188,6 +169,24 @@ impl ReportSummary {
     }
 }
 
+/// The due times of the jobs still to run, as [`report_summary`] reads them.
+#[derive(sqlx::FromRow)]
+struct DueSpan {
+    first_due: Option<OffsetDateTime>,
+    last_due: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+}
+
+/// The calls of the jobs matching a filter, as [`call_totals`] reads them.
+#[derive(sqlx::FromRow)]
+struct CallCounts {
+    calls: i64,
+    first_call: Option<OffsetDateTime>,
+    last_call: Option<OffsetDateTime>,
+    retried: i64,
+    throttled: i64,
+}
+
 /// The summary of the jobs matching `filter`. Each statement is driven by the same filter, so
 /// that a batch summary reads the batch's rows through `caster_stop_jobs_batch` and their
 /// attempts through the attempts' primary key.
@@ -198,13 +197,7 @@ pub async fn report_summary(
     let mut qb = sqlx::QueryBuilder::new("SELECT j.status, count(*) AS n FROM caster_stop_jobs j");
     push_job_filter(&mut qb, filter);
     qb.push(" GROUP BY j.status");
-    let counts: Vec<(String, i64)> = qb
-        .build()
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| (r.get("status"), r.get("n")))
-        .collect();
+    let counts: Vec<(String, i64)> = qb.build_query_as().fetch_all(pool).await?;
     let by_status = JobStatus::ALL
         .iter()
         .map(|s| {
@@ -225,12 +218,12 @@ pub async fn report_summary(
     let filtered = push_job_filter(&mut qb, filter);
     qb.push(if filtered { " AND " } else { " WHERE " })
         .push("j.status IN ('scheduled', 'pending')");
-    let due = qb.build().fetch_one(pool).await?;
+    let due: DueSpan = qb.build_query_as().fetch_one(pool).await?;
 
     Ok(ReportSummary {
-        first_due: due.get("first_due"),
-        last_due: due.get("last_due"),
-        now: due.get("now"),
+        first_due: due.first_due,
+        last_due: due.last_due,
+        now: Some(due.now),
         by_status,
         totals,
     })
@@ -251,7 +244,7 @@ pub async fn call_totals(pool: &PgPool, filter: &JobFilter) -> Result<CallTotals
              FROM caster_stop_attempts a WHERE a.job_id = j.job_id) a",
     );
     push_job_filter(&mut qb, filter);
-    let row = qb.build().fetch_one(pool).await?;
+    let calls: CallCounts = qb.build_query_as().fetch_one(pool).await?;
 
     let mut qb = sqlx::QueryBuilder::new(
         "SELECT coalesce(j.error_code, j.conclusion, '') AS code, count(*) AS n
@@ -260,27 +253,22 @@ pub async fn call_totals(pool: &PgPool, filter: &JobFilter) -> Result<CallTotals
     let filtered = push_job_filter(&mut qb, filter);
     qb.push(if filtered { " AND " } else { " WHERE " })
         .push("j.status IN ('failed', 'rejected') GROUP BY 1 ORDER BY 2 DESC, 1");
-    let failures_by_code = qb
-        .build()
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| (r.get("code"), r.get("n")))
-        .collect();
+    let failures_by_code: Vec<(String, i64)> = qb.build_query_as().fetch_all(pool).await?;
     Ok(CallTotals {
-        calls: row.get("calls"),
-        first_call: row.get("first_call"),
-        last_call: row.get("last_call"),
-        retried_attempts: row.get("retried"),
-        throttled_attempts: row.get("throttled"),
+        calls: calls.calls,
+        first_call: calls.first_call,
+        last_call: calls.last_call,
+        retried_attempts: calls.retried,
+        throttled_attempts: calls.throttled,
         failures_by_code,
     })
 }
 
 /// Jobs that reached a terminal status (`bench` waits for all of a batch's).
 pub async fn count_finished_jobs(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM caster_stop_jobs WHERE status NOT IN ('pending', 'scheduled')",
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM caster_stop_jobs
+           WHERE status NOT IN ('pending', 'scheduled')"#,
     )
     .fetch_one(pool)
     .await
@@ -288,21 +276,25 @@ pub async fn count_finished_jobs(pool: &PgPool) -> Result<i64, sqlx::Error> {
 
 /// Jobs with this status.
 pub async fn count_jobs_with_status(pool: &PgPool, status: JobStatus) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM caster_stop_jobs WHERE status = $1")
-        .bind(status.as_str())
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM caster_stop_jobs WHERE status = $1"#,
+        status.as_str(),
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// From the first call's start to the last call's end, over every attempt; `None` before any.
 pub async fn call_span(
     pool: &PgPool,
 ) -> Result<Option<(OffsetDateTime, OffsetDateTime)>, sqlx::Error> {
-    let (first, last): (Option<OffsetDateTime>, Option<OffsetDateTime>) =
-        sqlx::query_as("SELECT min(started_at), max(finished_at) FROM caster_stop_attempts")
-            .fetch_one(pool)
-            .await?;
-    Ok(first.zip(last))
+    let span = sqlx::query!(
+        r#"SELECT min(started_at) AS "first?", max(finished_at) AS "last?"
+           FROM caster_stop_attempts"#,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(span.first.zip(span.last))
 }
 
 #[cfg(test)]

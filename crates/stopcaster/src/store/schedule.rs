@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 
 /// A due job the stager is handing to the queue: its stored message.
@@ -25,23 +25,18 @@ pub struct Staging {
 /// Claims at most `limit` scheduled rows due within `lead`, earliest first, and locks them.
 pub async fn claim_due(pool: &PgPool, lead: Duration, limit: u32) -> Result<Staging, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let jobs = sqlx::query(
+    let jobs = sqlx::query_as!(
+        DueJob,
         "SELECT job_id, payload FROM caster_stop_jobs
          WHERE status = 'scheduled' AND not_before <= now() + make_interval(secs => $1)
          ORDER BY not_before, job_id
          LIMIT $2
          FOR UPDATE SKIP LOCKED",
+        lead.as_secs_f64(),
+        i64::from(limit),
     )
-    .bind(lead.as_secs_f64())
-    .bind(i64::from(limit))
     .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(|r| DueJob {
-        job_id: r.get("job_id"),
-        payload: r.get("payload"),
-    })
-    .collect();
+    .await?;
     Ok(Staging { tx, jobs })
 }
 
@@ -49,11 +44,11 @@ impl Staging {
     /// Marks the claimed rows `pending` (their messages are confirmed on the queue) and commits.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let ids: Vec<uuid::Uuid> = self.jobs.iter().map(|j| j.job_id).collect();
-        sqlx::query(
+        sqlx::query!(
             "UPDATE caster_stop_jobs SET status = 'pending', staged_at = now(), updated_at = now()
              WHERE job_id = ANY($1) AND status = 'scheduled'",
+            &ids,
         )
-        .bind(&ids)
         .execute(&mut *self.tx)
         .await?;
         self.tx.commit().await
@@ -63,25 +58,25 @@ impl Staging {
 /// How long until the earliest scheduled row is due (zero if one is overdue), `None` when none
 /// is scheduled; and how many are scheduled.
 pub async fn next_due(pool: &PgPool) -> Result<(Option<Duration>, i64), sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT extract(epoch FROM min(not_before) - now())::float8 AS secs, count(*) AS n
-         FROM caster_stop_jobs WHERE status = 'scheduled'",
+    let row = sqlx::query!(
+        r#"SELECT extract(epoch FROM min(not_before) - now())::float8 AS "secs?", count(*) AS "n!"
+         FROM caster_stop_jobs WHERE status = 'scheduled'"#,
     )
     .fetch_one(pool)
     .await?;
-    let secs: Option<f64> = row.get("secs");
     Ok((
-        secs.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)),
-        row.get("n"),
+        row.secs
+            .map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)),
+        row.n,
     ))
 }
 
 /// Jobs handed to the queue recently and not called yet: what the workers have still to take.
 pub async fn staged_backlog(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM caster_stop_jobs
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM caster_stop_jobs
          WHERE status = 'pending' AND staged_at IS NOT NULL AND attempts = 0
-           AND staged_at > now() - interval '10 minutes'",
+           AND staged_at > now() - interval '10 minutes'"#,
     )
     .fetch_one(pool)
     .await
@@ -124,8 +119,8 @@ pub async fn cancel_jobs(
     by: &str,
 ) -> Result<Vec<CancelRow>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let cancelled = sqlx::query(
-        "UPDATE caster_stop_jobs j
+    let cancelled = sqlx::query!(
+        r#"UPDATE caster_stop_jobs j
          SET status = 'cancelled', conclusion = 'cancelled', cancelled_by = $3,
              cancelled_at = now(), finished_at = now(), updated_at = now()
          FROM (SELECT job_id, status AS was FROM caster_stop_jobs
@@ -134,69 +129,59 @@ pub async fn cancel_jobs(
            AND (j.status = 'scheduled'
                 OR (j.status = 'pending' AND j.attempts = 0
                     AND (j.claimed_until IS NULL OR j.claimed_until < now())))
-         RETURNING j.job_id, j.caster_id, t.was, j.not_before",
+         RETURNING j.job_id, j.caster_id, t.was AS "was!", j.not_before"#,
+        ids,
+        batch,
+        by,
     )
-    .bind(ids)
-    .bind(batch)
-    .bind(by)
     .fetch_all(&mut *tx)
     .await?;
     let mut rows: Vec<(Option<OffsetDateTime>, CancelRow)> = cancelled
-        .iter()
+        .into_iter()
         .map(|r| {
-            (
-                r.get("not_before"),
-                CancelRow {
-                    job_id: r.get("job_id"),
-                    caster_id: r.get("caster_id"),
-                    outcome: CancelOutcome::Cancelled { was: r.get("was") },
-                },
-            )
+            let outcome = CancelOutcome::Cancelled { was: r.was };
+            (r.not_before, cancel_row(r.job_id, r.caster_id, outcome))
         })
         .collect();
     let done: Vec<uuid::Uuid> = rows.iter().map(|(_, r)| r.job_id).collect();
-    let others = sqlx::query(
+    let others = sqlx::query!(
         "SELECT job_id, caster_id, status, attempts, cancelled_by, cancelled_at, not_before
          FROM caster_stop_jobs
          WHERE (job_id = ANY($1) OR batch_id = $2) AND NOT job_id = ANY($3)",
+        ids,
+        batch,
+        &done,
     )
-    .bind(ids)
-    .bind(batch)
-    .bind(&done)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    for r in &others {
-        let status: String = r.get("status");
-        let outcome = match status.as_str() {
+    for r in others {
+        let outcome = match r.status.as_str() {
             "cancelled" => CancelOutcome::AlreadyCancelled {
-                by: r.get("cancelled_by"),
-                at: r.get("cancelled_at"),
+                by: r.cancelled_by,
+                at: r.cancelled_at,
             },
             "pending" | "scheduled" => CancelOutcome::Started {
-                attempts: r.get("attempts"),
+                attempts: r.attempts,
             },
-            _ => CancelOutcome::Ended { status },
+            _ => CancelOutcome::Ended { status: r.status },
         };
-        rows.push((
-            r.get("not_before"),
-            CancelRow {
-                job_id: r.get("job_id"),
-                caster_id: r.get("caster_id"),
-                outcome,
-            },
-        ));
+        rows.push((r.not_before, cancel_row(r.job_id, r.caster_id, outcome)));
     }
     rows.sort_by_key(|(due, r)| (*due, r.job_id));
     let mut rows: Vec<CancelRow> = rows.into_iter().map(|(_, r)| r).collect();
     for id in ids {
         if !rows.iter().any(|r| r.job_id == *id) {
-            rows.push(CancelRow {
-                job_id: *id,
-                caster_id: None,
-                outcome: CancelOutcome::Unknown,
-            });
+            rows.push(cancel_row(*id, None, CancelOutcome::Unknown));
         }
     }
     Ok(rows)
+}
+
+fn cancel_row(job_id: uuid::Uuid, caster_id: Option<String>, outcome: CancelOutcome) -> CancelRow {
+    CancelRow {
+        job_id,
+        caster_id,
+        outcome,
+    }
 }
