@@ -263,7 +263,9 @@ impl LiveClient {
             Err(e) => CallOutcome::Transport(transport_error(&e)),
         };
         self.touch();
-        outcome
+        // interpret() scrubbed the parameters named like secrets; these are the values
+        // themselves, wherever they are.
+        crate::scrub::scrub_outcome(outcome, &crate::scrub::known_values(credentials))
     }
 }
 

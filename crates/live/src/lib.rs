@@ -1,6 +1,7 @@
 //! The vendor side: everything that speaks Alibaba Cloud's protocol. Requests are signed
 //! ([`signer`]) with an account's [`credentials`] ([`accounts`] maps job account names to them),
-//! sent by the [`client`], and their answers classified ([`outcome`]).
+//! sent by the [`client`], and their answers classified ([`outcome`]) with the credentials
+//! they echo removed ([`scrub`]).
 //!
 //! Its vocabulary is its own: checked [`ids`] and the [`time`] formats the API speaks. It
 //! knows nothing of queues or tables.
@@ -10,6 +11,7 @@ pub mod client;
 pub mod credentials;
 pub mod ids;
 pub mod outcome;
+pub mod scrub;
 pub mod signer;
 pub mod time;
 

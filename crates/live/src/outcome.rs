@@ -181,8 +181,14 @@ struct Body {
 pub const UNEXPECTED_RESPONSE: &str = "UnexpectedResponse";
 
 /// Interprets an HTTP answer. A 2xx with a `RequestId` and no `Code` is a stop; a 2xx without
-/// one is treated as a lost answer, since the call may have taken effect.
+/// one is treated as a lost answer, since the call may have taken effect. The texts it keeps
+/// are scrubbed of credentials (Alibaba quotes the token in `SignatureDoesNotMatch`), so the
+/// outcome can be stored, logged and shown.
 pub fn interpret(http_status: u16, body: &[u8]) -> CallOutcome {
+    crate::scrub::scrub_outcome(read_answer(http_status, body), &[])
+}
+
+fn read_answer(http_status: u16, body: &[u8]) -> CallOutcome {
     let parsed: Option<Body> = serde_json::from_slice(body).ok();
     let success = (200..300).contains(&http_status);
     match parsed {
