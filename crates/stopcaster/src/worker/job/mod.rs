@@ -159,7 +159,7 @@ async fn run_job(
         .db(|| store::open_job(&ctx.pool, job, region, payload, escaped))
         .await?;
     if let Some(done) = decide::on_open(state.status, state.dead_lettered, job.job_id) {
-        log_settled_on_open(state.status);
+        log_settled_on_open(&state);
         return Ok(done);
     }
     let Some(account) = ctx.accounts.resolve(job.account.as_ref()) else {
@@ -175,13 +175,13 @@ async fn run_job(
     attempt::attempts(step, job, &state, account, region, budget).await
 }
 
-fn log_settled_on_open(status: JobStatus) {
-    if status == JobStatus::Scheduled {
+fn log_settled_on_open(state: &JobState) {
+    if state.status == JobStatus::Scheduled {
         // Committed as scheduled: the row holds the schedule, the stager hands it back.
-        debug!("scheduled; held in the database until due");
+        debug!(not_before = ?state.not_before, "scheduled; held in the database until due");
     } else {
         debug!(
-            status = status.as_str(),
+            status = state.status.as_str(),
             "already finished; acknowledging without a call"
         );
     }
