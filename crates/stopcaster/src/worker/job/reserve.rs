@@ -37,6 +37,13 @@ pub(super) struct Ready<'a> {
     pub(super) probe: Option<Probe<'a>>,
 }
 
+/// What [`prepare`] found with the slot held.
+struct Prepared {
+    credentials: Arc<Credentials>,
+    attempt: u32,
+    unknown_before: bool,
+}
+
 /// How the reservation step ended.
 pub(super) enum Reservation<'a> {
     Ready(Ready<'a>),
@@ -86,7 +93,11 @@ pub(super) async fn reserve<'a>(
     };
     ctx.metrics.pacer_wait(slot.wait);
     match prepare(step, job, account).await {
-        Ok((credentials, attempt, unknown_before)) => Ok(Reservation::Ready(Ready {
+        Ok(Prepared {
+            credentials,
+            attempt,
+            unknown_before,
+        }) => Ok(Reservation::Ready(Ready {
             slot,
             credentials,
             attempt,
@@ -101,11 +112,7 @@ pub(super) async fn reserve<'a>(
 }
 
 /// With the slot held: the credentials to sign with and the attempt row.
-async fn prepare(
-    step: &Step<'_>,
-    job: &Job,
-    account: &Account,
-) -> Result<(Arc<Credentials>, u32, bool), Unready> {
+async fn prepare(step: &Step<'_>, job: &Job, account: &Account) -> Result<Prepared, Unready> {
     let ctx = step.ctx;
     if step.shutdown.is_cancelled() {
         return Err(Unready::Shutdown);
@@ -125,7 +132,11 @@ async fn prepare(
         AttemptStart::Started {
             attempt,
             unknown_before,
-        } => Ok((credentials, attempt, unknown_before)),
+        } => Ok(Prepared {
+            credentials,
+            attempt,
+            unknown_before,
+        }),
         AttemptStart::NotPending => Err(Unready::NotPending),
         AttemptStart::ClaimedElsewhere => Err(Unready::ClaimedElsewhere),
     }
