@@ -11,19 +11,24 @@
 //! holds at most one reserved slot per account at a time (a local lock), so a process that stops
 //! can waste at most one slot, and it hands that one back if nobody reserved after it.
 //!
-//! Calls go out on time: slots are handed out at least `PREPARE_LEAD` (100 ms) ahead, and
+//! Calls go out on time: slots are handed out at least [`PREPARE_LEAD`] (100 ms) ahead, and
 //! [`Pacer::acquire`] returns that much before the slot, so the caller records its attempt,
-//! then waits for [`Slot::due`] and sends. A call that still
-//! leaves late (a slow database, a pause) pushes the schedule back by its lateness
-//! ([`Pacer::sent`], reported as the call leaves, not when it is answered), so the calls after it keep their distance from it, and no window of one
-//! second at the server holds more than `qps` calls. Lateness up to half the margin is let
-//! pass (the margin absorbs it; tokio's timers alone are a millisecond coarse).
+//! then waits for [`Slot::due`] and sends. A call that still leaves late (a slow database, a
+//! pause) pushes the schedule back by its lateness ([`Pacer::sent`], reported as the call
+//! leaves, not when it is answered), so the calls after it keep their distance from it, and no
+//! window of one second at the server holds more than `qps` calls. Lateness up to half the
+//! margin is let pass (the margin absorbs it; tokio's timers alone are a millisecond coarse).
+//! A slot reserved through [`Pacer::reserve`] is a [`Reserved`] guard: unless spent on a call,
+//! it goes back to the schedule however the caller leaves.
 //!
 //! Throttling feedback: a `Throttling*` answer means someone outside the schedule shares the
 //! quota. The account's `slowdown` (a period multiplier) is multiplied by 1.25 and `tat` pushed
 //! back by one period, at most once per period however many replicas report the same event;
 //! each later slot takes 0.02 off `slowdown`, so the rate recovers within about a dozen calls,
 //! and repeated throttling (a competitor that stays) compounds into a lasting slowdown.
+//!
+//! Here: the pacer either kind is and what a slot is; `maths`: the arithmetic, free of I/O;
+//! `local` and `shared`: the two kinds; `reserved`: the guard.
 
 use std::time::Duration;
 
