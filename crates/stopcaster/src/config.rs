@@ -147,7 +147,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "STOPCASTER_QPS", default_value_t = 10)]
     pub qps: u32,
     /// Safety margin added to each second of the pacer's schedule, in milliseconds.
-    #[arg(long, env = "STOPCASTER_PACER_MARGIN_MS", default_value_t = 5)]
+    #[arg(long, env = "STOPCASTER_PACER_MARGIN_MS", default_value_t = crate::worker::pacer::DEFAULT_MARGIN_MS)]
     pub pacer_margin_ms: u64,
     #[command(flatten)]
     pub attempts: AttemptsArgs,

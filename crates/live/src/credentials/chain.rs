@@ -269,27 +269,47 @@ pub fn duration_seconds(configured: Option<u32>) -> Result<u32, String> {
 }
 
 /// The first configured source. `cli_config` is the aliyun CLI config (`None` when no path
-/// could be determined, `text: None` when the file does not exist).
+/// could be determined, `text: None` when the file does not exist). The order is
+/// credentials-go's default chain; each source is configured, absent (`None`: ask the next) or
+/// half-configured (an error, never a skip to the next).
 pub fn select(env: Env<'_>, cli_config: Option<&CliConfigFile>) -> Result<Source, ConfigError> {
-    // 1. Static AccessKeys (credentials-go `env.go`). Half a pair is an error, not a skip.
+    if let Some(source) = static_keys(env)? {
+        return Ok(source);
+    }
+    if let Some(source) = oidc(env)? {
+        return Ok(source);
+    }
+    if let Some(source) = credentials_uri(env)? {
+        return Ok(source);
+    }
+    if let Some(source) = cli_profile(env, cli_config)? {
+        return Ok(source);
+    }
+    ecs_role(env, cli_config)
+}
+
+/// 1. Static AccessKeys (credentials-go `env.go`). Half a pair is an error, not a skip.
+fn static_keys(env: Env<'_>) -> Result<Option<Source>, ConfigError> {
     match (var(env, ACCESS_KEY_ID), var(env, ACCESS_KEY_SECRET)) {
         (Some(id), Some(secret)) => {
             let token = var(env, SECURITY_TOKEN);
             let label = if token.is_some() { "env-sts" } else { "env" };
-            return Ok(Source {
+            Ok(Some(Source {
                 label: label.to_owned(),
                 kind: SourceKind::Static(Credentials::new(id, secret).with_security_token(token)),
-            });
+            }))
         }
-        (Some(_), None) => return Err(incomplete(ACCESS_KEY_ID, &[ACCESS_KEY_SECRET])),
-        (None, Some(_)) => return Err(incomplete(ACCESS_KEY_SECRET, &[ACCESS_KEY_ID])),
-        (None, None) => {}
+        (Some(_), None) => Err(incomplete(ACCESS_KEY_ID, &[ACCESS_KEY_SECRET])),
+        (None, Some(_)) => Err(incomplete(ACCESS_KEY_SECRET, &[ACCESS_KEY_ID])),
+        (None, None) => Ok(None),
     }
+}
 
-    // 2. RRSA/OIDC (credentials-python `auth_util.enable_oidc_credential`: all three set).
+/// 2. RRSA/OIDC (credentials-python `auth_util.enable_oidc_credential`: all three set).
+fn oidc(env: Env<'_>) -> Result<Option<Source>, ConfigError> {
     let oidc = [ROLE_ARN, OIDC_PROVIDER_ARN, OIDC_TOKEN_FILE].map(|v| (v, var(env, v)));
     if let [(_, Some(role_arn)), (_, Some(provider)), (_, Some(file))] = &oidc {
-        return Ok(Source {
+        return Ok(Some(Source {
             label: "oidc".to_owned(),
             kind: SourceKind::Oidc(OidcRole {
                 role_arn: role_arn.clone(),
@@ -300,7 +320,7 @@ pub fn select(env: Env<'_>, cli_config: Option<&CliConfigFile>) -> Result<Source
                 policy: None,
                 sts_endpoint: sts_endpoint(env, None, None),
             }),
-        });
+        }));
     }
     if let Some((set, _)) = oidc.iter().find(|(_, v)| v.is_some()) {
         let missing: Vec<&str> = oidc
@@ -310,44 +330,52 @@ pub fn select(env: Env<'_>, cli_config: Option<&CliConfigFile>) -> Result<Source
             .collect();
         return Err(incomplete(set, &missing));
     }
+    Ok(None)
+}
 
-    // 3. Credentials URI.
-    if let Some(url) = var(env, CREDENTIALS_URI) {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ConfigError::InvalidValue {
-                var: CREDENTIALS_URI,
-                message: "not an http:// or https:// URL".to_owned(),
-            });
-        }
-        return Ok(Source {
-            label: "credentials-uri".to_owned(),
-            kind: SourceKind::Uri(UriSource { url }),
+/// 3. Credentials URI.
+fn credentials_uri(env: Env<'_>) -> Result<Option<Source>, ConfigError> {
+    let Some(url) = var(env, CREDENTIALS_URI) else {
+        return Ok(None);
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::InvalidValue {
+            var: CREDENTIALS_URI,
+            message: "not an http:// or https:// URL".to_owned(),
         });
     }
+    Ok(Some(Source {
+        label: "credentials-uri".to_owned(),
+        kind: SourceKind::Uri(UriSource { url }),
+    }))
+}
 
-    // 4. The aliyun CLI profile.
-    if !flag(env, CLI_PROFILE_DISABLED) {
-        let wanted = var(env, PROFILE);
-        match cli_config {
-            Some(CliConfigFile {
-                path,
-                text: Some(text),
-            }) => {
-                if let Some(source) = profile::select(env, path, text, wanted.as_deref())? {
-                    return Ok(source);
-                }
-            }
-            Some(CliConfigFile { path, text: None }) if wanted.is_some() => {
-                return Err(ConfigError::CliConfig {
-                    path: path.clone(),
-                    message: format!("{PROFILE} names a profile but the file does not exist"),
-                });
-            }
-            _ => {}
-        }
+/// 4. The aliyun CLI profile.
+fn cli_profile(
+    env: Env<'_>,
+    cli_config: Option<&CliConfigFile>,
+) -> Result<Option<Source>, ConfigError> {
+    if flag(env, CLI_PROFILE_DISABLED) {
+        return Ok(None);
     }
+    let wanted = var(env, PROFILE);
+    match cli_config {
+        Some(CliConfigFile {
+            path,
+            text: Some(text),
+        }) => profile::select(env, path, text, wanted.as_deref()),
+        Some(CliConfigFile { path, text: None }) if wanted.is_some() => {
+            Err(ConfigError::CliConfig {
+                path: path.clone(),
+                message: format!("{PROFILE} names a profile but the file does not exist"),
+            })
+        }
+        _ => Ok(None),
+    }
+}
 
-    // 5. The ECS instance RAM role.
+/// 5. The ECS instance RAM role, the last resort unless disabled.
+fn ecs_role(env: Env<'_>, cli_config: Option<&CliConfigFile>) -> Result<Source, ConfigError> {
     if flag(env, ECS_METADATA_DISABLED) {
         return Err(ConfigError::NothingConfigured {
             cli_config_path: cli_config.map(|c| c.path.clone()),

@@ -135,11 +135,60 @@ fn resolve(
     name: &str,
     seen: &mut Vec<String>,
 ) -> Result<Source, ConfigError> {
-    let err = |message: String| ConfigError::CliProfile {
-        path: path.to_owned(),
-        profile: name.to_owned(),
-        message,
+    let fields = Fields {
+        env,
+        path,
+        name,
+        p: lookup(path, config, name, seen)?,
     };
+    let p = fields.p;
+    let kind = match p.mode.as_str() {
+        "AK" => SourceKind::Static(fields.access_key()?),
+        "StsToken" => SourceKind::Static(
+            fields
+                .access_key()?
+                .with_security_token(Some(fields.need(&p.sts_token, "sts_token")?)),
+        ),
+        "RamRoleArn" => SourceKind::AssumeRole {
+            base: Box::new(Source {
+                label: format!("cli-profile {name:?} (AK)"),
+                kind: SourceKind::Static(fields.access_key()?),
+            }),
+            role: fields.ram_role()?,
+        },
+        "EcsRamRole" => SourceKind::Ecs(fields.ecs_role()),
+        "OIDC" => SourceKind::Oidc(fields.oidc_role()?),
+        "ChainableRamRoleArn" => {
+            let source = fields.need(&p.source_profile, "source_profile")?;
+            let role = fields.ram_role()?;
+            SourceKind::AssumeRole {
+                base: Box::new(resolve(env, path, config, &source, seen)?),
+                role,
+            }
+        }
+        "" => return Err(fields.err("no mode".to_owned())),
+        other => {
+            return Err(fields.err(format!(
+                "mode {other} is not supported (supported: {})",
+                SUPPORTED_MODES.join(", ")
+            )));
+        }
+    };
+    Ok(Source {
+        label: format!("cli-profile {name:?} ({})", p.mode),
+        kind,
+    })
+}
+
+/// The profile `name`, refused if a `source_profile` chain comes back to it (or runs longer
+/// than any sane chain).
+fn lookup<'c>(
+    path: &str,
+    config: &'c Config,
+    name: &str,
+    seen: &mut Vec<String>,
+) -> Result<&'c Profile, ConfigError> {
+    let err = |message: String| profile_error(path, name, message);
     if seen.iter().any(|s| s == name) || seen.len() >= MAX_CHAIN {
         seen.push(name.to_owned());
         return Err(err(format!(
@@ -148,91 +197,108 @@ fn resolve(
         )));
     }
     seen.push(name.to_owned());
-    let p = config
+    config
         .profiles
         .iter()
         .find(|p| p.name == name)
-        .ok_or_else(|| err("no such profile".to_owned()))?;
-    let need = |value: &str, field: &str| {
+        .ok_or_else(|| err("no such profile".to_owned()))
+}
+
+fn profile_error(path: &str, name: &str, message: String) -> ConfigError {
+    ConfigError::CliProfile {
+        path: path.to_owned(),
+        profile: name.to_owned(),
+        message,
+    }
+}
+
+/// A blank field is an absent one in the CLI's file.
+fn optional(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// One profile's fields, read into a source's parts with errors that name the profile.
+struct Fields<'a> {
+    env: Env<'a>,
+    path: &'a str,
+    name: &'a str,
+    p: &'a Profile,
+}
+
+impl Fields<'_> {
+    fn err(&self, message: String) -> ConfigError {
+        profile_error(self.path, self.name, message)
+    }
+
+    /// A field the profile's mode cannot do without.
+    fn need(&self, value: &str, field: &str) -> Result<String, ConfigError> {
         if value.is_empty() {
-            Err(err(format!("mode {} needs {field}", p.mode)))
+            Err(self.err(format!("mode {} needs {field}", self.p.mode)))
         } else {
             Ok(value.to_owned())
         }
-    };
-    let optional = |value: &str| (!value.is_empty()).then(|| value.to_owned());
-    let label = format!("cli-profile {name:?} ({})", p.mode);
-    let session_name = || {
-        optional(&p.ram_session_name)
-            .or_else(|| optional(&p.role_session_name))
-            .or_else(|| env(chain::ROLE_SESSION_NAME).filter(|v| !v.is_empty()))
+    }
+
+    fn session_name(&self) -> String {
+        optional(&self.p.ram_session_name)
+            .or_else(|| optional(&self.p.role_session_name))
+            .or_else(|| (self.env)(chain::ROLE_SESSION_NAME).filter(|v| !v.is_empty()))
             .unwrap_or_else(chain::default_session_name)
-    };
-    let sts_endpoint =
-        || chain::sts_endpoint(env, optional(&p.sts_region).as_deref(), p.enable_vpc);
-    let ram_role = || -> Result<RamRole, ConfigError> {
-        Ok(RamRole {
-            role_arn: need(&p.ram_role_arn, "ram_role_arn")?,
-            session_name: session_name(),
-            duration_seconds: duration_seconds(p.expired_seconds)
-                .map_err(|m| err(format!("expired_seconds: {m}")))?,
-            policy: optional(&p.policy),
-            external_id: optional(&p.external_id).map(Secret::new),
-            sts_endpoint: sts_endpoint(),
-        })
-    };
-    let access_key = || -> Result<Credentials, ConfigError> {
+    }
+
+    fn sts_endpoint(&self) -> String {
+        chain::sts_endpoint(
+            self.env,
+            optional(&self.p.sts_region).as_deref(),
+            self.p.enable_vpc,
+        )
+    }
+
+    fn duration_seconds(&self) -> Result<u32, ConfigError> {
+        duration_seconds(self.p.expired_seconds)
+            .map_err(|m| self.err(format!("expired_seconds: {m}")))
+    }
+
+    fn access_key(&self) -> Result<Credentials, ConfigError> {
         Ok(Credentials::new(
-            need(&p.access_key_id, "access_key_id")?,
-            need(&p.access_key_secret, "access_key_secret")?,
+            self.need(&self.p.access_key_id, "access_key_id")?,
+            self.need(&self.p.access_key_secret, "access_key_secret")?,
         ))
-    };
-    let kind = match p.mode.as_str() {
-        "AK" => SourceKind::Static(access_key()?),
-        "StsToken" => SourceKind::Static(
-            access_key()?.with_security_token(Some(need(&p.sts_token, "sts_token")?)),
-        ),
-        "RamRoleArn" => SourceKind::AssumeRole {
-            base: Box::new(Source {
-                label: format!("cli-profile {name:?} (AK)"),
-                kind: SourceKind::Static(access_key()?),
-            }),
-            role: ram_role()?,
-        },
-        "EcsRamRole" => SourceKind::Ecs(EcsRole {
-            role_name: optional(&p.ram_role_name),
-            endpoint: chain::ecs_metadata_endpoint(env),
-            imdsv1_disabled: env(chain::IMDSV1_DISABLED)
+    }
+
+    fn ram_role(&self) -> Result<RamRole, ConfigError> {
+        Ok(RamRole {
+            role_arn: self.need(&self.p.ram_role_arn, "ram_role_arn")?,
+            session_name: self.session_name(),
+            duration_seconds: self.duration_seconds()?,
+            policy: optional(&self.p.policy),
+            external_id: optional(&self.p.external_id).map(Secret::new),
+            sts_endpoint: self.sts_endpoint(),
+        })
+    }
+
+    fn ecs_role(&self) -> EcsRole {
+        EcsRole {
+            role_name: optional(&self.p.ram_role_name),
+            endpoint: chain::ecs_metadata_endpoint(self.env),
+            imdsv1_disabled: (self.env)(chain::IMDSV1_DISABLED)
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             implicit: false,
-        }),
-        "OIDC" => SourceKind::Oidc(OidcRole {
-            role_arn: need(&p.ram_role_arn, "ram_role_arn")?,
-            oidc_provider_arn: need(&p.oidc_provider_arn, "oidc_provider_arn")?,
-            token_file: PathBuf::from(need(&p.oidc_token_file, "oidc_token_file")?),
-            session_name: session_name(),
-            duration_seconds: duration_seconds(p.expired_seconds)
-                .map_err(|m| err(format!("expired_seconds: {m}")))?,
+        }
+    }
+
+    fn oidc_role(&self) -> Result<OidcRole, ConfigError> {
+        let p = self.p;
+        Ok(OidcRole {
+            role_arn: self.need(&p.ram_role_arn, "ram_role_arn")?,
+            oidc_provider_arn: self.need(&p.oidc_provider_arn, "oidc_provider_arn")?,
+            token_file: PathBuf::from(self.need(&p.oidc_token_file, "oidc_token_file")?),
+            session_name: self.session_name(),
+            duration_seconds: self.duration_seconds()?,
             policy: optional(&p.policy),
-            sts_endpoint: sts_endpoint(),
-        }),
-        "ChainableRamRoleArn" => {
-            let source = need(&p.source_profile, "source_profile")?;
-            let role = ram_role()?;
-            SourceKind::AssumeRole {
-                base: Box::new(resolve(env, path, config, &source, seen)?),
-                role,
-            }
-        }
-        "" => return Err(err("no mode".to_owned())),
-        other => {
-            return Err(err(format!(
-                "mode {other} is not supported (supported: {})",
-                SUPPORTED_MODES.join(", ")
-            )));
-        }
-    };
-    Ok(Source { label, kind })
+            sts_endpoint: self.sts_endpoint(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -118,6 +118,31 @@ impl Metrics {
     /// The Prometheus exposition text. `in_flight` is sampled by the caller.
     pub fn render(&self, in_flight: usize, paused: &[(String, String)]) -> String {
         let mut out = String::new();
+        self.render_counters(&mut out, paused);
+        histogram(
+            &mut out,
+            "stopcaster_api_latency_seconds",
+            "StopCaster call latency.",
+            &LATENCY_BUCKETS,
+            &self.0.latency_buckets,
+            &self.0.latency_count,
+            &self.0.latency_sum_us,
+        );
+        self.render_pacer(&mut out);
+        histogram(
+            &mut out,
+            "stopcaster_call_lateness_seconds",
+            "How long after its due time (not_before) a scheduled job's first call left.",
+            &LATENESS_BUCKETS,
+            &self.0.lateness_buckets,
+            &self.0.lateness_count,
+            &self.0.lateness_sum_us,
+        );
+        self.render_gauges(&mut out, in_flight);
+        out
+    }
+
+    fn render_counters(&self, out: &mut String, paused: &[(String, String)]) {
         out.push_str("# HELP stopcaster_account_paused 1 for an account whose credentials were refused, by the refusal's code.\n# TYPE stopcaster_account_paused gauge\n");
         for (account, code) in paused {
             let _ = writeln!(
@@ -139,25 +164,9 @@ impl Metrics {
                 label(code)
             );
         }
-        out.push_str("# HELP stopcaster_api_latency_seconds StopCaster call latency.\n# TYPE stopcaster_api_latency_seconds histogram\n");
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            let n = self.0.latency_buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "stopcaster_api_latency_seconds_bucket{{le=\"{bound}\"}} {n}"
-            );
-        }
-        let count = self.0.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "stopcaster_api_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "stopcaster_api_latency_seconds_sum {}",
-            self.0.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "stopcaster_api_latency_seconds_count {count}");
+    }
+
+    fn render_pacer(&self, out: &mut String) {
         out.push_str("# HELP stopcaster_pacer_wait_seconds_total Time spent waiting for pacer slots.\n# TYPE stopcaster_pacer_wait_seconds_total counter\n");
         let _ = writeln!(
             out,
@@ -174,25 +183,9 @@ impl Metrics {
             "# HELP stopcaster_scheduled_jobs Jobs held as scheduled in Postgres, due later.\n# TYPE stopcaster_scheduled_jobs gauge\nstopcaster_scheduled_jobs {}",
             self.0.scheduled.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP stopcaster_call_lateness_seconds How long after its due time (not_before) a scheduled job's first call left.\n# TYPE stopcaster_call_lateness_seconds histogram\n");
-        for (i, bound) in LATENESS_BUCKETS.iter().enumerate() {
-            let n = self.0.lateness_buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "stopcaster_call_lateness_seconds_bucket{{le=\"{bound}\"}} {n}"
-            );
-        }
-        let count = self.0.lateness_count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "stopcaster_call_lateness_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "stopcaster_call_lateness_seconds_sum {}",
-            self.0.lateness_sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "stopcaster_call_lateness_seconds_count {count}");
+    }
+
+    fn render_gauges(&self, out: &mut String, in_flight: usize) {
         let _ = writeln!(
             out,
             "# HELP stopcaster_jobs_in_flight Jobs being processed.\n# TYPE stopcaster_jobs_in_flight gauge\nstopcaster_jobs_in_flight {in_flight}"
@@ -207,8 +200,33 @@ impl Metrics {
             "# HELP stopcaster_database_connected 1 when Postgres answered last.\n# TYPE stopcaster_database_connected gauge\nstopcaster_database_connected {}",
             u8::from(self.database_up())
         );
-        out
     }
+}
+
+/// One histogram in the exposition format: its buckets, `+Inf`, sum (kept in microseconds)
+/// and count.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+    buckets: &[AtomicU64],
+    count: &AtomicU64,
+    sum_us: &AtomicU64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (bound, n) in bounds.iter().zip(buckets) {
+        let n = n.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+    }
+    let count = count.load(Ordering::Relaxed);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(
+        out,
+        "{name}_sum {}",
+        sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(out, "{name}_count {count}");
 }
 
 /// A Prometheus label value, escaped.

@@ -1,0 +1,249 @@
+//! The choices between a job's steps, as pure functions of what the steps found: what an
+//! opened row says, how many attempts a job has, whether a wait fits the hold cap, what an
+//! answer tells the account's pause, and what a finished job's delivery becomes. Kept apart
+//! from the effects so each guarantee has a test that needs no database, broker or clock.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::Disposition;
+use crate::domain::{JobId, JobStatus, Verdict};
+use crate::store::JobState;
+use crate::worker::verdict;
+use stopcaster_live::CallOutcome;
+
+/// What the opened row settles before any call: a scheduled job is held by its row (ack); a
+/// finished one is acknowledged, after its dead letter if a crash lost that. `None`: call.
+pub(super) fn on_open(
+    status: JobStatus,
+    dead_lettered: bool,
+    job_id: JobId,
+) -> Option<Disposition> {
+    match status {
+        JobStatus::Scheduled => Some(Disposition::Ack),
+        JobStatus::Failed | JobStatus::Rejected if !dead_lettered => {
+            Some(Disposition::DeadLetter {
+                job_id,
+                reason: "redelivered".into(),
+            })
+        }
+        s if s.is_terminal() => Some(Disposition::Ack),
+        _ => None,
+    }
+}
+
+/// A rejected message's delivery: dead-lettered once, acknowledged on redelivery after that.
+pub(super) fn on_rejected(dead_lettered: bool, job_id: JobId, reason: &str) -> Disposition {
+    if dead_lettered {
+        Disposition::Ack
+    } else {
+        Disposition::DeadLetter {
+            job_id,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// Attempts the job may make in all: its own budget (raised by replays) or the configured
+/// one, plus every call refused for its credentials, which was not the job's fault.
+pub(super) fn attempt_budget(state: &JobState, max_attempts: u32) -> u32 {
+    state.attempt_budget.unwrap_or(max_attempts) + state.refused_attempts
+}
+
+/// Whether the job's attempts are used up before this delivery makes any.
+pub(super) fn exhausted(state: &JobState, budget: u32) -> bool {
+    state.attempts >= budget
+}
+
+/// How long from `now` until `at` (nothing if it has passed).
+pub(super) fn wait_until(at: OffsetDateTime, now: OffsetDateTime) -> Duration {
+    Duration::try_from((at - now).max(time::Duration::ZERO)).unwrap_or_default()
+}
+
+/// Whether a delivery held `held` may wait `wait` more without passing the hold cap.
+pub(super) fn fits_hold(held: Duration, wait: Duration, cap: Duration) -> bool {
+    held + wait <= cap
+}
+
+/// What a call's answer tells the pause of its account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Answer<'a> {
+    /// The credentials were refused with this code: pause (or stay paused).
+    Refused(&'a str),
+    /// No answer (a transport failure) says nothing of the credentials: a probe's turn passes.
+    Silent,
+    /// The API took the credentials, whatever it said of the studio: resume.
+    Accepted,
+}
+
+pub(super) fn answer(outcome: &CallOutcome) -> Answer<'_> {
+    match outcome {
+        CallOutcome::CredentialsRefused(e) => Answer::Refused(&e.code),
+        CallOutcome::Transport(_) => Answer::Silent,
+        _ => Answer::Accepted,
+    }
+}
+
+/// The delivery of a job whose last attempt reached a verdict: a success is acknowledged, a
+/// failure dead-lettered with the reason operators filter on.
+pub(super) fn finished(verdict: &Verdict, outcome: &CallOutcome, job_id: JobId) -> Disposition {
+    match verdict.status {
+        JobStatus::Succeeded => Disposition::Ack,
+        _ => Disposition::DeadLetter {
+            job_id,
+            reason: verdict::dead_letter_reason(outcome, verdict),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::conclusion;
+    use stopcaster_live::{ApiError, TransportError, TransportKind};
+
+    fn state(attempts: u32, attempt_budget: Option<u32>, refused_attempts: u32) -> JobState {
+        JobState {
+            status: JobStatus::Pending,
+            attempts,
+            attempt_budget,
+            refused_attempts,
+            next_attempt_at: None,
+            dead_lettered: false,
+            not_before: None,
+            due_ahead: false,
+        }
+    }
+
+    fn api_error(code: &str) -> ApiError {
+        ApiError {
+            http_status: 400,
+            code: code.to_owned(),
+            message: String::new(),
+            request_id: Some("req".to_owned()),
+            host_id: None,
+            recommend: None,
+        }
+    }
+
+    fn job_id() -> JobId {
+        JobId::new_random()
+    }
+
+    #[test]
+    fn an_opened_row_settles_scheduled_and_finished_jobs_without_a_call() {
+        let id = job_id();
+        assert_eq!(
+            on_open(JobStatus::Scheduled, false, id),
+            Some(Disposition::Ack)
+        );
+        assert_eq!(
+            on_open(JobStatus::Succeeded, false, id),
+            Some(Disposition::Ack)
+        );
+        assert_eq!(
+            on_open(JobStatus::Cancelled, false, id),
+            Some(Disposition::Ack)
+        );
+        assert_eq!(on_open(JobStatus::Failed, true, id), Some(Disposition::Ack));
+        // A crash between the verdict and its dead letter: the redelivery sends it.
+        for status in [JobStatus::Failed, JobStatus::Rejected] {
+            assert_eq!(
+                on_open(status, false, id),
+                Some(Disposition::DeadLetter {
+                    job_id: id,
+                    reason: "redelivered".into()
+                })
+            );
+        }
+        assert_eq!(on_open(JobStatus::Pending, false, id), None);
+    }
+
+    #[test]
+    fn a_rejected_message_is_dead_lettered_once() {
+        let id = job_id();
+        assert_eq!(on_rejected(true, id, "bad"), Disposition::Ack);
+        assert_eq!(
+            on_rejected(false, id, "bad"),
+            Disposition::DeadLetter {
+                job_id: id,
+                reason: "bad".into()
+            }
+        );
+    }
+
+    #[test]
+    fn refused_credentials_give_their_attempts_back() {
+        assert_eq!(attempt_budget(&state(0, None, 0), 8), 8);
+        assert_eq!(attempt_budget(&state(0, Some(12), 0), 8), 12);
+        assert_eq!(attempt_budget(&state(0, None, 3), 8), 11);
+        assert!(!exhausted(&state(7, None, 0), 8));
+        assert!(exhausted(&state(8, None, 0), 8));
+        assert!(!exhausted(
+            &state(8, None, 1),
+            attempt_budget(&state(8, None, 1), 8)
+        ));
+    }
+
+    #[test]
+    fn waits_are_never_negative_and_bounded_by_the_hold_cap() {
+        let now = time::macros::datetime!(2026-01-01 00:00:00 UTC);
+        assert_eq!(
+            wait_until(now - time::Duration::SECOND, now),
+            Duration::ZERO
+        );
+        assert_eq!(
+            wait_until(now + time::Duration::milliseconds(1500), now),
+            Duration::from_millis(1500)
+        );
+        let s = Duration::from_secs;
+        assert!(fits_hold(s(10), s(20), s(30)));
+        assert!(!fits_hold(s(10), s(21), s(30)));
+    }
+
+    #[test]
+    fn only_a_refusal_pauses_and_only_an_answer_resumes() {
+        let refused = CallOutcome::CredentialsRefused(api_error("InvalidAccessKeyId.NotFound"));
+        assert_eq!(
+            answer(&refused),
+            Answer::Refused("InvalidAccessKeyId.NotFound")
+        );
+        let transport = CallOutcome::Transport(TransportError {
+            kind: TransportKind::Connect,
+            message: String::new(),
+        });
+        assert_eq!(answer(&transport), Answer::Silent);
+        assert_eq!(
+            answer(&CallOutcome::Retryable(api_error("Throttling"))),
+            Answer::Accepted
+        );
+        assert_eq!(
+            answer(&CallOutcome::Permanent(api_error("X"))),
+            Answer::Accepted
+        );
+    }
+
+    #[test]
+    fn a_success_is_acked_and_a_failure_dead_lettered() {
+        let id = job_id();
+        let ok = CallOutcome::Stopped {
+            request_id: "r".into(),
+            http_status: 200,
+        };
+        let verdict = match verdict::decide(&ok, 1, 8, false) {
+            verdict::Next::Finish(v) => v,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(finished(&verdict, &ok, id), Disposition::Ack);
+        let exhausted = verdict::failed(conclusion::RETRIES_EXHAUSTED);
+        let busy = CallOutcome::Retryable(api_error("ServiceUnavailable"));
+        assert_eq!(
+            finished(&exhausted, &busy, id),
+            Disposition::DeadLetter {
+                job_id: id,
+                reason: verdict::RETRIES_EXHAUSTED.into()
+            }
+        );
+    }
+}
