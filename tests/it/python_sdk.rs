@@ -6,7 +6,7 @@
 //! (`.ci/run` creates it). Without it these tests fail: a silent skip would hide that the
 //! stand-in was never checked against Alibaba's code.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

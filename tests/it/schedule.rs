@@ -3,7 +3,7 @@
 //! worker killed before the due time; cancel before and during a run; past, malformed and
 //! far-future `not_before`; `enqueue --at` and its errors.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! StopCaster, hand-signed requests for STS (what `alibabacloud_credentials` sends; the Python
 //! library itself is driven in `tests/python_sdk.rs`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

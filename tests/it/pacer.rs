@@ -2,7 +2,7 @@
 //! separate quotas per account. Correctness, not timing: assertions are on the database's own
 //! slot times.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! Postgres and the stand-in: refused credentials pause the account, and every message, whatever
 //! bytes it carries, gets exactly one row.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! time, and an eleventh call could land in one second. Asserted on the stand-in's own counts,
 //! never on wall-clock timing.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

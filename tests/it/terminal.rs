@@ -3,7 +3,7 @@
 //! the worker's start-up line, arguments refused in words, tables that fit, watches that end,
 //! and `stop` on the record.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! shared services, so `scripts/test` runs them apart from the others, one at a time
 //! (`.config/nextest.toml`), and each leaves the service running.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

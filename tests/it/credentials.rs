@@ -3,7 +3,7 @@
 //! seconds and a token file replaced mid-run, the credentials URI, the ECS instance role, and
 //! the quota shared by every key of one account.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The worker binary against the real RabbitMQ and Postgres and the stand-in: outcomes, retries,
 //! dead letters, malformed messages, idempotency, crashes, shutdown, and secrecy.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;
