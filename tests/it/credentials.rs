@@ -60,7 +60,7 @@ fn casters(tag: &str, n: usize) -> Vec<String> {
 /// lifetimes, and the projected token replaced half-way. No call is refused for its token.
 #[tokio::test]
 async fn rrsa_credentials_that_live_seconds_and_a_rotated_token_run_a_whole_batch() {
-    let dir = tempdir("rrsa");
+    let dir = common::temp_dir("rrsa");
     let token_file = dir.join("token");
     std::fs::write(&token_file, "oidc-token-1").unwrap();
     let mut config = FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))])
@@ -226,10 +226,4 @@ async fn the_ecs_instance_role_runs_a_batch() {
         "signed with the role's temporary key"
     );
     assert!(worker.logs().iter().any(|l| l.contains("ecs-ram-role")));
-}
-
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(common::unique(&format!("stopcaster-{tag}")));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

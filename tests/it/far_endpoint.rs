@@ -38,8 +38,7 @@ fn call_log(calls: &[fake_live::CallLogEntry]) -> String {
 /// this test with STOPCASTER_WARM_CONNECTIONS=false: 3 failures, 3 to 5 throttled calls each).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_on_three_keys_of_one_account_stay_within_the_quota_over_tls_far_away() {
-    let dir = std::env::temp_dir().join(format!("far-endpoint-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("far-endpoint");
     let (ca, cert, key) = common::pki::test_pki(&dir);
     let keys = [
         KEY_ID.to_owned(),

@@ -214,12 +214,6 @@ async fn start_sts(
     fake_live::spawn(config).await.unwrap()
 }
 
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fake-sts-sdk-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Runs `tests/sdk/credentials.py`; its output, whether it succeeded or not.
 async fn credentials_script(
     fake: &FakeLiveHandle,
@@ -287,7 +281,7 @@ fn used_temporary_key(fake: &FakeLiveHandle, result: &Value, session: &str, cast
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_oidc_provider_assumes_the_role_with_the_token_file() {
-    let dir = temp_dir();
+    let dir = common::temp_dir("fake-sts-sdk");
     let fake = start_sts(&dir, None).await;
     let token_file = dir.join("oidc-token");
     let token_file = token_file.to_str().unwrap();
@@ -337,7 +331,7 @@ async fn credentials_oidc_provider_assumes_the_role_with_the_token_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_ram_role_arn_provider_assumes_the_role_with_a_key() {
-    let dir = temp_dir();
+    let dir = common::temp_dir("fake-sts-sdk");
     let fake = start_sts(&dir, None).await;
     let mut args = vec![
         "--provider",
@@ -379,7 +373,7 @@ async fn credentials_ram_role_arn_provider_assumes_the_role_with_a_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_uri_provider_reads_the_fake_credentials_endpoint() {
-    let dir = temp_dir();
+    let dir = common::temp_dir("fake-sts-sdk");
     let fake = start_sts(&dir, None).await;
     let result = credentials(&fake, &["--provider", "uri", "--caster", "uri-studio"], &[]).await;
     used_temporary_key(&fake, &result, "fake-live-uri", "uri-studio");
@@ -388,7 +382,7 @@ async fn credentials_uri_provider_reads_the_fake_credentials_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecs_ram_role_provider_uses_the_metadata_service_with_imdsv2() {
-    let dir = temp_dir();
+    let dir = common::temp_dir("fake-sts-sdk");
     let fake = start_sts(&dir, None).await;
     let result = credentials(&fake, &["--provider", "ecs", "--caster", "ecs-studio"], &[]).await;
     used_temporary_key(&fake, &result, "fake-live-ecs", "ecs-studio");
@@ -397,7 +391,7 @@ async fn ecs_ram_role_provider_uses_the_metadata_service_with_imdsv2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sts_sdk_get_caller_identity_with_a_permanent_key() {
-    let dir = temp_dir();
+    let dir = common::temp_dir("fake-sts-sdk");
     let fake = start_sts(&dir, None).await;
     let result = credentials(
         &fake,
@@ -425,7 +419,7 @@ async fn sts_sdk_get_caller_identity_with_a_permanent_key() {
 /// the test CA (OpenSSL's SSL_CERT_FILE, which Python's default context loads).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_ram_role_arn_provider_over_https() {
-    let dir = temp_dir();
+    let dir = common::temp_dir("fake-sts-sdk");
     let (ca, cert, key) = common::pki::test_pki(&dir);
     let tls = fake_live::tls_config(&cert, &key).unwrap();
     let fake = start_sts(&dir, Some(tls)).await;

@@ -16,15 +16,6 @@ use stopcaster_fake_live::FakeLiveConfig;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn free_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
-
 async fn scalar(env: &TestEnv, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&env.pool).await.unwrap()
 }
@@ -37,7 +28,7 @@ async fn refused_credentials_pause_the_account_and_burn_no_job() {
     let mut config = FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))]);
     config.qps = 1000;
     let env = TestEnv::with_fake(config).await;
-    let addr = free_addr();
+    let addr = common::free_addr();
     let common_settings = [
         ("STOPCASTER_QPS", "1000"),
         // One call per job: a refused call that spent budget would fail the job at once.

@@ -27,6 +27,9 @@ pub const KEY_SECRET: &str = "S3cr3t-Never-Log-Me-9f8e7d6c5b4a";
 
 /// The account UID the test workers are told their default key belongs to.
 pub const ACCOUNT_UID: &str = "5000000000000001";
+/// Worker settings for tests about what happens to jobs, not about pacing: 1,000 calls/s and 16
+/// at once.
+pub const FAST: &[(&str, &str)] = &[("STOPCASTER_QPS", "1000"), ("STOPCASTER_CONCURRENCY", "16")];
 
 pub struct TestEnv {
     pub prefix: String,
@@ -444,4 +447,36 @@ pub fn run_command(cmd: &str, args: &[&str]) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A port with nothing listening on it (bound, then released), for a server to take or for a
+/// client to find closed.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `127.0.0.1:PORT` of a [`free_port`].
+pub fn free_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// A new, empty directory under the system's temporary directory, named after `tag`.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(unique(tag));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A finished command's standard output, as text.
+pub fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A finished command's standard error, as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

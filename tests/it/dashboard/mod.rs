@@ -116,14 +116,6 @@ struct Browser {
     profile: std::path::PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `POST /session/{id}/se/log {"type": "browser"}`: chromedriver's console log.
 #[derive(Debug)]
 struct BrowserLog;
@@ -144,7 +136,7 @@ impl WebDriverCompatibleCommand for BrowserLog {
 
 impl Browser {
     async fn start() -> Browser {
-        let port = free_port();
+        let port = common::free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

@@ -147,7 +147,7 @@ async fn wrong_password_foreign_origin_and_public_address_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_broker_is_reported_in_place_without_its_url() {
     let env = TestEnv::new().await;
-    let closed = free_port();
+    let closed = common::free_port();
     let url = format!("amqp://guest:Br0ker-Pa55word@127.0.0.1:{closed}/%2f");
     let dash = Dashboard::start(&env, &[("AMQP_URL", &url)]);
     let r = env.http.get(dash.url("/")).send().await.unwrap();

@@ -11,7 +11,6 @@ mod transport;
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -48,12 +47,6 @@ fn config() -> FakeLiveConfig {
 
 async fn start(config: FakeLiveConfig) -> FakeLiveHandle {
     fake_live::spawn(config).await.expect("stand-in starts")
-}
-
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fake-sts-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 async fn json<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> T {

@@ -70,7 +70,7 @@ async fn assume_role_by_a_key_of_the_roles_account_only() {
 
 #[tokio::test]
 async fn assume_role_with_oidc_reads_the_token_file_afresh() {
-    let dir = temp_dir();
+    let dir = common::temp_dir("fake-sts");
     let token_file = dir.join("token");
     std::fs::write(&token_file, "eyJ.first-token.sig").unwrap();
     let mut config = config();

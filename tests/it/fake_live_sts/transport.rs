@@ -5,7 +5,7 @@ use super::*;
 
 #[tokio::test]
 async fn serves_https_with_the_configured_certificate() {
-    let dir = temp_dir();
+    let dir = common::temp_dir("fake-sts");
     let (ca, cert, key) = common::pki::test_pki(&dir);
     let mut config = config();
     config.tls = Some(fake_live::tls_config(&cert, &key).unwrap());

@@ -6,8 +6,7 @@ use super::*;
 #[tokio::test]
 async fn enqueue_reads_a_file_dedupes_and_confirms_ten_thousand_jobs() {
     let env = TestEnv::with_running(&[]).await;
-    let dir = std::env::temp_dir().join(common::unique("enqueue"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("enqueue");
     let file = dir.join("studios.txt");
     let mut text = String::from("# end of show 42\n\n");
     for i in 0..10_000 {

@@ -6,12 +6,7 @@ use super::*;
 #[tokio::test]
 async fn metrics_health_and_readiness_after_a_small_batch() {
     let env = TestEnv::with_running(&["m-1", "m-2", "m-3"]).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = common::free_addr();
     let worker = env.spawn_worker(&[
         ("STOPCASTER_QPS", "1000"),
         ("STOPCASTER_METRICS_ADDR", addr.as_str()),

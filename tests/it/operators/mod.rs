@@ -14,14 +14,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::TestEnv;
+use common::{FAST, TestEnv};
 use serde_json::Value;
 use sqlx::Row;
 use stopcaster_fake_live::{Fault, StudioState};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-const FAST: &[(&str, &str)] = &[("STOPCASTER_QPS", "1000"), ("STOPCASTER_CONCURRENCY", "16")];
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Runs the CLI and insists on success; its standard output.

@@ -11,7 +11,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{KEY_SECRET, TestEnv};
+use common::{KEY_SECRET, TestEnv, stderr, stdout};
 use lapin::options::BasicGetOptions;
 use serde_json::Value;
 use stopcaster::Secret;
@@ -46,14 +46,6 @@ fn call_times(env: &TestEnv, caster: &str) -> Vec<OffsetDateTime> {
         .collect()
 }
 
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn enqueue(env: &TestEnv, args: &[&str]) -> String {
     let mut all = vec!["enqueue"];
     all.extend_from_slice(args);
@@ -83,9 +75,4 @@ async fn metrics(addr: &str) -> String {
         .text()
         .await
         .unwrap()
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
 }

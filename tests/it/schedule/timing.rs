@@ -6,7 +6,7 @@ use super::*;
 #[tokio::test]
 async fn scheduled_calls_leave_at_the_due_time_never_before() {
     let env = env_with_qps(10).await;
-    let addr = free_addr();
+    let addr = common::free_addr();
     let worker = env.spawn_worker(&[
         ("STOPCASTER_QPS", "10"),
         ("STOPCASTER_METRICS_ADDR", addr.as_str()),

@@ -6,7 +6,7 @@ use super::*;
 
 #[test]
 fn errors_against_closed_ports_name_the_target_once_and_come_at_once() {
-    let port = closed_port();
+    let port = common::free_port();
     let amqp = format!("amqp://guest:{PASSWORD}@127.0.0.1:{port}/%2f");
     let database = format!("postgres://root:{PASSWORD}@127.0.0.1:{port}/stopcaster");
     let env = [
@@ -73,7 +73,7 @@ fn authentication_failures_say_so() {
 
 #[test]
 fn the_full_chain_is_logged_at_debug_level() {
-    let port = closed_port();
+    let port = common::free_port();
     let amqp = format!("amqp://guest:{PASSWORD}@127.0.0.1:{port}/%2f");
     let (out, _) = run(
         &["dead-letters", "list"],

@@ -13,18 +13,12 @@ use crate::common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{AMQP_URL, KEY_ID, KEY_SECRET, PG_BASE, TestEnv};
+use common::{AMQP_URL, KEY_ID, KEY_SECRET, PG_BASE, TestEnv, stderr};
 
 /// A password that must never be printed.
 const PASSWORD: &str = "pw-Never-Shown-42";
 /// Generous: a refused connection answers in milliseconds; a pool timeout took 5 s.
 const FAST: Duration = Duration::from_secs(4);
-
-/// A port with nothing listening on it: bound, then released.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 /// Runs `stopcaster` with only `env` (and PATH) set, and the default log filter; its output
 /// and how long it took.
@@ -39,10 +33,6 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
         .output()
         .expect("run stopcaster");
     (out, started.elapsed())
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A failed command's standard error: exactly one line, `error: ...`, without the password.

@@ -26,8 +26,7 @@ async fn one_shot_commands_print_their_answer_and_no_log_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_log_file_is_plain_text_and_starts_with_its_settings() {
     let env = TestEnv::new().await;
-    let dir = std::env::temp_dir().join(common::unique("worker-log"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("worker-log");
     let path = dir.join("worker.log");
     let file = std::fs::File::create(&path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_stopcaster"))

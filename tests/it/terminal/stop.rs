@@ -48,7 +48,7 @@ async fn stop_is_recorded_like_a_job_and_says_so_when_it_cannot_be() {
     assert!(wide.contains(&request_id), "{wide}");
 
     // The database down: the call is still made, the operator is told it is not recorded.
-    let port = closed_port();
+    let port = common::free_port();
     let database = format!("postgres://root:{PASSWORD}@127.0.0.1:{port}/stopcaster");
     let started = Instant::now();
     let out = env.run_cli(

@@ -50,8 +50,7 @@ async fn jobs_use_the_account_they_name() {
     ]);
     config.qps = 1000;
     let env = TestEnv::with_fake(config).await;
-    let dir = std::env::temp_dir().join(common::unique("accounts"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("accounts");
     let file = dir.join("accounts.json");
     std::fs::write(
         &file,

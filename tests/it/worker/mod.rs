@@ -11,11 +11,9 @@ use crate::common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{KEY_SECRET, TestEnv};
+use common::{FAST, KEY_SECRET, TestEnv};
 use stopcaster::Secret;
 use stopcaster_fake_live::{FakeLiveConfig, Fault, StudioState};
-
-const FAST: &[(&str, &str)] = &[("STOPCASTER_QPS", "1000"), ("STOPCASTER_CONCURRENCY", "16")];
 
 async fn fast_env() -> TestEnv {
     let mut config = FakeLiveConfig::new(vec![(common::KEY_ID.into(), Secret::new(KEY_SECRET))]);
