@@ -6,6 +6,7 @@
 mod common;
 
 mod credentials;
+mod credentials_provider;
 mod dashboard;
 mod fake_live;
 mod fake_live_sts;
