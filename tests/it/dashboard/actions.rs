@@ -44,39 +44,18 @@ async fn replay_from_the_page_brings_a_job_back() {
     browser.goto(&dash.url("/dead-letters")).await;
     assert_eq!(browser.text("#dead-count").await, "2");
     let select = format!("input[name=job][value='{late}']");
-    browser
-        .client
-        .find(Locator::Css(&select))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(&select).await;
     browser
         .wait_text("#replay-selected", |t| t.contains("1 selected"))
         .await;
-    browser
-        .client
-        .find(Locator::Css("#replay-selected"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#replay-selected").await;
     // The confirmation names the job; nothing happens before it is confirmed.
     let confirm = browser
         .wait_text("#confirm-list", |t| t.contains(&late.to_string()))
         .await;
     assert!(confirm.contains("studio-late"));
     assert_eq!(env.queue_len(&env.names().dead).await, 2);
-    browser
-        .client
-        .find(Locator::Css("#confirm-ok"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#confirm-ok").await;
     browser
         .wait_text("#action-result", |t| t.contains("Replayed 1"))
         .await;
@@ -92,25 +71,11 @@ async fn replay_from_the_page_brings_a_job_back() {
         .goto(&dash.url("/dead-letters?caster=studio-later"))
         .await;
     assert_eq!(browser.text("#match-count").await, "1");
-    browser
-        .client
-        .find(Locator::Css("#replay-matching"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#replay-matching").await;
     browser
         .wait_text("#confirm-list", |t| t.contains(&later.to_string()))
         .await;
-    browser
-        .client
-        .find(Locator::Css("#confirm-ok"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#confirm-ok").await;
     browser
         .wait_text("#action-result", |t| t.contains("Replayed 1"))
         .await;
@@ -194,14 +159,7 @@ async fn scheduled_stops_are_cancelled_from_the_page_and_paused_accounts_shown()
     );
     assert!(a < b, "earliest due first: {rows}");
     let button = format!("button[data-cancel='{first}']");
-    browser
-        .client
-        .find(Locator::Css(&button))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(&button).await;
     browser
         .wait_text("#confirm-list", |t| t.contains(HOSTILE_CASTER))
         .await;
@@ -210,14 +168,7 @@ async fn scheduled_stops_are_cancelled_from_the_page_and_paused_accounts_shown()
         "scheduled",
         "not before the confirmation"
     );
-    browser
-        .client
-        .find(Locator::Css("#confirm-ok"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#confirm-ok").await;
     browser
         .wait_text("#action-result", |t| t.contains("Cancelled"))
         .await;

@@ -206,6 +206,25 @@ impl Browser {
             .unwrap()
     }
 
+    /// Clicks what `css` selects. The live refresh may replace it between the find and the
+    /// click (until a box is checked or a dialog open, the page refreshes itself): then it is
+    /// found afresh.
+    async fn click(&self, css: &str) {
+        for _ in 0..20 {
+            let element = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            match element.click().await {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() => continue,
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
+        panic!("{css}: replaced at every click");
+    }
+
     async fn body_text(&self) -> String {
         self.text("body").await
     }

@@ -216,14 +216,7 @@ async fn pages_show_a_batch_and_hostile_strings_stay_text() {
     browser
         .wait_text(".card[data-status=failed] .n", |t| t == "2")
         .await;
-    browser
-        .client
-        .find(Locator::Css("#live-toggle"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#live-toggle").await;
     assert_eq!(
         browser
             .eval("return document.getElementById('live-toggle').getAttribute('aria-pressed')")
@@ -238,14 +231,7 @@ async fn pages_show_a_batch_and_hostile_strings_stay_text() {
         "2",
         "paused"
     );
-    browser
-        .client
-        .find(Locator::Css("#live-toggle"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#live-toggle").await;
     browser
         .wait_text(".card[data-status=failed] .n", |t| t == "3")
         .await;
@@ -361,14 +347,7 @@ async fn screenshots_for_the_readme() {
         .screenshot(&docs.join("dashboard-overview.png"))
         .await;
     browser.goto(&dash.url("/dead-letters")).await;
-    browser
-        .client
-        .find(Locator::Css("#replay-matching"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#replay-matching").await;
     browser
         .wait_text("#confirm-list", |t| t.contains("studio-gone"))
         .await;
