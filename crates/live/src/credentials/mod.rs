@@ -20,8 +20,6 @@ pub mod fetch;
 pub mod http;
 #[cfg(test)]
 mod http_tests;
-#[cfg(test)]
-mod mock_sts;
 pub mod profile;
 pub mod refresh;
 pub mod sts;

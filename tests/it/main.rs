@@ -1,0 +1,23 @@
+//! The integration tests, one binary so CI links once: a module per concern, each against the
+//! real RabbitMQ, Postgres, the stand-in and the `stopcaster` binary (`common::TestEnv`).
+//! `restarts` stops shared services: `.config/nextest.toml` runs its tests one at a time and
+//! `scripts/test` runs them in a second pass of their own (filter `test(/^restarts::/)`).
+
+mod common;
+
+mod credentials;
+mod credentials_provider;
+mod dashboard;
+mod fake_live;
+mod fake_live_sts;
+mod far_endpoint;
+mod operators;
+mod pacer;
+mod python_sdk;
+mod reliability;
+mod restarts;
+mod schedule;
+mod signature_vectors;
+mod terminal;
+mod token_scrub;
+mod worker;
