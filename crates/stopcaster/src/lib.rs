@@ -5,6 +5,9 @@
 //! - `store`: every SQL statement;
 //! - `broker`: the RabbitMQ topology and publishing with confirms;
 //! - `redact`: what of a setting may be shown (URLs without passwords);
+//! - `dead_letters`: listing and replaying the dead-letter queue;
+//! - `export`: the job row's columns and CSV, as the report and the dashboard write them;
+//! - `errors`: the one line a failed command (the worker and the dashboard included) prints;
 //! - `worker`: the consumer (sessions, jobs, verdicts, the pacer, metrics);
 //! - `ops`: the operators' commands (enqueue, cancel, report, dead letters, stop);
 //! - `dashboard`: the web dashboard over the results tables and the queues.
@@ -18,7 +21,10 @@
 mod broker;
 mod config;
 mod dashboard;
+mod dead_letters;
 mod domain;
+mod errors;
+mod export;
 mod ops;
 mod redact;
 mod store;
@@ -64,9 +70,7 @@ pub use ops::dead_letters::{DeadLettersCommand, run as run_dead_letters};
 pub use ops::enqueue::{
     EnqueueArgs, plan as plan_enqueue, publish as publish_enqueue, run as run_enqueue,
 };
-pub use ops::errors::{Targets as ErrorTargets, one_line as error_line};
-pub use ops::report::{
-    COLUMNS as REPORT_COLUMNS, NARROW_COLUMNS as REPORT_NARROW_COLUMNS, ReportArgs,
-    run as run_report,
-};
+pub use errors::{Targets as ErrorTargets, one_line as error_line};
+pub use export::COLUMNS as REPORT_COLUMNS;
+pub use ops::report::{NARROW_COLUMNS as REPORT_NARROW_COLUMNS, ReportArgs, run as run_report};
 pub use ops::stop::run as run_stop;

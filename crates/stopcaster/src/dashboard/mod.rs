@@ -9,7 +9,7 @@
 //! own `Origin`.
 //!
 //! Depends on [`crate::store`] for every query, [`crate::broker`] for queue depths and
-//! [`crate::ops::dead_letters`] for listing and replaying dead letters.
+//! [`crate::dead_letters`] for listing and replaying dead letters.
 
 mod assets;
 mod auth;

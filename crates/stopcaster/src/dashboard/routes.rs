@@ -20,9 +20,8 @@ use uuid::Uuid;
 use super::search::{Search, SearchParams, encode_cursor};
 use super::views::{self, *};
 use super::{AppState, assets, auth};
-use crate::ops::dead_letters::Selection;
-use crate::ops::report;
-use crate::ops::table::csv_record;
+use crate::dead_letters::Selection;
+use crate::export::{self, csv_record};
 use crate::store::{self, CancelOutcome, Cursor, JobRow, JobSearch};
 
 type Shared = Arc<AppState>;
@@ -283,7 +282,7 @@ async fn jobs_export(State(state): State<Shared>, Query(params): Query<SearchPar
         if !st.started {
             st.started = true;
             if st.csv {
-                chunk.push_str(&csv_record(report::COLUMNS));
+                chunk.push_str(&csv_record(export::COLUMNS));
             } else {
                 chunk.push('[');
             }
@@ -297,7 +296,7 @@ async fn jobs_export(State(state): State<Shared>, Query(params): Query<SearchPar
         };
         for r in &rows {
             if st.csv {
-                chunk.push_str(&report::csv_row(r));
+                chunk.push_str(&export::csv_row(r));
             } else {
                 if st.rows > 0 {
                     chunk.push(',');

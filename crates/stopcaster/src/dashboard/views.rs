@@ -13,7 +13,8 @@ use uuid::Uuid;
 use super::assets;
 use super::queues::QueueDepth;
 use super::search::{form_encode, path_segment};
-use crate::ops::dead_letters::DeadLetter;
+use crate::dead_letters::DeadLetter;
+use crate::domain::JobStatus;
 use crate::store::{AttemptRow, BatchRow, CallsInSecond, JobDetail, JobRow, PauseRow, ReplayRow};
 
 /// What every page's frame needs.
@@ -228,27 +229,17 @@ pub struct StatusCount {
     pub jobs: i64,
 }
 
-/// Every status the contract names, in lifecycle order.
-pub const STATUSES: [&str; 6] = [
-    "scheduled",
-    "pending",
-    "succeeded",
-    "failed",
-    "rejected",
-    "cancelled",
-];
-
 /// Every status the contract names, zeros included, then any other the table holds.
 pub fn status_counts(counts: &BTreeMap<String, i64>) -> Vec<StatusCount> {
-    let mut out: Vec<StatusCount> = STATUSES
+    let mut out: Vec<StatusCount> = JobStatus::ALL
         .iter()
         .map(|s| StatusCount {
-            status: (*s).to_owned(),
-            jobs: counts.get(*s).copied().unwrap_or(0),
+            status: s.as_str().to_owned(),
+            jobs: counts.get(s.as_str()).copied().unwrap_or(0),
         })
         .collect();
     for (s, n) in counts {
-        if !STATUSES.contains(&s.as_str()) {
+        if JobStatus::parse(s).is_none() {
             out.push(StatusCount {
                 status: s.clone(),
                 jobs: *n,
@@ -319,8 +310,9 @@ pub struct JobsPage<'a> {
 }
 
 pub fn status_options(selected: Option<&str>) -> Vec<StatusOption> {
-    STATUSES
+    JobStatus::ALL
         .into_iter()
+        .map(JobStatus::as_str)
         .map(|value| StatusOption {
             value,
             selected: selected == Some(value),

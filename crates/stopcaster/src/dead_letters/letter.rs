@@ -75,7 +75,7 @@ impl DeadLetter {
             .map(|j| j.as_uuid())
     }
 
-    pub(super) fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         json!({
             "job_id": self.job_id,
             "caster_id": self.caster_id,
