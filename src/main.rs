@@ -13,7 +13,7 @@ mod bench;
 use bench::BenchArgs;
 use stopcaster::{
     ApiArgs, BrokerArgs, CancelArgs, DashboardArgs, DatabaseArgs, DeadLettersCommand, EnqueueArgs,
-    ReportArgs, WorkerArgs,
+    LogFormat, ReportArgs, WorkerArgs,
 };
 
 #[derive(Parser)]
@@ -23,14 +23,16 @@ use stopcaster::{
     about = "Stops Alibaba Cloud ApsaraVideo Live production studios from a RabbitMQ queue"
 )]
 struct Cli {
-    /// Log format: text or json.
+    /// Log format.
     #[arg(
         long,
         env = "STOPCASTER_LOG_FORMAT",
-        default_value = "text",
+        value_enum,
+        ignore_case = true,
+        default_value_t = LogFormat::Text,
         global = true
     )]
-    log_format: String,
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -151,7 +153,7 @@ fn main() -> ExitCode {
     } else {
         SERVICE_LOG_FILTER
     };
-    stopcaster::init_logging(&cli.log_format, filter);
+    stopcaster::init_logging(cli.log_format, filter);
     let targets = cli.command.targets();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -167,9 +167,9 @@ pub struct WorkerArgs {
     /// back to the queue, in seconds; well under RabbitMQ's consumer_timeout.
     #[arg(long, env = "STOPCASTER_HOLD_CAP_S", default_value_t = 300)]
     pub hold_cap_s: u64,
-    /// Pacer: `shared` (through Postgres, for several replicas) or `local` (this process only).
-    #[arg(long, env = "STOPCASTER_PACER", default_value = "shared")]
-    pub pacer: String,
+    /// Pacer: shared (through Postgres, for several replicas) or local (this process only).
+    #[arg(long, env = "STOPCASTER_PACER", value_enum, default_value_t = PacerKind::Shared)]
+    pub pacer: PacerKind,
     /// JSON file naming the accounts a job may select with its `account` field (see README).
     #[arg(long, env = "STOPCASTER_ACCOUNTS_FILE")]
     pub accounts_file: Option<std::path::PathBuf>,
@@ -180,6 +180,24 @@ pub struct WorkerArgs {
     /// 10 s idle (`GET /` without parameters, no API call); `false` opens them on demand.
     #[arg(long, env = "STOPCASTER_WARM_CONNECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub warm_connections: bool,
+}
+
+/// Where the pacer keeps each account's schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PacerKind {
+    /// In Postgres, shared by every worker of the database.
+    Shared,
+    /// In this process only.
+    Local,
+}
+
+impl std::fmt::Display for PacerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PacerKind::Shared => "shared",
+            PacerKind::Local => "local",
+        })
+    }
 }
 
 impl WorkerArgs {

@@ -33,7 +33,7 @@ mod worker;
 
 /// Command-line settings, each a flag and an environment variable.
 pub use config::{ApiArgs, AttemptsArgs, BrokerArgs, ConfigError, DatabaseArgs, WorkerArgs};
-pub use telemetry::init as init_logging;
+pub use telemetry::{LogFormat, init as init_logging};
 
 /// The vocabulary.
 pub use domain::{CasterId, JobId, JobStatus, RegionId, time};

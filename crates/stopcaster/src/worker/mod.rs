@@ -32,7 +32,7 @@ use backon::Retryable as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Names;
-use crate::config::{ApiArgs, BrokerArgs, ConfigError, DatabaseArgs, WorkerArgs};
+use crate::config::{ApiArgs, BrokerArgs, ConfigError, DatabaseArgs, PacerKind, WorkerArgs};
 use crate::redact::url_without_password;
 use crate::store;
 use stopcaster_live::LiveClient;
@@ -51,12 +51,12 @@ use self::pacer::{LocalPacer, Pacer, Rate, SharedPacer};
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    // A source, not only text: the binary's one-line error finds the server's words in it and
+    // names the URL.
     #[error("preparing the database: {0}")]
-    Database(sqlx::Error),
+    Database(#[source] sqlx::Error),
     #[error("connecting the pacer: {0}")]
-    Pacer(sqlx::Error),
-    #[error("STOPCASTER_PACER must be shared or local, not {0:?}")]
-    PacerKind(String),
+    Pacer(#[source] sqlx::Error),
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]
@@ -172,15 +172,14 @@ pub async fn run(
         qps: rate_accounts.qps_of(key).unwrap_or(1),
         margin,
     };
-    let pacer = match args.pacer.as_str() {
-        "shared" => Pacer::Shared(SharedPacer::new(
+    let pacer = match args.pacer {
+        PacerKind::Shared => Pacer::Shared(SharedPacer::new(
             store::pacer_pool(&database.database_url)
                 .await
                 .map_err(StartError::Pacer)?,
             rates,
         )),
-        "local" => Pacer::Local(LocalPacer::new(rates)),
-        other => return Err(StartError::PacerKind(other.to_owned())),
+        PacerKind::Local => Pacer::Local(LocalPacer::new(rates)),
     };
     let client_config = api.client_config();
     // The pool is warmed for every account's quota at once (one endpoint, one pool).
