@@ -52,9 +52,11 @@ enum Command {
     },
     /// Publish one job per studio with publisher confirms; prints the batch id.
     Enqueue(EnqueueArgs),
-    /// Cancel jobs not yet called (scheduled, or pending with no call made): they become
-    /// cancelled and are never called. Exit 0 when none of the named jobs will be called any
-    /// more; 1 when one had already started or an id is unknown.
+    /// Cancel jobs not yet called, so that they never are.
+    ///
+    /// A job not yet called is scheduled, or pending with no call made; it becomes cancelled.
+    /// Exit 0 when none of the named jobs will be called any more; 1 when one had already
+    /// started or an id is unknown.
     Cancel(CancelArgs),
     /// Audit queries over the results tables: jobs newest first, plus a summary.
     Report {
@@ -71,9 +73,12 @@ enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// One signed StopCaster call now, no queue, recorded like a job (batch stop-command) when
-    /// the database is reachable. Exit codes: 0 stopped, 3 permanent API error, 4 retryable API
-    /// error (5xx, throttling), 5 transport failure, 1 configuration error.
+    /// One signed StopCaster call now, without the queue.
+    ///
+    /// Prints the RequestId or the error. The call is recorded like a job (batch
+    /// stop-command) when the database is reachable. Exit codes: 0 stopped, 3 permanent API
+    /// error, 4 retryable API error (5xx, throttling), 5 transport failure, 1 configuration
+    /// error.
     // The region is the API settings' own (STOPCASTER_REGION), named --region here: a studio has
     // one region, and one flag for it is all `stop` needs.
     #[command(mut_arg("default_region", |a| a
