@@ -13,6 +13,7 @@
 
 mod assets;
 mod auth;
+mod chart;
 mod queues;
 mod routes;
 mod search;
