@@ -109,17 +109,19 @@ pub(super) async fn measure(
         std::fs::write(&path, serde_json::to_vec(&all_calls)?)
             .with_context(|| format!("writing {path}"))?;
     }
+    let all_held = *polling.all_held.lock().expect("not poisoned");
+    let succeeded = store::count_jobs_with_status(pool, JobStatus::Succeeded).await?;
     let outcome = Outcome {
         enqueue_time,
         unfinished,
         outages: polling.outages.load(Ordering::Relaxed),
-        all_held: *polling.all_held.lock().expect("not poisoned"),
+        all_held,
         start_wall,
         due,
         costs,
         stats: fake.stats(),
         all_calls,
-        succeeded: store::count_jobs_with_status(pool, JobStatus::Succeeded).await?,
+        succeeded,
     };
     results::print(args, setup, pool, &outcome).await
 }
