@@ -34,19 +34,10 @@ pub(super) async fn measure(
     fake: &fake_live::FakeLiveHandle,
 ) -> anyhow::Result<()> {
     let names = Names::new(setup.prefix);
-    let names = &names;
-    let enqueue = |ids: Vec<String>, due: Option<OffsetDateTime>| async move {
-        let batch = Some(format!("bench-{}", setup.prefix));
-        let mut plan = stopcaster::plan_enqueue(ids, None, batch)?;
-        for job in &mut plan.jobs {
-            job.not_before = due;
-        }
-        let started = Instant::now();
-        let published = stopcaster::publish_enqueue(&args.amqp_url, names, &plan, |_| {}).await?;
-        if published.unconfirmed() > 0 {
-            bail!("{} jobs not confirmed", published.unconfirmed());
-        }
-        anyhow::Ok(started.elapsed())
+    let batches = Batches {
+        args,
+        setup,
+        names: &names,
     };
     let ids: Vec<String> = (0..setup.studios)
         .map(|i| format!("bench-studio-{i}"))
@@ -59,44 +50,41 @@ pub(super) async fn measure(
     // Cold: the batch waits in the queue for workers that are just starting.
     let mut enqueue_time = Duration::ZERO;
     if !args.warm {
-        enqueue_time = enqueue(ids.clone(), due).await?;
+        enqueue_time = batches.enqueue(ids.clone(), due).await?;
     }
     let mut start_wall = OffsetDateTime::now_utc();
     let mut workers = workers::spawn(args, setup, fake)?;
-    // Generous: a benchmark that times out measures nothing.
-    let timeout = Duration::from_secs(60)
-        + Duration::from_secs_f64(setup.studios as f64 / f64::from(setup.qps.min(50)) * 3.0);
     let polling = Polling::default();
-    let workers_started = Instant::now();
-    let wait_for = |count: usize, since: Instant| {
-        let watch = Watch {
-            pool,
-            polling: &polling,
-            scheduled: due.is_some(),
-            workers_started,
-            timeout,
-        };
-        async move { watch.until_finished(count, since).await }
+    let watch = Watch {
+        pool,
+        polling: &polling,
+        scheduled: due.is_some(),
+        workers_started: Instant::now(),
+        // Generous: a benchmark that times out measures nothing.
+        timeout: Duration::from_secs(60)
+            + Duration::from_secs_f64(setup.studios as f64 / f64::from(setup.qps.min(50)) * 3.0),
     };
     if args.warm {
         // Warm: once every worker consumes, a small batch, so that each has used its
         // connections; then a pause, so they are idle, as between two batches.
-        workers::wait_for_consumers(&args.amqp_url, names, args.workers, timeout).await?;
+        workers::wait_for_consumers(&args.amqp_url, &names, args.workers, watch.timeout).await?;
         let warm_ids = (0..WARM_UP_STUDIOS)
             .map(|i| format!("bench-warmup-{i}"))
             .collect();
-        enqueue(warm_ids, None).await?;
-        wait_for(WARM_UP_STUDIOS, Instant::now()).await?;
+        batches.enqueue(warm_ids, None).await?;
+        watch
+            .until_finished(WARM_UP_STUDIOS, Instant::now())
+            .await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         start_wall = OffsetDateTime::now_utc();
-        enqueue_time = enqueue(ids, None).await?;
+        enqueue_time = batches.enqueue(ids, None).await?;
     }
     let started = Instant::now();
     let competitor = (args.competitor_qps > 0)
         .then(|| tokio::spawn(compete(fake.endpoint(), args.competitor_qps)));
     let expected = setup.studios + if args.warm { WARM_UP_STUDIOS } else { 0 };
     // A batch that does not finish in time is still measured, as far as it went.
-    let unfinished = wait_for(expected, started).await.err();
+    let unfinished = watch.until_finished(expected, started).await.err();
     if let Some(c) = competitor {
         c.abort();
     }
@@ -124,6 +112,35 @@ pub(super) async fn measure(
         succeeded,
     };
     results::print(args, setup, pool, &outcome).await
+}
+
+/// Publishes the run's batches.
+struct Batches<'a> {
+    args: &'a BenchArgs,
+    setup: &'a Setup<'a>,
+    names: &'a Names,
+}
+
+impl Batches<'_> {
+    /// Publishes one job per id, due at `due`, and returns how long the confirms took.
+    async fn enqueue(
+        &self,
+        ids: Vec<String>,
+        due: Option<OffsetDateTime>,
+    ) -> anyhow::Result<Duration> {
+        let batch = Some(format!("bench-{}", self.setup.prefix));
+        let mut plan = stopcaster::plan_enqueue(ids, None, batch)?;
+        for job in &mut plan.jobs {
+            job.not_before = due;
+        }
+        let started = Instant::now();
+        let published =
+            stopcaster::publish_enqueue(&self.args.amqp_url, self.names, &plan, |_| {}).await?;
+        if published.unconfirmed() > 0 {
+            bail!("{} jobs not confirmed", published.unconfirmed());
+        }
+        Ok(started.elapsed())
+    }
 }
 
 /// Polls the database until a count of jobs has finished.

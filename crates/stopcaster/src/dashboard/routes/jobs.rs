@@ -120,47 +120,7 @@ pub(super) async fn jobs_export(
         rows: 0,
         done: false,
     };
-    let stream = futures_util::stream::unfold(stream_state, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        let mut chunk = String::new();
-        if !st.started {
-            st.started = true;
-            if st.csv {
-                chunk.push_str(&csv_record(export::COLUMNS));
-            } else {
-                chunk.push('[');
-            }
-        }
-        let rows = match store::search_jobs(&st.pool, &st.filter, st.after, EXPORT_PAGE).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                st.done = true;
-                return Some((Err(std::io::Error::other(format!("database: {e}"))), st));
-            }
-        };
-        for r in &rows {
-            if st.csv {
-                chunk.push_str(&export::csv_row(r));
-            } else {
-                if st.rows > 0 {
-                    chunk.push(',');
-                }
-                chunk.push('\n');
-                chunk.push_str(&serde_json::to_string(r).unwrap_or_default());
-            }
-            st.after = Some(cursor_of(r));
-            st.rows += 1;
-        }
-        if rows.len() < EXPORT_PAGE as usize {
-            st.done = true;
-            if !st.csv {
-                chunk.push_str("\n]\n");
-            }
-        }
-        Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), st))
-    });
+    let stream = futures_util::stream::unfold(stream_state, next_chunk);
     let stamp = OffsetDateTime::now_utc().unix_timestamp();
     let (content_type, ext) = if csv {
         ("text/csv; charset=utf-8; header=present", "csv")
@@ -178,6 +138,50 @@ pub(super) async fn jobs_export(
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+/// The export's next chunk: the header (or `[`) first, then a page of rows; `None` after the
+/// last page.
+async fn next_chunk(mut st: ExportState) -> Option<(Result<Bytes, std::io::Error>, ExportState)> {
+    if st.done {
+        return None;
+    }
+    let mut chunk = String::new();
+    if !st.started {
+        st.started = true;
+        if st.csv {
+            chunk.push_str(&csv_record(export::COLUMNS));
+        } else {
+            chunk.push('[');
+        }
+    }
+    let rows = match store::search_jobs(&st.pool, &st.filter, st.after, EXPORT_PAGE).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            st.done = true;
+            return Some((Err(std::io::Error::other(format!("database: {e}"))), st));
+        }
+    };
+    for r in &rows {
+        if st.csv {
+            chunk.push_str(&export::csv_row(r));
+        } else {
+            if st.rows > 0 {
+                chunk.push(',');
+            }
+            chunk.push('\n');
+            chunk.push_str(&serde_json::to_string(r).unwrap_or_default());
+        }
+        st.after = Some(cursor_of(r));
+        st.rows += 1;
+    }
+    if rows.len() < EXPORT_PAGE as usize {
+        st.done = true;
+        if !st.csv {
+            chunk.push_str("\n]\n");
+        }
+    }
+    Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), st))
 }
 
 fn parse_job_id(text: &str) -> Result<Uuid, Failure> {
