@@ -88,15 +88,8 @@ pub(super) async fn measure(
     if let Some(c) = competitor {
         c.abort();
     }
-    let costs: Vec<(f64, u64)> = workers.iter().filter_map(WorkerProc::cost).collect();
-    for w in &mut workers {
-        w.terminate();
-    }
-    let all_calls = fake.calls();
-    if let Ok(path) = std::env::var("STOPCASTER_BENCH_CALL_LOG") {
-        std::fs::write(&path, serde_json::to_vec(&all_calls)?)
-            .with_context(|| format!("writing {path}"))?;
-    }
+    let costs = stop_workers(&mut workers);
+    let all_calls = calls_logged(fake)?;
     let all_held = *polling.all_held.lock().expect("not poisoned");
     let succeeded = store::count_jobs_with_status(pool, JobStatus::Succeeded).await?;
     let outcome = Outcome {
@@ -112,6 +105,25 @@ pub(super) async fn measure(
         succeeded,
     };
     results::print(args, setup, pool, &outcome).await
+}
+
+/// Each worker's CPU seconds and peak RSS, read just before it is stopped.
+fn stop_workers(workers: &mut [WorkerProc]) -> Vec<(f64, u64)> {
+    let costs = workers.iter().filter_map(WorkerProc::cost).collect();
+    for w in workers {
+        w.terminate();
+    }
+    costs
+}
+
+/// The stand-in's call log, also written to `STOPCASTER_BENCH_CALL_LOG` when that is set.
+fn calls_logged(fake: &fake_live::FakeLiveHandle) -> anyhow::Result<Vec<fake_live::CallLogEntry>> {
+    let all_calls = fake.calls();
+    if let Ok(path) = std::env::var("STOPCASTER_BENCH_CALL_LOG") {
+        std::fs::write(&path, serde_json::to_vec(&all_calls)?)
+            .with_context(|| format!("writing {path}"))?;
+    }
+    Ok(all_calls)
 }
 
 /// Publishes the run's batches.
