@@ -239,7 +239,9 @@ impl BatchRow {
 
     /// Jobs that are done: neither pending nor scheduled.
     pub fn done(&self) -> i64 {
-        self.jobs - self.count("pending") - self.count("scheduled")
+        self.jobs
+            - self.count(JobStatus::Pending.as_str())
+            - self.count(JobStatus::Scheduled.as_str())
     }
 
     pub fn percent_done(&self) -> u32 {

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use super::{Failure, Shared, api, page, render};
 use crate::dashboard::AppState;
 use crate::dashboard::views::{self, *};
+use crate::domain::JobStatus;
 use crate::store::{self, JobSearch};
 
 async fn batches(state: &AppState) -> Result<BatchList, Failure> {
@@ -49,8 +50,10 @@ async fn batch(state: &AppState, id: &str) -> Result<BatchView, Failure> {
     if jobs == 0 {
         return Err(Failure::not_found(format!("no job in batch {id:?}")));
     }
-    let left =
-        counts.get("pending").copied().unwrap_or(0) + counts.get("scheduled").copied().unwrap_or(0);
+    let left: i64 = [JobStatus::Pending, JobStatus::Scheduled]
+        .iter()
+        .filter_map(|s| counts.get(s.as_str()))
+        .sum();
     let done = jobs - left;
     let pace: Vec<AccountPace> = pending
         .into_iter()

@@ -14,6 +14,7 @@ use crate::dashboard::AppState;
 use crate::dashboard::auth;
 use crate::dashboard::search::{Search, SearchParams, encode_cursor};
 use crate::dashboard::views::*;
+use crate::domain::JobStatus;
 use crate::export::{self, csv_record};
 use crate::store::{self, CancelOutcome, Cursor, JobRow, JobSearch};
 
@@ -194,7 +195,7 @@ async fn job(state: &AppState, id: &str) -> Result<JobView, Failure> {
         return Err(Failure::not_found(format!("no job {id}")));
     };
     let cancellable =
-        job.row.status == "scheduled" || (job.row.status == "pending" && job.row.attempts == 0);
+        JobStatus::parse(&job.row.status).is_some_and(|s| s.cancellable(job.row.attempts));
     Ok(JobView {
         job,
         attempts,
@@ -245,15 +246,15 @@ pub(super) async fn cancel_api(
             CancelOutcome::Cancelled { .. } => {
                 tracing::info!(job_id = %id, "cancelled from the dashboard");
                 return Ok(
-                    Json(json!({"job_id": id, "cancelled": true, "status": "cancelled"}))
+                    Json(json!({"job_id": id, "cancelled": true, "status": JobStatus::Cancelled.as_str()}))
                         .into_response(),
                 );
             }
             CancelOutcome::Unknown => return Err(Failure::not_found(format!("no job {id}"))),
-            CancelOutcome::AlreadyCancelled { .. } => "cancelled".to_owned(),
+            CancelOutcome::AlreadyCancelled { .. } => JobStatus::Cancelled.as_str().to_owned(),
             // A scheduled job always meets the cancel condition, so one left uncancelled
             // and not ended is pending with a call made or being made.
-            CancelOutcome::Started { .. } => "pending".to_owned(),
+            CancelOutcome::Started { .. } => JobStatus::Pending.as_str().to_owned(),
             CancelOutcome::Ended { status } => status,
         };
         Ok((
