@@ -55,7 +55,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     workers: usize,
     /// The account's quota, enforced by the stand-in and configured in the workers.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = stopcaster::DEFAULT_QPS)]
     qps: u32,
     /// Latency the stand-in adds to each call, in milliseconds.
     #[arg(long, default_value_t = 30)]
@@ -97,7 +97,7 @@ pub struct BenchArgs {
     scheduled: Option<u64>,
     /// The workers' STOPCASTER_PACER_MARGIN_MS: what each second of the schedule adds for
     /// jitter (each millisecond costs 0.1 % of the quota).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = stopcaster::DEFAULT_PACER_MARGIN_MS)]
     pacer_margin_ms: u64,
     /// Postgres server URL (a fresh database is created on it and dropped afterwards).
     #[arg(
@@ -110,7 +110,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        default_value = stopcaster::DEFAULT_AMQP_URL
     )]
     amqp_url: String,
 }

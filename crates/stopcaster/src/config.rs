@@ -11,6 +11,14 @@ use stopcaster_live::ClientConfig;
 use stopcaster_live::accounts::AccountPlan;
 use stopcaster_live::credentials::{self, Source, chain};
 
+/// Calls per second per account when nothing says otherwise: Alibaba's StopCaster quota.
+pub const DEFAULT_QPS: u32 = 10;
+/// What each second of the pacer's schedule adds for jitter, in milliseconds (each costs 0.1 %
+/// of the quota).
+pub const DEFAULT_PACER_MARGIN_MS: u64 = 5;
+/// RabbitMQ on this machine, as its image starts (user guest, vhost `/`).
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
 /// The headings options are grouped under in `--help`.
 const CONNECTION: &str = "Connection";
 const CREDENTIALS: &str = "Credentials";
@@ -38,7 +46,7 @@ pub struct BrokerArgs {
         help_heading = CONNECTION,
         long,
         env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        default_value = DEFAULT_AMQP_URL
     )]
     pub amqp_url: String,
     /// Prefix P of every broker name (P, P.jobs, P.dlx, P.dead).
@@ -156,10 +164,10 @@ pub struct AttemptsArgs {
 #[derive(Args, Clone, Debug)]
 pub struct WorkerArgs {
     /// StopCaster calls per second per account, summed over every worker sharing the database.
-    #[arg(help_heading = PACING, long, env = "STOPCASTER_QPS", default_value_t = 10)]
+    #[arg(help_heading = PACING, long, env = "STOPCASTER_QPS", default_value_t = DEFAULT_QPS)]
     pub qps: u32,
     /// Safety margin added to each second of the pacer's schedule, in milliseconds.
-    #[arg(help_heading = PACING, long, env = "STOPCASTER_PACER_MARGIN_MS", default_value_t = 5)]
+    #[arg(help_heading = PACING, long, env = "STOPCASTER_PACER_MARGIN_MS", default_value_t = DEFAULT_PACER_MARGIN_MS)]
     pub pacer_margin_ms: u64,
     #[command(flatten)]
     pub attempts: AttemptsArgs,

@@ -33,7 +33,10 @@ mod telemetry;
 mod worker;
 
 /// Command-line settings, each a flag and an environment variable.
-pub use config::{ApiArgs, BrokerArgs, DatabaseArgs, WorkerArgs};
+pub use config::{
+    ApiArgs, BrokerArgs, DEFAULT_AMQP_URL, DEFAULT_PACER_MARGIN_MS, DEFAULT_QPS, DatabaseArgs,
+    WorkerArgs,
+};
 pub use telemetry::{LogFormat, init as init_logging};
 
 /// The vocabulary.

@@ -42,7 +42,7 @@ pub struct DashboardArgs {
     #[arg(long, env = "STOPCASTER_DASHBOARD_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
     /// Each account's quota in calls per second, drawn on the chart (the workers' setting).
-    #[arg(long, env = "STOPCASTER_QPS", default_value_t = 10)]
+    #[arg(long, env = "STOPCASTER_QPS", default_value_t = crate::config::DEFAULT_QPS)]
     pub qps: u32,
     /// The workers' accounts file, for the quotas of named accounts (only `qps` is read).
     #[arg(long, env = "STOPCASTER_ACCOUNTS_FILE")]

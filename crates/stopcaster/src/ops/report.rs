@@ -69,7 +69,7 @@ pub struct ReportArgs {
     pub expect: Option<u64>,
     /// Calls per second the workers make (as they are configured), for a batch's expected
     /// finish.
-    #[arg(long, env = "STOPCASTER_QPS", default_value_t = 10)]
+    #[arg(long, env = "STOPCASTER_QPS", default_value_t = crate::config::DEFAULT_QPS)]
     pub qps: u32,
 }
 

@@ -56,7 +56,7 @@ impl Rate {
     pub fn new(qps: u32) -> Self {
         Self {
             qps: qps.max(1),
-            margin: Duration::from_millis(5),
+            margin: Duration::from_millis(crate::config::DEFAULT_PACER_MARGIN_MS),
         }
     }
 
