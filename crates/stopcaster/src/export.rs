@@ -30,7 +30,7 @@ pub const COLUMNS: [&str; 15] = [
 ];
 
 /// A timestamp as RFC 3339 in UTC, always with the six decimals Postgres keeps.
-pub fn timestamp(t: OffsetDateTime) -> String {
+pub(crate) fn timestamp(t: OffsetDateTime) -> String {
     crate::domain::time::rfc3339_micros(t)
 }
 
@@ -56,7 +56,7 @@ pub(crate) fn fields(row: &JobRow) -> [Option<String>; COLUMNS.len()] {
 }
 
 /// A row as one CSV record, in [`COLUMNS`] order (NULL: empty).
-pub fn csv_row(row: &JobRow) -> String {
+pub(crate) fn csv_row(row: &JobRow) -> String {
     csv_record(fields(row).iter().map(|c| c.as_deref().unwrap_or("")))
 }
 
@@ -67,7 +67,7 @@ const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 /// each double quote doubled. A field that starts like a formula gets a leading `'` first, as
 /// OWASP recommends: CasterIds, batch labels and error texts come from messages that anyone
 /// allowed to publish wrote, and an operator opens the file in a spreadsheet.
-pub fn csv_field(field: &str) -> Cow<'_, str> {
+pub(crate) fn csv_field(field: &str) -> Cow<'_, str> {
     let field = if field.starts_with(FORMULA_STARTS) {
         Cow::Owned(format!("'{field}"))
     } else {
@@ -81,7 +81,7 @@ pub fn csv_field(field: &str) -> Cow<'_, str> {
 }
 
 /// One CSV record, CRLF-terminated as RFC 4180 has it.
-pub fn csv_record<'a>(fields: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn csv_record<'a>(fields: impl IntoIterator<Item = &'a str>) -> String {
     let mut line = fields
         .into_iter()
         .map(csv_field)

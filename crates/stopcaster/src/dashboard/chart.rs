@@ -9,7 +9,7 @@ use crate::store::CallsInSecond;
 
 /// One account's calls over the window.
 #[derive(Clone, Debug, Serialize)]
-pub struct AccountCalls {
+pub(crate) struct AccountCalls {
     /// The job's `account`; `null`: the default account.
     pub account: Option<String>,
     pub qps: u32,
@@ -28,7 +28,7 @@ impl AccountCalls {
 }
 
 /// Turns per-second rows into one series per account, each `window` seconds long.
-pub fn account_calls(
+pub(crate) fn account_calls(
     rows: &[CallsInSecond],
     window: u32,
     qps_of: impl Fn(Option<&str>) -> u32,
@@ -63,7 +63,7 @@ pub fn account_calls(
 }
 
 /// The chart of one account, in SVG user units.
-pub struct Chart {
+pub(crate) struct Chart {
     pub label: String,
     pub qps: u32,
     pub calls: i64,
@@ -77,7 +77,7 @@ pub struct Chart {
     pub top_label: i64,
 }
 
-pub struct Bar {
+pub(crate) struct Bar {
     pub x: f64,
     pub y: f64,
     pub w: f64,
@@ -88,10 +88,10 @@ pub struct Bar {
     pub over: bool,
 }
 
-pub const CHART_WIDTH: u32 = 600;
-pub const CHART_HEIGHT: u32 = 120;
+pub(crate) const CHART_WIDTH: u32 = 600;
+pub(crate) const CHART_HEIGHT: u32 = 120;
 
-pub fn chart(a: &AccountCalls) -> Chart {
+pub(crate) fn chart(a: &AccountCalls) -> Chart {
     let n = a.per_second.len().max(1);
     let top = (i64::from(a.qps) * 5 / 4).max(a.peak).max(1);
     let plot = f64::from(CHART_HEIGHT) - 4.0;

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::assets;
-pub use super::chart::{AccountCalls, Chart, account_calls, chart};
+pub(crate) use super::chart::{AccountCalls, Chart, account_calls, chart};
 use super::queues::QueueDepth;
 use super::search::{form_encode, path_segment};
 use crate::dead_letters::DeadLetter;

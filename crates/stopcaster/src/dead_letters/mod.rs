@@ -17,9 +17,9 @@ mod replay;
 
 use crate::broker::BrokerError;
 
-pub use letter::DeadLetter;
-pub use queue::list;
-pub use replay::{Selection, replay};
+pub(crate) use letter::DeadLetter;
+pub(crate) use queue::list;
+pub(crate) use replay::{Selection, replay};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {

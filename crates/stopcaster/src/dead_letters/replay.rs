@@ -18,14 +18,14 @@ use crate::store::{self, ReplayRecord};
 
 /// Which dead letters to replay.
 #[derive(Clone, Debug)]
-pub enum Selection {
+pub(crate) enum Selection {
     All,
     Jobs(Vec<Uuid>),
 }
 
 /// One dead letter a replay handled.
 #[derive(Clone, Debug)]
-pub struct Replayed {
+pub(crate) struct Replayed {
     pub job_id: Uuid,
     pub letter: DeadLetter,
     /// `None` for a second dead letter of a job already replayed in this run: removed, not
@@ -67,7 +67,7 @@ impl Replayed {
 
 /// What a replay did.
 #[derive(Debug, Default)]
-pub struct ReplayReport {
+pub(crate) struct ReplayReport {
     pub replayed: Vec<Replayed>,
     /// Named job ids with no dead letter in `P.dead`.
     pub missing: Vec<Uuid>,
@@ -77,7 +77,7 @@ pub struct ReplayReport {
 
 /// Replays the chosen dead letters (see the module comment for the order of effects); calls
 /// `each` after each one is done.
-pub async fn replay(
+pub(crate) async fn replay(
     amqp_url: &str,
     names: &Names,
     pool: &sqlx::PgPool,

@@ -13,7 +13,7 @@ mod status;
 
 pub use job_id::JobId;
 pub use message::{Job, Parsed, parse_message, payload_text};
-pub use since::parse_since;
+pub(crate) use since::parse_since;
 pub use status::{JobStatus, Verdict, conclusion};
 #[cfg(test)]
 pub use stopcaster_live::ids::MAX_CASTER_ID_BYTES;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SinceError {
+pub(crate) enum SinceError {
     #[error(
         "an empty text is not a duration: a number and a unit s, m, h or d, e.g. 90s, 2h, 1h30m"
     )]
@@ -17,7 +17,7 @@ pub enum SinceError {
 
 /// Parses `--since`: one or more `<integer><unit>` parts, unit `s`, `m`, `h` or `d`
 /// (`2h`, `90s`, `1d12h`). A bare number is refused, since its unit would be a guess.
-pub fn parse_since(text: &str) -> Result<Duration, SinceError> {
+pub(crate) fn parse_since(text: &str) -> Result<Duration, SinceError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(SinceError::Empty);
