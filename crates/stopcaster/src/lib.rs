@@ -12,6 +12,9 @@
 //! - `ops`: the operators' commands (enqueue, cancel, report, dead letters, stop);
 //! - `dashboard`: the web dashboard over the results tables and the queues.
 //!
+//! `ops` and `dashboard` sit side by side at the top and never use each other: what both need
+//! (`dead_letters`, `export`, `errors`, `store`, `broker`, `domain`) lies below them.
+//!
 //! The vendor side (signing, the StopCaster client, outcomes, credentials) is the
 //! `stopcaster-live` crate; the stand-in of the API is `stopcaster-fake-live`, and the binary
 //! with its benchmark driver is the workspace's root package.

@@ -8,8 +8,9 @@
 //! listens on loopback only; with one, every request needs it and actions need the dashboard's
 //! own `Origin`.
 //!
-//! Depends on [`crate::store`] for every query, [`crate::broker`] for queue depths and
-//! [`crate::dead_letters`] for listing and replaying dead letters.
+//! Depends on [`crate::store`] for every query, [`crate::broker`] for queue depths,
+//! [`crate::dead_letters`] for listing and replaying dead letters and [`crate::export`] for the
+//! CSV export; never on the commands ([`crate::ops`]).
 
 mod assets;
 mod auth;

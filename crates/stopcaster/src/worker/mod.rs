@@ -155,7 +155,12 @@ pub async fn run(
         .sleep(until_shutdown)
         .when(|e| store::is_transient(e) && !shutdown.is_cancelled())
         .notify(|e, wait| {
-            tracing::warn!(error = %e, retry_in = ?wait, "database unavailable at start; retrying");
+            tracing::warn!(
+                database = %url_without_password(&database.database_url),
+                error = %e,
+                retry_in = ?wait,
+                "database unavailable at start; retrying"
+            );
         })
         .await;
     let pool = match pool {
