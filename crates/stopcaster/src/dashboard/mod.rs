@@ -10,7 +10,7 @@
 //!
 //! Depends on [`crate::store`] for every query, [`crate::broker`] for queue depths,
 //! [`crate::dead_letters`] for listing and replaying dead letters and [`crate::export`] for the
-//! CSV export; never on the commands ([`crate::ops`]).
+//! CSV export; never on the operators' commands (`ops`).
 
 mod assets;
 mod auth;
