@@ -13,7 +13,7 @@ mod bench;
 use bench::BenchArgs;
 use stopcaster::{
     ApiArgs, BrokerArgs, CancelArgs, DashboardArgs, DatabaseArgs, DeadLettersCommand, EnqueueArgs,
-    ReportArgs, WorkerArgs,
+    LogFormat, ReportArgs, WorkerArgs,
 };
 
 #[derive(Parser)]
@@ -23,14 +23,16 @@ use stopcaster::{
     about = "Stops Alibaba Cloud ApsaraVideo Live production studios from a RabbitMQ queue"
 )]
 struct Cli {
-    /// Log format: text or json.
+    /// Log format.
     #[arg(
         long,
         env = "STOPCASTER_LOG_FORMAT",
-        default_value = "text",
+        value_enum,
+        ignore_case = true,
+        default_value_t = LogFormat::Text,
         global = true
     )]
-    log_format: String,
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,9 +52,11 @@ enum Command {
     },
     /// Publish one job per studio with publisher confirms; prints the batch id.
     Enqueue(EnqueueArgs),
-    /// Cancel jobs not yet called (scheduled, or pending with no call made): they become
-    /// cancelled and are never called. Exit 0 when none of the named jobs will be called any
-    /// more; 1 when one had already started or an id is unknown.
+    /// Cancel jobs not yet called, so that they never are.
+    ///
+    /// A job not yet called is scheduled, or pending with no call made; it becomes cancelled.
+    /// Exit 0 when none of the named jobs will be called any more; 1 when one had already
+    /// started or an id is unknown.
     Cancel(CancelArgs),
     /// Audit queries over the results tables: jobs newest first, plus a summary.
     Report {
@@ -69,9 +73,12 @@ enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// One signed StopCaster call now, no queue, recorded like a job (batch stop-command) when
-    /// the database is reachable. Exit codes: 0 stopped, 3 permanent API error, 4 retryable API
-    /// error (5xx, throttling), 5 transport failure, 1 configuration error.
+    /// One signed StopCaster call now, without the queue.
+    ///
+    /// Prints the RequestId or the error. The call is recorded like a job (batch
+    /// stop-command) when the database is reachable. Exit codes: 0 stopped, 3 permanent API
+    /// error, 4 retryable API error (5xx, throttling), 5 transport failure, 1 configuration
+    /// error.
     // The region is the API settings' own (STOPCASTER_REGION), named --region here: a studio has
     // one region, and one flag for it is all `stop` needs.
     #[command(mut_arg("default_region", |a| a
@@ -151,7 +158,7 @@ fn main() -> ExitCode {
     } else {
         SERVICE_LOG_FILTER
     };
-    stopcaster::init_logging(&cli.log_format, filter);
+    stopcaster::init_logging(cli.log_format, filter);
     let targets = cli.command.targets();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

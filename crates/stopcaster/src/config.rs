@@ -11,10 +11,27 @@ use stopcaster_live::ClientConfig;
 use stopcaster_live::accounts::AccountPlan;
 use stopcaster_live::credentials::{self, Source, chain};
 
+/// Calls per second per account when nothing says otherwise: Alibaba's StopCaster quota.
+pub const DEFAULT_QPS: u32 = 10;
+/// What each second of the pacer's schedule adds for jitter, in milliseconds: the pacer's own
+/// default, named here beside the other defaults.
+pub const DEFAULT_PACER_MARGIN_MS: u64 = crate::worker::pacer::DEFAULT_MARGIN_MS;
+/// RabbitMQ on this machine, as its image starts (user guest, vhost `/`).
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The headings options are grouped under in `--help`.
+const CONNECTION: &str = "Connection";
+const CREDENTIALS: &str = "Credentials";
+const API: &str = "API";
+const PACING: &str = "Pacing";
+const RETRIES: &str = "Retries";
+const RUNNING: &str = "Running";
+
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseArgs {
     /// Postgres URL.
     #[arg(
+        help_heading = CONNECTION,
         long,
         env = "DATABASE_URL",
         default_value = "postgres://127.0.0.1/stopcaster"
@@ -26,36 +43,38 @@ pub struct DatabaseArgs {
 pub struct BrokerArgs {
     /// RabbitMQ URL.
     #[arg(
+        help_heading = CONNECTION,
         long,
         env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        default_value = DEFAULT_AMQP_URL
     )]
     pub amqp_url: String,
     /// Prefix P of every broker name (P, P.jobs, P.dlx, P.dead).
-    #[arg(long, env = "STOPCASTER_QUEUE_PREFIX", default_value = "stopcaster")]
+    #[arg(help_heading = CONNECTION, long, env = "STOPCASTER_QUEUE_PREFIX", default_value = "stopcaster")]
     pub queue_prefix: String,
 }
 
 #[derive(Args, Clone, Debug)]
 pub struct ApiArgs {
     /// AccessKey id of the default account.
-    #[arg(long, env = "ALIBABA_CLOUD_ACCESS_KEY_ID")]
+    #[arg(help_heading = CREDENTIALS, long, env = "ALIBABA_CLOUD_ACCESS_KEY_ID")]
     pub access_key_id: Option<String>,
     /// AccessKey secret of the default account (prefer the variable: flags show in `ps`).
-    #[arg(long, env = "ALIBABA_CLOUD_ACCESS_KEY_SECRET", hide_env_values = true)]
+    #[arg(help_heading = CREDENTIALS, long, env = "ALIBABA_CLOUD_ACCESS_KEY_SECRET", hide_env_values = true)]
     pub access_key_secret: Option<String>,
     /// STS security token, signed and sent when set.
-    #[arg(long, env = "ALIBABA_CLOUD_SECURITY_TOKEN", hide_env_values = true)]
+    #[arg(help_heading = CREDENTIALS, long, env = "ALIBABA_CLOUD_SECURITY_TOKEN", hide_env_values = true)]
     pub security_token: Option<String>,
     /// The Alibaba Cloud account UID whose quota the default credentials use (default: learned
     /// from STS GetCallerIdentity).
-    #[arg(long, env = "STOPCASTER_ACCOUNT_UID")]
+    #[arg(help_heading = CREDENTIALS, long, env = "STOPCASTER_ACCOUNT_UID")]
     pub account_uid: Option<String>,
     /// PEM file of extra CA certificates to trust (a stand-in or a proxy serving TLS).
-    #[arg(long, env = "STOPCASTER_CA_FILE")]
+    #[arg(help_heading = API, long, env = "STOPCASTER_CA_FILE")]
     pub ca_file: Option<PathBuf>,
     /// API endpoint.
     #[arg(
+        help_heading = API,
         long,
         env = "STOPCASTER_ENDPOINT",
         default_value = "https://live.aliyuncs.com"
@@ -63,16 +82,17 @@ pub struct ApiArgs {
     pub endpoint: String,
     /// RegionId for jobs that name none.
     #[arg(
+        help_heading = API,
         long = "default-region",
         env = "STOPCASTER_REGION",
         default_value = "cn-shanghai"
     )]
     pub default_region: String,
     /// Connect timeout of a call, in milliseconds.
-    #[arg(long, env = "STOPCASTER_CONNECT_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(help_heading = API, long, env = "STOPCASTER_CONNECT_TIMEOUT_MS", default_value_t = 5000)]
     pub connect_timeout_ms: u64,
     /// Overall timeout of a call, in milliseconds.
-    #[arg(long, env = "STOPCASTER_TIMEOUT_MS", default_value_t = 10000)]
+    #[arg(help_heading = API, long, env = "STOPCASTER_TIMEOUT_MS", default_value_t = 10000)]
     pub timeout_ms: u64,
 }
 
@@ -137,49 +157,67 @@ impl ApiArgs {
 #[derive(Args, Clone, Debug)]
 pub struct AttemptsArgs {
     /// Calls per job before a retryable failure is given up and dead-lettered.
-    #[arg(long, env = "STOPCASTER_MAX_ATTEMPTS", default_value_t = 8)]
+    #[arg(help_heading = RETRIES, long, env = "STOPCASTER_MAX_ATTEMPTS", default_value_t = 8)]
     pub max_attempts: u32,
 }
 
 #[derive(Args, Clone, Debug)]
 pub struct WorkerArgs {
     /// StopCaster calls per second per account, summed over every worker sharing the database.
-    #[arg(long, env = "STOPCASTER_QPS", default_value_t = 10)]
+    #[arg(help_heading = PACING, long, env = "STOPCASTER_QPS", default_value_t = DEFAULT_QPS)]
     pub qps: u32,
     /// Safety margin added to each second of the pacer's schedule, in milliseconds.
-    #[arg(long, env = "STOPCASTER_PACER_MARGIN_MS", default_value_t = crate::worker::pacer::DEFAULT_MARGIN_MS)]
+    #[arg(help_heading = PACING, long, env = "STOPCASTER_PACER_MARGIN_MS", default_value_t = DEFAULT_PACER_MARGIN_MS)]
     pub pacer_margin_ms: u64,
     #[command(flatten)]
     pub attempts: AttemptsArgs,
     /// First backoff ceiling, in milliseconds.
-    #[arg(long, env = "STOPCASTER_BACKOFF_INITIAL_MS", default_value_t = 500)]
+    #[arg(help_heading = RETRIES, long, env = "STOPCASTER_BACKOFF_INITIAL_MS", default_value_t = 500)]
     pub backoff_initial_ms: u64,
     /// Largest backoff, in milliseconds.
-    #[arg(long, env = "STOPCASTER_BACKOFF_MAX_MS", default_value_t = 30000)]
+    #[arg(help_heading = RETRIES, long, env = "STOPCASTER_BACKOFF_MAX_MS", default_value_t = 30000)]
     pub backoff_max_ms: u64,
     /// Deliveries held and processed at once (the AMQP prefetch).
-    #[arg(long, env = "STOPCASTER_CONCURRENCY", default_value_t = 64)]
+    #[arg(help_heading = RUNNING, long, env = "STOPCASTER_CONCURRENCY", default_value_t = 64)]
     pub concurrency: u16,
     /// Seconds in-flight jobs get to finish after SIGINT/SIGTERM.
-    #[arg(long, env = "STOPCASTER_DRAIN_TIMEOUT_S", default_value_t = 30)]
+    #[arg(help_heading = RUNNING, long, env = "STOPCASTER_DRAIN_TIMEOUT_S", default_value_t = 30)]
     pub drain_timeout_s: u64,
     /// Longest a delivery is held (in backoff or waiting for the database) before it is handed
     /// back to the queue, in seconds; well under RabbitMQ's consumer_timeout.
-    #[arg(long, env = "STOPCASTER_HOLD_CAP_S", default_value_t = 300)]
+    #[arg(help_heading = RETRIES, long, env = "STOPCASTER_HOLD_CAP_S", default_value_t = 300)]
     pub hold_cap_s: u64,
-    /// Pacer: `shared` (through Postgres, for several replicas) or `local` (this process only).
-    #[arg(long, env = "STOPCASTER_PACER", default_value = "shared")]
-    pub pacer: String,
+    /// Pacer: shared (through Postgres, for several replicas) or local (this process only).
+    #[arg(help_heading = PACING, long, env = "STOPCASTER_PACER", value_enum, default_value_t = PacerKind::Shared)]
+    pub pacer: PacerKind,
     /// JSON file naming the accounts a job may select with its `account` field (see README).
-    #[arg(long, env = "STOPCASTER_ACCOUNTS_FILE")]
+    #[arg(help_heading = CREDENTIALS, long, env = "STOPCASTER_ACCOUNTS_FILE")]
     pub accounts_file: Option<std::path::PathBuf>,
     /// Serve Prometheus /metrics, /healthz and /readyz here (for example 127.0.0.1:9187).
-    #[arg(long, env = "STOPCASTER_METRICS_ADDR")]
+    #[arg(help_heading = RUNNING, long, env = "STOPCASTER_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Open the connections calls will need before taking pacer slots, at start and after
     /// 10 s idle (`GET /` without parameters, no API call); `false` opens them on demand.
-    #[arg(long, env = "STOPCASTER_WARM_CONNECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(help_heading = RUNNING, long, env = "STOPCASTER_WARM_CONNECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub warm_connections: bool,
+}
+
+/// Where the pacer keeps each account's schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PacerKind {
+    /// In Postgres, shared by every worker of the database.
+    Shared,
+    /// In this process only.
+    Local,
+}
+
+impl std::fmt::Display for PacerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PacerKind::Shared => "shared",
+            PacerKind::Local => "local",
+        })
+    }
 }
 
 impl WorkerArgs {

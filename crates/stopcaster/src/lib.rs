@@ -5,20 +5,30 @@
 //! - `store`: every SQL statement;
 //! - `broker`: the RabbitMQ topology and publishing with confirms;
 //! - `redact`: what of a setting may be shown (URLs without passwords);
+//! - `dead_letters`: listing and replaying the dead-letter queue;
+//! - `export`: the job row's columns and CSV, as the report and the dashboard write them;
+//! - `errors`: the one line a failed command (the worker and the dashboard included) prints;
 //! - `worker`: the consumer (sessions, jobs, verdicts, the pacer, metrics);
 //! - `ops`: the operators' commands (enqueue, cancel, report, dead letters, stop);
 //! - `dashboard`: the web dashboard over the results tables and the queues.
+//!
+//! `ops` and `dashboard` sit side by side at the top and never use each other: what both need
+//! (`dead_letters`, `export`, `errors`, `store`, `broker`, `domain`) lies below them.
 //!
 //! The vendor side (signing, the StopCaster client, outcomes, credentials) is the
 //! `stopcaster-live` crate; the stand-in of the API is `stopcaster-fake-live`, and the binary
 //! with its benchmark driver is the workspace's root package.
 //!
-//! Modules are private; what the binary and the tests use is re-exported below.
+//! Modules are private; what the binary and the tests use is re-exported below, and nothing
+//! more.
 
 mod broker;
 mod config;
 mod dashboard;
+mod dead_letters;
 mod domain;
+mod errors;
+mod export;
 mod ops;
 mod redact;
 mod store;
@@ -26,19 +36,21 @@ mod telemetry;
 mod worker;
 
 /// Command-line settings, each a flag and an environment variable.
-pub use config::{ApiArgs, AttemptsArgs, BrokerArgs, ConfigError, DatabaseArgs, WorkerArgs};
-pub use telemetry::init as init_logging;
+pub use config::{
+    ApiArgs, BrokerArgs, DEFAULT_AMQP_URL, DEFAULT_PACER_MARGIN_MS, DEFAULT_QPS, DatabaseArgs,
+    WorkerArgs,
+};
+pub use telemetry::{LogFormat, init as init_logging};
 
 /// The vocabulary.
-pub use domain::{CasterId, JobId, JobStatus, RegionId, time};
+pub use domain::{CasterId, JobStatus, RegionId};
 
 /// The vendor side.
 pub use stopcaster_live::client::signed_query;
 pub use stopcaster_live::credentials::{Credentials, Secret};
 pub use stopcaster_live::signer;
 pub use stopcaster_live::{
-    ApiError, CallOutcome, ClientConfig, LiveClient, StopCasterRequest, TransportError,
-    TransportKind,
+    ApiError, CallOutcome, ClientConfig, LiveClient, StopCasterRequest, TransportKind,
 };
 
 /// RabbitMQ names and helpers.
@@ -52,21 +64,19 @@ pub use store::{JobSearch, explain_search, migrate, pacer_state, pool as databas
 pub use store::{call_span, count_finished_jobs, count_jobs_with_status, drop_database};
 
 /// The worker.
-pub use worker::pacer::{self, Pacer, Rate, SharedPacer};
-pub use worker::{StartError, run as run_worker};
+pub use worker::pacer;
+pub use worker::run as run_worker;
 
 /// The web dashboard.
-pub use dashboard::{DashboardArgs, DashboardError, run as run_dashboard};
+pub use dashboard::{DashboardArgs, run as run_dashboard};
 
+pub use errors::{Targets as ErrorTargets, one_line as error_line};
+pub use export::COLUMNS as REPORT_COLUMNS;
 /// The operators' commands.
-pub use ops::cancel::{CancelArgs, CancelSummary, run as run_cancel};
+pub use ops::cancel::{CancelArgs, run as run_cancel};
 pub use ops::dead_letters::{DeadLettersCommand, run as run_dead_letters};
 pub use ops::enqueue::{
     EnqueueArgs, plan as plan_enqueue, publish as publish_enqueue, run as run_enqueue,
 };
-pub use ops::errors::{Targets as ErrorTargets, one_line as error_line};
-pub use ops::report::{
-    COLUMNS as REPORT_COLUMNS, NARROW_COLUMNS as REPORT_NARROW_COLUMNS, ReportArgs,
-    run as run_report,
-};
+pub use ops::report::{NARROW_COLUMNS as REPORT_NARROW_COLUMNS, ReportArgs, run as run_report};
 pub use ops::stop::run as run_stop;

@@ -5,9 +5,19 @@ use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
+/// How log lines are written (`STOPCASTER_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people: one line per event, coloured on a terminal.
+    #[default]
+    Text,
+    /// For collectors: one JSON object per line.
+    Json,
+}
+
 /// Installs the global subscriber, writing to stderr. `default_filter` applies when `RUST_LOG`
 /// is unset or empty.
-pub fn init(format: &str, default_filter: &str) {
+pub fn init(format: LogFormat, default_filter: &str) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -21,7 +31,7 @@ pub fn init(format: &str, default_filter: &str) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    if format.eq_ignore_ascii_case("json") {
+    if format == LogFormat::Json {
         builder
             .json()
             .with_current_span(true)

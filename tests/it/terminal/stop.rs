@@ -73,7 +73,7 @@ async fn stop_is_recorded_like_a_job_and_says_so_when_it_cannot_be() {
 
 #[test]
 fn stop_offers_one_region_flag_and_describes_every_argument() {
-    let (out, _) = run(&["stop", "--help"], &[]);
+    let (out, _) = run(&["stop", "-h"], &[]);
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{help}");
     assert_eq!(help.matches("--region").count(), 1, "{help}");

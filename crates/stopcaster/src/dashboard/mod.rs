@@ -8,11 +8,13 @@
 //! listens on loopback only; with one, every request needs it and actions need the dashboard's
 //! own `Origin`.
 //!
-//! Depends on [`crate::store`] for every query, [`crate::broker`] for queue depths and
-//! [`crate::ops::dead_letters`] for listing and replaying dead letters.
+//! Depends on [`crate::store`] for every query, [`crate::broker`] for queue depths,
+//! [`crate::dead_letters`] for listing and replaying dead letters and [`crate::export`] for the
+//! CSV export; never on the operators' commands (`ops`).
 
 mod assets;
 mod auth;
+mod chart;
 mod queues;
 mod routes;
 mod search;
@@ -41,7 +43,7 @@ pub struct DashboardArgs {
     #[arg(long, env = "STOPCASTER_DASHBOARD_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
     /// Each account's quota in calls per second, drawn on the chart (the workers' setting).
-    #[arg(long, env = "STOPCASTER_QPS", default_value_t = 10)]
+    #[arg(long, env = "STOPCASTER_QPS", default_value_t = crate::config::DEFAULT_QPS)]
     pub qps: u32,
     /// The workers' accounts file, for the quotas of named accounts (only `qps` is read).
     #[arg(long, env = "STOPCASTER_ACCOUNTS_FILE")]

@@ -1,5 +1,5 @@
 //! The broker side of the dashboard: queue depths (passive declares over one kept
-//! connection), and the dead-letter queue through `ops::dead_letters`, one listing or replay
+//! connection), and the dead-letter queue through `crate::dead_letters`, one listing or replay
 //! at a time (a listing holds the messages it reads until it hands them back, so a replay
 //! running meanwhile would not see them).
 
@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::broker::{self, Names};
-use crate::ops::dead_letters::{self, DeadLetter, Selection};
+use crate::dead_letters::{self, DeadLetter, Selection};
 
 /// How long a listing of the dead-letter queue is reused: live refreshes of several open
 /// pages then read the queue at most every few seconds (a listing holds the messages it reads
@@ -126,7 +126,7 @@ impl Broker {
         Ok(listed)
     }
 
-    /// Replays the chosen dead letters (see `ops::dead_letters`); one line per dead letter
+    /// Replays the chosen dead letters (see `crate::dead_letters`); one line per dead letter
     /// handled, and the named jobs that were not in `P.dead`.
     pub async fn replay(
         &self,

@@ -83,7 +83,6 @@ impl SearchParams {
         let status = given(&self.status);
         if let Some(s) = &status
             && JobStatus::parse(s).is_none()
-            && !super::views::STATUSES.contains(&s.as_str())
         {
             return Err(format!("unknown status {s:?}"));
         }
@@ -100,7 +99,7 @@ impl SearchParams {
         let to = time("to", &self.to)?;
         let since = given(&self.since);
         if let Some(s) = &since {
-            let d = crate::ops::report::parse_since(s).map_err(|e| format!("since: {e}"))?;
+            let d = crate::domain::parse_since(s).map_err(|e| format!("since: {e}"))?;
             let start = now - d;
             from = Some(from.map_or(start, |f| f.max(start)));
         }

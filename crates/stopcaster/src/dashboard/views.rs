@@ -11,10 +11,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::assets;
+pub(crate) use super::chart::{AccountCalls, Chart, account_calls, chart};
 use super::queues::QueueDepth;
 use super::search::{form_encode, path_segment};
-use crate::ops::dead_letters::DeadLetter;
-use crate::store::{AttemptRow, BatchRow, CallsInSecond, JobDetail, JobRow, PauseRow, ReplayRow};
+use crate::dead_letters::DeadLetter;
+use crate::domain::JobStatus;
+use crate::store::{AttemptRow, BatchRow, JobDetail, JobRow, PauseRow, ReplayRow};
 
 /// What every page's frame needs.
 pub struct Layout {
@@ -95,132 +97,6 @@ pub fn duration(secs: &f64) -> String {
 
 // ---- the overview ---------------------------------------------------------------------
 
-/// One account's calls over the window.
-#[derive(Clone, Debug, Serialize)]
-pub struct AccountCalls {
-    /// The job's `account`; `null`: the default account.
-    pub account: Option<String>,
-    pub qps: u32,
-    /// Calls started in each second, oldest first; the last is the current second.
-    pub per_second: Vec<i64>,
-    pub throttled_per_second: Vec<i64>,
-    pub calls: i64,
-    pub throttled: i64,
-    pub peak: i64,
-}
-
-impl AccountCalls {
-    pub fn label(&self) -> &str {
-        self.account.as_deref().unwrap_or("default")
-    }
-}
-
-/// Turns per-second rows into one series per account, each `window` seconds long.
-pub fn account_calls(
-    rows: &[CallsInSecond],
-    window: u32,
-    qps_of: impl Fn(Option<&str>) -> u32,
-) -> Vec<AccountCalls> {
-    let mut by_account: BTreeMap<Option<String>, AccountCalls> = BTreeMap::new();
-    for r in rows {
-        let entry = by_account
-            .entry(r.account.clone())
-            .or_insert_with(|| AccountCalls {
-                account: r.account.clone(),
-                qps: qps_of(r.account.as_deref()),
-                per_second: vec![0; window as usize],
-                throttled_per_second: vec![0; window as usize],
-                calls: 0,
-                throttled: 0,
-                peak: 0,
-            });
-        let Ok(ago) = usize::try_from(r.seconds_ago) else {
-            continue;
-        };
-        if ago >= window as usize {
-            continue;
-        }
-        let i = window as usize - 1 - ago;
-        entry.per_second[i] += r.calls;
-        entry.throttled_per_second[i] += r.throttled;
-        entry.calls += r.calls;
-        entry.throttled += r.throttled;
-        entry.peak = entry.peak.max(entry.per_second[i]);
-    }
-    by_account.into_values().collect()
-}
-
-/// The chart of one account, in SVG user units.
-pub struct Chart {
-    pub label: String,
-    pub qps: u32,
-    pub calls: i64,
-    pub throttled: i64,
-    pub peak: i64,
-    pub width: u32,
-    pub height: u32,
-    pub bars: Vec<Bar>,
-    /// The quota line's height.
-    pub quota_y: f64,
-    pub top_label: i64,
-}
-
-pub struct Bar {
-    pub x: f64,
-    pub y: f64,
-    pub w: f64,
-    pub h: f64,
-    pub calls: i64,
-    pub seconds_ago: usize,
-    /// More calls than the quota, or throttled answers in that second.
-    pub over: bool,
-}
-
-pub const CHART_WIDTH: u32 = 600;
-pub const CHART_HEIGHT: u32 = 120;
-
-pub fn chart(a: &AccountCalls) -> Chart {
-    let n = a.per_second.len().max(1);
-    let top = (i64::from(a.qps) * 5 / 4).max(a.peak).max(1);
-    let plot = f64::from(CHART_HEIGHT) - 4.0;
-    let y_of = |v: f64| f64::from(CHART_HEIGHT) - v / top as f64 * plot;
-    let w = f64::from(CHART_WIDTH) / n as f64;
-    let bars = a
-        .per_second
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c > 0)
-        .map(|(i, &calls)| {
-            let y = y_of(calls as f64);
-            Bar {
-                x: round2(i as f64 * w),
-                y: round2(y),
-                w: round2((w - 0.5).max(0.5)),
-                h: round2(f64::from(CHART_HEIGHT) - y),
-                calls,
-                seconds_ago: n - 1 - i,
-                over: calls > i64::from(a.qps) || a.throttled_per_second[i] > 0,
-            }
-        })
-        .collect();
-    Chart {
-        label: a.label().to_owned(),
-        qps: a.qps,
-        calls: a.calls,
-        throttled: a.throttled,
-        peak: a.peak,
-        width: CHART_WIDTH,
-        height: CHART_HEIGHT,
-        bars,
-        quota_y: round2(y_of(f64::from(a.qps))),
-        top_label: top,
-    }
-}
-
-fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
-}
-
 /// Jobs of one status.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatusCount {
@@ -228,27 +104,17 @@ pub struct StatusCount {
     pub jobs: i64,
 }
 
-/// Every status the contract names, in lifecycle order.
-pub const STATUSES: [&str; 6] = [
-    "scheduled",
-    "pending",
-    "succeeded",
-    "failed",
-    "rejected",
-    "cancelled",
-];
-
 /// Every status the contract names, zeros included, then any other the table holds.
 pub fn status_counts(counts: &BTreeMap<String, i64>) -> Vec<StatusCount> {
-    let mut out: Vec<StatusCount> = STATUSES
+    let mut out: Vec<StatusCount> = JobStatus::ALL
         .iter()
         .map(|s| StatusCount {
-            status: (*s).to_owned(),
-            jobs: counts.get(*s).copied().unwrap_or(0),
+            status: s.as_str().to_owned(),
+            jobs: counts.get(s.as_str()).copied().unwrap_or(0),
         })
         .collect();
     for (s, n) in counts {
-        if !STATUSES.contains(&s.as_str()) {
+        if JobStatus::parse(s).is_none() {
             out.push(StatusCount {
                 status: s.clone(),
                 jobs: *n,
@@ -319,8 +185,9 @@ pub struct JobsPage<'a> {
 }
 
 pub fn status_options(selected: Option<&str>) -> Vec<StatusOption> {
-    STATUSES
+    JobStatus::ALL
         .into_iter()
+        .map(JobStatus::as_str)
         .map(|value| StatusOption {
             value,
             selected: selected == Some(value),
@@ -372,7 +239,9 @@ impl BatchRow {
 
     /// Jobs that are done: neither pending nor scheduled.
     pub fn done(&self) -> i64 {
-        self.jobs - self.count("pending") - self.count("scheduled")
+        self.jobs
+            - self.count(JobStatus::Pending.as_str())
+            - self.count(JobStatus::Scheduled.as_str())
     }
 
     pub fn percent_done(&self) -> u32 {

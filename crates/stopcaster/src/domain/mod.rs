@@ -1,6 +1,6 @@
 //! The vocabulary of the project, free of I/O: checked identifiers ([`ids`]), the job message
-//! ([`message`]: one type, written by `enqueue` and parsed by the worker) and where a job stands
-//! ([`status`]).
+//! ([`message`]: one type, written by `enqueue` and parsed by the worker), where a job stands
+//! ([`status`]) and durations as operators type them ([`since`]).
 //!
 //! Depends on nothing else in the crate (only on the vendor crate's identifiers and time
 //! formats, which it re-exports); every other folder may depend on it.
@@ -8,10 +8,12 @@
 mod job_id;
 mod message;
 pub mod schedule;
+mod since;
 mod status;
 
 pub use job_id::JobId;
 pub use message::{Job, Parsed, parse_message, payload_text};
+pub(crate) use since::parse_since;
 pub use status::{JobStatus, Verdict, conclusion};
 #[cfg(test)]
 pub use stopcaster_live::ids::MAX_CASTER_ID_BYTES;

@@ -39,6 +39,13 @@ impl JobStatus {
         Self::ALL.into_iter().find(|status| status.as_str() == s)
     }
 
+    /// Whether `cancel` can still stop a job of this status that made `attempts` calls: a
+    /// scheduled one, or a pending one with no call made (the condition `store::cancel_jobs`
+    /// checks in SQL).
+    pub fn cancellable(self, attempts: i32) -> bool {
+        self == JobStatus::Scheduled || (self == JobStatus::Pending && attempts == 0)
+    }
+
     /// Finished for good: no call will ever be made for it again (cancelled included;
     /// scheduled and pending are not).
     pub fn is_terminal(self) -> bool {
@@ -62,6 +69,20 @@ mod tests {
             .collect();
         assert_eq!(open, [JobStatus::Scheduled, JobStatus::Pending]);
         assert!(JobStatus::Cancelled.is_terminal());
+    }
+
+    #[test]
+    fn only_jobs_not_yet_called_are_cancellable() {
+        assert!(JobStatus::Scheduled.cancellable(0));
+        assert!(JobStatus::Pending.cancellable(0));
+        assert!(!JobStatus::Pending.cancellable(1));
+        for done in [
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ] {
+            assert!(!done.cancellable(0));
+        }
     }
 }
 

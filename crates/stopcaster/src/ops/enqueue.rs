@@ -27,7 +27,10 @@ pub enum EnqueueError {
     InvalidCasterId { id: String, rejection: Rejection },
     #[error("invalid region: {0}")]
     InvalidRegion(Rejection),
-    #[error("no CasterIds given")]
+    #[error(
+        "no CasterIds given: name them as arguments (stopcaster enqueue ID...), or one per line \
+         in a file (--file PATH) or on standard input (--file -)"
+    )]
     Empty,
     #[error("reading {path}: {source}")]
     Read {

@@ -2,14 +2,15 @@
 //! an aligned table for people, or JSON or CSV for programs. The queries are in
 //! [`crate::store`]; this module parses the options and writes the output.
 
-use crate::ops::table::{Cut, Flexible, csv_record, fit, one_line, shorten, table};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::domain::JobStatus;
+use crate::domain::{JobStatus, parse_since};
+use crate::export::{COLUMNS, csv_record, csv_row, fields, timestamp};
+use crate::ops::table::{Cut, Flexible, fit, one_line, shorten, table};
 use crate::store::{self, JobFilter, JobRow, ReportSummary};
 
 /// How often `--watch` prints the summary again.
@@ -68,7 +69,7 @@ pub struct ReportArgs {
     pub expect: Option<u64>,
     /// Calls per second the workers make (as they are configured), for a batch's expected
     /// finish.
-    #[arg(long, env = "STOPCASTER_QPS", default_value_t = 10)]
+    #[arg(long, env = "STOPCASTER_QPS", default_value_t = crate::config::DEFAULT_QPS)]
     pub qps: u32,
 }
 
@@ -92,79 +93,6 @@ fn seconds(d: Duration) -> String {
     format!("{} s", d.as_secs_f64())
 }
 
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SinceError {
-    #[error(
-        "an empty text is not a duration: a number and a unit s, m, h or d, e.g. 90s, 2h, 1h30m"
-    )]
-    Empty,
-    #[error("{0} is not a duration: a number and a unit s, m, h or d, e.g. 90s, 2h, 1h30m")]
-    Invalid(String),
-    #[error("{0} is too long a duration (at most 100 years)")]
-    Overflow(String),
-}
-
-/// Parses `--since`: one or more `<integer><unit>` parts, unit `s`, `m`, `h` or `d`
-/// (`2h`, `90s`, `1d12h`). A bare number is refused, since its unit would be a guess.
-pub fn parse_since(text: &str) -> Result<Duration, SinceError> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(SinceError::Empty);
-    }
-    let invalid = || SinceError::Invalid(text.to_owned());
-    let overflow = || SinceError::Overflow(text.to_owned());
-    let mut total: u64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(invalid)?;
-        if digits == 0 {
-            return Err(invalid());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| overflow())?;
-        let mut chars = rest[digits..].chars();
-        let unit = match chars.next() {
-            Some('s') => 1,
-            Some('m') => 60,
-            Some('h') => 3600,
-            Some('d') => 86_400,
-            _ => return Err(invalid()),
-        };
-        total = n
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(overflow)?;
-        rest = chars.as_str();
-    }
-    // Postgres intervals end around 178 million years; keep well inside.
-    if total > 100 * 365 * 86_400 {
-        return Err(overflow());
-    }
-    Ok(Duration::from_secs(total))
-}
-
-/// The listed columns, in order: of `--wide`, of the report's CSV and of the dashboard's CSV
-/// export. New columns go before `not_before`, which scripts find last, and after
-/// `created_at`, which keeps its place.
-pub const COLUMNS: [&str; 15] = [
-    "job_id",
-    "caster_id",
-    "region_id",
-    "batch_id",
-    "status",
-    "conclusion",
-    "request_id",
-    "error_code",
-    "http_status",
-    "attempts",
-    "replays",
-    "created_at",
-    "finished_at",
-    "account",
-    "not_before",
-];
-
 /// The default table's columns: which studio, how it ended, and where to look further: the
 /// first characters of `job_id`, `caster_id`, `status`, `attempts` (calls made),
 /// `error_code`, the first characters of `request_id`, `finished_at` to the second.
@@ -186,37 +114,6 @@ const NARROW_FLEXIBLE: [Flexible; 2] = [
         cut: Cut::End,
     },
 ];
-
-/// A timestamp as RFC 3339 in UTC, always with the six decimals Postgres keeps.
-pub fn timestamp(t: OffsetDateTime) -> String {
-    crate::domain::time::rfc3339_micros(t)
-}
-
-/// A row's fields as text, in [`COLUMNS`] order; `None` for SQL NULL.
-fn fields(row: &JobRow) -> [Option<String>; COLUMNS.len()] {
-    [
-        Some(row.job_id.to_string()),
-        row.caster_id.clone(),
-        row.region_id.clone(),
-        row.batch_id.clone(),
-        Some(row.status.clone()),
-        row.conclusion.clone(),
-        row.request_id.clone(),
-        row.error_code.clone(),
-        row.http_status.map(|s| s.to_string()),
-        Some(row.attempts.to_string()),
-        Some(row.replays.to_string()),
-        Some(timestamp(row.created_at)),
-        row.finished_at.map(timestamp),
-        row.account.clone(),
-        row.not_before.map(timestamp),
-    ]
-}
-
-/// A row as one CSV record, in [`COLUMNS`] order (NULL: empty).
-pub fn csv_row(row: &JobRow) -> String {
-    csv_record(fields(row).iter().map(|c| c.as_deref().unwrap_or("")))
-}
 
 /// A row's cells in the default table, in [`NARROW_COLUMNS`] order: short ids, times to the
 /// second, `-` for NULL.
@@ -519,51 +416,6 @@ pub fn batch_finished(summary: &ReportSummary, expect: Option<u64>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::table::csv_field;
-
-    #[test]
-    fn since_units() {
-        assert_eq!(parse_since("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_since("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_since("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_since(" 7d "), Ok(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_since("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_since("0s"), Ok(Duration::ZERO));
-    }
-
-    #[test]
-    fn since_refuses_what_it_cannot_read() {
-        assert_eq!(parse_since(""), Err(SinceError::Empty));
-        for bad in ["2", "h", "2x", "2H", "-2h", "2.5h", "2 h", "1h30", "2hh"] {
-            assert!(
-                matches!(parse_since(bad), Err(SinceError::Invalid(_))),
-                "{bad:?} accepted"
-            );
-        }
-        assert!(matches!(
-            parse_since("99999999999999999999s"),
-            Err(SinceError::Overflow(_))
-        ));
-        assert!(matches!(
-            parse_since("999999999999d"),
-            Err(SinceError::Overflow(_))
-        ));
-    }
-
-    #[test]
-    fn csv_quoting_follows_rfc_4180() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field(""), "");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-        assert_eq!(csv_field("cr\r"), "\"cr\r\"");
-        assert_eq!(csv_field(" spaced "), " spaced ");
-        assert_eq!(
-            csv_record(["a", "b,c", "", "\""]),
-            "a,\"b,c\",,\"\"\"\"\r\n"
-        );
-    }
 
     #[test]
     fn table_aligns_columns() {

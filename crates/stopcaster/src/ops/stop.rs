@@ -15,7 +15,7 @@ use crate::config::{ApiArgs, ConfigError};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{CasterId, Job, JobId, JobStatus, RegionId, Rejection, Verdict, conclusion};
-use crate::ops::errors::{Targets, one_line};
+use crate::errors::{Targets, one_line};
 use crate::store::{self, AttemptStart};
 use stopcaster_live::client::ClientError;
 use stopcaster_live::credentials::http::ClientBuildError;

@@ -1,38 +1,4 @@
-//! Text for the terminal and for spreadsheets: aligned tables and RFC 4180 CSV (cells that
-//! would run as formulas neutralised).
-
-use std::borrow::Cow;
-
-/// What a spreadsheet takes for the start of a formula (OWASP, "CSV Injection").
-const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
-
-/// One CSV field per RFC 4180: quoted when it holds a comma, a double quote, CR or LF, with
-/// each double quote doubled. A field that starts like a formula gets a leading `'` first, as
-/// OWASP recommends: CasterIds, batch labels and error texts come from messages that anyone
-/// allowed to publish wrote, and an operator opens the file in a spreadsheet.
-pub fn csv_field(field: &str) -> Cow<'_, str> {
-    let field = if field.starts_with(FORMULA_STARTS) {
-        Cow::Owned(format!("'{field}"))
-    } else {
-        Cow::Borrowed(field)
-    };
-    if field.contains([',', '"', '\r', '\n']) {
-        Cow::Owned(format!("\"{}\"", field.replace('"', "\"\"")))
-    } else {
-        field
-    }
-}
-
-/// One CSV record, CRLF-terminated as RFC 4180 has it.
-pub fn csv_record<'a>(fields: impl IntoIterator<Item = &'a str>) -> String {
-    let mut line = fields
-        .into_iter()
-        .map(csv_field)
-        .collect::<Vec<_>>()
-        .join(",");
-    line.push_str("\r\n");
-    line
-}
+//! Text for the terminal: aligned tables, cells kept on one line and shortened to fit.
 
 /// Rows as aligned columns (`-` for NULL), header first.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -148,45 +114,6 @@ pub fn one_line(cell: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_cells_that_start_like_a_formula_are_text() {
-        assert_eq!(csv_field("=1+2"), "'=1+2");
-        assert_eq!(csv_field("+1"), "'+1");
-        assert_eq!(csv_field("-1"), "'-1");
-        assert_eq!(csv_field("@SUM(A1:A9)"), "'@SUM(A1:A9)");
-        assert_eq!(csv_field("\tx"), "'\tx");
-        // Neutralised, then quoted as RFC 4180 has it.
-        assert_eq!(csv_field("\r=1"), "\"'\r=1\"");
-        assert_eq!(
-            csv_field("=HYPERLINK(\"http://evil.example\",\"x\")"),
-            "\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\")\""
-        );
-        assert_eq!(csv_record(["ok", "=cmd", "-"]), "ok,'=cmd,'-\r\n");
-    }
-
-    #[test]
-    fn ordinary_csv_cells_are_unchanged() {
-        for plain in [
-            "",
-            "studio-1",
-            "LIVEPRODUCER_POST-cn-0pp1czt",
-            "InvalidCaster.NotFound",
-            "2026-11-27T11:00:00.123456Z",
-            "2026-11-27T11:00:00.123456+08:00",
-            "0f8c3b1e-6d2a-4c5e-9b7a-1d2e3f4a5b6c",
-            "200",
-            "0",
-            "a = b",
-            "'quoted already",
-        ] {
-            assert_eq!(csv_field(plain), plain, "{plain:?}");
-        }
-        assert_eq!(
-            csv_record(["job", "2026-11-27T11:00:00.123456Z", "studio-1"]),
-            "job,2026-11-27T11:00:00.123456Z,studio-1\r\n"
-        );
-    }
 
     #[test]
     fn shortened_cells_show_where_they_were_cut() {

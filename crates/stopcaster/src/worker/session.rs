@@ -26,6 +26,8 @@ use tracing::{debug, error, info, warn};
 use super::backoff::Backoff;
 use super::job::{self, Disposition, JobContext};
 use crate::broker::{self, Names};
+use crate::errors::{Targets, one_line};
+use crate::redact::url_without_password;
 
 /// Broker-side settings of a worker.
 #[derive(Clone, Debug)]
@@ -47,6 +49,7 @@ pub async fn run(config: SessionConfig, ctx: Arc<JobContext>, shutdown: Cancella
         max: Duration::from_secs(10),
     };
     let mut failures = 0u32;
+    let mut ever_consumed = false;
     let mut drained = false;
     while !shutdown.is_cancelled() {
         let began = Instant::now();
@@ -56,6 +59,8 @@ pub async fn run(config: SessionConfig, ctx: Arc<JobContext>, shutdown: Cancella
                 break;
             }
             Err(e) => {
+                // Up only once a session got as far as consuming.
+                ever_consumed |= ctx.metrics.broker_up();
                 ctx.metrics.set_broker_up(false);
                 // A session that lasted was a recovery, not a failing streak.
                 failures = if began.elapsed() > Duration::from_secs(60) {
@@ -66,7 +71,20 @@ pub async fn run(config: SessionConfig, ctx: Arc<JobContext>, shutdown: Cancella
                 let wait = reconnect
                     .ceiling(failures)
                     .mul_f64(0.5 + rand::random::<f64>() / 2.0);
-                warn!(error = %e, retry_in = ?wait, "broker session ended; reconnecting");
+                let broker = url_without_password(&config.amqp_url);
+                if ever_consumed {
+                    warn!(%broker, error = %e, retry_in = ?wait, "broker session ended; reconnecting");
+                } else {
+                    let targets = Targets {
+                        broker: Some(config.amqp_url.clone()),
+                        database: None,
+                    };
+                    warn!(
+                        retry_in = ?wait,
+                        "{}; no broker session has begun yet, retrying",
+                        one_line(&e, &targets)
+                    );
+                }
                 shutdown.run_until_cancelled(tokio::time::sleep(wait)).await;
             }
         }

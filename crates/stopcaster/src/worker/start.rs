@@ -14,7 +14,8 @@ use super::backoff::Backoff;
 use super::health;
 use super::job::JobContext;
 use super::pacer::{LocalPacer, Pacer, Rate, SharedPacer};
-use crate::config::{ApiArgs, ConfigError, DatabaseArgs, WorkerArgs};
+use crate::config::{ApiArgs, ConfigError, DatabaseArgs, PacerKind, WorkerArgs};
+use crate::redact::url_without_password;
 use crate::store;
 use stopcaster_live::LiveClient;
 use stopcaster_live::accounts::{self, Accounts, AccountsError};
@@ -28,12 +29,12 @@ use stopcaster_live::credentials::{HttpClients, ProviderContext, RefreshPolicy};
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    // A source, not only text: the binary's one-line error finds the server's words in it and
+    // names the URL.
     #[error("preparing the database: {0}")]
-    Database(sqlx::Error),
+    Database(#[source] sqlx::Error),
     #[error("connecting the pacer: {0}")]
-    Pacer(sqlx::Error),
-    #[error("STOPCASTER_PACER must be shared or local, not {0:?}")]
-    PacerKind(String),
+    Pacer(#[source] sqlx::Error),
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]
@@ -113,7 +114,12 @@ pub(super) async fn database(
         .sleep(until_shutdown)
         .when(|e| store::is_transient(e) && !shutdown.is_cancelled())
         .notify(|e, wait| {
-            tracing::warn!(error = %e, retry_in = ?wait, "database unavailable at start; retrying");
+            tracing::warn!(
+                database = %url_without_password(&database.database_url),
+                error = %e,
+                retry_in = ?wait,
+                "database unavailable at start; retrying"
+            );
         })
         .await;
     match pool {
@@ -135,15 +141,14 @@ pub(super) async fn pacer(
         qps: rate_accounts.qps_of(key).unwrap_or(1),
         margin,
     };
-    Ok(match args.pacer.as_str() {
-        "shared" => Pacer::Shared(SharedPacer::new(
+    Ok(match args.pacer {
+        PacerKind::Shared => Pacer::Shared(SharedPacer::new(
             store::pacer_pool(&database.database_url)
                 .await
                 .map_err(StartError::Pacer)?,
             rates,
         )),
-        "local" => Pacer::Local(LocalPacer::new(rates)),
-        other => return Err(StartError::PacerKind(other.to_owned())),
+        PacerKind::Local => Pacer::Local(LocalPacer::new(rates)),
     })
 }
 

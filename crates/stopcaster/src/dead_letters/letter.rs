@@ -13,7 +13,7 @@ use crate::domain::time::rfc3339_micros as timestamp;
 
 /// A dead letter as `list` shows it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DeadLetter {
+pub(crate) struct DeadLetter {
     /// The `x-stopcaster-job-id` header; failing that the body's `job_id` or the `message_id`.
     pub job_id: Option<String>,
     /// From the body, when it is a JSON object with a text `caster_id`.
@@ -75,7 +75,7 @@ impl DeadLetter {
             .map(|j| j.as_uuid())
     }
 
-    pub(super) fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         json!({
             "job_id": self.job_id,
             "caster_id": self.caster_id,

@@ -58,7 +58,10 @@ pub(super) async fn requeue(messages: impl IntoIterator<Item = &BasicGetMessage>
 }
 
 /// The dead letters now in `P.dead`, oldest first; they all stay there.
-pub async fn list(amqp_url: &str, names: &Names) -> Result<Vec<DeadLetter>, DeadLetterError> {
+pub(crate) async fn list(
+    amqp_url: &str,
+    names: &Names,
+) -> Result<Vec<DeadLetter>, DeadLetterError> {
     let connection = broker::connect(amqp_url, "stopcaster dead-letters list").await?;
     let channel = connection.create_channel().await?;
     let result = take_unacked(&channel, &names.dead).await;

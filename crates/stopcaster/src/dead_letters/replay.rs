@@ -18,14 +18,14 @@ use crate::store::{self, ReplayRecord};
 
 /// Which dead letters to replay.
 #[derive(Clone, Debug)]
-pub enum Selection {
+pub(crate) enum Selection {
     All,
     Jobs(Vec<Uuid>),
 }
 
 /// One dead letter a replay handled.
 #[derive(Clone, Debug)]
-pub struct Replayed {
+pub(crate) struct Replayed {
     pub job_id: Uuid,
     pub letter: DeadLetter,
     /// `None` for a second dead letter of a job already replayed in this run: removed, not
@@ -67,7 +67,7 @@ impl Replayed {
 
 /// What a replay did.
 #[derive(Debug, Default)]
-pub struct ReplayReport {
+pub(crate) struct ReplayReport {
     pub replayed: Vec<Replayed>,
     /// Named job ids with no dead letter in `P.dead`.
     pub missing: Vec<Uuid>,
@@ -77,7 +77,7 @@ pub struct ReplayReport {
 
 /// Replays the chosen dead letters (see the module comment for the order of effects); calls
 /// `each` after each one is done.
-pub async fn replay(
+pub(crate) async fn replay(
     amqp_url: &str,
     names: &Names,
     pool: &sqlx::PgPool,
@@ -90,88 +90,117 @@ pub async fn replay(
     broker::declare_topology(&channel, names).await?;
     let publish = broker::confirm_channel(&connection).await?;
     let messages = take_unacked(&channel, &names.dead).await?;
-    let mut report = ReplayReport::default();
-    let mut done: HashSet<Uuid> = HashSet::new();
-    let mut left = Vec::new();
-    let mut failure = None;
-    let mut queue = messages.into_iter();
-    for message in queue.by_ref() {
-        let letter = DeadLetter::from_message(&message.delivery.properties, &message.delivery.data);
-        let chosen = match selection {
-            Selection::All => true,
-            Selection::Jobs(ids) => letter.job_uuid().is_some_and(|id| ids.contains(&id)),
-        };
-        if !chosen {
-            left.push(message);
-            continue;
-        }
-        let Some(job_id) = letter.job_uuid() else {
-            report.without_job_id += 1;
-            left.push(message);
-            continue;
-        };
-        if done.contains(&job_id) {
-            message
-                .delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await?;
-            let replayed = Replayed {
-                job_id,
-                letter,
-                record: None,
-            };
-            each(&replayed);
-            report.replayed.push(replayed);
-            continue;
-        }
-        match replay_one(
-            pool,
-            names,
-            &publish,
-            &message,
-            job_id,
-            &letter,
-            max_attempts,
-        )
-        .await
-        {
-            Ok(record) => {
-                done.insert(job_id);
-                let replayed = Replayed {
-                    job_id,
-                    letter,
-                    record: Some(record),
-                };
-                each(&replayed);
-                report.replayed.push(replayed);
-            }
-            Err(e) => {
-                // Stop at the first failure: the broker or the database is likely down for
-                // the rest too. Everything not done stays in P.dead.
-                left.push(message);
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    left.extend(queue);
-    requeue(&left).await;
+    let mut pass = Pass {
+        pool,
+        names,
+        publish: &publish,
+        selection,
+        max_attempts,
+        report: ReplayReport::default(),
+        done: HashSet::new(),
+        left: Vec::new(),
+    };
+    let failure = pass.run(messages, &mut each).await.err();
+    requeue(&pass.left).await;
     let _ = publish.close(200, "done".into()).await;
     let _ = channel.close(200, "done".into()).await;
     let _ = connection.close(200, "done".into()).await;
     if let Some(e) = failure {
         return Err(e);
     }
+    let mut report = pass.report;
     if let Selection::Jobs(ids) = selection {
         let mut seen = HashSet::new();
         report.missing = ids
             .iter()
-            .filter(|id| !done.contains(id) && seen.insert(**id))
+            .filter(|id| !pass.done.contains(id) && seen.insert(**id))
             .copied()
             .collect();
     }
     Ok(report)
+}
+
+/// One replay's walk over the dead letters it took.
+struct Pass<'a> {
+    pool: &'a sqlx::PgPool,
+    names: &'a Names,
+    publish: &'a Channel,
+    selection: &'a Selection,
+    max_attempts: u32,
+    report: ReplayReport,
+    /// Jobs replayed in this pass: a second dead letter of one is removed, not replayed.
+    done: HashSet<Uuid>,
+    /// Messages to hand back to the queue.
+    left: Vec<BasicGetMessage>,
+}
+
+impl Pass<'_> {
+    /// Replays the chosen messages in order; stops at the first failure, leaving it and
+    /// everything after it in `left`.
+    async fn run(
+        &mut self,
+        messages: Vec<BasicGetMessage>,
+        each: &mut impl FnMut(&Replayed),
+    ) -> Result<(), DeadLetterError> {
+        let mut queue = messages.into_iter();
+        while let Some(message) = queue.next() {
+            let letter =
+                DeadLetter::from_message(&message.delivery.properties, &message.delivery.data);
+            let chosen = match self.selection {
+                Selection::All => true,
+                Selection::Jobs(ids) => letter.job_uuid().is_some_and(|id| ids.contains(&id)),
+            };
+            if !chosen {
+                self.left.push(message);
+                continue;
+            }
+            let Some(job_id) = letter.job_uuid() else {
+                self.report.without_job_id += 1;
+                self.left.push(message);
+                continue;
+            };
+            let record = if self.done.contains(&job_id) {
+                message
+                    .delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await?;
+                None
+            } else {
+                let replayed = replay_one(
+                    self.pool,
+                    self.names,
+                    self.publish,
+                    &message,
+                    job_id,
+                    &letter,
+                    self.max_attempts,
+                )
+                .await;
+                match replayed {
+                    Ok(record) => Some(record),
+                    Err(e) => {
+                        // Stop at the first failure: the broker or the database is likely
+                        // down for the rest too. Everything not done stays in P.dead.
+                        self.left.push(message);
+                        self.left.extend(queue);
+                        return Err(e);
+                    }
+                }
+            };
+            if record.is_some() {
+                self.done.insert(job_id);
+            }
+            let replayed = Replayed {
+                job_id,
+                letter,
+                record,
+            };
+            each(&replayed);
+            self.report.replayed.push(replayed);
+        }
+        Ok(())
+    }
 }
 
 async fn replay_one(

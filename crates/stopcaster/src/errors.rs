@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_broker_that_does_not_answer_is_named() {
-        let e = crate::ops::enqueue::EnqueueError::from(BrokerError::Timeout(
+        let e = crate::dead_letters::DeadLetterError::from(BrokerError::Timeout(
             std::time::Duration::from_secs(10),
         ));
         assert_eq!(

@@ -1,0 +1,276 @@
+//! The stand-in's HTTP side: the RPC endpoint at `/` and the per-call pipeline that runs the
+//! checks in the order documented on [`crate`]: the shared state is in [`shared`], the decision
+//! under its lock in [`decide`]; the `/_fake/` routes are in [`crate::admin`].
+
+mod decide;
+mod shared;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, RawQuery, State as AxumState};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use self::decide::{Answer, Call, Decision, assume_role_with_oidc, decide};
+pub(crate) use self::shared::Shared;
+use crate::identity::Role;
+use crate::listener::Listener;
+use crate::protocol::{self, Refusal, Service};
+use crate::severable::Conn;
+use crate::state::CallRecord;
+use crate::verify::{self, Action, Verified};
+use crate::{admin, metadata};
+
+/// Serves `shared` on `listener` until `shutdown` is cancelled, then lets calls in flight end.
+pub(crate) async fn run(
+    listener: Listener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let addr = axum::serve::Listener::local_addr(&listener)?;
+    tracing::info!(%addr, keys = shared.identity.key_count(), qps = shared.qps, "fake-live serving");
+    let app = router(shared);
+    axum::serve(listener, app.into_make_service_with_connect_info::<Conn>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(rpc).post(rpc))
+        .merge(admin::routes())
+        .merge(metadata::routes())
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+/// One request: read its parameters, verify it, decide under the lock (logging the call in
+/// decision order), wait the latency, answer.
+async fn rpc(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // The method is part of what is signed; the routes only let these three through.
+    let method: &'static str = match method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        _ => "POST",
+    };
+    let params = read_params(query.as_deref(), &headers, &body);
+    let wall_now = OffsetDateTime::now_utc();
+    let request_id = uuid::Uuid::new_v4();
+    let request_id_text = protocol::request_id_text(request_id);
+    let routed = verify::route(&params);
+    let service = routed
+        .as_ref()
+        .map_or_else(|_| verify::service_of(&params), |a| a.service());
+    let (early, verified) = match routed {
+        Ok(Action::AssumeRoleWithOidc) => {
+            let answer = assume_role_with_oidc(&shared, &params, &request_id_text, wall_now).await;
+            (Some(answer), Err(Refusal::InvalidAction))
+        }
+        Ok(action) => (
+            None,
+            verify::verify(&shared.identity, action, method, &params, wall_now),
+        ),
+        Err(refusal) => (None, Err(refusal)),
+    };
+    let account = account_of(&shared, &params, early.is_some(), &verified);
+    let fail_rate = shared.fail_rate();
+
+    let decision = {
+        let mut st = shared.lock();
+        // Taken under the lock, so log order is decision order and times never go backwards.
+        let now = Instant::now();
+        let decision = match early {
+            Some(answer) => Decision {
+                answer,
+                delay: Duration::ZERO,
+                admitted: false,
+                fault: None,
+            },
+            None => {
+                let call = Call {
+                    identity: &shared.identity,
+                    params: &params,
+                    request_id: &request_id_text,
+                    wall_now,
+                };
+                decide(&mut st, shared.qps, fail_rate, &verified, &call, now)
+            }
+        };
+        // No parameters at all is no call: a client warming a connection (`GET /`). It is
+        // answered like any request without `Action`, but kept out of the log.
+        if !params.is_empty() {
+            st.log.push(record(
+                &params,
+                &decision,
+                shared.clock.offset_ns(now),
+                method,
+                request_id,
+                account,
+            ));
+        }
+        decision
+    };
+    trace(&params, method, &decision, &request_id_text);
+    let delay = shared.latency() + decision.delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    respond(decision.answer, &request_id_text, service, &conn)
+}
+
+/// The query's parameters, and a form body's.
+fn read_params(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> BTreeMap<String, String> {
+    let mut params = BTreeMap::new();
+    if let Some(query) = query {
+        protocol::decode_form(query.as_bytes(), &mut params);
+    }
+    if is_form(headers) {
+        protocol::decode_form(body, &mut params);
+    }
+    params
+}
+
+/// The account a call is counted against in the log: the role's for `AssumeRoleWithOIDC`, the
+/// verified caller's otherwise.
+fn account_of(
+    shared: &Shared,
+    params: &BTreeMap<String, String>,
+    oidc: bool,
+    verified: &Result<Verified<'_>, Refusal>,
+) -> Option<Box<str>> {
+    match (oidc, verified) {
+        (true, _) => verify::param(params, "RoleArn")
+            .and_then(|arn| shared.identity.role(arn))
+            .map(|role: &Role| Box::from(role.account.as_str())),
+        (false, Ok(v)) => Some(Box::from(v.caller.account.as_str())),
+        (false, Err(_)) => None,
+    }
+}
+
+/// The call's line in the log.
+fn record(
+    params: &BTreeMap<String, String>,
+    decision: &Decision,
+    at_ns: u64,
+    method: &'static str,
+    request_id: uuid::Uuid,
+    account: Option<Box<str>>,
+) -> CallRecord {
+    let (http_status, code) = match &decision.answer {
+        Answer::Stopped | Answer::Sts(_) => (Some(200), None),
+        Answer::Refused(r) => (Some(r.status()), Some(r.code())),
+        Answer::Html502 => (Some(502), None),
+        Answer::Drop => (None, None),
+    };
+    CallRecord {
+        at_ns,
+        method,
+        access_key_id: boxed(params, "AccessKeyId"),
+        caster_id: boxed(params, "CasterId"),
+        action: boxed(params, "Action"),
+        http_status,
+        code,
+        request_id,
+        nonce: boxed(params, "SignatureNonce"),
+        admitted: decision.admitted,
+        fault: decision.fault.map(|f| f.label()),
+        account,
+    }
+}
+
+fn trace(params: &BTreeMap<String, String>, method: &str, decision: &Decision, request_id: &str) {
+    tracing::debug!(
+        action = params.get("Action").map(String::as_str),
+        access_key_id = params.get("AccessKeyId").map(String::as_str),
+        caster_id = params.get("CasterId").map(String::as_str),
+        method,
+        code = match &decision.answer {
+            Answer::Stopped | Answer::Sts(_) => "ok",
+            Answer::Refused(r) => r.code(),
+            Answer::Html502 => "html502",
+            Answer::Drop => "dropped",
+        },
+        fault = decision.fault.map(|f| f.label()),
+        request_id = %request_id,
+        "fake-live call"
+    );
+}
+
+fn respond(answer: Answer, request_id: &str, service: Service, conn: &Conn) -> Response {
+    match answer {
+        Answer::Stopped => json(
+            StatusCode::OK,
+            request_id,
+            protocol::success_body(request_id),
+        ),
+        Answer::Sts(body) => json(StatusCode::OK, request_id, body),
+        Answer::Refused(refusal) => json(
+            StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            request_id,
+            protocol::error_body(request_id, &refusal, service),
+        ),
+        Answer::Html502 => (
+            StatusCode::BAD_GATEWAY,
+            [(header::CONTENT_TYPE, "text/html")],
+            protocol::HTML_502,
+        )
+            .into_response(),
+        Answer::Drop => {
+            conn.sever();
+            // Never written: the connection fails on its first write.
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+fn boxed(params: &BTreeMap<String, String>, name: &str) -> Option<Box<str>> {
+    params.get(name).map(|v| Box::from(v.as_str()))
+}
+
+fn json(status: StatusCode, request_id: &str, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-acs-request-id", v);
+    }
+    response
+}
+
+async fn not_found() -> Response {
+    let request_id = protocol::request_id_text(uuid::Uuid::new_v4());
+    json(
+        StatusCode::NOT_FOUND,
+        &request_id,
+        protocol::error_body(&request_id, &Refusal::InvalidAction, Service::Live),
+    )
+}

@@ -1,0 +1,124 @@
+//! What waits: the dead letters (with replay) and the scheduled jobs (with cancel).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{Failure, Shared, api, page, render};
+use crate::dashboard::AppState;
+use crate::dashboard::views::*;
+use crate::dead_letters::Selection;
+use crate::store;
+
+async fn dead_letter_list(
+    state: &AppState,
+    filter: &LetterFilter,
+) -> Result<DeadLetterList, String> {
+    let letters = state.broker.dead_letters().await?;
+    let views: Vec<LetterView> = letters.iter().map(LetterView::from).collect();
+    Ok(DeadLetterList {
+        queue: state.broker.names.dead.clone(),
+        count: views.len(),
+        filtered: !filter.is_empty(),
+        messages: views.into_iter().filter(|l| filter.matches(l)).collect(),
+    })
+}
+
+pub(super) async fn dead_letters_page(
+    State(state): State<Shared>,
+    Query(filter): Query<LetterFilter>,
+) -> Response {
+    let data = dead_letter_list(&state, &filter).await;
+    let status = if data.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    let page = DeadLettersPage {
+        layout: Layout::new(&state, "Dead letters", "dead-letters"),
+        data: &data,
+        filter: &filter,
+    };
+    (status, render(&page)).into_response()
+}
+
+pub(super) async fn dead_letters_api(
+    State(state): State<Shared>,
+    Query(filter): Query<LetterFilter>,
+) -> Response {
+    api(dead_letter_list(&state, &filter)
+        .await
+        .map_err(|e| Failure::new(StatusCode::BAD_GATEWAY, e)))
+}
+
+/// The body of `POST /api/dead-letters/replay`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    #[serde(default)]
+    job_ids: Option<Vec<Uuid>>,
+    #[serde(default)]
+    all: bool,
+}
+
+pub(super) async fn replay_api(State(state): State<Shared>, body: Bytes) -> Response {
+    let request: ReplayRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return Failure::bad_request(format!(
+                "expected {{\"job_ids\": [...]}} or {{\"all\": true}}: {e}"
+            ))
+            .api();
+        }
+    };
+    let selection = match (request.all, request.job_ids) {
+        (true, None) => Selection::All,
+        (false, Some(ids)) if !ids.is_empty() => Selection::Jobs(ids),
+        _ => {
+            return Failure::bad_request(
+                "expected either {\"job_ids\": [...]} with at least one id, or {\"all\": true}",
+            )
+            .api();
+        }
+    };
+    match state
+        .broker
+        .replay(&state.pool, &selection, state.max_attempts)
+        .await
+    {
+        Ok(outcome) => {
+            tracing::info!(
+                replayed = outcome.replayed.len(),
+                missing = outcome.missing.len(),
+                "replayed from the dashboard"
+            );
+            Json(outcome).into_response()
+        }
+        Err(e) => Failure::new(StatusCode::BAD_GATEWAY, e).api(),
+    }
+}
+
+// ---- scheduled --------------------------------------------------------------------------
+
+async fn scheduled(state: &AppState) -> Result<ScheduledList, Failure> {
+    let (total, jobs) = store::scheduled_jobs(&state.pool, 500).await?;
+    Ok(ScheduledList { total, jobs })
+}
+
+pub(super) async fn scheduled_page(State(state): State<Shared>) -> Response {
+    let data = scheduled(&state).await;
+    page(&state, data, |d| {
+        render(&ScheduledPage {
+            layout: Layout::new(&state, "Scheduled", "scheduled"),
+            data: d,
+        })
+    })
+}
+
+pub(super) async fn scheduled_api(State(state): State<Shared>) -> Response {
+    api(scheduled(&state).await)
+}
