@@ -5,8 +5,8 @@
 //!
 //! It is meant to be told apart from Alibaba only by what it does not implement; what it does
 //! implement follows Alibaba's answers. The official Python SDKs and credentials library call it
-//! in `tests/python_sdk.rs`, and it verifies signatures with the same [`stopcaster_live::signer`] the
-//! client signs with, which `tests/signature_vectors.rs` pins to the SDKs' signers.
+//! in `tests/it/python_sdk.rs`, and it verifies signatures with the same [`stopcaster_live::signer`] the
+//! client signs with, which `tests/it/signature_vectors.rs` pins to the SDKs' signers.
 //!
 //! # Checks, in order
 //! Parameters come from the query string and, for an `application/x-www-form-urlencoded`

@@ -13,9 +13,10 @@ use stopcaster_live::credentials::{self, Source, chain};
 
 /// Calls per second per account when nothing says otherwise: Alibaba's StopCaster quota.
 pub const DEFAULT_QPS: u32 = 10;
-/// What each second of the pacer's schedule adds for jitter, in milliseconds: the pacer's own
-/// default, named here beside the other defaults.
-pub const DEFAULT_PACER_MARGIN_MS: u64 = crate::worker::pacer::DEFAULT_MARGIN_MS;
+/// The margin added to each second of the pacer's schedule unless configured otherwise, in
+/// milliseconds: a few milliseconds of network and scheduling jitter, at 0.1 % of the quota
+/// each. The one source of the default: the flag, the pacer's `Rate::new` and bench use it.
+pub const DEFAULT_PACER_MARGIN_MS: u64 = 5;
 /// RabbitMQ on this machine, as its image starts (user guest, vhost `/`).
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -190,7 +191,7 @@ pub struct WorkerArgs {
     /// Pacer: shared (through Postgres, for several replicas) or local (this process only).
     #[arg(help_heading = PACING, long, env = "STOPCASTER_PACER", value_enum, default_value_t = PacerKind::Shared)]
     pub pacer: PacerKind,
-    /// JSON file naming the accounts a job may select with its `account` field (see README).
+    /// JSON file naming the accounts a job may select with its `account` field (docs/pacing.md, "Several accounts").
     #[arg(help_heading = CREDENTIALS, long, env = "STOPCASTER_ACCOUNTS_FILE")]
     pub accounts_file: Option<std::path::PathBuf>,
     /// Serve Prometheus /metrics, /healthz and /readyz here (for example 127.0.0.1:9187).

@@ -1,6 +1,6 @@
 //! stopcaster: stops Alibaba Cloud ApsaraVideo Live production studios (casters) on request.
 //!
-//! One folder per role (README, "Architecture"):
+//! One folder per role (docs/architecture.md):
 //! - `domain`: the vocabulary (ids, the job message, statuses), free of I/O;
 //! - `store`: every SQL statement;
 //! - `broker`: the RabbitMQ topology and publishing with confirms;

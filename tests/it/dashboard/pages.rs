@@ -1,4 +1,4 @@
-//! Every page shows a small batch's data, hostile ids and labels stay text, and the README's
+//! Every page shows a small batch's data, hostile ids and labels stay text, and the book's
 //! screenshots are taken from the same pages.
 
 use super::*;
@@ -319,7 +319,7 @@ async fn pages_show_a_batch_and_hostile_strings_stay_text() {
     drop(dash);
 }
 
-/// The README's screenshots (`docs/dashboard-*.png`): a batch of 60 studios at the default
+/// The book's screenshots (`docs/dashboard-*.png`): a batch of 60 studios at the default
 /// quota of 10 calls per second, 6 of them unknown to the API, photographed while it runs.
 /// `cargo test --test dashboard -- --ignored screenshots_for_the_readme`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

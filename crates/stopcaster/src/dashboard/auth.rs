@@ -179,7 +179,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 /// The action comes from a page of this dashboard: its `Origin` (else its `Referer`) has the
 /// request's own `Host`. Browsers send `Origin` with every POST; a request with neither is not
-/// from one of our pages and is refused too (scripts set `Origin` themselves, see README).
+/// from one of our pages and is refused too (scripts set `Origin` themselves, see docs/dashboard.md).
 pub fn same_origin(headers: &HeaderMap, host: &str) -> bool {
     if host.is_empty() {
         return false;

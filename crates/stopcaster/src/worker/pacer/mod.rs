@@ -4,7 +4,7 @@
 //! next call may start. Taking a slot is `slot = max(tat, now); tat = slot + period`, and the
 //! caller sleeps until `slot`. `period` is `(1 s + margin) / qps`, so any one-second window at
 //! the server sees at most `qps` calls even with a few milliseconds of network and scheduling
-//! jitter; the margin ([`DEFAULT_MARGIN_MS`] by default) costs 0.1 % of the quota per millisecond.
+//! jitter; the margin ([`DEFAULT_PACER_MARGIN_MS`] by default) costs 0.1 % of the quota per millisecond.
 //!
 //! The shared pacer keeps `tat` in a Postgres row and advances it with one `UPDATE`, using the
 //! database's clock, so replicas need no clock agreement and no new infrastructure. Each process
@@ -34,6 +34,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::config::DEFAULT_PACER_MARGIN_MS;
+
 mod local;
 mod maths;
 mod reserved;
@@ -50,11 +52,6 @@ pub struct Rate {
     pub qps: u32,
     pub margin: Duration,
 }
-
-/// The margin added to each second of the schedule unless configured otherwise, in
-/// milliseconds: a few milliseconds of network and scheduling jitter, at 0.1 % of the quota
-/// each. The single source of the default (`STOPCASTER_PACER_MARGIN_MS` uses it too).
-pub const DEFAULT_MARGIN_MS: u64 = 5;
 
 /// How long before its slot [`Pacer::acquire`] returns, for the caller's bookkeeping (the
 /// commit of its attempt). A commit waits for the disk, which on a cloud disk now and then
@@ -73,7 +70,7 @@ impl Rate {
     pub fn new(qps: u32) -> Self {
         Self {
             qps: qps.max(1),
-            margin: Duration::from_millis(DEFAULT_MARGIN_MS),
+            margin: Duration::from_millis(DEFAULT_PACER_MARGIN_MS),
         }
     }
 
