@@ -77,6 +77,9 @@
 //!   "throttle", "html502", "drop", "stop-then-drop", "delay:MS"], "clear": bool}`, every field
 //!   optional: changes fault injection at run time; answers the settings now in force.
 
+// Items are `pub(crate)` unless the crate root exports them: the lint keeps it so.
+#![warn(unreachable_pub)]
+
 mod admin;
 mod cli;
 mod identity;

@@ -6,6 +6,9 @@
 //! Its vocabulary is its own: checked [`ids`] and the [`time`] formats the API speaks. It
 //! knows nothing of queues or tables.
 
+// Items are `pub(crate)` unless the crate root exports them: the lint keeps it so.
+#![warn(unreachable_pub)]
+
 pub mod accounts;
 pub mod client;
 pub mod credentials;

@@ -22,6 +22,9 @@
 //! Modules are private; what the binary and the tests use is re-exported below, and nothing
 //! more.
 
+// Items are `pub(crate)` unless the crate root exports them: the lint keeps it so.
+#![warn(unreachable_pub)]
+
 mod broker;
 mod config;
 mod dashboard;
