@@ -175,7 +175,7 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
-    pub fn new(
+    pub(crate) fn new(
         keys: Vec<(String, Secret)>,
         accounts: &HashMap<String, String>,
         roles: Vec<Role>,
@@ -199,11 +199,11 @@ impl Identity {
         }
     }
 
-    pub fn key_count(&self) -> usize {
+    pub(crate) fn key_count(&self) -> usize {
         self.keys.len()
     }
 
-    pub fn lifetime(&self) -> Duration {
+    pub(crate) fn lifetime(&self) -> Duration {
         self.lifetime
     }
 
@@ -213,7 +213,7 @@ impl Identity {
     }
 
     /// Step 5 and the token checks: the caller behind `access_key_id`, or why not.
-    pub fn caller(
+    pub(crate) fn caller(
         &self,
         access_key_id: &str,
         security_token: Option<&str>,
@@ -251,18 +251,18 @@ impl Identity {
         })
     }
 
-    pub fn role(&self, arn: &str) -> Option<&Role> {
+    pub(crate) fn role(&self, arn: &str) -> Option<&Role> {
         self.roles.iter().find(|r| r.arn == arn)
     }
 
     /// The role the ECS metadata service and the credentials URI hand out: the first configured.
-    pub fn instance_role(&self) -> Option<&Role> {
+    pub(crate) fn instance_role(&self) -> Option<&Role> {
         self.roles.first()
     }
 
     /// Issues temporary credentials for a session of `role`, valid for `duration` capped at
     /// the configured lifetime.
-    pub fn issue(
+    pub(crate) fn issue(
         &self,
         role: &Role,
         session: &str,

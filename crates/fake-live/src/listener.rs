@@ -89,7 +89,7 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    pub fn new(tcp: TcpListener, accepting: Accepting) -> io::Result<Self> {
+    pub(crate) fn new(tcp: TcpListener, accepting: Accepting) -> io::Result<Self> {
         let local_addr = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(256);
         let stop = CancellationToken::new();

@@ -69,7 +69,7 @@ pub(crate) enum Service {
 }
 
 impl Service {
-    pub fn host_id(self) -> &'static str {
+    pub(crate) fn host_id(self) -> &'static str {
         match self {
             Service::Live => "live.aliyuncs.com",
             Service::Sts => "sts.aliyuncs.com",
@@ -128,7 +128,7 @@ impl Refusal {
     /// and InvalidCasterId.Malformed 400, InvalidCaster.NotFound 404, InternalError 500), the
     /// common POP gateway errors (the `InvalidSecurityToken.*` family 400) and STS's error table
     /// (`AuthenticationFail.*` 401).
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             Refusal::InvalidAction
             | Refusal::AccessKeyNotFound
@@ -144,7 +144,7 @@ impl Refusal {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Refusal::MissingParameter(_) => "MissingParameter",
             Refusal::InvalidVersion => "InvalidVersion",
@@ -179,7 +179,7 @@ impl Refusal {
         }
     }
 
-    pub fn message(&self) -> Cow<'static, str> {
+    pub(crate) fn message(&self) -> Cow<'static, str> {
         Cow::Borrowed(match self {
             Refusal::MissingParameter(name) => {
                 return Cow::Owned(format!(

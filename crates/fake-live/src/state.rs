@@ -21,7 +21,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub fn new(casters: Option<HashMap<String, StudioState>>) -> Self {
+    pub(crate) fn new(casters: Option<HashMap<String, StudioState>>) -> Self {
         Self {
             studios: Studios::new(casters),
             nonces: NonceCache::default(),
@@ -49,7 +49,7 @@ pub(crate) struct Studios {
 }
 
 impl Studios {
-    pub fn new(casters: Option<HashMap<String, StudioState>>) -> Self {
+    pub(crate) fn new(casters: Option<HashMap<String, StudioState>>) -> Self {
         match casters {
             Some(states) => Self {
                 states,
@@ -62,7 +62,7 @@ impl Studios {
         }
     }
 
-    pub fn stop(&mut self, id: &str) -> StopResult {
+    pub(crate) fn stop(&mut self, id: &str) -> StopResult {
         match self.states.get_mut(id) {
             Some(state @ StudioState::Running) => {
                 *state = StudioState::Stopped;
@@ -77,15 +77,15 @@ impl Studios {
         }
     }
 
-    pub fn set(&mut self, id: &str, state: StudioState) {
+    pub(crate) fn set(&mut self, id: &str, state: StudioState) {
         self.states.insert(id.to_owned(), state);
     }
 
-    pub fn get(&self, id: &str) -> Option<StudioState> {
+    pub(crate) fn get(&self, id: &str) -> Option<StudioState> {
         self.states.get(id).copied()
     }
 
-    pub fn snapshot(&self) -> BTreeMap<String, StudioState> {
+    pub(crate) fn snapshot(&self) -> BTreeMap<String, StudioState> {
         self.states.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 }
@@ -121,7 +121,13 @@ pub(crate) struct NonceCache {
 impl NonceCache {
     /// Records the nonce and returns true, or returns false if this key already used it.
     /// `request_ts` is the request's own Timestamp and `now` the server clock (Unix seconds).
-    pub fn check_and_insert(&mut self, key: &str, nonce: &str, request_ts: i64, now: i64) -> bool {
+    pub(crate) fn check_and_insert(
+        &mut self,
+        key: &str,
+        nonce: &str,
+        request_ts: i64,
+        now: i64,
+    ) -> bool {
         self.prune(now);
         let h = (u128::from(self.hashers.0.hash_one((key, nonce))) << 64)
             | u128::from(self.hashers.1.hash_one((key, nonce)));
@@ -145,7 +151,7 @@ impl NonceCache {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.seen.len()
     }
 }
@@ -162,7 +168,7 @@ pub(crate) struct Throttle {
 const WINDOW: Duration = Duration::from_secs(1);
 
 impl Throttle {
-    pub fn admit(&mut self, key: &str, now: Instant, qps: u32) -> bool {
+    pub(crate) fn admit(&mut self, key: &str, now: Instant, qps: u32) -> bool {
         let window = match self.windows.get_mut(key) {
             Some(w) => w,
             None => self.windows.entry(key.to_owned()).or_default(),

@@ -20,7 +20,7 @@ pub(crate) enum Action {
 }
 
 impl Action {
-    pub fn service(self) -> Service {
+    pub(crate) fn service(self) -> Service {
         match self {
             Action::StopCaster => Service::Live,
             _ => Service::Sts,

@@ -15,11 +15,11 @@ pub const JOB_ID_HEADER: &str = "x-stopcaster-job-id";
 /// Header giving why a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-stopcaster-reason";
 /// Routing key of the work queue on the exchange `P`.
-pub const STOP_ROUTING_KEY: &str = "stop";
+pub(crate) const STOP_ROUTING_KEY: &str = "stop";
 /// Deliveries of one message before RabbitMQ itself dead-letters it: a last guard against a
 /// message that crashes the worker every time. Fixed, since queue arguments must match on every
 /// declaration.
-pub const DELIVERY_LIMIT: i64 = 50;
+pub(crate) const DELIVERY_LIMIT: i64 = 50;
 
 /// The broker names under a prefix `P`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,7 +144,7 @@ async fn declare_bound_queue(
 }
 
 /// A channel in confirm mode.
-pub async fn confirm_channel(connection: &Connection) -> Result<Channel, BrokerError> {
+pub(crate) async fn confirm_channel(connection: &Connection) -> Result<Channel, BrokerError> {
     let channel = connection.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
@@ -154,7 +154,7 @@ pub async fn confirm_channel(connection: &Connection) -> Result<Channel, BrokerE
 
 /// Publishes one message as `mandatory` and waits for the broker's confirm: `Ok` means the
 /// message is routed to a queue and, being persistent, on disk.
-pub async fn publish_confirmed(
+pub(crate) async fn publish_confirmed(
     channel: &Channel,
     exchange: &str,
     routing_key: &str,
@@ -187,7 +187,7 @@ pub async fn publish_confirmed(
 }
 
 /// Properties of a job message: JSON, persistent, `message_id` = job id.
-pub fn job_properties(job_id: &str) -> BasicProperties {
+pub(crate) fn job_properties(job_id: &str) -> BasicProperties {
     BasicProperties::default()
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
@@ -196,7 +196,7 @@ pub fn job_properties(job_id: &str) -> BasicProperties {
 
 /// The dead letter of a message: its own properties (persistent), the two headers, and the
 /// time it was dead-lettered.
-pub fn dead_letter_properties(
+pub(crate) fn dead_letter_properties(
     original: &BasicProperties,
     job_id: &str,
     reason: &str,

@@ -23,7 +23,7 @@ pub struct Targets {
 
 /// Why a server could not be used, in words.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Cause {
+pub(crate) enum Cause {
     /// Nothing listens there.
     Refused,
     /// No answer in time.
@@ -92,7 +92,7 @@ fn describe(
 }
 
 /// The cause in a RabbitMQ error; `None` when `e` is not one.
-pub fn broker_cause(e: &(dyn Error + 'static)) -> Option<Cause> {
+pub(crate) fn broker_cause(e: &(dyn Error + 'static)) -> Option<Cause> {
     if let Some(BrokerError::Timeout(_)) = e.downcast_ref::<BrokerError>() {
         return Some(Cause::TimedOut);
     }
@@ -113,7 +113,7 @@ pub fn broker_cause(e: &(dyn Error + 'static)) -> Option<Cause> {
 
 /// The cause in a Postgres error; `None` for errors about what was asked rather than about the
 /// server (those read well as they are).
-pub fn database_cause(e: &sqlx::Error) -> Option<Cause> {
+pub(crate) fn database_cause(e: &sqlx::Error) -> Option<Cause> {
     match e {
         sqlx::Error::Io(io) => Some(io_cause(io)),
         sqlx::Error::PoolTimedOut => Some(Cause::TimedOut),
@@ -125,7 +125,7 @@ pub fn database_cause(e: &sqlx::Error) -> Option<Cause> {
 }
 
 /// The cause a Postgres SQLSTATE stands for, where it is about the server or the login.
-pub fn sqlstate_cause(code: &str, message: &str) -> Option<Cause> {
+pub(crate) fn sqlstate_cause(code: &str, message: &str) -> Option<Cause> {
     let message = message.to_owned();
     Some(match code {
         // invalid_catalog_name: the database in the URL does not exist.
@@ -164,7 +164,7 @@ fn innermost<'a>(error: &'a (dyn Error + 'static)) -> &'a (dyn Error + 'static) 
 
 /// The messages of the chain joined by `: `, each said once: a source whose text its outer
 /// error already contains (most do, through `#[error("...: {0}")]`) is left out.
-pub fn chain_once(error: &(dyn Error + 'static)) -> String {
+pub(crate) fn chain_once(error: &(dyn Error + 'static)) -> String {
     let mut line = String::new();
     for e in chain(error) {
         let text = e.to_string();

@@ -4,7 +4,7 @@
 
 /// `url` with the password of its user info and any `password=` query parameter taken out:
 /// `amqp://guest:guest@host:5672/%2f` becomes `amqp://guest@host:5672/%2f`.
-pub fn url_without_password(url: &str) -> String {
+pub(crate) fn url_without_password(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(i) => (&url[..i + 3], &url[i + 3..]),
         None => ("", url),

@@ -53,7 +53,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: FakeLiveConfig) -> Self {
+    pub(crate) fn new(config: FakeLiveConfig) -> Self {
         let shared = Self {
             identity: Identity::new(
                 config.access_keys,
@@ -76,11 +76,11 @@ impl Shared {
 
     /// The state lock. Never held across an await; a panic while holding it leaves consistent
     /// data (every mutation is a single step), so poisoning is ignored.
-    pub fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn set_fail_rate(&self, rate: f64) {
+    pub(crate) fn set_fail_rate(&self, rate: f64) {
         let rate = if rate.is_nan() {
             0.0
         } else {
@@ -89,21 +89,25 @@ impl Shared {
         self.fail_rate_bits.store(rate.to_bits(), Ordering::Relaxed);
     }
 
-    pub fn fail_rate(&self) -> f64 {
+    pub(crate) fn fail_rate(&self) -> f64 {
         f64::from_bits(self.fail_rate_bits.load(Ordering::Relaxed))
     }
 
-    pub fn set_latency(&self, latency: Duration) {
+    pub(crate) fn set_latency(&self, latency: Duration) {
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.latency_ns.store(ns, Ordering::Relaxed);
     }
 
-    pub fn latency(&self) -> Duration {
+    pub(crate) fn latency(&self) -> Duration {
         Duration::from_nanos(self.latency_ns.load(Ordering::Relaxed))
     }
 
     /// The log as served by `GET /_fake/calls`, optionally filtered.
-    pub fn calls(&self, caster_id: Option<&str>, access_key_id: Option<&str>) -> Vec<CallLogEntry> {
+    pub(crate) fn calls(
+        &self,
+        caster_id: Option<&str>,
+        access_key_id: Option<&str>,
+    ) -> Vec<CallLogEntry> {
         let matches = |r: &CallRecord| {
             caster_id.is_none_or(|c| r.caster_id.as_deref() == Some(c))
                 && access_key_id.is_none_or(|k| r.access_key_id.as_deref() == Some(k))
@@ -136,7 +140,7 @@ impl Shared {
         }
     }
 
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         // Under the lock: the counting is linear and the log only grows.
         state::stats(&self.lock().log)
     }

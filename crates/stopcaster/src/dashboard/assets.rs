@@ -48,12 +48,12 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The path of an asset, for the pages: `/assets/VERSION/NAME`.
-pub fn path(name: &str) -> String {
+pub(super) fn path(name: &str) -> String {
     format!("/assets/{}/{name}", *VERSION)
 }
 
 /// `GET /assets/{version}/{name}`.
-pub async fn serve(Path((version, name)): Path<(String, String)>) -> Response {
+pub(super) async fn serve(Path((version, name)): Path<(String, String)>) -> Response {
     let Some(asset) = ASSETS.iter().find(|a| a.name == name) else {
         return StatusCode::NOT_FOUND.into_response();
     };

@@ -24,12 +24,16 @@ use subtle::ConstantTimeEq as _;
 
 use super::AppState;
 
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+pub(super) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self'; img-src 'self'; connect-src 'self'; object-src 'none'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The middleware: the checks above, then the handler, then the headers.
-pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub(super) async fn guard(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut response = match check(&state, request.method(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(refusal) => refusal.into_response(),
@@ -127,7 +131,7 @@ fn is_action(method: &Method) -> bool {
 }
 
 /// The `Host` names a loopback address: `127.x.x.x`, `[::1]` or `localhost`, any port.
-pub fn is_loopback_host(host: &str) -> bool {
+pub(super) fn is_loopback_host(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
             Some((inside, _port)) => inside,
@@ -144,7 +148,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 
 /// The basic-auth password of the request equals `password` (any user name). Compared in
 /// constant time, so that the time taken says nothing about how much of a guess was right.
-pub fn password_matches(headers: &HeaderMap, password: &str) -> bool {
+pub(super) fn password_matches(headers: &HeaderMap, password: &str) -> bool {
     let Some(given) = basic_password(headers) else {
         return false;
     };
@@ -159,7 +163,7 @@ fn basic_password(headers: &HeaderMap) -> Option<String> {
 
 /// The user name of the request's basic auth (any name is accepted; it is recorded with a
 /// cancel).
-pub fn basic_user(headers: &HeaderMap) -> Option<String> {
+pub(super) fn basic_user(headers: &HeaderMap) -> Option<String> {
     basic_credentials(headers).map(|(user, _)| user)
 }
 
@@ -180,7 +184,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 /// The action comes from a page of this dashboard: its `Origin` (else its `Referer`) has the
 /// request's own `Host`. Browsers send `Origin` with every POST; a request with neither is not
 /// from one of our pages and is refused too (scripts set `Origin` themselves, see docs/dashboard.md).
-pub fn same_origin(headers: &HeaderMap, host: &str) -> bool {
+pub(super) fn same_origin(headers: &HeaderMap, host: &str) -> bool {
     if host.is_empty() {
         return false;
     }

@@ -22,7 +22,7 @@ pub(crate) struct AccountCalls {
 }
 
 impl AccountCalls {
-    pub fn label(&self) -> &str {
+    pub(super) fn label(&self) -> &str {
         self.account.as_deref().unwrap_or("default")
     }
 }

@@ -88,12 +88,12 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    pub fn read_only(&self) -> bool {
+    pub(crate) fn read_only(&self) -> bool {
         self.password.is_none()
     }
 
     /// The quota of a job's account (`None`: the default account).
-    pub fn qps_of(&self, account: Option<&str>) -> u32 {
+    pub(crate) fn qps_of(&self, account: Option<&str>) -> u32 {
         account
             .and_then(|a| self.account_qps.get(a).copied())
             .unwrap_or(self.default_qps)
@@ -103,7 +103,10 @@ impl AppState {
 
 /// Checks the options before anything is opened: a dashboard without a password must not be
 /// reachable from other machines.
-pub fn check_listen(listen: SocketAddr, password: Option<&str>) -> Result<(), DashboardError> {
+pub(crate) fn check_listen(
+    listen: SocketAddr,
+    password: Option<&str>,
+) -> Result<(), DashboardError> {
     if password.is_none() && !listen.ip().is_loopback() {
         return Err(DashboardError::PublicWithoutPassword(listen));
     }

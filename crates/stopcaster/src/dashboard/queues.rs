@@ -23,7 +23,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// A listing reads every dead letter.
 const LIST_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub struct Broker {
+pub(crate) struct Broker {
     url: String,
     pub names: Names,
     connection: Mutex<Option<lapin::Connection>>,
@@ -32,7 +32,7 @@ pub struct Broker {
 
 /// A queue's depth: messages ready for delivery and consumers attached.
 #[derive(Clone, Debug, Serialize)]
-pub struct QueueDepth {
+pub(crate) struct QueueDepth {
     pub queue: String,
     /// `None`: the queue does not exist (nothing declared it under this prefix yet).
     pub ready: Option<u32>,
@@ -40,7 +40,7 @@ pub struct QueueDepth {
 }
 
 impl Broker {
-    pub fn new(url: String, names: Names) -> Self {
+    pub(crate) fn new(url: String, names: Names) -> Self {
         Self {
             url,
             names,
@@ -51,7 +51,7 @@ impl Broker {
 
     /// Depths of `P.jobs` and `P.dead`. The error is a sentence for the page: it never
     /// includes the broker URL (which may hold a password).
-    pub async fn depths(&self) -> Result<Vec<QueueDepth>, String> {
+    pub(crate) async fn depths(&self) -> Result<Vec<QueueDepth>, String> {
         match tokio::time::timeout(TIMEOUT, self.depths_inner()).await {
             Ok(Ok(d)) => Ok(d),
             Ok(Err(e)) => {
@@ -111,7 +111,7 @@ impl Broker {
     }
 
     /// The dead letters in `P.dead`, oldest first (a listing at most [`LIST_TTL`] old).
-    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, String> {
+    pub(crate) async fn dead_letters(&self) -> Result<Vec<DeadLetter>, String> {
         let mut cache = self.dead_letters.lock().await;
         if let Some((at, letters)) = cache.as_ref()
             && at.elapsed() < LIST_TTL
@@ -128,7 +128,7 @@ impl Broker {
 
     /// Replays the chosen dead letters (see `crate::dead_letters`); one line per dead letter
     /// handled, and the named jobs that were not in `P.dead`.
-    pub async fn replay(
+    pub(crate) async fn replay(
         &self,
         pool: &sqlx::PgPool,
         selection: &Selection,
@@ -155,7 +155,7 @@ impl Broker {
 
 /// What a replay did, for the page and the API.
 #[derive(Clone, Debug, Serialize)]
-pub struct ReplayOutcome {
+pub(crate) struct ReplayOutcome {
     pub replayed: Vec<uuid::Uuid>,
     pub lines: Vec<String>,
     /// Named jobs with no dead letter in `P.dead` (already replayed, or never dead-lettered).

@@ -9,13 +9,13 @@ use uuid::Uuid;
 use crate::domain::JobStatus;
 use crate::store::{Cursor, JobSearch};
 
-pub const DEFAULT_LIMIT: u32 = 50;
-pub const MAX_LIMIT: u32 = 500;
+pub(super) const DEFAULT_LIMIT: u32 = 50;
+pub(super) const MAX_LIMIT: u32 = 500;
 
 /// The query string of `/jobs`, `/api/jobs` and the exports, as received. Blank fields (an
 /// empty input of the form) mean "any".
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct SearchParams {
+pub(super) struct SearchParams {
     pub status: Option<String>,
     pub batch: Option<String>,
     pub caster: Option<String>,
@@ -36,7 +36,7 @@ pub struct SearchParams {
 
 /// A checked search.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Search {
+pub(super) struct Search {
     pub filter: JobSearch,
     pub after: Option<Cursor>,
     pub limit: u32,
@@ -52,7 +52,7 @@ fn given(v: &Option<String>) -> Option<String> {
 }
 
 /// Parses a time of the time-range filter.
-pub fn parse_time(text: &str) -> Option<OffsetDateTime> {
+pub(super) fn parse_time(text: &str) -> Option<OffsetDateTime> {
     if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
         return Some(t);
     }
@@ -65,11 +65,11 @@ pub fn parse_time(text: &str) -> Option<OffsetDateTime> {
         .map(PrimitiveDateTime::assume_utc)
 }
 
-pub fn encode_cursor(c: &Cursor) -> String {
+pub(super) fn encode_cursor(c: &Cursor) -> String {
     format!("{}_{}", super::ts(c.created_at), c.job_id)
 }
 
-pub fn decode_cursor(text: &str) -> Option<Cursor> {
+pub(super) fn decode_cursor(text: &str) -> Option<Cursor> {
     let (t, id) = text.rsplit_once('_')?;
     Some(Cursor {
         created_at: OffsetDateTime::parse(t, &Rfc3339).ok()?,
@@ -79,7 +79,7 @@ pub fn decode_cursor(text: &str) -> Option<Cursor> {
 
 impl SearchParams {
     /// Checks every field; the error names the first bad one, for a 400 page.
-    pub fn check(&self, now: OffsetDateTime) -> Result<Search, String> {
+    pub(super) fn check(&self, now: OffsetDateTime) -> Result<Search, String> {
         let status = given(&self.status);
         if let Some(s) = &status
             && JobStatus::parse(s).is_none()
@@ -134,7 +134,7 @@ impl SearchParams {
 impl Search {
     /// The query string of this search (without the cursor), for links: the filters as the
     /// user wrote them, percent-encoded.
-    pub fn query(&self, params: &SearchParams) -> String {
+    pub(super) fn query(&self, params: &SearchParams) -> String {
         let mut pairs: Vec<(&str, String)> = Vec::new();
         for (name, v) in [
             ("status", &params.status),
@@ -158,7 +158,7 @@ impl Search {
 }
 
 /// `a=b&c=d`, each part percent-encoded (form encoding).
-pub fn encode_pairs(pairs: &[(&str, String)]) -> String {
+pub(super) fn encode_pairs(pairs: &[(&str, String)]) -> String {
     pairs
         .iter()
         .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
@@ -166,7 +166,7 @@ pub fn encode_pairs(pairs: &[(&str, String)]) -> String {
         .join("&")
 }
 
-pub fn form_encode(s: &str) -> String {
+pub(super) fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
@@ -180,7 +180,7 @@ pub fn form_encode(s: &str) -> String {
 }
 
 /// A path segment, percent-encoded (batch ids may hold anything).
-pub fn path_segment(s: &str) -> String {
+pub(super) fn path_segment(s: &str) -> String {
     form_encode(s)
 }
 

@@ -19,7 +19,7 @@ use crate::domain::JobStatus;
 use crate::store::{AttemptRow, BatchRow, JobDetail, JobRow, PauseRow, ReplayRow};
 
 /// What every page's frame needs.
-pub struct Layout {
+pub(super) struct Layout {
     pub title: String,
     /// Which item of the navigation is this page.
     pub nav: &'static str,
@@ -32,7 +32,11 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(state: &super::AppState, title: impl Into<String>, nav: &'static str) -> Self {
+    pub(super) fn new(
+        state: &super::AppState,
+        title: impl Into<String>,
+        nav: &'static str,
+    ) -> Self {
         Self {
             title: title.into(),
             nav,
@@ -49,28 +53,28 @@ impl Layout {
 // ---- helpers the templates call (askama passes arguments by reference) --------------------
 
 /// A time as RFC 3339 UTC, or `-`.
-pub fn when(t: &Option<OffsetDateTime>) -> String {
+pub(super) fn when(t: &Option<OffsetDateTime>) -> String {
     t.map_or_else(|| "-".to_owned(), super::ts)
 }
 
-pub fn at(t: &OffsetDateTime) -> String {
+pub(super) fn at(t: &OffsetDateTime) -> String {
     super::ts(*t)
 }
 
 /// Optional text, or `-`.
-pub fn text(v: &Option<String>) -> &str {
+pub(super) fn text(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("-")
 }
 
-pub fn num(v: &Option<i32>) -> String {
+pub(super) fn num(v: &Option<i32>) -> String {
     v.map_or_else(|| "-".to_owned(), |n| n.to_string())
 }
 
-pub fn job_href(id: &Uuid) -> String {
+pub(super) fn job_href(id: &Uuid) -> String {
     format!("/jobs/{id}")
 }
 
-pub fn batch_href(batch: &Option<String>) -> String {
+pub(super) fn batch_href(batch: &Option<String>) -> String {
     match batch {
         Some(b) => format!("/batches/{}", path_segment(b)),
         None => "/jobs".to_owned(),
@@ -78,12 +82,12 @@ pub fn batch_href(batch: &Option<String>) -> String {
 }
 
 /// `/jobs?NAME=VALUE`: the job list filtered on one field.
-pub fn filter_href(name: &str, value: &str) -> String {
+pub(super) fn filter_href(name: &str, value: &str) -> String {
     format!("/jobs?{}={}", form_encode(name), form_encode(value))
 }
 
 /// A duration in seconds as `1h 02m 03s`.
-pub fn duration(secs: &f64) -> String {
+pub(super) fn duration(secs: &f64) -> String {
     let s = secs.max(0.0).ceil() as u64;
     let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
     if h > 0 {
@@ -99,13 +103,13 @@ pub fn duration(secs: &f64) -> String {
 
 /// Jobs of one status.
 #[derive(Clone, Debug, Serialize)]
-pub struct StatusCount {
+pub(super) struct StatusCount {
     pub status: String,
     pub jobs: i64,
 }
 
 /// Every status the contract names, zeros included, then any other the table holds.
-pub fn status_counts(counts: &BTreeMap<String, i64>) -> Vec<StatusCount> {
+pub(super) fn status_counts(counts: &BTreeMap<String, i64>) -> Vec<StatusCount> {
     let mut out: Vec<StatusCount> = JobStatus::ALL
         .iter()
         .map(|s| StatusCount {
@@ -126,7 +130,7 @@ pub fn status_counts(counts: &BTreeMap<String, i64>) -> Vec<StatusCount> {
 
 /// The overview (`/`, `/api/overview`).
 #[derive(Clone, Debug, Serialize)]
-pub struct Overview {
+pub(super) struct Overview {
     #[serde(with = "time::serde::rfc3339")]
     pub now: OffsetDateTime,
     pub jobs: i64,
@@ -143,7 +147,7 @@ pub struct Overview {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct ScheduledSummary {
+pub(super) struct ScheduledSummary {
     pub total: i64,
     /// The earliest due.
     pub next: Vec<JobRow>,
@@ -151,7 +155,7 @@ pub struct ScheduledSummary {
 
 #[derive(Template)]
 #[template(path = "overview.html")]
-pub struct OverviewPage<'a> {
+pub(super) struct OverviewPage<'a> {
     pub layout: Layout,
     pub data: &'a Overview,
     pub charts: Vec<Chart>,
@@ -161,20 +165,20 @@ pub struct OverviewPage<'a> {
 
 /// A page of the filtered job list (`/jobs`, `/api/jobs`).
 #[derive(Clone, Debug, Serialize)]
-pub struct JobList {
+pub(super) struct JobList {
     pub jobs: Vec<JobRow>,
     /// The `after` of the next page; `None` on the last one.
     pub next: Option<String>,
 }
 
-pub struct StatusOption {
+pub(super) struct StatusOption {
     pub value: &'static str,
     pub selected: bool,
 }
 
 #[derive(Template)]
 #[template(path = "jobs.html")]
-pub struct JobsPage<'a> {
+pub(super) struct JobsPage<'a> {
     pub layout: Layout,
     pub data: &'a JobList,
     pub form: &'a super::search::SearchParams,
@@ -184,7 +188,7 @@ pub struct JobsPage<'a> {
     pub first_page: bool,
 }
 
-pub fn status_options(selected: Option<&str>) -> Vec<StatusOption> {
+pub(super) fn status_options(selected: Option<&str>) -> Vec<StatusOption> {
     JobStatus::ALL
         .into_iter()
         .map(JobStatus::as_str)
@@ -196,13 +200,13 @@ pub fn status_options(selected: Option<&str>) -> Vec<StatusOption> {
 }
 
 /// Optional form text, or empty.
-pub fn field(v: &Option<String>) -> &str {
+pub(super) fn field(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("")
 }
 
 /// One job (`/jobs/ID`, `/api/jobs/ID`).
 #[derive(Clone, Debug, Serialize)]
-pub struct JobView {
+pub(super) struct JobView {
     pub job: JobDetail,
     pub attempts: Vec<AttemptRow>,
     pub replays: Vec<ReplayRow>,
@@ -212,7 +216,7 @@ pub struct JobView {
 
 #[derive(Template)]
 #[template(path = "job.html")]
-pub struct JobPage<'a> {
+pub(super) struct JobPage<'a> {
     pub layout: Layout,
     pub data: &'a JobView,
 }
@@ -221,36 +225,36 @@ pub struct JobPage<'a> {
 
 /// `/batches`, `/api/batches`.
 #[derive(Clone, Debug, Serialize)]
-pub struct BatchList {
+pub(super) struct BatchList {
     pub batches: Vec<BatchRow>,
 }
 
 #[derive(Template)]
 #[template(path = "batches.html")]
-pub struct BatchesPage<'a> {
+pub(super) struct BatchesPage<'a> {
     pub layout: Layout,
     pub data: &'a BatchList,
 }
 
 impl BatchRow {
-    pub fn count(&self, status: &str) -> i64 {
+    pub(crate) fn count(&self, status: &str) -> i64 {
         self.by_status.get(status).copied().unwrap_or(0)
     }
 
     /// Jobs that are done: neither pending nor scheduled.
-    pub fn done(&self) -> i64 {
+    pub(crate) fn done(&self) -> i64 {
         self.jobs
             - self.count(JobStatus::Pending.as_str())
             - self.count(JobStatus::Scheduled.as_str())
     }
 
-    pub fn percent_done(&self) -> u32 {
+    pub(crate) fn percent_done(&self) -> u32 {
         percent(self.done(), self.jobs)
     }
 }
 
 /// `part` of `whole` in whole percent, rounded down (100 only when all are done).
-pub fn percent(part: i64, whole: i64) -> u32 {
+pub(super) fn percent(part: i64, whole: i64) -> u32 {
     if whole <= 0 {
         0
     } else {
@@ -260,7 +264,7 @@ pub fn percent(part: i64, whole: i64) -> u32 {
 
 /// One account's share of a batch's pending jobs and the time it needs for them.
 #[derive(Clone, Debug, Serialize)]
-pub struct AccountPace {
+pub(super) struct AccountPace {
     pub account: Option<String>,
     pub pending: i64,
     pub qps: u32,
@@ -269,7 +273,7 @@ pub struct AccountPace {
 
 /// A batch (`/batches/ID`, `/api/batches/ID`).
 #[derive(Clone, Debug, Serialize)]
-pub struct BatchView {
+pub(super) struct BatchView {
     pub batch_id: String,
     pub jobs: i64,
     pub by_status: Vec<StatusCount>,
@@ -295,7 +299,7 @@ pub struct BatchView {
 
 #[derive(Template)]
 #[template(path = "batch.html")]
-pub struct BatchPage<'a> {
+pub(super) struct BatchPage<'a> {
     pub layout: Layout,
     pub data: &'a BatchView,
     pub jobs_href: String,
@@ -305,7 +309,7 @@ pub struct BatchPage<'a> {
 
 /// A dead letter as the page and the API show it.
 #[derive(Clone, Debug, Serialize)]
-pub struct LetterView {
+pub(super) struct LetterView {
     pub job_id: Option<String>,
     pub caster_id: Option<String>,
     pub batch_id: Option<String>,
@@ -328,7 +332,7 @@ impl From<&DeadLetter> for LetterView {
 
 /// `/dead-letters`, `/api/dead-letters`.
 #[derive(Clone, Debug, Serialize)]
-pub struct DeadLetterList {
+pub(super) struct DeadLetterList {
     pub queue: String,
     /// Every message in the queue.
     pub count: usize,
@@ -339,7 +343,7 @@ pub struct DeadLetterList {
 }
 
 #[derive(Clone, Debug, Default, serde::Deserialize)]
-pub struct LetterFilter {
+pub(super) struct LetterFilter {
     pub reason: Option<String>,
     pub batch: Option<String>,
     pub caster: Option<String>,
@@ -350,13 +354,13 @@ impl LetterFilter {
         v.as_deref().map(str::trim).filter(|s| !s.is_empty())
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         Self::get(&self.reason).is_none()
             && Self::get(&self.batch).is_none()
             && Self::get(&self.caster).is_none()
     }
 
-    pub fn matches(&self, l: &LetterView) -> bool {
+    pub(super) fn matches(&self, l: &LetterView) -> bool {
         let eq = |want: &Option<String>, have: &Option<String>| {
             Self::get(want).is_none_or(|w| have.as_deref() == Some(w))
         };
@@ -368,7 +372,7 @@ impl LetterFilter {
 
 #[derive(Template)]
 #[template(path = "dead_letters.html")]
-pub struct DeadLettersPage<'a> {
+pub(super) struct DeadLettersPage<'a> {
     pub layout: Layout,
     pub data: &'a Result<DeadLetterList, String>,
     pub filter: &'a LetterFilter,
@@ -376,14 +380,14 @@ pub struct DeadLettersPage<'a> {
 
 /// `/scheduled`, `/api/scheduled`.
 #[derive(Clone, Debug, Serialize)]
-pub struct ScheduledList {
+pub(super) struct ScheduledList {
     pub total: i64,
     pub jobs: Vec<JobRow>,
 }
 
 #[derive(Template)]
 #[template(path = "scheduled.html")]
-pub struct ScheduledPage<'a> {
+pub(super) struct ScheduledPage<'a> {
     pub layout: Layout,
     pub data: &'a ScheduledList,
 }
@@ -392,13 +396,13 @@ pub struct ScheduledPage<'a> {
 
 #[derive(Template)]
 #[template(path = "error.html")]
-pub struct ErrorPage {
+pub(super) struct ErrorPage {
     pub layout: Layout,
     pub status: u16,
     pub message: String,
 }
 
 /// A query-string value, percent-encoded.
-pub fn form(s: &str) -> String {
+pub(super) fn form(s: &str) -> String {
     form_encode(s)
 }

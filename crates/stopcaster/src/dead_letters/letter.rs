@@ -27,7 +27,7 @@ pub(crate) struct DeadLetter {
 }
 
 impl DeadLetter {
-    pub fn from_message(properties: &BasicProperties, body: &[u8]) -> Self {
+    pub(crate) fn from_message(properties: &BasicProperties, body: &[u8]) -> Self {
         let object = serde_json::from_slice::<Value>(body)
             .ok()
             .filter(Value::is_object);
@@ -68,7 +68,7 @@ impl DeadLetter {
     }
 
     /// The job id as a UUID, what a replay is keyed by.
-    pub fn job_uuid(&self) -> Option<Uuid> {
+    pub(crate) fn job_uuid(&self) -> Option<Uuid> {
         self.job_id
             .as_deref()
             .and_then(JobId::parse)

@@ -35,7 +35,7 @@ pub(crate) struct Replayed {
 
 impl Replayed {
     /// A line for the operator.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let caster = self
             .letter
             .caster_id

@@ -7,15 +7,17 @@
 
 mod job_id;
 mod message;
-pub mod schedule;
+pub(crate) mod schedule;
 mod since;
 mod status;
 
-pub use job_id::JobId;
-pub use message::{Job, Parsed, parse_message, payload_text};
+pub(crate) use job_id::JobId;
+pub(crate) use message::{Job, Parsed, parse_message, payload_text};
 pub(crate) use since::parse_since;
-pub use status::{JobStatus, Verdict, conclusion};
+pub use status::JobStatus;
+pub(crate) use status::{Verdict, conclusion};
 #[cfg(test)]
-pub use stopcaster_live::ids::MAX_CASTER_ID_BYTES;
-pub use stopcaster_live::ids::{CasterId, RegionId, Rejection};
-pub use stopcaster_live::time;
+pub(crate) use stopcaster_live::ids::MAX_CASTER_ID_BYTES;
+pub(crate) use stopcaster_live::ids::Rejection;
+pub use stopcaster_live::ids::{CasterId, RegionId};
+pub(crate) use stopcaster_live::time;

@@ -14,16 +14,16 @@ use time::format_description::well_known::Rfc3339;
 
 /// The furthest ahead a `not_before` may be: a later one is taken for a typo (a wrong year)
 /// and the message is rejected rather than held for years.
-pub const MAX_AHEAD: time::Duration = time::Duration::days(366);
+pub(crate) const MAX_AHEAD: time::Duration = time::Duration::days(366);
 
 /// A job due within this is handed to the pipeline rather than held as `scheduled`: the stager
 /// publishes due rows this long ahead, and a delivery that arrives this close to its due time
 /// is kept by its worker, which takes its pacer slot ahead and calls at the due time.
-pub const LEAD: Duration = Duration::from_secs(3);
+pub(crate) const LEAD: Duration = Duration::from_secs(3);
 
 /// How long before a job's due time its worker reserves the pacer slot, so the first call of a
 /// scheduled batch leaves at the due time and none of the lead is lost.
-pub const SLOT_LEAD: Duration = Duration::from_secs(1);
+pub(crate) const SLOT_LEAD: Duration = Duration::from_secs(1);
 
 /// Why `--at` was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -48,7 +48,7 @@ pub enum AtError {
 
 /// The due time `enqueue --at` resolved, and how to say it back to the operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct At {
+pub(crate) struct At {
     pub at: OffsetDateTime,
     /// The time in the zone it was given in, with the zone's name when there was one, e.g.
     /// `2026-11-27T21:00:00+08:00[Asia/Shanghai]`.
@@ -67,7 +67,7 @@ pub struct At {
 ///
 /// A time in the past, or more than 366 days ahead, is refused: a typo must not stop every
 /// studio of a batch now.
-pub fn parse_at(text: &str, zone: Option<&str>, now: OffsetDateTime) -> Result<At, AtError> {
+pub(crate) fn parse_at(text: &str, zone: Option<&str>, now: OffsetDateTime) -> Result<At, AtError> {
     let text = text.trim();
     if let Some((h, m, s)) = clock_time(text) {
         let tz = match zone {

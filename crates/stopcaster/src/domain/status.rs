@@ -88,20 +88,20 @@ mod tests {
 
 /// A terminal status to write with the last attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     pub status: JobStatus,
     pub conclusion: &'static str,
     pub evidence_request_id: Option<String>,
 }
 
 /// Conclusions written to `caster_stop_jobs.conclusion`.
-pub mod conclusion {
-    pub const STOPPED: &str = "stopped";
-    pub const STOPPED_BY_UNANSWERED_ATTEMPT: &str = "stopped-by-unanswered-attempt";
-    pub const API_ERROR: &str = "api-error";
-    pub const RETRIES_EXHAUSTED: &str = "retries-exhausted";
-    pub const UNKNOWN_ACCOUNT: &str = "unknown-account";
+pub(crate) mod conclusion {
+    pub(crate) const STOPPED: &str = "stopped";
+    pub(crate) const STOPPED_BY_UNANSWERED_ATTEMPT: &str = "stopped-by-unanswered-attempt";
+    pub(crate) const API_ERROR: &str = "api-error";
+    pub(crate) const RETRIES_EXHAUSTED: &str = "retries-exhausted";
+    pub(crate) const UNKNOWN_ACCOUNT: &str = "unknown-account";
     /// A retryable failure of `stopcaster stop`, which makes one call and leaves retrying to
     /// the operator.
-    pub const NOT_RETRIED: &str = "not-retried";
+    pub(crate) const NOT_RETRIED: &str = "not-retried";
 }

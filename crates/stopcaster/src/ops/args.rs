@@ -7,12 +7,12 @@ use uuid::Uuid;
 use crate::domain::JobStatus;
 
 /// A job id: a UUID.
-pub fn job_id(text: &str) -> Result<Uuid, String> {
+pub(crate) fn job_id(text: &str) -> Result<Uuid, String> {
     Uuid::parse_str(text.trim()).map_err(|_| format!("{text} is not a job id (a UUID)"))
 }
 
 /// A status of `caster_stop_jobs`.
-pub fn status(text: &str) -> Result<JobStatus, String> {
+pub(crate) fn status(text: &str) -> Result<JobStatus, String> {
     JobStatus::parse(text.trim()).ok_or_else(|| {
         let names: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
         format!("{text} is not a status: {}", in_words(&names))
@@ -21,7 +21,7 @@ pub fn status(text: &str) -> Result<JobStatus, String> {
 
 /// One of a [`clap::ValueEnum`]'s values (ignoring case); `noun` names what it is
 /// ("a format").
-pub fn choice<T: clap::ValueEnum + Clone + Send + Sync + 'static>(
+pub(crate) fn choice<T: clap::ValueEnum + Clone + Send + Sync + 'static>(
     noun: &'static str,
 ) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
     move |text| {

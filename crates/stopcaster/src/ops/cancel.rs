@@ -51,7 +51,7 @@ impl CancelSummary {
 }
 
 /// Who is cancelling: `user@host`, for `cancelled_by`.
-pub fn operator() -> String {
+pub(crate) fn operator() -> String {
     let user = ["USER", "LOGNAME", "USERNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
@@ -107,7 +107,7 @@ pub async fn run(args: &CancelArgs, out: &mut dyn Write) -> Result<CancelSummary
 
 /// One line for a job: `cancelled`, `already cancelled`, `already ended`, `already started`
 /// or `unknown`, the job id, and what else is known.
-pub fn describe(row: &CancelRow) -> String {
+pub(crate) fn describe(row: &CancelRow) -> String {
     let caster = row
         .caster_id
         .as_deref()

@@ -119,7 +119,7 @@ pub async fn run(
 }
 
 /// Writes `letters` as a table or one JSON document.
-pub fn write_list(
+pub(crate) fn write_list(
     out: &mut dyn Write,
     queue: &str,
     format: ListFormat,

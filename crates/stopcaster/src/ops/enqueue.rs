@@ -135,7 +135,7 @@ pub async fn run(args: EnqueueArgs) -> Result<(), EnqueueError> {
 
 /// The one line `enqueue` ends with on stderr: `20 jobs confirmed in batch B (0.03 s)`, or
 /// `18 of 20 jobs confirmed ...` when the broker did not confirm them all.
-pub fn summary_line(
+pub(crate) fn summary_line(
     report: &PublishReport,
     total: usize,
     batch_id: &str,
@@ -200,7 +200,7 @@ fn schedule_at(
 }
 
 /// Gives every job of the plan the due time, and says it on standard error.
-pub fn schedule(plan: &mut Plan, at: &crate::domain::schedule::At) {
+pub(crate) fn schedule(plan: &mut Plan, at: &crate::domain::schedule::At) {
     for job in &mut plan.jobs {
         job.not_before = Some(at.at);
     }
@@ -213,7 +213,7 @@ pub fn schedule(plan: &mut Plan, at: &crate::domain::schedule::At) {
 
 /// Ids from a file's text: one per line, surrounding blanks trimmed, blank lines and `#`
 /// comments skipped.
-pub fn parse_id_lines(text: &str) -> impl Iterator<Item = String> + '_ {
+pub(crate) fn parse_id_lines(text: &str) -> impl Iterator<Item = String> + '_ {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -263,7 +263,7 @@ pub fn plan(
 }
 
 /// The message body of one job: the job itself, serialized (see [`Job`]).
-pub fn job_body(job: &Job) -> Vec<u8> {
+pub(crate) fn job_body(job: &Job) -> Vec<u8> {
     serde_json::to_vec(job).expect("a job serializes")
 }
 

@@ -6,10 +6,10 @@
 //! and `stopcaster_live` like any client would, and never the worker's or the dashboard's
 //! internals; nothing depends on them but the binary.
 
-pub mod args;
-pub mod cancel;
-pub mod dead_letters;
-pub mod enqueue;
-pub mod report;
-pub mod stop;
-pub mod table;
+pub(crate) mod args;
+pub(crate) mod cancel;
+pub(crate) mod dead_letters;
+pub(crate) mod enqueue;
+pub(crate) mod report;
+pub(crate) mod stop;
+pub(crate) mod table;

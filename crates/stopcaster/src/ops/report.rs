@@ -17,7 +17,7 @@ use crate::store::{self, JobFilter, JobRow, ReportSummary};
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 /// The widest a line of the default table and of the summary gets: a terminal's width with
 /// room to spare.
-pub const TABLE_WIDTH: usize = 100;
+pub(crate) const TABLE_WIDTH: usize = 100;
 /// How many characters of a job id or RequestId the default table shows: enough to tell
 /// them apart in a batch and to search for them.
 const SHORT_ID: usize = 8;
@@ -181,7 +181,7 @@ fn expected_finish_text(summary: &ReportSummary, qps: u32) -> String {
 }
 
 /// The summary as a JSON object.
-pub fn summary_json(summary: &ReportSummary) -> Value {
+pub(crate) fn summary_json(summary: &ReportSummary) -> Value {
     let by_status: serde_json::Map<String, Value> = summary
         .by_status
         .iter()
@@ -207,7 +207,7 @@ pub fn summary_json(summary: &ReportSummary) -> Value {
 
 /// The summary as a few lines of text, each within [`TABLE_WIDTH`] (a long label is
 /// shortened: the operator typed it).
-pub fn summary_text(summary: &ReportSummary, label: &str) -> String {
+pub(crate) fn summary_text(summary: &ReportSummary, label: &str) -> String {
     let counts = summary
         .by_status
         .iter()
@@ -408,7 +408,7 @@ async fn watch(
 /// jobs (at least one when the size is not given). Jobs still in the queue have no row yet, so
 /// an empty batch is waited for rather than taken as finished, and without `expect` a batch
 /// whose every received job is done looks finished while more wait in the queue.
-pub fn batch_finished(summary: &ReportSummary, expect: Option<u64>) -> bool {
+pub(crate) fn batch_finished(summary: &ReportSummary, expect: Option<u64>) -> bool {
     let recorded = u64::try_from(summary.total()).unwrap_or(0);
     recorded >= expect.unwrap_or(1) && summary.remaining() == 0
 }

@@ -25,13 +25,13 @@ use stopcaster_live::credentials::{
 use stopcaster_live::{ApiError, CallOutcome, LiveClient, StopCasterRequest};
 
 /// The batch id of the calls `stop` records.
-pub const STOP_COMMAND_BATCH: &str = "stop-command";
+pub(crate) const STOP_COMMAND_BATCH: &str = "stop-command";
 
 /// Exit codes of `stopcaster stop` besides 0 (stopped) and 1 (configuration).
 mod exit {
-    pub const PERMANENT: u8 = 3;
-    pub const RETRYABLE: u8 = 4;
-    pub const TRANSPORT: u8 = 5;
+    pub(super) const PERMANENT: u8 = 3;
+    pub(super) const RETRYABLE: u8 = 4;
+    pub(super) const TRANSPORT: u8 = 5;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! Text for the terminal: aligned tables, cells kept on one line and shortened to fit.
 
 /// Rows as aligned columns (`-` for NULL), header first.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -30,7 +30,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// A column [`fit`] may shorten.
 #[derive(Clone, Copy, Debug)]
-pub struct Flexible {
+pub(crate) struct Flexible {
     pub column: usize,
     /// The width it keeps while another flexible column is wider than its own floor.
     pub floor: usize,
@@ -40,7 +40,7 @@ pub struct Flexible {
 
 /// Where [`shorten`] cuts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cut {
+pub(crate) enum Cut {
     End,
     Middle,
 }
@@ -50,7 +50,12 @@ pub enum Cut {
 /// character at a time; when all are at their floors, the widest goes on down to its header's
 /// width. A shortened cell shows `…` where it was cut. Other columns are kept whole: choose
 /// them narrow.
-pub fn fit(header: &[&str], rows: &mut [Vec<String>], flexible: &[Flexible], max_width: usize) {
+pub(crate) fn fit(
+    header: &[&str],
+    rows: &mut [Vec<String>],
+    flexible: &[Flexible],
+    max_width: usize,
+) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows.iter() {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -85,7 +90,7 @@ pub fn fit(header: &[&str], rows: &mut [Vec<String>], flexible: &[Flexible], max
 }
 
 /// `text` cut to `width` characters, with `…` where anything was cut.
-pub fn shorten(text: &str, width: usize, cut: Cut) -> String {
+pub(crate) fn shorten(text: &str, width: usize, cut: Cut) -> String {
     let chars: Vec<char> = text.chars().collect();
     if chars.len() <= width {
         return text.to_owned();
@@ -103,7 +108,7 @@ pub fn shorten(text: &str, width: usize, cut: Cut) -> String {
 }
 
 /// Keeps a table cell on one line: control characters (a multi-line value) become spaces.
-pub fn one_line(cell: String) -> String {
+pub(crate) fn one_line(cell: String) -> String {
     if cell.contains(char::is_control) {
         cell.replace(char::is_control, " ")
     } else {

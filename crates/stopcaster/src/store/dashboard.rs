@@ -102,7 +102,7 @@ fn search_query(
 }
 
 /// Up to `limit` jobs matching `search`, newest first, after `after`.
-pub async fn search_jobs(
+pub(crate) async fn search_jobs(
     pool: &PgPool,
     search: &JobSearch,
     after: Option<Cursor>,
@@ -129,7 +129,7 @@ pub async fn explain_search(
 }
 
 /// Jobs by status, from the ledger: every batch, or one. Statuses with no job are left out.
-pub async fn job_counts(
+pub(crate) async fn job_counts(
     pool: &PgPool,
     batch_id: Option<&str>,
 ) -> Result<BTreeMap<String, i64>, sqlx::Error> {
@@ -158,7 +158,7 @@ pub async fn job_counts(
 
 /// Folds the ledger into one row per batch and status (the sums do not change). Concurrent
 /// writers are not blocked: rows they add meanwhile are left for the next fold.
-pub async fn fold_job_counts(pool: &PgPool) -> Result<u64, sqlx::Error> {
+pub(crate) async fn fold_job_counts(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let result = sqlx::query!(
         "WITH gone AS (DELETE FROM caster_stop_job_counts RETURNING *)
          INSERT INTO caster_stop_job_counts (batch_id, status, jobs, changed_at)
@@ -171,7 +171,7 @@ pub async fn fold_job_counts(pool: &PgPool) -> Result<u64, sqlx::Error> {
 }
 
 /// Rows in the ledger (the dashboard folds it when it has grown).
-pub async fn job_counts_rows(pool: &PgPool) -> Result<i64, sqlx::Error> {
+pub(crate) async fn job_counts_rows(pool: &PgPool) -> Result<i64, sqlx::Error> {
     // An estimate is enough to decide, and free.
     sqlx::query_scalar!(
         r#"SELECT greatest(n_live_tup, 0)::bigint AS "n!" FROM pg_stat_user_tables
@@ -184,7 +184,7 @@ pub async fn job_counts_rows(pool: &PgPool) -> Result<i64, sqlx::Error> {
 
 /// A batch in the list of batches.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct BatchRow {
+pub(crate) struct BatchRow {
     /// `None`: the jobs whose message named no batch.
     pub batch_id: Option<String>,
     pub jobs: i64,
@@ -195,7 +195,10 @@ pub struct BatchRow {
 }
 
 /// The batches whose jobs changed most recently, at most `limit`.
-pub async fn recent_batches(pool: &PgPool, limit: u32) -> Result<Vec<BatchRow>, sqlx::Error> {
+pub(crate) async fn recent_batches(
+    pool: &PgPool,
+    limit: u32,
+) -> Result<Vec<BatchRow>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"WITH s AS (
              SELECT batch_id, status, sum(jobs)::bigint AS n, max(changed_at) AS changed_at
@@ -224,7 +227,7 @@ pub async fn recent_batches(pool: &PgPool, limit: u32) -> Result<Vec<BatchRow>, 
 }
 
 /// Pending jobs of a batch by account (`None`: the default account), for its expected finish.
-pub async fn pending_by_account(
+pub(crate) async fn pending_by_account(
     pool: &PgPool,
     batch_id: &str,
 ) -> Result<Vec<(Option<String>, i64)>, sqlx::Error> {
@@ -240,7 +243,7 @@ pub async fn pending_by_account(
 
 /// Calls started in one second for one account.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct CallsInSecond {
+pub(crate) struct CallsInSecond {
     /// The job's account; `None` for the default one.
     pub account: Option<String>,
     /// Seconds before `now` (0: the current second).
@@ -250,7 +253,7 @@ pub struct CallsInSecond {
 }
 
 /// Calls per second over the last `window_secs` seconds, by account, and the database's `now`.
-pub async fn calls_per_second(
+pub(crate) async fn calls_per_second(
     pool: &PgPool,
     window_secs: u32,
 ) -> Result<(OffsetDateTime, Vec<CallsInSecond>), sqlx::Error> {
@@ -277,7 +280,7 @@ pub async fn calls_per_second(
 
 /// A job's row, as the job page shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct JobDetail {
+pub(crate) struct JobDetail {
     #[serde(flatten)]
     pub row: JobRow,
     pub evidence_request_id: Option<String>,
@@ -298,7 +301,7 @@ pub struct JobDetail {
 
 /// One StopCaster call of a job.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct AttemptRow {
+pub(crate) struct AttemptRow {
     pub attempt: i32,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
@@ -316,7 +319,7 @@ pub struct AttemptRow {
 
 /// One replay of a job by an operator.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ReplayRow {
+pub(crate) struct ReplayRow {
     #[serde(with = "time::serde::rfc3339")]
     pub replayed_at: OffsetDateTime,
     pub previous_status: Option<String>,
@@ -326,7 +329,7 @@ pub struct ReplayRow {
 }
 
 /// A job, its calls and its replays; `None` if there is no such job.
-pub async fn job_detail(
+pub(crate) async fn job_detail(
     pool: &PgPool,
     job_id: Uuid,
 ) -> Result<Option<(JobDetail, Vec<AttemptRow>, Vec<ReplayRow>)>, sqlx::Error> {
@@ -395,7 +398,10 @@ async fn job_detail_row(pool: &PgPool, job_id: Uuid) -> Result<Option<JobDetail>
 }
 
 /// Scheduled jobs, earliest due first, at most `limit`, and how many there are.
-pub async fn scheduled_jobs(pool: &PgPool, limit: u32) -> Result<(i64, Vec<JobRow>), sqlx::Error> {
+pub(crate) async fn scheduled_jobs(
+    pool: &PgPool,
+    limit: u32,
+) -> Result<(i64, Vec<JobRow>), sqlx::Error> {
     let total = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM caster_stop_jobs WHERE status = 'scheduled'"#
     )
@@ -417,7 +423,7 @@ pub async fn scheduled_jobs(pool: &PgPool, limit: u32) -> Result<(i64, Vec<JobRo
 
 /// An account paused because its credentials were refused.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PauseRow {
+pub(crate) struct PauseRow {
     pub account: String,
     pub code: String,
     pub worker: String,
@@ -432,7 +438,7 @@ pub struct PauseRow {
 }
 
 /// Paused accounts.
-pub async fn account_pauses(pool: &PgPool) -> Result<Vec<PauseRow>, sqlx::Error> {
+pub(crate) async fn account_pauses(pool: &PgPool) -> Result<Vec<PauseRow>, sqlx::Error> {
     sqlx::query_as!(
         PauseRow,
         r#"SELECT account, code, worker, paused_at, updated_at,

@@ -12,7 +12,7 @@ use stopcaster_live::CallOutcome;
 
 /// A malformed message, as recorded.
 #[derive(Debug)]
-pub struct RejectedMessage<'a> {
+pub(crate) struct RejectedMessage<'a> {
     pub job_id: JobId,
     pub caster_id: Option<&'a str>,
     pub batch_id: Option<&'a str>,
@@ -23,7 +23,10 @@ pub struct RejectedMessage<'a> {
 
 /// Records a rejected message. False when a row with its job id already exists (a redelivery,
 /// or a malformed copy of a known job): that row is left as it is.
-pub async fn record_rejected(pool: &PgPool, m: &RejectedMessage<'_>) -> Result<bool, sqlx::Error> {
+pub(crate) async fn record_rejected(
+    pool: &PgPool,
+    m: &RejectedMessage<'_>,
+) -> Result<bool, sqlx::Error> {
     let result = sqlx::query!(
         "INSERT INTO caster_stop_jobs
            (job_id, caster_id, batch_id, status, conclusion, error_code, error_message,
@@ -44,7 +47,7 @@ pub async fn record_rejected(pool: &PgPool, m: &RejectedMessage<'_>) -> Result<b
 
 /// What the database knows of a job when a delivery of it starts.
 #[derive(Clone, Debug)]
-pub struct JobState {
+pub(crate) struct JobState {
     pub status: JobStatus,
     pub attempts: u32,
     /// Attempts allowed in all (the configured maximum, raised by replays).
@@ -65,7 +68,7 @@ pub struct JobState {
 /// and the delivery may be acknowledged once it is committed. Otherwise it is `pending`, and a
 /// `scheduled` row found within the lead of its due time becomes `pending` here (`staged_at`):
 /// this delivery carries it, whether the stager's or a redelivery of the original.
-pub async fn open_job(
+pub(crate) async fn open_job(
     pool: &PgPool,
     job: &Job,
     region: &RegionId,
@@ -117,13 +120,13 @@ pub async fn open_job(
 
 /// How long a claim on a job lasts (see [`start_attempt`]): one call, connect and answer, with
 /// room to record it. The worker and `stop` claim alike.
-pub fn claim_lease(client: &stopcaster_live::ClientConfig) -> Duration {
+pub(crate) fn claim_lease(client: &stopcaster_live::ClientConfig) -> Duration {
     client.timeout + client.connect_timeout + Duration::from_secs(5)
 }
 
 /// What [`start_attempt`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttemptStart {
+pub(crate) enum AttemptStart {
     /// Attempt number `attempt` is recorded and this worker holds the job until the lease ends.
     /// `unknown_before`: an earlier attempt, by any worker, may have stopped the studio without
     /// anyone seeing the answer (read from the history, so every worker concludes alike).
@@ -136,7 +139,7 @@ pub enum AttemptStart {
 
 /// Numbers and records a new attempt before its call, and claims the job for `lease` so that
 /// no other worker calls for it meanwhile.
-pub async fn start_attempt(
+pub(crate) async fn start_attempt(
     pool: &PgPool,
     job_id: JobId,
     worker: &str,
@@ -204,7 +207,7 @@ pub async fn start_attempt(
 /// Completes an attempt and, in the same transaction, the job's last-error columns and its
 /// terminal status if `verdict` is given. Returns false if the job was already terminal (another
 /// delivery got there first); the attempt is recorded either way.
-pub async fn finish_attempt(
+pub(crate) async fn finish_attempt(
     pool: &PgPool,
     job_id: JobId,
     attempt: u32,
@@ -273,7 +276,7 @@ pub async fn finish_attempt(
 
 /// Writes a terminal status without a call (a job found out of attempts when picked up
 /// again). False if it was no longer pending.
-pub async fn conclude_job(
+pub(crate) async fn conclude_job(
     pool: &PgPool,
     job_id: JobId,
     verdict: &Verdict,
@@ -297,7 +300,7 @@ pub async fn conclude_job(
 }
 
 /// Notes that the broker confirmed a job's dead letter.
-pub async fn mark_dead_lettered(pool: &PgPool, job_id: JobId) -> Result<(), sqlx::Error> {
+pub(crate) async fn mark_dead_lettered(pool: &PgPool, job_id: JobId) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE caster_stop_jobs SET dead_lettered_at = now() WHERE job_id = $1",
         job_id.as_uuid(),
@@ -308,7 +311,7 @@ pub async fn mark_dead_lettered(pool: &PgPool, job_id: JobId) -> Result<(), sqlx
 }
 
 /// Whether a rejected or failed job's dead letter is already confirmed.
-pub async fn is_dead_lettered(pool: &PgPool, job_id: JobId) -> Result<bool, sqlx::Error> {
+pub(crate) async fn is_dead_lettered(pool: &PgPool, job_id: JobId) -> Result<bool, sqlx::Error> {
     let done = sqlx::query_scalar!(
         r#"SELECT dead_lettered_at IS NOT NULL AS "done!" FROM caster_stop_jobs WHERE job_id = $1"#,
         job_id.as_uuid(),

@@ -24,25 +24,27 @@ mod replays;
 mod reports;
 mod schedule;
 
-pub use dashboard::{
-    AttemptRow, BatchRow, CallsInSecond, Cursor, JobDetail, JobSearch, PauseRow, ReplayRow,
-    account_pauses, calls_per_second, explain_search, fold_job_counts, job_counts, job_counts_rows,
-    job_detail, pending_by_account, recent_batches, scheduled_jobs, search_jobs,
+pub(crate) use dashboard::{
+    AttemptRow, BatchRow, CallsInSecond, Cursor, JobDetail, PauseRow, ReplayRow, account_pauses,
+    calls_per_second, fold_job_counts, job_counts, job_counts_rows, job_detail, pending_by_account,
+    recent_batches, scheduled_jobs, search_jobs,
 };
-pub use jobs::{
+pub use dashboard::{JobSearch, explain_search};
+pub(crate) use jobs::{
     AttemptStart, JobState, RejectedMessage, claim_lease, conclude_job, finish_attempt,
     is_dead_lettered, mark_dead_lettered, open_job, record_rejected, start_attempt,
 };
-pub use pacer::{
-    pacer_state, push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer,
+pub use pacer::pacer_state;
+pub(crate) use pacer::{push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer};
+pub(crate) use pauses::{clear_pauses, record_pause};
+pub(crate) use replays::{ReplayRecord, reopen_for_replay};
+pub(crate) use reports::{
+    JobFilter, JobRow, ReportSummary, call_totals, report_jobs, report_summary,
 };
-pub use pauses::{clear_pauses, record_pause};
-pub use replays::{ReplayRecord, reopen_for_replay};
-pub use reports::{
-    JobFilter, JobRow, ReportSummary, call_span, call_totals, count_finished_jobs,
-    count_jobs_with_status, report_jobs, report_summary,
+pub use reports::{call_span, count_finished_jobs, count_jobs_with_status};
+pub(crate) use schedule::{
+    CancelOutcome, CancelRow, cancel_jobs, claim_due, next_due, staged_backlog,
 };
-pub use schedule::{CancelOutcome, CancelRow, cancel_jobs, claim_due, next_due, staged_backlog};
 
 use std::time::Duration;
 
@@ -51,7 +53,7 @@ use sqlx::{
     ConnectOptions, Connection as _, PgConnection, PgPool, Postgres, migrate::MigrateDatabase,
 };
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 /// Creates the database if it is missing and applies `migrations/`.
 pub async fn migrate(database_url: &str) -> Result<PgPool, sqlx::Error> {
@@ -95,7 +97,10 @@ const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// cause. A pool alone retries a refused connection until its acquire timeout and then says
 /// only that it timed out, which suits the worker (it waits out outages) but not a command
 /// an operator is waiting for.
-pub async fn pool_checked(database_url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+pub(crate) async fn pool_checked(
+    database_url: &str,
+    max_connections: u32,
+) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = database_url
         .parse::<PgConnectOptions>()?
         .disable_statement_logging();
@@ -116,7 +121,7 @@ pub async fn pool_checked(database_url: &str, max_connections: u32) -> Result<Pg
 
 /// A small pool for the shared pacer whose commits do not wait for the WAL flush
 /// (`synchronous_commit = off`): a reservation then takes one round trip, evenly.
-pub async fn pacer_pool(database_url: &str) -> Result<PgPool, sqlx::Error> {
+pub(crate) async fn pacer_pool(database_url: &str) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = database_url
         .parse::<PgConnectOptions>()?
         .options([("synchronous_commit", "off")])
@@ -146,7 +151,7 @@ pub async fn drop_database(admin_url: &str, name: &str) -> Result<(), sqlx::Erro
 /// so that replicas cut off together do not return together; endless, so callers bound it
 /// (the hold cap, a shutdown). `backon` keeps this state in memory, which suits a reconnect;
 /// a job's retry delays come from [`crate::worker::backoff`], whose state lives in the job row.
-pub fn unavailable_backoff() -> backon::ExponentialBuilder {
+pub(crate) fn unavailable_backoff() -> backon::ExponentialBuilder {
     backon::ExponentialBuilder::new()
         .with_min_delay(Duration::from_millis(100))
         .with_max_delay(Duration::from_secs(5))
@@ -156,7 +161,7 @@ pub fn unavailable_backoff() -> backon::ExponentialBuilder {
 
 /// True for errors that mean "the database is unreachable right now" (retry later), as opposed
 /// to errors in what we asked.
-pub fn is_transient(e: &sqlx::Error) -> bool {
+pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut

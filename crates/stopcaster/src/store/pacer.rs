@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 /// A slot of the shared schedule, on the database's clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reservation {
+pub(crate) struct Reservation {
     pub slot: OffsetDateTime,
     /// The database's clock when it handed the slot out.
     pub now: OffsetDateTime,
@@ -18,7 +18,7 @@ pub struct Reservation {
 /// Takes the next slot of `account`'s shared schedule, at least `lead` from now, and no
 /// earlier than `not_before` when given (a scheduled job's due time, reserved ahead so that its
 /// call leaves at that time; `greatest` ignores a NULL).
-pub async fn reserve_pacer_slot(
+pub(crate) async fn reserve_pacer_slot(
     pool: &PgPool,
     account: &str,
     period: Duration,
@@ -60,7 +60,7 @@ pub async fn reserve_pacer_slot(
 }
 
 /// Gives a slot back if nobody reserved after it, so an unused slot leaves no gap.
-pub async fn release_pacer_slot(
+pub(crate) async fn release_pacer_slot(
     pool: &PgPool,
     account: &str,
     slot: OffsetDateTime,
@@ -76,7 +76,7 @@ pub async fn release_pacer_slot(
 }
 
 /// Moves `account`'s schedule back by `by` (a call left that much after its slot).
-pub async fn push_back_pacer(
+pub(crate) async fn push_back_pacer(
     pool: &PgPool,
     account: &str,
     by: Duration,
@@ -93,7 +93,7 @@ pub async fn push_back_pacer(
 
 /// Slows `account` down after a throttled call, at most once per `pause` however many workers
 /// report it: pushes the schedule back by `pause` and multiplies `slowdown`.
-pub async fn throttle_pacer(
+pub(crate) async fn throttle_pacer(
     pool: &PgPool,
     account: &str,
     pause: Duration,

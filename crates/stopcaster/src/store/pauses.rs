@@ -4,7 +4,7 @@
 use sqlx::PgPool;
 
 /// Records (or refreshes) a pause of `account` by `worker`.
-pub async fn record_pause(
+pub(crate) async fn record_pause(
     pool: &PgPool,
     account: &str,
     worker: &str,
@@ -23,7 +23,7 @@ pub async fn record_pause(
 }
 
 /// Removes `worker`'s pause of `account` (resumed), or all of its pauses (`None`: stopping).
-pub async fn clear_pauses(
+pub(crate) async fn clear_pauses(
     pool: &PgPool,
     worker: &str,
     account: Option<&str>,

@@ -5,7 +5,7 @@ use crate::domain::{JobId, JobStatus};
 
 /// What a replay found and did to a job's row.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReplayRecord {
+pub(crate) struct ReplayRecord {
     /// `None`: the job has no row (the worker creates it when the message comes back).
     pub previous_status: Option<JobStatus>,
     pub previous_error_code: Option<String>,
@@ -23,7 +23,7 @@ pub struct ReplayRecord {
 /// a `rejected` row stays rejected but loses `dead_lettered_at`, since its message will be
 /// rejected again and must be dead-lettered again. `pending` and `succeeded` rows are left
 /// alone, which makes a repeated replay harmless.
-pub async fn reopen_for_replay(
+pub(crate) async fn reopen_for_replay(
     conn: &mut sqlx::PgConnection,
     job_id: JobId,
     max_attempts: u32,

@@ -54,7 +54,7 @@ fn push_job_filter<'a>(qb: &mut sqlx::QueryBuilder<'a, Postgres>, filter: &'a Jo
 /// [`JOB_COLUMNS`] in the filtered lists, whose text is built at run time; the static queries
 /// that return it (`query_as!`) are checked against the schema at build time.
 #[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
-pub struct JobRow {
+pub(crate) struct JobRow {
     pub job_id: uuid::Uuid,
     pub caster_id: Option<String>,
     pub region_id: Option<String>,
@@ -95,7 +95,7 @@ fn report_jobs_query(filter: &JobFilter, limit: Option<u32>) -> sqlx::QueryBuild
 }
 
 /// Jobs matching `filter`, newest first, at most `limit` (`None`: all).
-pub async fn report_jobs(
+pub(crate) async fn report_jobs(
     pool: &PgPool,
     filter: &JobFilter,
     limit: Option<u32>,
@@ -108,7 +108,7 @@ pub async fn report_jobs(
 
 /// The calls made for the jobs matching a filter, and their failures.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct CallTotals {
+pub(crate) struct CallTotals {
     /// StopCaster calls made (attempt rows).
     pub calls: i64,
     pub first_call: Option<OffsetDateTime>,
@@ -124,7 +124,7 @@ pub struct CallTotals {
 
 /// Totals over the jobs matching a filter (no limit) and their attempts.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ReportSummary {
+pub(crate) struct ReportSummary {
     /// (status, jobs), every status listed, zeros included.
     pub by_status: Vec<(String, i64)>,
     pub totals: CallTotals,
@@ -136,26 +136,26 @@ pub struct ReportSummary {
 }
 
 impl ReportSummary {
-    pub fn count(&self, status: JobStatus) -> i64 {
+    pub(crate) fn count(&self, status: JobStatus) -> i64 {
         self.by_status
             .iter()
             .find(|(s, _)| s == status.as_str())
             .map_or(0, |(_, n)| *n)
     }
 
-    pub fn total(&self) -> i64 {
+    pub(crate) fn total(&self) -> i64 {
         self.by_status.iter().map(|(_, n)| n).sum()
     }
 
     /// Jobs still to run: scheduled or pending.
-    pub fn remaining(&self) -> i64 {
+    pub(crate) fn remaining(&self) -> i64 {
         self.count(JobStatus::Scheduled) + self.count(JobStatus::Pending)
     }
 
     /// When the jobs still to run should be done at `qps` calls per second, one call each:
     /// they start at the later of now and their earliest due time and go at the pace, and the
     /// last cannot start before its own due time. `None` when nothing is left.
-    pub fn expected_finish(&self, qps: u32) -> Option<OffsetDateTime> {
+    pub(crate) fn expected_finish(&self, qps: u32) -> Option<OffsetDateTime> {
         let remaining = self.remaining();
         let now = self.now?;
         if remaining == 0 {
@@ -190,7 +190,7 @@ struct CallCounts {
 /// The summary of the jobs matching `filter`. Each statement is driven by the same filter, so
 /// that a batch summary reads the batch's rows through `caster_stop_jobs_batch` and their
 /// attempts through the attempts' primary key.
-pub async fn report_summary(
+pub(crate) async fn report_summary(
     pool: &PgPool,
     filter: &JobFilter,
 ) -> Result<ReportSummary, sqlx::Error> {
@@ -232,7 +232,10 @@ pub async fn report_summary(
 /// The calls of the jobs matching `filter`: each job's attempts read through the attempts'
 /// primary key (a lateral join, so that a batch of ten thousand jobs never scans the whole
 /// attempts table), and the failed jobs by code.
-pub async fn call_totals(pool: &PgPool, filter: &JobFilter) -> Result<CallTotals, sqlx::Error> {
+pub(crate) async fn call_totals(
+    pool: &PgPool,
+    filter: &JobFilter,
+) -> Result<CallTotals, sqlx::Error> {
     let mut qb = sqlx::QueryBuilder::new(
         "SELECT coalesce(sum(a.n), 0)::bigint AS calls, min(a.first) AS first_call,
                 max(a.last) AS last_call, coalesce(sum(a.retried), 0)::bigint AS retried,

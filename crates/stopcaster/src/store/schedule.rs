@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 /// A due job the stager is handing to the queue: its stored message.
 #[derive(Clone, Debug)]
-pub struct DueJob {
+pub(crate) struct DueJob {
     pub job_id: uuid::Uuid,
     pub payload: String,
 }
@@ -17,13 +17,17 @@ pub struct DueJob {
 /// Due rows claimed by one stager (locked, `FOR UPDATE SKIP LOCKED`, so other workers' stagers
 /// pass them by) until [`Staging::commit`] marks them `pending` or the transaction is dropped,
 /// which leaves them `scheduled`.
-pub struct Staging {
+pub(crate) struct Staging {
     tx: Transaction<'static, Postgres>,
     pub jobs: Vec<DueJob>,
 }
 
 /// Claims at most `limit` scheduled rows due within `lead`, earliest first, and locks them.
-pub async fn claim_due(pool: &PgPool, lead: Duration, limit: u32) -> Result<Staging, sqlx::Error> {
+pub(crate) async fn claim_due(
+    pool: &PgPool,
+    lead: Duration,
+    limit: u32,
+) -> Result<Staging, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let jobs = sqlx::query_as!(
         DueJob,
@@ -42,7 +46,7 @@ pub async fn claim_due(pool: &PgPool, lead: Duration, limit: u32) -> Result<Stag
 
 impl Staging {
     /// Marks the claimed rows `pending` (their messages are confirmed on the queue) and commits.
-    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
         let ids: Vec<uuid::Uuid> = self.jobs.iter().map(|j| j.job_id).collect();
         sqlx::query!(
             "UPDATE caster_stop_jobs SET status = 'pending', staged_at = now(), updated_at = now()
@@ -57,7 +61,7 @@ impl Staging {
 
 /// How long until the earliest scheduled row is due (zero if one is overdue), `None` when none
 /// is scheduled; and how many are scheduled.
-pub async fn next_due(pool: &PgPool) -> Result<(Option<Duration>, i64), sqlx::Error> {
+pub(crate) async fn next_due(pool: &PgPool) -> Result<(Option<Duration>, i64), sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT extract(epoch FROM min(not_before) - now())::float8 AS "secs?", count(*) AS "n!"
          FROM caster_stop_jobs WHERE status = 'scheduled'"#,
@@ -72,7 +76,7 @@ pub async fn next_due(pool: &PgPool) -> Result<(Option<Duration>, i64), sqlx::Er
 }
 
 /// Jobs handed to the queue recently and not called yet: what the workers have still to take.
-pub async fn staged_backlog(pool: &PgPool) -> Result<i64, sqlx::Error> {
+pub(crate) async fn staged_backlog(pool: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM caster_stop_jobs
          WHERE status = 'pending' AND staged_at IS NOT NULL AND attempts = 0
@@ -84,14 +88,14 @@ pub async fn staged_backlog(pool: &PgPool) -> Result<i64, sqlx::Error> {
 
 /// What `cancel` found for one job.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CancelRow {
+pub(crate) struct CancelRow {
     pub job_id: uuid::Uuid,
     pub caster_id: Option<String>,
     pub outcome: CancelOutcome,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CancelOutcome {
+pub(crate) enum CancelOutcome {
     /// Cancelled now: it will never be called.
     Cancelled { was: String },
     /// Cancelled before (by whom, when).
@@ -112,7 +116,7 @@ pub enum CancelOutcome {
 /// lock held by a worker starting an attempt is released, and `start_attempt` requires
 /// `pending`: once this has returned, no cancelled job is ever called, and a job that a worker
 /// started first is reported as started, not cancelled.
-pub async fn cancel_jobs(
+pub(crate) async fn cancel_jobs(
     pool: &PgPool,
     ids: &[uuid::Uuid],
     batch: Option<&str>,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Backoff bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     pub initial: Duration,
     pub max: Duration,
 }
@@ -18,7 +18,7 @@ pub struct Backoff {
 impl Backoff {
     /// The ceiling of the wait after failed attempt `attempt` (1-based): `initial * 2^(attempt-1)`,
     /// capped at `max`.
-    pub fn ceiling(&self, attempt: u32) -> Duration {
+    pub(crate) fn ceiling(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(31);
         self.initial
             .checked_mul(1u32 << exp)
@@ -28,12 +28,12 @@ impl Backoff {
 
     /// The wait after failed attempt `attempt`, with full jitter: `unit` (uniform in [0, 1))
     /// scales the ceiling, which spreads retries of many jobs that failed together.
-    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, unit: f64) -> Duration {
         self.ceiling(attempt).mul_f64(unit.clamp(0.0, 1.0))
     }
 
     /// [`Backoff::delay`] with a random unit.
-    pub fn random_delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn random_delay(&self, attempt: u32) -> Duration {
         self.delay(attempt, rand::random::<f64>())
     }
 }

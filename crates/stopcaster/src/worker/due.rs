@@ -12,7 +12,7 @@ use crate::store::JobState;
 
 /// The earliest time this delivery should start preparing a call: the backoff's next attempt,
 /// or [`schedule::SLOT_LEAD`] before the due time, whichever is later.
-pub fn earliest_start(state: &JobState) -> Option<OffsetDateTime> {
+pub(super) fn earliest_start(state: &JobState) -> Option<OffsetDateTime> {
     let slot_ahead = state
         .not_before
         .map(|due| due - time::Duration::try_from(schedule::SLOT_LEAD).unwrap_or_default());
@@ -25,7 +25,7 @@ pub fn earliest_start(state: &JobState) -> Option<OffsetDateTime> {
 /// Called when the pacer says go: waits, if need be, until the due time by this machine's clock
 /// (the pacer's slot is on the database's clock, which may differ by a little), then records
 /// how late the first call of a job that was scheduled ahead leaves.
-pub async fn at_due_time(metrics: &Metrics, state: &JobState, attempt: u32) {
+pub(super) async fn at_due_time(metrics: &Metrics, state: &JobState, attempt: u32) {
     let Some(due) = state.not_before else {
         return;
     };

@@ -13,14 +13,18 @@ use super::pause::Pauses;
 
 /// What the endpoints read: handles onto the worker's own counters, nothing of its jobs.
 #[derive(Clone)]
-pub struct Health {
+pub(super) struct Health {
     pub metrics: Metrics,
     pub in_flight: InFlight,
     pub pauses: Pauses,
 }
 
 /// Serves until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, health: Health, shutdown: CancellationToken) {
+pub(super) async fn serve(
+    listener: tokio::net::TcpListener,
+    health: Health,
+    shutdown: CancellationToken,
+) {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))

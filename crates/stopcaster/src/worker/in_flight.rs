@@ -11,18 +11,18 @@ use crate::domain::JobId;
 /// Job ids being worked on in this process: a second delivery of the same job waits for the
 /// first to finish instead of calling in parallel.
 #[derive(Clone, Default)]
-pub struct InFlight {
+pub(super) struct InFlight {
     ids: Arc<Mutex<HashSet<JobId>>>,
     released: Arc<Notify>,
 }
 
-pub struct InFlightGuard {
+pub(super) struct InFlightGuard {
     set: InFlight,
     id: JobId,
 }
 
 impl InFlight {
-    pub async fn claim(&self, id: JobId) -> InFlightGuard {
+    pub(super) async fn claim(&self, id: JobId) -> InFlightGuard {
         loop {
             let released = self.released.notified();
             if self.ids.lock().expect("in-flight set poisoned").insert(id) {
@@ -35,7 +35,7 @@ impl InFlight {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.ids.lock().expect("in-flight set poisoned").len()
     }
 }

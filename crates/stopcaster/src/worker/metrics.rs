@@ -18,7 +18,7 @@ const LATENESS_BUCKETS: [f64; 12] = [
 const LATENCY_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 #[derive(Clone, Default)]
-pub struct Metrics(Arc<Inner>);
+pub(super) struct Metrics(Arc<Inner>);
 
 #[derive(Default)]
 struct Inner {
@@ -39,7 +39,7 @@ struct Inner {
 }
 
 impl Metrics {
-    pub fn job_finished(&self, status: &str) {
+    pub(super) fn job_finished(&self, status: &str) {
         *self
             .0
             .jobs
@@ -49,7 +49,7 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    pub fn api_call(&self, outcome: &CallOutcome, latency: Duration) {
+    pub(super) fn api_call(&self, outcome: &CallOutcome, latency: Duration) {
         let key = (
             outcome.label().to_owned(),
             outcome.error_code().unwrap_or("").to_owned(),
@@ -73,7 +73,7 @@ impl Metrics {
             .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub fn pacer_wait(&self, wait: Duration) {
+    pub(super) fn pacer_wait(&self, wait: Duration) {
         self.0.pacer_slots.fetch_add(1, Ordering::Relaxed);
         self.0
             .pacer_wait_us
@@ -81,12 +81,12 @@ impl Metrics {
     }
 
     /// How many jobs are `scheduled` (the gauge `stopcaster_scheduled_jobs`).
-    pub fn set_scheduled(&self, n: u64) {
+    pub(super) fn set_scheduled(&self, n: u64) {
         self.0.scheduled.store(n, Ordering::Relaxed);
     }
 
     /// How late a scheduled job's first call left after its due time.
-    pub fn call_lateness(&self, late: Duration) {
+    pub(super) fn call_lateness(&self, late: Duration) {
         let secs = late.as_secs_f64();
         for (i, bound) in LATENESS_BUCKETS.iter().enumerate() {
             if secs <= *bound {
@@ -99,24 +99,24 @@ impl Metrics {
             .fetch_add(late.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub fn set_broker_up(&self, up: bool) {
+    pub(super) fn set_broker_up(&self, up: bool) {
         self.0.broker_up.store(up, Ordering::Relaxed);
     }
 
-    pub fn set_database_up(&self, up: bool) {
+    pub(super) fn set_database_up(&self, up: bool) {
         self.0.database_up.store(up, Ordering::Relaxed);
     }
 
-    pub fn broker_up(&self) -> bool {
+    pub(super) fn broker_up(&self) -> bool {
         self.0.broker_up.load(Ordering::Relaxed)
     }
 
-    pub fn database_up(&self) -> bool {
+    pub(super) fn database_up(&self) -> bool {
         self.0.database_up.load(Ordering::Relaxed)
     }
 
     /// The Prometheus exposition text. `in_flight` is sampled by the caller.
-    pub fn render(&self, in_flight: usize, paused: &[(String, String)]) -> String {
+    pub(super) fn render(&self, in_flight: usize, paused: &[(String, String)]) -> String {
         let mut out = String::new();
         self.render_counters(&mut out, paused);
         histogram(

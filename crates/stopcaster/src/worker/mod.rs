@@ -13,7 +13,7 @@
 //! Depends on [`crate::domain`], [`stopcaster_live`] (the calls), [`crate::store`] (every record)
 //! and [`crate::broker`]; the commands in `ops` never reach into it.
 
-pub mod backoff;
+pub(crate) mod backoff;
 mod due;
 mod health;
 mod in_flight;
@@ -36,7 +36,7 @@ use crate::config::{ApiArgs, BrokerArgs, DatabaseArgs, WorkerArgs};
 use crate::redact::url_without_password;
 use crate::store;
 
-pub use self::start::StartError;
+pub(crate) use self::start::StartError;
 
 /// Runs a worker until `shutdown` is cancelled, then drains. Returns `Ok(false)` when shutdown
 /// came before the database was ever reachable (nothing was taken).

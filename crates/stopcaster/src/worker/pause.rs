@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use super::backoff::Backoff;
 
 /// Waits between probes of a paused account: 1 s doubling to 60 s.
-pub const PROBE_BACKOFF: Backoff = Backoff {
+pub(super) const PROBE_BACKOFF: Backoff = Backoff {
     initial: Duration::from_secs(1),
     max: Duration::from_secs(60),
 };
@@ -35,7 +35,7 @@ struct Paused {
 
 /// What a job may do now for an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Turn {
+pub(super) enum Turn {
     /// The account is not paused: call.
     Go,
     /// Paused, and this job makes the probe call (id to report with).
@@ -48,20 +48,20 @@ pub enum Turn {
 
 /// A change of state worth one log line.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Change {
+pub(super) enum Change {
     Paused { code: String },
     Resumed,
 }
 
 /// The pause state of every account, driven by the caller's clock.
 #[derive(Debug, Default)]
-pub struct Gate {
+pub(super) struct Gate {
     paused: BTreeMap<String, Paused>,
     next_probe_id: u64,
 }
 
 impl Gate {
-    pub fn turn(&mut self, account: &str, now: Instant) -> Turn {
+    pub(super) fn turn(&mut self, account: &str, now: Instant) -> Turn {
         let Some(p) = self.paused.get_mut(account) else {
             return Turn::Go;
         };
@@ -79,7 +79,7 @@ impl Gate {
     /// A call for `account` was refused for its credentials. `probe` is the probe's id when
     /// the call was one. A refusal of a call that was already under way when the account paused
     /// changes nothing; a refused probe pushes the next one back.
-    pub fn refused(
+    pub(super) fn refused(
         &mut self,
         account: &str,
         code: &str,
@@ -116,13 +116,13 @@ impl Gate {
     }
 
     /// A call for `account` was not refused for its credentials: the account works.
-    pub fn accepted(&mut self, account: &str) -> Option<Change> {
+    pub(super) fn accepted(&mut self, account: &str) -> Option<Change> {
         self.paused.remove(account).map(|_| Change::Resumed)
     }
 
     /// A probe ended without an answer to judge by (shutdown, a transport error): the next
     /// waiter may probe.
-    pub fn abandon(&mut self, account: &str, probe: u64) {
+    pub(super) fn abandon(&mut self, account: &str, probe: u64) {
         if let Some(p) = self.paused.get_mut(account)
             && p.probe == Some(probe)
         {
@@ -131,7 +131,7 @@ impl Gate {
     }
 
     /// (account, code) of every paused account.
-    pub fn paused(&self) -> Vec<(String, String)> {
+    pub(super) fn paused(&self) -> Vec<(String, String)> {
         self.paused
             .iter()
             .map(|(a, p)| (a.clone(), p.code.clone()))
@@ -141,7 +141,7 @@ impl Gate {
 
 /// The worker's shared [`Gate`].
 #[derive(Clone, Default)]
-pub struct Pauses {
+pub(super) struct Pauses {
     gate: Arc<Mutex<Gate>>,
     changed: Arc<Notify>,
 }
@@ -149,7 +149,7 @@ pub struct Pauses {
 impl Pauses {
     /// Waits until a job may call for `account`: [`Turn::Go`] or [`Turn::Probe`]. `None` when
     /// `deadline` comes first (the caller hands the delivery back).
-    pub async fn wait_turn(&self, account: &str, deadline: Instant) -> Option<Turn> {
+    pub(super) async fn wait_turn(&self, account: &str, deadline: Instant) -> Option<Turn> {
         loop {
             let woken = self.changed.notified();
             let turn = self.lock().turn(account, Instant::now());
@@ -170,7 +170,7 @@ impl Pauses {
 
     /// Reports a call's result for `account`: `refused` is the refusal's code, if it was one.
     /// Returns the change of state it made, if any.
-    pub fn report(
+    pub(super) fn report(
         &self,
         account: &str,
         refused: Option<&str>,
@@ -197,12 +197,12 @@ impl Pauses {
     }
 
     /// A probe that ended without an answer.
-    pub fn abandon(&self, account: &str, probe: u64) {
+    pub(super) fn abandon(&self, account: &str, probe: u64) {
         self.lock().abandon(account, probe);
         self.changed.notify_waiters();
     }
 
-    pub fn paused(&self) -> Vec<(String, String)> {
+    pub(super) fn paused(&self) -> Vec<(String, String)> {
         self.lock().paused()
     }
 

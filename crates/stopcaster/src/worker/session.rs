@@ -31,7 +31,7 @@ use crate::redact::url_without_password;
 
 /// Broker-side settings of a worker.
 #[derive(Clone, Debug)]
-pub struct SessionConfig {
+pub(super) struct SessionConfig {
     pub amqp_url: String,
     pub names: Names,
     /// Deliveries held at once (prefetch) and jobs processed at once.
@@ -41,7 +41,7 @@ pub struct SessionConfig {
 }
 
 /// Runs until `shutdown` is cancelled, then drains. Broker failures are retried forever.
-pub async fn run(config: SessionConfig, ctx: Arc<JobContext>, shutdown: CancellationToken) {
+pub(super) async fn run(config: SessionConfig, ctx: Arc<JobContext>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(usize::from(config.concurrency.max(1))));
     let reconnect = Backoff {

@@ -32,15 +32,15 @@ use crate::domain::schedule;
 use crate::store;
 
 /// Rows claimed and published in one round.
-pub const BATCH: u32 = 500;
+pub(super) const BATCH: u32 = 500;
 /// Staged jobs not yet called beyond which no more are staged.
-pub const BACKLOG: i64 = 2_000;
+pub(super) const BACKLOG: i64 = 2_000;
 /// Longest sleep between rounds.
-pub const MAX_SLEEP: Duration = Duration::from_secs(1);
+pub(super) const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// Where the stager publishes.
 #[derive(Clone, Debug)]
-pub struct StagerConfig {
+pub(super) struct StagerConfig {
     pub amqp_url: String,
     pub names: Names,
     pub worker_id: String,
@@ -63,7 +63,7 @@ enum Round {
 }
 
 /// Runs until `shutdown`. Database and broker failures are logged and retried.
-pub async fn run(
+pub(super) async fn run(
     pool: PgPool,
     config: StagerConfig,
     metrics: Metrics,

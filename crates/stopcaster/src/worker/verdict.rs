@@ -5,11 +5,11 @@ use crate::domain::{JobStatus, Verdict, conclusion};
 use stopcaster_live::CallOutcome;
 
 /// Dead-letter reason of a job whose retryable failures used up its attempts.
-pub const RETRIES_EXHAUSTED: &str = "retries-exhausted";
+pub(super) const RETRIES_EXHAUSTED: &str = "retries-exhausted";
 
 /// The next step of a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Next {
+pub(super) enum Next {
     Finish(Verdict),
     Retry,
     /// The credentials were refused: not the job's fault. It stays pending, its budget
@@ -19,7 +19,12 @@ pub enum Next {
 
 /// Decides after attempt `attempt` of `budget`. `unknown_before` says an earlier attempt may
 /// have reached the API without our seeing the answer.
-pub fn decide(outcome: &CallOutcome, attempt: u32, budget: u32, unknown_before: bool) -> Next {
+pub(super) fn decide(
+    outcome: &CallOutcome,
+    attempt: u32,
+    budget: u32,
+    unknown_before: bool,
+) -> Next {
     match outcome {
         CallOutcome::Stopped { .. } => Next::Finish(Verdict {
             status: JobStatus::Succeeded,
@@ -45,7 +50,7 @@ pub fn decide(outcome: &CallOutcome, attempt: u32, budget: u32, unknown_before: 
 }
 
 /// A failed verdict with this conclusion.
-pub fn failed(conclusion: &'static str) -> Verdict {
+pub(super) fn failed(conclusion: &'static str) -> Verdict {
     Verdict {
         status: JobStatus::Failed,
         conclusion,
@@ -60,7 +65,7 @@ fn leaves_outcome_unknown(outcome: &CallOutcome) -> bool {
 }
 
 /// The `x-stopcaster-reason` of a failed job: the API's error code, or `retries-exhausted`.
-pub fn dead_letter_reason(outcome: &CallOutcome, verdict: &Verdict) -> String {
+pub(super) fn dead_letter_reason(outcome: &CallOutcome, verdict: &Verdict) -> String {
     if verdict.conclusion == conclusion::RETRIES_EXHAUSTED {
         RETRIES_EXHAUSTED.to_owned()
     } else {

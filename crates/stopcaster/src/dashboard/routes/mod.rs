@@ -29,7 +29,7 @@ use crate::store;
 
 pub(super) type Shared = Arc<AppState>;
 
-pub fn router(state: Shared) -> axum::Router {
+pub(super) fn router(state: Shared) -> axum::Router {
     axum::Router::new()
         .route("/", get(overview_page))
         .route("/api/overview", get(overview_api))
@@ -59,7 +59,7 @@ pub fn router(state: Shared) -> axum::Router {
 
 /// Why a request failed, shown in place.
 #[derive(Debug)]
-pub struct Failure {
+pub(super) struct Failure {
     status: StatusCode,
     message: String,
 }

@@ -58,7 +58,7 @@ pub(super) async fn dead_letters_api(
 /// The body of `POST /api/dead-letters/replay`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReplayRequest {
+pub(super) struct ReplayRequest {
     #[serde(default)]
     job_ids: Option<Vec<Uuid>>,
     #[serde(default)]

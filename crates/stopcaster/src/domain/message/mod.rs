@@ -12,7 +12,7 @@ use stopcaster_live::ids::{
 use super::JobId;
 
 /// Bodies larger than this are rejected unread (they are still stored and dead-lettered).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(super) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A well-formed stop request, and the message that carries it: `enqueue` serializes this type
 /// and [`parse_message`] gives it back, so the two sides cannot drift apart (a unit test holds
@@ -42,7 +42,7 @@ pub struct Job {
 /// the body, the AMQP `message_id` or a new one) and whatever fields could be read, so its row
 /// says as much as the message did.
 #[derive(Debug)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     Job(Job),
     Rejected {
         job_id: JobId,
@@ -54,12 +54,16 @@ pub enum Parsed {
 
 /// Turns a message body into a job. `message_id` is the AMQP property, used as the job id when
 /// the body names none and it is a UUID.
-pub fn parse_message(body: &[u8], message_id: Option<&str>) -> Parsed {
+pub(crate) fn parse_message(body: &[u8], message_id: Option<&str>) -> Parsed {
     parse_message_at(body, message_id, OffsetDateTime::now_utc())
 }
 
 /// [`parse_message`] as of `now`, which only the far-future check of `not_before` reads.
-pub fn parse_message_at(body: &[u8], message_id: Option<&str>, now: OffsetDateTime) -> Parsed {
+pub(super) fn parse_message_at(
+    body: &[u8],
+    message_id: Option<&str>,
+    now: OffsetDateTime,
+) -> Parsed {
     let fallback_id = || {
         message_id
             .and_then(JobId::parse)
@@ -224,7 +228,7 @@ fn storable(text: String) -> String {
 /// `false`); anything else is escaped reversibly (`\\` for a backslash, `\xNN` for NUL and for
 /// each byte that is not UTF-8) and flagged `true`, so nothing is dropped and Postgres, which
 /// refuses NUL in text, accepts it.
-pub fn payload_text(body: &[u8]) -> (String, bool) {
+pub(crate) fn payload_text(body: &[u8]) -> (String, bool) {
     if let Ok(text) = std::str::from_utf8(body)
         && !text.contains('\0')
     {

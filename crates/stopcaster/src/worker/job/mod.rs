@@ -38,7 +38,7 @@ use stopcaster_live::LiveClient;
 use stopcaster_live::accounts::Accounts;
 
 /// Everything a job needs, shared by all of a worker's jobs.
-pub struct JobContext {
+pub(super) struct JobContext {
     pub pool: PgPool,
     pub client: LiveClient,
     pub pacer: Pacer,
@@ -61,7 +61,7 @@ pub struct JobContext {
 
 /// What to do with a delivery once its outcome is committed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Disposition {
+pub(super) enum Disposition {
     /// Done (or a duplicate of something done): acknowledge.
     Ack,
     /// Publish to `P.dead` with these headers, confirm, then mark the row and acknowledge.
@@ -74,14 +74,14 @@ pub enum Disposition {
 }
 
 /// A delivery being processed.
-pub struct Delivery<'a> {
+pub(super) struct Delivery<'a> {
     pub body: &'a [u8],
     pub message_id: Option<&'a str>,
     pub received: Instant,
 }
 
 /// Processes one delivery to a disposition.
-pub async fn process(
+pub(super) async fn process(
     ctx: &JobContext,
     delivery: Delivery<'_>,
     shutdown: &CancellationToken,
