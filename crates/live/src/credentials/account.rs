@@ -9,7 +9,7 @@ use super::Credentials;
 use super::sts;
 
 /// The environment variable with the default account's UID.
-pub const ACCOUNT_UID_VAR: &str = "STOPCASTER_ACCOUNT_UID";
+pub(super) const ACCOUNT_UID_VAR: &str = "STOPCASTER_ACCOUNT_UID";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccountKeyOrigin {
@@ -30,7 +30,7 @@ pub struct AccountKey {
 
 /// The decision, pure: configured UID, else learned, else the AccessKeyId. Blank values count
 /// as absent.
-pub fn account_key(
+pub(super) fn account_key(
     configured: Option<&str>,
     learned: Option<&str>,
     access_key_id: &str,
@@ -58,7 +58,7 @@ pub fn account_key(
 
 /// The pacer key: asks `GetCallerIdentity` only when no UID is configured, and logs a warning
 /// when it has to fall back to the AccessKeyId. `account` names the account in that warning.
-pub async fn resolve_account_key(
+pub(super) async fn resolve_account_key(
     account: &str,
     configured: Option<&str>,
     http: &reqwest::Client,

@@ -22,18 +22,21 @@ use super::http::{
     FetchError, FetchErrorKind, api_error, parse_flat_credentials, read_body, transport,
 };
 
-pub const TOKEN_PATH: &str = "/latest/api/token";
-pub const CREDENTIALS_PATH: &str = "/latest/meta-data/ram/security-credentials/";
-pub const TOKEN_TTL_HEADER: &str = "X-aliyun-ecs-metadata-token-ttl-seconds";
-pub const TOKEN_HEADER: &str = "X-aliyun-ecs-metadata-token";
+pub(super) const TOKEN_PATH: &str = "/latest/api/token";
+pub(super) const CREDENTIALS_PATH: &str = "/latest/meta-data/ram/security-credentials/";
+pub(super) const TOKEN_TTL_HEADER: &str = "X-aliyun-ecs-metadata-token-ttl-seconds";
+pub(super) const TOKEN_HEADER: &str = "X-aliyun-ecs-metadata-token";
 /// Six hours, Alibaba's `defaultMetadataTokenDuration`. A token is fetched for every refresh
 /// anyway, so its lifetime only has to outlast one.
-pub const TOKEN_TTL_SECONDS: u32 = 21600;
+pub(super) const TOKEN_TTL_SECONDS: u32 = 21600;
 
 const PROVIDER: &str = "ecs metadata";
 
 /// Fetches the role's current credentials.
-pub async fn fetch(http: &reqwest::Client, role: &EcsRole) -> Result<Credentials, FetchError> {
+pub(super) async fn fetch(
+    http: &reqwest::Client,
+    role: &EcsRole,
+) -> Result<Credentials, FetchError> {
     let base = role.endpoint.trim_end_matches('/');
     let token = metadata_token(http, base, role.imdsv1_disabled).await?;
     let role_name = match &role.role_name {

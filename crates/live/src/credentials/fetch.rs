@@ -13,7 +13,7 @@ use super::{ecs, sts, uri};
 /// Fetches credentials from `source` once. For `AssumeRole` the base source is fetched first,
 /// every time: its credentials may be temporary too (a `ChainableRamRoleArn` over an ECS role),
 /// and a refresh every forty minutes or so can afford the extra call that caching would save.
-pub fn fetch<'a>(
+pub(super) fn fetch<'a>(
     source: &'a Source,
     clients: &'a HttpClients,
 ) -> Pin<Box<dyn Future<Output = Result<Credentials, FetchError>> + Send + 'a>> {

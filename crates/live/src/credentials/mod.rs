@@ -13,17 +13,17 @@ use std::fmt;
 
 use time::OffsetDateTime;
 
-pub mod account;
+mod account;
 pub mod chain;
-pub mod ecs;
-pub mod fetch;
+mod ecs;
+mod fetch;
 pub mod http;
 #[cfg(test)]
 mod http_tests;
 pub mod profile;
-pub mod refresh;
-pub mod sts;
-pub mod uri;
+mod refresh;
+mod sts;
+mod uri;
 
 pub use account::AccountKeyOrigin;
 pub use chain::{ConfigError, Source, SourceKind};

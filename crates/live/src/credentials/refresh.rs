@@ -24,15 +24,15 @@ use super::fetch::fetch;
 use super::http::{ClientBuildError, FetchError, FetchErrorKind, HttpClients};
 
 /// The latest a refresh may come: this long before expiry, when the lifetime allows.
-pub const LATEST_BEFORE_EXPIRY: Duration = Duration::minutes(15);
+pub(super) const LATEST_BEFORE_EXPIRY: Duration = Duration::minutes(15);
 /// A refresh never comes sooner than this after the credentials were obtained (or a third of
 /// their lifetime, if that is shorter), so a source issuing lifetimes just over 15 minutes is
 /// not asked again every second.
-pub const MIN_REFRESH_INTERVAL: Duration = Duration::minutes(1);
+pub(super) const MIN_REFRESH_INTERVAL: Duration = Duration::minutes(1);
 /// Credentials are treated as expired this long before their `Expiration` (or a tenth of their
 /// lifetime, if shorter): a call signed just before expiry could arrive just after it, and
 /// clocks differ by a little.
-pub const EXPIRY_MARGIN: Duration = Duration::seconds(10);
+pub(super) const EXPIRY_MARGIN: Duration = Duration::seconds(10);
 
 /// When to refresh credentials obtained at `obtained` that expire at `expires`.
 ///
@@ -42,7 +42,7 @@ pub const EXPIRY_MARGIN: Duration = Duration::seconds(10);
 /// left), 2 h at 80 min, 20 min at 5 min (15 left), 900 s at 600 s (300 left), 3 s at 2 s. The
 /// refresh is never sooner than `min(L/3, 1 min)` after `obtained` ([`MIN_REFRESH_INTERVAL`]).
 /// Credentials already expired when obtained are refreshed at once.
-pub fn refresh_at(obtained: OffsetDateTime, expires: OffsetDateTime) -> OffsetDateTime {
+pub(super) fn refresh_at(obtained: OffsetDateTime, expires: OffsetDateTime) -> OffsetDateTime {
     let lifetime = expires - obtained;
     if lifetime <= Duration::ZERO {
         return obtained;
@@ -57,7 +57,7 @@ pub fn refresh_at(obtained: OffsetDateTime, expires: OffsetDateTime) -> OffsetDa
 }
 
 /// Until when credentials may sign a call: `expires` less `min(10 s, L/10)`.
-pub fn usable_until(obtained: OffsetDateTime, expires: OffsetDateTime) -> OffsetDateTime {
+pub(super) fn usable_until(obtained: OffsetDateTime, expires: OffsetDateTime) -> OffsetDateTime {
     let lifetime = (expires - obtained).max(Duration::ZERO);
     expires - EXPIRY_MARGIN.min(lifetime / 10_i32)
 }

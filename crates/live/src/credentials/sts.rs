@@ -19,11 +19,11 @@ use super::http::{
 use crate::signer;
 use serde::Deserialize;
 
-pub const VERSION: &str = "2015-04-01";
+pub(super) const VERSION: &str = "2015-04-01";
 
 /// A request ready to send: the query string (after `?`) and the form body.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RpcRequest {
+pub(super) struct RpcRequest {
     pub query: String,
     pub body: String,
 }
@@ -71,7 +71,7 @@ fn common(action: &'static str) -> Vec<(&'static str, &'static str)> {
 }
 
 /// `AssumeRole`, signed with `credentials` (the role's trusted identity).
-pub fn assume_role_request(
+pub(super) fn assume_role_request(
     credentials: &Credentials,
     role: &RamRole,
     nonce: &str,
@@ -99,7 +99,11 @@ pub fn assume_role_request(
 }
 
 /// `AssumeRoleWithOIDC` with `token` (the token file's current content), unsigned.
-pub fn assume_role_with_oidc_request(role: &OidcRole, token: &str, timestamp: &str) -> RpcRequest {
+pub(super) fn assume_role_with_oidc_request(
+    role: &OidcRole,
+    token: &str,
+    timestamp: &str,
+) -> RpcRequest {
     let duration = role.duration_seconds.to_string();
     let mut query = common("AssumeRoleWithOIDC");
     query.push(("Timestamp", timestamp));
@@ -120,7 +124,7 @@ pub fn assume_role_with_oidc_request(role: &OidcRole, token: &str, timestamp: &s
 }
 
 /// `GetCallerIdentity`, signed; no business parameters.
-pub fn caller_identity_request(
+pub(super) fn caller_identity_request(
     credentials: &Credentials,
     nonce: &str,
     timestamp: &str,
@@ -152,7 +156,7 @@ struct StsCredentials {
 /// An `AssumeRole`/`AssumeRoleWithOIDC` answer:
 /// `{"RequestId", "AssumedRoleUser": {...}, "Credentials": {"AccessKeyId", "AccessKeySecret",
 /// "SecurityToken", "Expiration"}}` on 200, Alibaba's error JSON otherwise.
-pub fn parse_assume_role(status: u16, body: &[u8]) -> Result<Credentials, FetchErrorKind> {
+pub(super) fn parse_assume_role(status: u16, body: &[u8]) -> Result<Credentials, FetchErrorKind> {
     if status != 200 {
         return Err(api_error(status, body));
     }
@@ -178,7 +182,7 @@ struct CallerIdentityBody {
 
 /// A `GetCallerIdentity` answer: its `AccountId` (the account UID, the same for the main
 /// account and all its RAM users and roles).
-pub fn parse_caller_identity(status: u16, body: &[u8]) -> Result<String, FetchErrorKind> {
+pub(super) fn parse_caller_identity(status: u16, body: &[u8]) -> Result<String, FetchErrorKind> {
     if status != 200 {
         return Err(api_error(status, body));
     }
@@ -216,7 +220,7 @@ fn nonce_and_timestamp() -> (String, String) {
 }
 
 /// Assumes `role` with `credentials`.
-pub async fn assume_role(
+pub(super) async fn assume_role(
     http: &reqwest::Client,
     credentials: &Credentials,
     role: &RamRole,
@@ -231,7 +235,7 @@ pub async fn assume_role(
 
 /// Assumes `role` with the token now in its token file (read here, for every request: the
 /// file rotates, and an old token may already be refused).
-pub async fn assume_role_with_oidc(
+pub(super) async fn assume_role_with_oidc(
     http: &reqwest::Client,
     role: &OidcRole,
 ) -> Result<Credentials, FetchError> {
@@ -257,7 +261,7 @@ pub async fn assume_role_with_oidc(
 }
 
 /// The account UID (`AccountId`) the credentials belong to, from `GetCallerIdentity`.
-pub async fn caller_identity(
+pub(super) async fn caller_identity(
     http: &reqwest::Client,
     sts_endpoint: &str,
     credentials: &Credentials,

@@ -11,7 +11,10 @@ use super::http::{FetchError, parse_flat_credentials, read_body, transport};
 const PROVIDER: &str = "credentials uri";
 
 /// Fetches the credentials the URI issues now.
-pub async fn fetch(http: &reqwest::Client, source: &UriSource) -> Result<Credentials, FetchError> {
+pub(super) async fn fetch(
+    http: &reqwest::Client,
+    source: &UriSource,
+) -> Result<Credentials, FetchError> {
     let fail = |kind| FetchError::new(PROVIDER, &source.url, kind);
     let response = http
         .get(&source.url)
