@@ -4,6 +4,7 @@
 
 use super::*;
 
+// Over 80 lines on purpose: one provider's life across two renewals, read in time order.
 #[tokio::test]
 async fn oidc_refreshes_before_expiry_and_rereads_the_token_file() {
     // STS refuses what does not look like a token, echoing it as STS may.

@@ -5,6 +5,8 @@
 use super::*;
 use crate::credentials;
 
+// Over 80 lines on purpose: one instance's story (token, discovery, refusal, fallback) told
+// in order; split, each part would need the state the previous one left.
 #[tokio::test]
 async fn ecs_uses_an_imdsv2_token_and_discovers_the_role() {
     // A metadata service whose token PUT can be refused (an instance with IMDSv2 off), and
