@@ -36,7 +36,7 @@ pub use jobs::{
 pub use pacer::{
     pacer_state, push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer,
 };
-pub use pauses::{clear_pauses, record_pause};
+pub use pauses::{clear_pauses, give_back_attempt, record_pause, withdraw_attempt};
 pub use replays::{ReplayRecord, reopen_for_replay};
 pub use reports::{
     JobFilter, JobRow, ReportSummary, call_span, call_totals, count_finished_jobs,
