@@ -227,3 +227,105 @@ async fn a_wrong_secret_costs_at_most_ten_calls_for_forty_jobs() {
     assert!(calls <= 10, "{calls} calls");
     nothing_burned(&env, 40).await;
 }
+
+/// Answers 500 `InternalError` for the studio `always500` and passes every other request on
+/// to `upstream`, one HTTP/1.1 request at a time per connection: the stand-in has no fault of
+/// its own for one studio.
+async fn failing_studio_proxy(upstream: String) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let http = reqwest::Client::new();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let http = http.clone();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        let mut chunk = [0u8; 4096];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let length: usize = head
+                        .lines()
+                        .filter_map(|l| l.split_once(':'))
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + length {
+                        let mut chunk = [0u8; 4096];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + 4 + length);
+                    let mut words = head.split_whitespace();
+                    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or("/"));
+                    let (status, body) = if path.contains("CasterId=always500") {
+                        (
+                            500,
+                            r#"{"RequestId":"PROXY-500","Code":"InternalError","Message":"always"}"#
+                                .to_owned(),
+                        )
+                    } else {
+                        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+                        match http
+                            .request(method, format!("{upstream}{path}"))
+                            .send()
+                            .await
+                        {
+                            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                            Err(_) => return,
+                        }
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if conn.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One studio answers 500 every time among healthy ones: a real per-job failure. It is
+/// dead-lettered after its 8 attempts, the circuit never opens, the rest succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_always_500_studio_is_still_dead_lettered() {
+    let env = TestEnv::new().await;
+    let proxy = format!("http://{}", failing_studio_proxy(env.fake.endpoint()).await);
+    let worker = env.spawn_worker(&[("STOPCASTER_ENDPOINT", &proxy)]);
+    worker.wait_ready().await;
+    let mut casters = studios("healthy", 20);
+    casters.push("always500".to_owned());
+    let ids = env.publish_jobs(&casters).await;
+    env.wait_terminal(21, WAIT).await;
+    assert_eq!(env.count_status("succeeded").await, 20);
+    let bad = env.job(ids[20]).await;
+    assert_eq!(bad["status"], "failed");
+    assert_eq!(bad["conclusion"], "retries-exhausted");
+    assert_eq!(bad["attempts"], 8);
+    // The dead letter is published (with confirms) after the verdict is committed.
+    let sent = "SELECT count(*) FROM caster_stop_jobs WHERE dead_lettered_at IS NOT NULL";
+    common::wait_for(WAIT, || async { scalar(&env, sent).await >= 1 })
+        .await
+        .expect("the failing studio is dead-lettered");
+    let dead = env.drain_dead().await;
+    assert_eq!(dead.len(), 1, "only the failing studio is dead-lettered");
+    let logs = worker.logs().join("\n");
+    assert!(
+        !logs.contains("account paused"),
+        "the circuit stayed closed:\n{logs}"
+    );
+}
