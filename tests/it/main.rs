@@ -12,6 +12,7 @@ mod fake_live;
 mod fake_live_sts;
 mod far_endpoint;
 mod operators;
+mod outage;
 mod pacer;
 mod python_sdk;
 mod reliability;

@@ -279,18 +279,28 @@ fn transport_error(e: &reqwest::Error) -> TransportError {
     };
     // reqwest's own Display names the URL, which holds the whole signed query: describe the
     // error by its causes instead, which is what an operator needs.
-    let mut message = String::from(match kind {
-        TransportKind::Connect => "connection failed",
-        TransportKind::Timeout => "timed out",
-        TransportKind::Lost => "request or response lost",
-    });
+    let mut causes = String::new();
     let mut source = std::error::Error::source(e);
     while let Some(err) = source {
-        message.push_str(": ");
-        message.push_str(&err.to_string());
+        causes.push_str(": ");
+        causes.push_str(&err.to_string());
         source = err.source();
     }
-    TransportError { kind, message }
+    let kind = match kind {
+        TransportKind::Connect => crate::outcome::connect_failure(&causes),
+        other => other,
+    };
+    let message = match kind {
+        TransportKind::Connect => "connection failed",
+        TransportKind::Dns => "host name not resolved",
+        TransportKind::Tls => "TLS handshake failed",
+        TransportKind::Timeout => "timed out",
+        TransportKind::Lost => "request or response lost",
+    };
+    TransportError {
+        kind,
+        message: format!("{message}{causes}"),
+    }
 }
 
 #[cfg(test)]

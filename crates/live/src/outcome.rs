@@ -67,8 +67,13 @@ pub struct TransportError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransportKind {
-    /// No connection: the request was never sent.
+    /// No connection (refused, reset while connecting, unreachable): the request was never
+    /// sent.
     Connect,
+    /// The endpoint's host name did not resolve: the request was never sent.
+    Dns,
+    /// The TLS handshake failed (an untrusted certificate, say): the request was never sent.
+    Tls,
     /// Sent, no answer in time: the studio may or may not have stopped.
     Timeout,
     /// Sent, connection lost or answer unreadable: the studio may or may not have stopped.
@@ -77,16 +82,40 @@ pub enum TransportKind {
 
 impl TransportError {
     pub fn may_have_reached_api(&self) -> bool {
-        self.kind != TransportKind::Connect
+        matches!(self.kind, TransportKind::Timeout | TransportKind::Lost)
     }
 
     /// The code recorded for it (`error_code`, dead-letter reason).
     pub fn code(&self) -> &'static str {
         match self.kind {
             TransportKind::Connect => "Transport.Connect",
+            TransportKind::Dns => "Transport.Dns",
+            TransportKind::Tls => "Transport.Tls",
             TransportKind::Timeout => "Transport.Timeout",
             TransportKind::Lost => "Transport.Lost",
         }
+    }
+}
+
+/// Which connection failure the text of its causes describes: a name that did not resolve, a
+/// TLS handshake that failed, or any other failure to connect. Read from the text because the
+/// HTTP stack's connector hides its error types; the operator reads the same text in the log.
+pub fn connect_failure(causes: &str) -> TransportKind {
+    let text = causes.to_ascii_lowercase();
+    if text.contains("dns error")
+        || text.contains("failed to lookup address")
+        || text.contains("name or service not known")
+        || text.contains("no such host")
+    {
+        TransportKind::Dns
+    } else if text.contains("certificate")
+        || text.contains("tls")
+        || text.contains("handshake")
+        || text.contains("invalidcontenttype")
+    {
+        TransportKind::Tls
+    } else {
+        TransportKind::Connect
     }
 }
 
@@ -387,7 +416,39 @@ mod tests {
             message: String::new(),
         };
         assert!(!t(TransportKind::Connect).may_have_reached_api());
+        assert!(!t(TransportKind::Dns).may_have_reached_api());
+        assert!(!t(TransportKind::Tls).may_have_reached_api());
         assert!(t(TransportKind::Timeout).may_have_reached_api());
         assert!(t(TransportKind::Lost).may_have_reached_api());
+    }
+
+    #[test]
+    fn connect_failures_are_told_apart_by_their_causes() {
+        let cases = [
+            (
+                "client error (Connect): dns error: failed to lookup address information: Name or service not known",
+                TransportKind::Dns,
+            ),
+            (
+                "client error (Connect): invalid peer certificate: UnknownIssuer",
+                TransportKind::Tls,
+            ),
+            (
+                "client error (Connect): tcp connect error: Connection refused (os error 111)",
+                TransportKind::Connect,
+            ),
+        ];
+        for (causes, want) in cases {
+            assert_eq!(connect_failure(causes), want, "{causes}");
+        }
+        let code = |kind| {
+            TransportError {
+                kind,
+                message: String::new(),
+            }
+            .code()
+        };
+        assert_eq!(code(TransportKind::Dns), "Transport.Dns");
+        assert_eq!(code(TransportKind::Tls), "Transport.Tls");
     }
 }

@@ -36,7 +36,7 @@ pub(crate) use jobs::{
 };
 pub use pacer::pacer_state;
 pub(crate) use pacer::{push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer};
-pub(crate) use pauses::{clear_pauses, record_pause};
+pub(crate) use pauses::{clear_pauses, give_back_attempt, record_pause, withdraw_attempt};
 pub(crate) use replays::{ReplayRecord, reopen_for_replay};
 pub(crate) use reports::{
     JobFilter, JobRow, ReportSummary, call_totals, report_jobs, report_summary,

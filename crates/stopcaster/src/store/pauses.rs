@@ -1,7 +1,11 @@
 //! `stopcaster_account_pauses`: which worker has paused which account, and why, for the
-//! dashboard and operators. Bookkeeping only: the pause itself lives in the worker.
+//! dashboard and operators. Bookkeeping only: the pause itself lives in the worker. Also what a
+//! pause does to a job's attempts: a call it kept home is withdrawn, a call that failed while
+//! the account was paused is given back to the budget.
 
 use sqlx::PgPool;
+
+use crate::domain::JobId;
 
 /// Records (or refreshes) a pause of `account` by `worker`.
 pub(crate) async fn record_pause(
@@ -32,6 +36,53 @@ pub(crate) async fn clear_pauses(
         "DELETE FROM stopcaster_account_pauses WHERE worker = $1 AND ($2::text IS NULL OR account = $2)",
         worker,
         account,
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Gives attempt `attempt` of a job back to its budget (counted with the refused ones): it
+/// failed for its account's reasons, not the job's. False if the job is no longer pending.
+pub(crate) async fn give_back_attempt(
+    pool: &PgPool,
+    job_id: JobId,
+    attempt: u32,
+) -> Result<bool, sqlx::Error> {
+    // Never more given back than made: a statement retried after its answer was lost cannot
+    // give the same attempt back twice past that.
+    let updated = sqlx::query!(
+        "UPDATE caster_stop_jobs SET refused_attempts = refused_attempts + 1, updated_at = now()
+         WHERE job_id = $1 AND status = 'pending' AND refused_attempts < $2",
+        job_id.as_uuid(),
+        attempt as i32,
+    )
+    .execute(pool)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Withdraws attempt `attempt`, recorded before its call, when the call stayed home (its
+/// account paused while it waited for its slot): the row goes, the count goes back, the claim
+/// ends. Nothing happens if the attempt has an outcome or is not the job's last.
+pub(crate) async fn withdraw_attempt(
+    pool: &PgPool,
+    job_id: JobId,
+    attempt: u32,
+    worker: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "WITH gone AS (
+             DELETE FROM caster_stop_attempts
+             WHERE job_id = $1 AND attempt = $2 AND outcome IS NULL AND worker = $3
+             RETURNING job_id)
+         UPDATE caster_stop_jobs j
+         SET attempts = j.attempts - 1, claimed_by = NULL, claimed_until = NULL,
+             updated_at = now()
+         FROM gone WHERE j.job_id = gone.job_id AND j.attempts = $2",
+        job_id.as_uuid(),
+        attempt as i32,
+        worker,
     )
     .execute(pool)
     .await?;

@@ -4,7 +4,8 @@
 //! - [`job`]: one delivery from bytes to a disposition (parse, record, pace, call, decide).
 //! - [`verdict`]: what to do after a call, a pure function; [`backoff`]: the delay before a retry.
 //! - [`pacer`]: calls on the account's quota, shared by every replica through Postgres.
-//! - [`pause`]: accounts whose credentials were refused wait, one probe call at a time.
+//! - [`pause`]: accounts whose credentials were refused, or whose [`circuit`] opened (the
+//!   endpoint cannot be reached or keeps failing), wait, one probe call at a time.
 //! - [`stager`]: hands scheduled jobs back to the queue as they fall due; [`due`]: the worker's
 //!   side of a due time.
 //! - [`in_flight`], [`metrics`], [`health`]: this process's view of itself; [`start`]: what a
@@ -14,6 +15,7 @@
 //! and [`crate::broker`]; the commands in `ops` never reach into it.
 
 pub(crate) mod backoff;
+mod circuit;
 mod due;
 mod health;
 mod in_flight;

@@ -1,5 +1,6 @@
 //! A job's attempts, one loop turn each: wait for the account's turn (a paused account's jobs
-//! wait here, taking no pacer slot), reserve a slot and record the attempt, call, settle.
+//! wait here, taking no pacer slot), reserve a slot and record the attempt, call (unless the
+//! account paused meanwhile), settle.
 
 use stopcaster_live::StopCasterRequest;
 use stopcaster_live::accounts::Account;
@@ -39,7 +40,7 @@ pub(super) async fn attempts(
         match settle::call_and_settle(step, job, state, account, request, ready, budget).await? {
             Settled::Done(done) => return Ok(done),
             Settled::WaitedForAccount => budget += 1,
-            Settled::Retry => {}
+            Settled::StayedHome | Settled::Retry => {}
         }
     }
 }

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use super::Disposition;
 use crate::domain::{JobId, JobStatus, Verdict};
 use crate::store::JobState;
+use crate::worker::circuit::{self, Signal};
 use crate::worker::verdict;
 use stopcaster_live::CallOutcome;
 
@@ -66,23 +67,12 @@ pub(super) fn fits_hold(held: Duration, wait: Duration, cap: Duration) -> bool {
     held + wait <= cap
 }
 
-/// What a call's answer tells the pause of its account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Answer<'a> {
-    /// The credentials were refused with this code: pause (or stay paused).
-    Refused(&'a str),
-    /// No answer (a transport failure) says nothing of the credentials: a probe's turn passes.
-    Silent,
-    /// The API took the credentials, whatever it said of the studio: resume.
-    Accepted,
-}
-
-pub(super) fn answer(outcome: &CallOutcome) -> Answer<'_> {
-    match outcome {
-        CallOutcome::CredentialsRefused(e) => Answer::Refused(&e.code),
-        CallOutcome::Transport(_) => Answer::Silent,
-        _ => Answer::Accepted,
-    }
+/// Whether a failed call is given back to its job's budget: a fault of the world (no answer,
+/// a 5xx) while its account is paused, or that paused it (opened its circuit). A refusal of
+/// the credentials is given back by its verdict ([`verdict::Next::WaitForAccount`]); any other
+/// answer is the job's.
+pub(super) fn given_back(outcome: &CallOutcome, paused: bool) -> bool {
+    paused && matches!(circuit::signal(outcome), Signal::Fault(_))
 }
 
 /// The delivery of a job whose last attempt reached a verdict: a success is acknowledged, a
@@ -203,25 +193,33 @@ mod tests {
     }
 
     #[test]
-    fn only_a_refusal_pauses_and_only_an_answer_resumes() {
-        let refused = CallOutcome::CredentialsRefused(api_error("InvalidAccessKeyId.NotFound"));
-        assert_eq!(
-            answer(&refused),
-            Answer::Refused("InvalidAccessKeyId.NotFound")
-        );
-        let transport = CallOutcome::Transport(TransportError {
+    fn only_the_worlds_faults_on_a_paused_account_are_given_back() {
+        let refused_connection = CallOutcome::Transport(TransportError {
             kind: TransportKind::Connect,
             message: String::new(),
         });
-        assert_eq!(answer(&transport), Answer::Silent);
-        assert_eq!(
-            answer(&CallOutcome::Retryable(api_error("Throttling"))),
-            Answer::Accepted
-        );
-        assert_eq!(
-            answer(&CallOutcome::Permanent(api_error("X"))),
-            Answer::Accepted
-        );
+        let storm = CallOutcome::Retryable(ApiError {
+            http_status: 503,
+            ..api_error("ServiceUnavailable")
+        });
+        for fault in [&refused_connection, &storm] {
+            assert!(given_back(fault, true));
+            assert!(
+                !given_back(fault, false),
+                "the circuit is closed: the job's budget"
+            );
+        }
+        // Answers of the API itself are the job's even while its account is paused; a refusal
+        // is given back by its verdict.
+        assert!(!given_back(&CallOutcome::Permanent(api_error("X")), true));
+        assert!(!given_back(
+            &CallOutcome::Retryable(api_error("Throttling")),
+            true
+        ));
+        assert!(!given_back(
+            &CallOutcome::CredentialsRefused(api_error("SignatureDoesNotMatch")),
+            true
+        ));
     }
 
     #[test]

@@ -114,7 +114,8 @@ pub(super) async fn process(
                 .unwrap_or_else(Disposition::from)
         }
         Parsed::Job(job) => {
-            let span = info_span!("job", job_id = %job.job_id, caster_id = %job.caster_id, attempt = tracing::field::Empty);
+            // Each attempt's number is in a span of its own ([`settle`]), so a line names one.
+            let span = info_span!("job", job_id = %job.job_id, caster_id = %job.caster_id);
             let _guard = ctx
                 .in_flight
                 .claim(job.job_id)

@@ -16,6 +16,7 @@ use super::attempt::Probe;
 use super::step::{Interrupt, Step};
 use crate::domain::Job;
 use crate::store::{self, AttemptStart, JobState};
+use crate::worker::circuit::Signal;
 use crate::worker::pacer::Reserved;
 
 /// The pause code of an account whose source cannot give credentials that are still valid.
@@ -158,7 +159,8 @@ async fn unready_after_release<'a>(
             warn!(account = %account.name, error = %e, "no usable credentials");
             step.ctx.pauses.report(
                 &account.name,
-                Some(CREDENTIALS_UNAVAILABLE),
+                "",
+                Signal::Refused(CREDENTIALS_UNAVAILABLE),
                 probe.map(Probe::reported),
             );
             Ok(Reservation::Again)

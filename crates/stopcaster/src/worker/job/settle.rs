@@ -1,36 +1,97 @@
-//! The call and what follows it: send on the slot, tell the account's pause what the answer
-//! says of the credentials, then commit the attempt with its verdict, or schedule the retry.
+//! The call and what follows it: wait for the slot, check the account's gate once more, send,
+//! tell the account's pause and circuit what the answer says, then commit the attempt with its
+//! verdict, give it back to the budget if its account paused, or schedule the retry. Each
+//! attempt's lines carry its number in an `attempt` span of their own.
 
 use std::time::Duration;
 
 use stopcaster_live::accounts::Account;
 use stopcaster_live::{CallOutcome, StopCasterRequest};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use super::Disposition;
 use super::attempt::Probe;
-use super::decide::{self, Answer};
+use super::decide;
 use super::reserve::Ready;
 use super::step::{Interrupt, Step};
 use crate::domain::{Job, Verdict};
 use crate::store::{self, JobState};
+use crate::worker::circuit::{self, Signal};
 use crate::worker::due;
-use crate::worker::pause::Change;
+use crate::worker::pacer::Reserved;
+use crate::worker::pause::{Change, Report};
 use crate::worker::verdict::{self, Next};
 
 /// How an attempt settled.
 pub(super) enum Settled {
     /// The job is finished (or was already): the delivery's disposition.
     Done(Disposition),
-    /// The credentials were refused: the attempt is recorded and given back to the budget.
+    /// The call failed for its account's reasons (credentials refused, the circuit open): the
+    /// attempt is recorded and given back to the budget.
     WaitedForAccount,
+    /// The account paused while the call waited for its slot: it stayed home, its slot and its
+    /// attempt given back.
+    StayedHome,
     /// A retryable failure; the backoff has been waited.
     Retry,
 }
 
 /// Makes the call prepared in `ready` and settles its attempt.
 pub(super) async fn call_and_settle(
+    step: &Step<'_>,
+    job: &Job,
+    state: &JobState,
+    account: &Account,
+    request: StopCasterRequest<'_>,
+    ready: Ready<'_>,
+    budget: u32,
+) -> Result<Settled, Interrupt> {
+    let attempt = ready.attempt;
+    async {
+        if !slot_due(step, account, &ready).await {
+            return stay_home(step, job, ready.slot, attempt).await;
+        }
+        settle(step, job, state, account, request, ready, budget).await
+    }
+    .instrument(info_span!("attempt", attempt))
+    .await
+}
+
+/// Waits for the slot; false if the account paused meanwhile and this call is not its probe.
+/// A call that waits for its slot gives way the moment its account pauses, so that the
+/// account's probe is not queued behind slots nobody will use.
+async fn slot_due(step: &Step<'_>, account: &Account, ready: &Ready<'_>) -> bool {
+    let pauses = &step.ctx.pauses;
+    if ready.probe.is_some() {
+        ready.slot.due().await;
+        return true;
+    }
+    tokio::select! {
+        () = ready.slot.due() => {}
+        () = pauses.until_paused(&account.name) => {}
+    }
+    pauses.may_leave(&account.name, None)
+}
+
+/// The account paused before this call left: the slot goes back to the schedule and the
+/// attempt recorded for the call is withdrawn, since no call was made.
+async fn stay_home(
+    step: &Step<'_>,
+    job: &Job,
+    slot: Reserved<'_>,
+    attempt: u32,
+) -> Result<Settled, Interrupt> {
+    let ctx = step.ctx;
+    slot.release().await;
+    debug!("pause came while the call waited for its slot: it stays home, slot given back");
+    step.db(|| store::withdraw_attempt(&ctx.pool, job.job_id, attempt, &ctx.worker_id))
+        .await?;
+    Ok(Settled::StayedHome)
+}
+
+/// Sends the call on its slot and settles the attempt.
+async fn settle(
     step: &Step<'_>,
     job: &Job,
     state: &JobState,
@@ -47,8 +108,6 @@ pub(super) async fn call_and_settle(
         probe,
     } = ready;
     let ctx = step.ctx;
-    tracing::Span::current().record("attempt", attempt);
-    slot.due().await;
     due::at_due_time(&ctx.metrics, state, attempt).await;
     let slot = slot.spend();
     let started = Instant::now();
@@ -64,10 +123,12 @@ pub(super) async fn call_and_settle(
     if outcome.is_throttled() {
         ctx.pacer.throttled(&account.pacer_key).await;
     }
-    tell_pause(step, account, &outcome, probe).await;
-    let next = verdict::decide(&outcome, attempt, budget, unknown_before);
-    log_outcome(&outcome, attempt);
-    match next {
+    let report = tell_pause(step, job, account, &outcome, probe).await;
+    log_outcome(&outcome);
+    if decide::given_back(&outcome, report.paused) {
+        return wait_for_account(step, job, attempt, &outcome).await;
+    }
+    match verdict::decide(&outcome, attempt, budget, unknown_before) {
         Next::Finish(verdict) => finish(step, job, attempt, &outcome, &verdict).await,
         Next::WaitForAccount => {
             step.db(|| store::finish_attempt(&ctx.pool, job.job_id, attempt, &outcome, None, None))
@@ -78,39 +139,60 @@ pub(super) async fn call_and_settle(
     }
 }
 
-/// Reports the answer to the account's pause; a refusal pauses it, any API answer resumes it.
+/// A call failed by the world while its account is paused (or that paused it): recorded,
+/// then given back to the job's budget. The job waits for the account's turn, no backoff.
+async fn wait_for_account(
+    step: &Step<'_>,
+    job: &Job,
+    attempt: u32,
+    outcome: &CallOutcome,
+) -> Result<Settled, Interrupt> {
+    let ctx = step.ctx;
+    step.db(|| store::finish_attempt(&ctx.pool, job.job_id, attempt, outcome, None, None))
+        .await?;
+    step.db(|| store::give_back_attempt(&ctx.pool, job.job_id, attempt))
+        .await?;
+    Ok(Settled::WaitedForAccount)
+}
+
+/// Reports the answer to the account's pause and circuit: a refusal pauses it, and so does a
+/// fault that opens the circuit; any answer of the API itself resumes it. The pause is
+/// recorded for the dashboard (refreshed at each failure while paused, so a dashboard can tell
+/// a live pause from a dead worker's) and cleared when it ends. Bookkeeping: a failure to
+/// record holds no job up.
 async fn tell_pause(
     step: &Step<'_>,
+    job: &Job,
     account: &Account,
     outcome: &CallOutcome,
     probe: Option<Probe<'_>>,
-) {
+) -> Report {
     let ctx = step.ctx;
-    match decide::answer(outcome) {
-        Answer::Refused(code) => {
-            ctx.pauses
-                .report(&account.name, Some(code), probe.map(Probe::reported));
-            // Refreshed at each refusal, so a dashboard can tell a live pause from a dead
-            // worker's. Bookkeeping: a failure here holds no job up.
-            if let Err(err) =
-                store::record_pause(&ctx.pool, &account.name, &ctx.worker_id, code).await
-            {
-                debug!(error = %err, "could not record the pause");
-            }
+    let signal = circuit::signal(outcome);
+    let report = ctx.pauses.report(
+        &account.name,
+        job.caster_id.as_str(),
+        signal,
+        probe.map(Probe::reported),
+    );
+    let recorded = match (&report.change, report.paused) {
+        (Some(Change::Resumed { .. }), _) => {
+            store::clear_pauses(&ctx.pool, &ctx.worker_id, Some(&account.name)).await
         }
-        Answer::Silent => drop(probe),
-        Answer::Accepted => {
-            let change = ctx
-                .pauses
-                .report(&account.name, None, probe.map(Probe::reported));
-            if change == Some(Change::Resumed)
-                && let Err(err) =
-                    store::clear_pauses(&ctx.pool, &ctx.worker_id, Some(&account.name)).await
-            {
-                debug!(error = %err, "could not clear the pause");
-            }
+        (_, true) => {
+            let code = match signal {
+                Signal::Refused(code) => code,
+                Signal::Fault(f) => f.code,
+                Signal::Answered => "",
+            };
+            store::record_pause(&ctx.pool, &account.name, &ctx.worker_id, code).await
         }
+        _ => Ok(()),
+    };
+    if let Err(err) = recorded {
+        debug!(error = %err, "could not record the pause");
     }
+    report
 }
 
 /// Commits the last attempt with the job's verdict. Only the first to commit it counts the job
@@ -163,11 +245,10 @@ async fn retry(
     Ok(Settled::Retry)
 }
 
-fn log_outcome(outcome: &CallOutcome, attempt: u32) {
+fn log_outcome(outcome: &CallOutcome) {
     match outcome {
-        CallOutcome::Stopped { request_id, .. } => debug!(attempt, request_id, "StopCaster ok"),
+        CallOutcome::Stopped { request_id, .. } => debug!(request_id, "StopCaster ok"),
         other => warn!(
-            attempt,
             outcome = other.label(),
             http_status = other.http_status(),
             code = other.error_code().unwrap_or(""),
