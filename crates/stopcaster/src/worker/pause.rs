@@ -280,7 +280,11 @@ impl Pauses {
             }
             None => {}
         }
-        self.changed.notify_waiters();
+        // Waiters (jobs waiting for a turn, calls waiting for their slot) care about changes
+        // and settled probes only: waking every one of them at each answer is churn.
+        if report.change.is_some() || probe.is_some() {
+            self.changed.notify_waiters();
+        }
         report
     }
 
