@@ -32,10 +32,12 @@ pub fn init(format: LogFormat, default_filter: &str) {
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if format == LogFormat::Json {
+        // An attempt's lines happen in its own span inside the job's: "span" is the innermost
+        // (the attempt), "spans" every one from the job down, so a line keeps its job_id.
         builder
             .json()
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .init();
     } else {
         builder.init();
