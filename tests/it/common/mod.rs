@@ -475,3 +475,22 @@ pub fn stdout(out: &std::process::Output) -> String {
 pub fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// One StopCaster call of `caster` in `cn-shanghai` with `creds`, through our client.
+pub async fn stop_as(
+    client: &stopcaster::LiveClient,
+    creds: &stopcaster::Credentials,
+    caster: &str,
+) -> stopcaster::CallOutcome {
+    let caster_id = stopcaster::CasterId::parse(caster).unwrap();
+    let region_id = stopcaster::RegionId::parse("cn-shanghai").unwrap();
+    client
+        .stop_caster(
+            creds,
+            stopcaster::StopCasterRequest {
+                caster_id: &caster_id,
+                region_id: &region_id,
+            },
+        )
+        .await
+}

@@ -10,6 +10,7 @@ mod verdicts;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::common::stop_as;
 use stopcaster::signed_query;
 use stopcaster::signer;
 use stopcaster::{CallOutcome, ClientConfig, LiveClient, StopCasterRequest, TransportKind};
@@ -41,20 +42,6 @@ fn creds() -> Credentials {
 
 fn client(fake: &FakeLiveHandle) -> LiveClient {
     LiveClient::new(&ClientConfig::new(fake.endpoint())).unwrap()
-}
-
-async fn stop_as(client: &LiveClient, creds: &Credentials, caster: &str) -> CallOutcome {
-    let caster_id = CasterId::parse(caster).unwrap();
-    let region_id = RegionId::parse("cn-shanghai").unwrap();
-    client
-        .stop_caster(
-            creds,
-            StopCasterRequest {
-                caster_id: &caster_id,
-                region_id: &region_id,
-            },
-        )
-        .await
 }
 
 async fn stop(client: &LiveClient, caster: &str) -> CallOutcome {

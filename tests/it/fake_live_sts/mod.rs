@@ -149,17 +149,7 @@ async fn assume(fake: &FakeLiveHandle, key: (&str, &str), session: &str) -> Cred
 
 async fn stop(fake: &FakeLiveHandle, creds: &Credentials, caster: &str) -> CallOutcome {
     let client = LiveClient::new(&ClientConfig::new(fake.endpoint())).unwrap();
-    let caster_id = CasterId::parse(caster).unwrap();
-    let region_id = RegionId::parse("cn-shanghai").unwrap();
-    client
-        .stop_caster(
-            creds,
-            StopCasterRequest {
-                caster_id: &caster_id,
-                region_id: &region_id,
-            },
-        )
-        .await
+    common::stop_as(&client, creds, caster).await
 }
 
 #[track_caller]
