@@ -103,6 +103,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         env = "STOPCASTER_BENCH_PG",
+        hide_env_values = true,
         default_value = "postgres://127.0.0.1:5432"
     )]
     postgres: String,
@@ -110,6 +111,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         env = "AMQP_URL",
+        hide_env_values = true,
         default_value = stopcaster::DEFAULT_AMQP_URL
     )]
     amqp_url: String,

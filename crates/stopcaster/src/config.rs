@@ -31,10 +31,13 @@ const RUNNING: &str = "Running";
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseArgs {
     /// Postgres URL.
+    // hide_env_values: `--help` would print the URL taken from the environment, password and
+    // all (clap cannot print it redacted).
     #[arg(
         help_heading = CONNECTION,
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://127.0.0.1/stopcaster"
     )]
     pub database_url: String,
@@ -43,10 +46,12 @@ pub struct DatabaseArgs {
 #[derive(Args, Clone, Debug)]
 pub struct BrokerArgs {
     /// RabbitMQ URL.
+    // hide_env_values: as for DATABASE_URL.
     #[arg(
         help_heading = CONNECTION,
         long,
         env = "AMQP_URL",
+        hide_env_values = true,
         default_value = DEFAULT_AMQP_URL
     )]
     pub amqp_url: String,

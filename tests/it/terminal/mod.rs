@@ -4,6 +4,7 @@
 //! and `stop` on the record.
 
 mod errors;
+mod help;
 mod output;
 mod stop;
 mod tables;
