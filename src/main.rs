@@ -68,10 +68,16 @@ enum Command {
     /// Inspect the dead-letter queue P.dead; put chosen jobs back on the work queue.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
-    /// Create the database if missing and apply the migrations.
+    /// Create the database if missing and apply the migrations; with --broker, move the queues
+    /// an older version declared to the current arguments instead, keeping every message.
     Migrate {
+        /// Migrate the broker's queues (stop the workers first), not the database.
+        #[arg(long = "broker")]
+        queues: bool,
         #[command(flatten)]
         database: DatabaseArgs,
+        #[command(flatten)]
+        broker: BrokerArgs,
     },
     /// One signed StopCaster call now, without the queue.
     ///
@@ -134,9 +140,13 @@ impl Command {
             Command::Enqueue(args) => (Some(&args.broker), None),
             Command::Cancel(args) => (None, Some(&args.database)),
             Command::Dashboard(args) => (Some(&args.broker), Some(&args.database)),
-            Command::Report { database, .. } | Command::Migrate { database } => {
-                (None, Some(database))
-            }
+            Command::Report { database, .. } => (None, Some(database)),
+            Command::Migrate {
+                queues: true,
+                broker,
+                ..
+            } => (Some(broker), None),
+            Command::Migrate { database, .. } => (None, Some(database)),
             Command::DeadLetters(DeadLettersCommand::List { broker, .. }) => (Some(broker), None),
             Command::DeadLetters(DeadLettersCommand::Replay {
                 broker, database, ..
@@ -214,7 +224,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Migrate { database } => {
+        Command::Migrate {
+            queues: true,
+            broker,
+            ..
+        } => {
+            stopcaster::run_migrate_broker(&broker, &mut std::io::stdout()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { database, .. } => {
             stopcaster::migrate(&database.database_url).await?;
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)

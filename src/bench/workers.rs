@@ -120,7 +120,7 @@ pub(super) async fn wait_for_consumers(
     let conn = stopcaster::connect_broker(amqp_url, "stopcaster bench").await?;
     let channel = conn.create_channel().await?;
     // The workers' own topology, so that the passive declarations below find the queue.
-    stopcaster::declare_topology(&channel, names).await?;
+    stopcaster::declare_topology(&conn, names).await?;
     let started = Instant::now();
     loop {
         let consumers = channel

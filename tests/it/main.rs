@@ -5,6 +5,7 @@
 
 mod common;
 
+mod broker_migration;
 mod credentials;
 mod credentials_provider;
 mod dashboard;

@@ -58,7 +58,8 @@ pub use stopcaster_live::{
 
 /// RabbitMQ names and helpers.
 pub use broker::{
-    JOB_ID_HEADER, Names, REASON_HEADER, connect as connect_broker, declare_topology, header_text,
+    JOB_ID_HEADER, MigrateError, MigrateReport, Names, QueueMigration, REASON_HEADER,
+    connect as connect_broker, declare_topology, header_text,
 };
 
 /// The database.
@@ -81,5 +82,6 @@ pub use ops::dead_letters::{DeadLettersCommand, run as run_dead_letters};
 pub use ops::enqueue::{
     EnqueueArgs, plan as plan_enqueue, publish as publish_enqueue, run as run_enqueue,
 };
+pub use ops::migrate_broker::run as run_migrate_broker;
 pub use ops::report::{NARROW_COLUMNS as REPORT_NARROW_COLUMNS, ReportArgs, run as run_report};
 pub use ops::stop::run as run_stop;

@@ -162,7 +162,7 @@ impl TestEnv {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
-        stopcaster::declare_topology(&channel, &self.names())
+        stopcaster::declare_topology(&conn, &self.names())
             .await
             .expect("declare topology");
         (conn, channel)

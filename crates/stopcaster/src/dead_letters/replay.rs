@@ -87,7 +87,7 @@ pub(crate) async fn replay(
 ) -> Result<ReplayReport, DeadLetterError> {
     let connection = broker::connect(amqp_url, "stopcaster dead-letters replay").await?;
     let channel = connection.create_channel().await?;
-    broker::declare_topology(&channel, names).await?;
+    broker::declare_topology(&connection, names).await?;
     let publish = broker::confirm_channel(&connection).await?;
     let messages = take_unacked(&channel, &names.dead).await?;
     let mut pass = Pass {

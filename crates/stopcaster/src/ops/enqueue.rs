@@ -293,7 +293,7 @@ pub async fn publish(
 ) -> Result<PublishReport, EnqueueError> {
     let connection = broker::connect(amqp_url, "stopcaster enqueue").await?;
     let channel = broker::confirm_channel(&connection).await?;
-    broker::declare_topology(&channel, names).await?;
+    broker::declare_topology(&connection, names).await?;
     let mut pending = FuturesUnordered::new();
     let mut report = PublishReport::default();
     for (index, job) in plan.jobs.iter().enumerate() {

@@ -1,5 +1,5 @@
 //! The operators' commands, one module each: [`enqueue`], [`cancel`], [`report`],
-//! [`dead_letters`] and [`stop`], with [`table`] for what they print and [`args`] for
+//! [`dead_letters`], [`migrate_broker`] and [`stop`], with [`table`] for what they print and [`args`] for
 //! arguments refused in words.
 //!
 //! They use [`crate::broker`], [`crate::store`], [`crate::dead_letters`], [`crate::export`]
@@ -10,6 +10,7 @@ pub(crate) mod args;
 pub(crate) mod cancel;
 pub(crate) mod dead_letters;
 pub(crate) mod enqueue;
+pub(crate) mod migrate_broker;
 pub(crate) mod report;
 pub(crate) mod stop;
 pub(crate) mod table;

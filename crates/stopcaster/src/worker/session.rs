@@ -122,7 +122,7 @@ async fn session(
     )
     .await?;
     let consume = connection.create_channel().await?;
-    broker::declare_topology(&consume, &config.names).await?;
+    broker::declare_topology(&connection, &config.names).await?;
     consume
         .basic_qos(config.concurrency, BasicQosOptions::default())
         .await?;

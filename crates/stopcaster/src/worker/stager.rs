@@ -138,7 +138,7 @@ async fn round(
             )
             .await?;
             let channel = Arc::new(broker::confirm_channel(&connection).await?);
-            broker::declare_topology(&channel, &config.names).await?;
+            broker::declare_topology(&connection, &config.names).await?;
             info!("stager connected");
             *broker = Some((connection, channel.clone()));
             channel

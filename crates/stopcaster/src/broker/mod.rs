@@ -1,14 +1,19 @@
-//! RabbitMQ: connection, the contract's topology (declared idempotently), and publishing with
-//! publisher confirms.
+//! RabbitMQ: connection, the contract's topology (declared idempotently, [`topology`]), the
+//! move of queues declared by an older version ([`migrate`]), and publishing with publisher
+//! confirms.
+
+mod migrate;
+mod topology;
+
+pub(crate) use migrate::migrate_broker;
+pub use migrate::{MigrateError, MigrateReport, QueueMigration};
+pub use topology::declare_topology;
 
 use std::time::Duration;
 
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::AMQPValue;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 /// Header naming a dead letter's job.
 pub const JOB_ID_HEADER: &str = "x-stopcaster-job-id";
@@ -30,7 +35,7 @@ pub struct Names {
     pub jobs: String,
     /// `P.dlx`: the dead-letter exchange (fanout).
     pub dlx: String,
-    /// `P.dead`: the dead-letter queue.
+    /// `P.dead`: the dead-letter queue (quorum).
     pub dead: String,
 }
 
@@ -67,80 +72,6 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, BrokerError> {
         .await
         .map_err(|_| BrokerError::Timeout(timeout))?
         .map_err(BrokerError::from)
-}
-
-/// Declares the exchanges, queues and bindings of the contract. Idempotent: the same arguments
-/// every time.
-pub async fn declare_topology(channel: &Channel, names: &Names) -> Result<(), BrokerError> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .exchange_declare(
-            names.dlx.as_str().into(),
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .exchange_declare(
-            names.exchange.as_str().into(),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    let mut dead_args = FieldTable::default();
-    dead_args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("classic".into()),
-    );
-    declare_bound_queue(channel, &names.dead, dead_args, &names.dlx, "").await?;
-    let mut jobs_args = FieldTable::default();
-    jobs_args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    jobs_args.insert(
-        "x-delivery-limit".into(),
-        AMQPValue::LongLongInt(DELIVERY_LIMIT),
-    );
-    jobs_args.insert(
-        "x-dead-letter-exchange".into(),
-        AMQPValue::LongString(names.dlx.as_str().into()),
-    );
-    declare_bound_queue(
-        channel,
-        &names.jobs,
-        jobs_args,
-        &names.exchange,
-        STOP_ROUTING_KEY,
-    )
-    .await
-}
-
-async fn declare_bound_queue(
-    channel: &Channel,
-    queue: &str,
-    args: FieldTable,
-    exchange: &str,
-    routing_key: &str,
-) -> Result<(), BrokerError> {
-    channel
-        .queue_declare(queue.into(), QueueDeclareOptions::durable(), args)
-        .await?;
-    channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            routing_key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(())
 }
 
 /// A channel in confirm mode.
