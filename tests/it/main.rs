@@ -6,6 +6,7 @@
 mod common;
 
 mod broker_migration;
+mod broker_nodes;
 mod credentials;
 mod credentials_provider;
 mod dashboard;

@@ -3,8 +3,41 @@
 //! whatever an operator typed, including URLs the drivers would refuse.
 
 /// `url` with the password of its user info and any `password=` query parameter taken out:
-/// `amqp://guest:guest@host:5672/%2f` becomes `amqp://guest@host:5672/%2f`.
+/// `amqp://guest:guest@host:5672/%2f` becomes `amqp://guest@host:5672/%2f`. A comma-separated
+/// list of URLs (`AMQP_URL` naming a cluster's nodes) loses every password; a comma that does
+/// not start another `scheme://` stays inside its URL (a Postgres password may hold one).
 pub(crate) fn url_without_password(url: &str) -> String {
+    list_items(url)
+        .into_iter()
+        .map(one_url_without_password)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The URLs of a comma-separated list: split at each comma followed by a scheme and `://`.
+fn list_items(list: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let mut start = 0;
+    for (i, _) in list.match_indices(',') {
+        if starts_with_scheme(list[i + 1..].trim_start()) {
+            items.push(&list[start..i]);
+            start = i + 1;
+        }
+    }
+    items.push(&list[start..]);
+    items
+}
+
+fn starts_with_scheme(text: &str) -> bool {
+    text.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
+fn one_url_without_password(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(i) => (&url[..i + 3], &url[i + 3..]),
         None => ("", url),
@@ -82,5 +115,18 @@ mod tests {
         );
         assert_eq!(url_without_password("not a url"), "not a url");
         assert_eq!(url_without_password("amqp://u:secret@h"), "amqp://u@h");
+    }
+
+    #[test]
+    fn every_node_of_a_list_loses_its_password() {
+        assert_eq!(
+            url_without_password("amqp://u:s1@r0:5672/%2f,amqp://u:s2@r1/%2f, amqps://u:s3@r2"),
+            "amqp://u@r0:5672/%2f,amqp://u@r1/%2f, amqps://u@r2"
+        );
+        // A comma inside a password does not start another URL.
+        assert_eq!(
+            url_without_password("postgres://root:a,b@db/x"),
+            "postgres://root@db/x"
+        );
     }
 }

@@ -3,7 +3,10 @@
 //! confirms.
 
 mod migrate;
+mod nodes;
 mod topology;
+
+pub(crate) use nodes::Order;
 
 pub(crate) use migrate::migrate_broker;
 pub use migrate::{MigrateError, MigrateReport, QueueMigration};
@@ -14,6 +17,8 @@ use std::time::Duration;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+
+use crate::redact::url_without_password;
 
 /// Header naming a dead letter's job.
 pub const JOB_ID_HEADER: &str = "x-stopcaster-job-id";
@@ -62,10 +67,39 @@ pub enum BrokerError {
     ConsumerEnded,
     #[error("RabbitMQ did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("AMQP_URL names no address")]
+    NoAddress,
 }
 
-/// Connects, naming the connection so it is recognisable in the management UI.
-pub async fn connect(url: &str, name: &str) -> Result<Connection, BrokerError> {
+/// Connects to the first node of `AMQP_URL` (one address or a comma-separated list) that
+/// answers, in the order given, naming the connection so it is recognisable in the management
+/// UI.
+pub async fn connect(url_list: &str, name: &str) -> Result<Connection, BrokerError> {
+    Ok(connect_to(url_list, name, Order::AsListed).await?.0)
+}
+
+/// Connects to the first node that answers, tried in `order`; the connection and its node's
+/// address without password, for the log and `/readyz`.
+pub(crate) async fn connect_to(
+    url_list: &str,
+    name: &str,
+    order: Order,
+) -> Result<(Connection, String), BrokerError> {
+    let urls = {
+        let mut rng = rand::rng();
+        nodes::in_order(url_list, order, &mut rng)
+    };
+    let mut last = BrokerError::NoAddress;
+    for url in urls {
+        match connect_one(url, name).await {
+            Ok(connection) => return Ok((connection, url_without_password(url))),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn connect_one(url: &str, name: &str) -> Result<Connection, BrokerError> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
     let timeout = Duration::from_secs(10);
     tokio::time::timeout(timeout, Connection::connect(url, props))

@@ -53,7 +53,8 @@ async fn metrics(
 }
 
 /// Ready when the broker and the database are connected and no account is paused; the body
-/// names what is not (a paused account with the code that paused it).
+/// names the broker node in use, and what is not ready (a paused account with the code that
+/// paused it).
 async fn ready(State(health): State<Health>) -> (StatusCode, String) {
     let mut problems = Vec::new();
     if !health.metrics.broker_up() {
@@ -65,12 +66,16 @@ async fn ready(State(health): State<Health>) -> (StatusCode, String) {
     for (account, code) in health.pauses.paused() {
         problems.push(format!("account {account} paused: {code}"));
     }
+    let node = match health.metrics.broker_node() {
+        Some(node) if health.metrics.broker_up() => format!("broker node: {node}\n"),
+        _ => String::new(),
+    };
     if problems.is_empty() {
-        (StatusCode::OK, "ready\n".to_owned())
+        (StatusCode::OK, format!("ready\n{node}"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", problems.join("; ")),
+            format!("not ready: {}\n{node}", problems.join("; ")),
         )
     }
 }

@@ -30,6 +30,8 @@ struct Inner {
     pacer_wait_us: AtomicU64,
     pacer_slots: AtomicU64,
     pub broker_up: AtomicBool,
+    /// The broker node of the current session (its address without password), for `/readyz`.
+    broker_node: Mutex<Option<String>>,
     pub database_up: AtomicBool,
     /// Jobs `scheduled` in the database (all workers'), as the stager last counted them.
     scheduled: AtomicU64,
@@ -101,6 +103,18 @@ impl Metrics {
 
     pub(super) fn set_broker_up(&self, up: bool) {
         self.0.broker_up.store(up, Ordering::Relaxed);
+    }
+
+    pub(super) fn set_broker_node(&self, node: Option<String>) {
+        *self.0.broker_node.lock().unwrap_or_else(|e| e.into_inner()) = node;
+    }
+
+    pub(super) fn broker_node(&self) -> Option<String> {
+        self.0
+            .broker_node
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(super) fn set_database_up(&self, up: bool) {

@@ -116,9 +116,10 @@ async fn session(
     permits: &Arc<Semaphore>,
     shutdown: &CancellationToken,
 ) -> Result<(), broker::BrokerError> {
-    let connection = broker::connect(
+    let (connection, node) = broker::connect_to(
         &config.amqp_url,
         &format!("stopcaster worker {}", ctx.worker_id),
+        broker::Order::Spread,
     )
     .await?;
     let consume = connection.create_channel().await?;
@@ -136,8 +137,9 @@ async fn session(
             FieldTable::default(),
         )
         .await?;
+    ctx.metrics.set_broker_node(Some(node.clone()));
     ctx.metrics.set_broker_up(true);
-    info!(queue = %config.names.jobs, prefetch = config.concurrency, "consuming");
+    info!(%node, queue = %config.names.jobs, prefetch = config.concurrency, "consuming");
     let ended = loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),

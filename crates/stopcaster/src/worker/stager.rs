@@ -132,9 +132,10 @@ async fn round(
             channel.clone()
         }
         _ => {
-            let connection = broker::connect(
+            let (connection, _node) = broker::connect_to(
                 &config.amqp_url,
                 &format!("stopcaster stager {}", config.worker_id),
+                broker::Order::Spread,
             )
             .await?;
             let channel = Arc::new(broker::confirm_channel(&connection).await?);
