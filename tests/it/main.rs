@@ -1,12 +1,14 @@
 //! The integration tests, one binary so CI links once: a module per concern, each against the
 //! real RabbitMQ, Postgres, the stand-in and the `stopcaster` binary (`common::TestEnv`).
-//! `restarts` stops shared services: `.config/nextest.toml` runs its tests one at a time and
-//! `scripts/test` runs them in a second pass of their own (filter `test(/^restarts::/)`).
+//! `restarts` stops shared services and `cluster` boots three RabbitMQ nodes beside them:
+//! `.config/nextest.toml` runs their tests one at a time and `scripts/test` runs them in a
+//! second pass of their own (filter `test(/^(restarts|cluster)::/)`).
 
 mod common;
 
 mod broker_migration;
 mod broker_nodes;
+mod cluster;
 mod credentials;
 mod credentials_provider;
 mod dashboard;
