@@ -253,3 +253,32 @@ async fn fold_counts(pool: sqlx::PgPool, shutdown: CancellationToken) {
 pub(crate) fn ts(t: time::OffsetDateTime) -> String {
     rfc3339_micros(t)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beyond_loopback_a_password_of_twelve_characters() {
+        let public: SocketAddr = "0.0.0.0:8090".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8090".parse().unwrap();
+        assert!(matches!(
+            check_listen(public, None),
+            Err(DashboardError::PublicWithoutPassword(_))
+        ));
+        assert!(matches!(
+            check_listen(public, Some("elevenchars")),
+            Err(DashboardError::ShortPassword(_))
+        ));
+        // Characters, not bytes: eleven accented letters are still too short.
+        assert!(check_listen(public, Some(&"é".repeat(11))).is_err());
+        assert!(check_listen(public, Some("twelve chars")).is_ok());
+        assert!(check_listen(local, None).is_ok());
+        assert!(check_listen(local, Some("x")).is_ok());
+        let e = check_listen(public, Some("short")).unwrap_err().to_string();
+        assert!(
+            e.contains("shorter than 12 characters") && !e.contains("short\""),
+            "{e}"
+        );
+    }
+}
