@@ -5,6 +5,7 @@
 //! page that brings a job back, and no error in the browser's console.
 
 mod actions;
+mod hardening;
 mod pages;
 mod refusals;
 mod scale;
@@ -49,8 +50,14 @@ struct Dashboard {
 
 impl Dashboard {
     fn start(env: &TestEnv, extra: &[(&str, &str)]) -> Dashboard {
+        Self::start_with(env, &[], extra)
+    }
+
+    /// With more flags of `stopcaster dashboard`.
+    fn start_with(env: &TestEnv, args: &[&str], extra: &[(&str, &str)]) -> Dashboard {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stopcaster"))
             .args(["dashboard", "--listen", "127.0.0.1:0", "--refresh-s", "1"])
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.child_env())

@@ -3,8 +3,12 @@
 //! 1. Without a password the dashboard listens on loopback only, and answers only requests
 //!    whose `Host` is a loopback name: a web page elsewhere that rebinds its own host name to
 //!    127.0.0.1 (DNS rebinding) gets 421, not our data.
-//! 2. With a password, every request needs it (HTTP basic auth, any user name), compared in
-//!    constant time; without one, 401 with a `WWW-Authenticate` challenge.
+//! 2. With a password, the `Host` must be one the operator allowed ([`super::hosts`]; else
+//!    421), then every request needs the password (HTTP basic auth, any user name; else 401
+//!    with a `WWW-Authenticate` challenge). Wrong passwords are limited per client address
+//!    ([`super::limiter`]: 429 with `Retry-After`) and logged once per burst, with the address
+//!    and the user name, never the password. The password is compared as a SHA-256 digest in
+//!    constant time, so neither its content nor its length shows in the time taken.
 //! 3. Actions (`POST`) are refused (403) in read-only mode, and with a password when their
 //!    `Origin` (or, lacking it, their `Referer`) is not the dashboard's own: a page on another
 //!    site cannot make a logged-in browser replay or cancel.
@@ -13,20 +17,45 @@
 //! nothing but the dashboard's own scripts, styles, images and requests (so a string that
 //! somehow became markup could still run nothing), no framing, no sniffing, no caching.
 
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::AppState;
+use super::actor::{Actor, sanitise_user};
+use super::limiter::retry_after_secs;
+use super::serve::LocalAddr;
 
 pub(super) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self'; img-src 'self'; connect-src 'self'; object-src 'none'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The shortest password accepted when the dashboard listens beyond loopback.
+pub(crate) const MIN_PASSWORD_CHARS: usize = 12;
+
+/// The dashboard's password, kept as its SHA-256 digest.
+pub(crate) struct Password([u8; 32]);
+
+impl Password {
+    pub(crate) fn new(password: &str) -> Self {
+        Password(Sha256::digest(password.as_bytes()).into())
+    }
+
+    /// Digests are compared, not the texts: both are 32 bytes whatever was typed, and the
+    /// comparison takes the same time wherever they differ.
+    pub(crate) fn matches(&self, given: &str) -> bool {
+        let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        bool::from(given.ct_eq(&self.0))
+    }
+}
 
 /// The middleware: the checks above, then the handler, then the headers.
 pub(super) async fn guard(
@@ -34,7 +63,18 @@ pub(super) async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
-    let mut response = match check(&state, request.method(), request.headers()) {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let local = request.extensions().get::<LocalAddr>().map(|l| l.0.ip());
+    let checked = check(
+        &state,
+        request.method(),
+        request.headers(),
+        Client { client, local },
+    );
+    let mut response = match checked {
         Ok(()) => next.run(request).await,
         Err(refusal) => refusal.into_response(),
     };
@@ -55,10 +95,18 @@ pub(super) async fn guard(
     response
 }
 
+/// Where a request comes from: the client's address and the one it connected to.
+#[derive(Clone, Copy, Debug)]
+struct Client {
+    client: IpAddr,
+    local: Option<IpAddr>,
+}
+
 /// Why a request is refused before any handler sees it.
 struct Refusal {
     status: StatusCode,
     message: &'static str,
+    retry_after: Option<Duration>,
 }
 
 impl IntoResponse for Refusal {
@@ -75,15 +123,28 @@ impl IntoResponse for Refusal {
                 HeaderValue::from_static(r#"Basic realm="stopcaster dashboard", charset="UTF-8""#),
             );
         }
+        if let Some(wait) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, retry_after_secs(wait).into());
+        }
         r
     }
 }
 
 fn refuse(status: StatusCode, message: &'static str) -> Refusal {
-    Refusal { status, message }
+    Refusal {
+        status,
+        message,
+        retry_after: None,
+    }
 }
 
-fn check(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+fn check(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    from: Client,
+) -> Result<(), Refusal> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -99,12 +160,14 @@ fn check(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<(), R
             }
         }
         Some(password) => {
-            if !password_matches(headers, password) {
+            if !state.hosts.allows(host, from.local) {
                 return Err(refuse(
-                    StatusCode::UNAUTHORIZED,
-                    "the dashboard's password is required (HTTP basic auth, any user name)",
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "this dashboard does not answer to this host name (see \
+                     STOPCASTER_DASHBOARD_HOSTS)",
                 ));
             }
+            authenticate(state, password, headers, from.client)?;
         }
     }
     if is_action(method) {
@@ -123,6 +186,58 @@ fn check(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<(), R
         }
     }
     Ok(())
+}
+
+/// The password check, through the limiter: a locked-out address is refused whatever it
+/// sends; a wrong password counts against its address (a request without one does not: a
+/// browser's first request never has one).
+fn authenticate(
+    state: &AppState,
+    password: &Password,
+    headers: &HeaderMap,
+    client: IpAddr,
+) -> Result<(), Refusal> {
+    let unauthorized = || {
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            "the dashboard's password is required (HTTP basic auth, any user name)",
+        )
+    };
+    let now = Instant::now();
+    let mut limiter = state.limiter.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Err(wait) = limiter.check(client, now) {
+        return Err(Refusal {
+            retry_after: Some(wait),
+            ..refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many wrong passwords from this address: try again after Retry-After seconds",
+            )
+        });
+    }
+    let Some((user, given)) = basic_credentials(headers) else {
+        return Err(unauthorized());
+    };
+    if password.matches(&given) {
+        let failures = limiter.succeed(client);
+        drop(limiter);
+        if failures > 0 {
+            tracing::info!(%client, user = %sanitise_user(&user), failures,
+                "dashboard password right after wrong ones");
+        }
+        return Ok(());
+    }
+    let failure = limiter.fail(client, now);
+    drop(limiter);
+    if failure.first_of_burst {
+        tracing::warn!(
+            %client,
+            user = %sanitise_user(&user),
+            "wrong dashboard password (further failures from this address are not logged until \
+             a right one, or 15 minutes without any; after 5, it is locked out for a time that \
+             doubles with each failure)"
+        );
+    }
+    Err(unauthorized())
 }
 
 /// Methods that change something. The router answers 405 to those it does not route.
@@ -146,25 +261,11 @@ pub(super) fn is_loopback_host(host: &str) -> bool {
         .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The basic-auth password of the request equals `password` (any user name). Compared in
-/// constant time, so that the time taken says nothing about how much of a guess was right.
-pub(super) fn password_matches(headers: &HeaderMap, password: &str) -> bool {
-    let Some(given) = basic_password(headers) else {
-        return false;
-    };
-    // ct_eq on slices of different lengths is false at once; the length is no secret worth
-    // hiding next to the content.
-    bool::from(given.as_bytes().ct_eq(password.as_bytes()))
-}
-
-fn basic_password(headers: &HeaderMap) -> Option<String> {
-    basic_credentials(headers).map(|(_, password)| password)
-}
-
-/// The user name of the request's basic auth (any name is accepted; it is recorded with a
-/// cancel).
-pub(super) fn basic_user(headers: &HeaderMap) -> Option<String> {
-    basic_credentials(headers).map(|(user, _)| user)
+/// Who sent an action: the basic-auth user name (any name is accepted; it is recorded,
+/// sanitised) and the client's address.
+pub(super) fn actor(headers: &HeaderMap, client: IpAddr) -> Actor {
+    let user = basic_credentials(headers).map(|(user, _)| user);
+    Actor::new(user.as_deref(), client)
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
@@ -238,6 +339,24 @@ mod tests {
             "127.0.0.1.evil.example",
         ] {
             assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+
+    fn password_matches(headers: &HeaderMap, password: &str) -> bool {
+        basic_credentials(headers).is_some_and(|(_, given)| Password::new(password).matches(&given))
+    }
+
+    #[test]
+    fn digests_compare_whatever_the_lengths() {
+        let p = Password::new("correct horse battery staple");
+        assert!(p.matches("correct horse battery staple"));
+        for wrong in [
+            "",
+            "c",
+            "correct horse battery stapl",
+            "correct horse battery staple!",
+        ] {
+            assert!(!p.matches(wrong), "{wrong}");
         }
     }
 

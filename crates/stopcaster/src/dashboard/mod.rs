@@ -12,12 +12,16 @@
 //! [`crate::dead_letters`] for listing and replaying dead letters and [`crate::export`] for the
 //! CSV export; never on the operators' commands (`ops`).
 
+mod actor;
 mod assets;
 mod auth;
 mod chart;
+mod hosts;
+mod limiter;
 mod queues;
 mod routes;
 mod search;
+mod serve;
 mod views;
 
 use std::collections::HashMap;
@@ -42,6 +46,21 @@ pub struct DashboardArgs {
     /// variable: flags show in `ps`.
     #[arg(long, env = "STOPCASTER_DASHBOARD_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// With a password: the host names (or addresses) the dashboard answers to,
+    /// comma-separated; other `Host` headers get 421. Default: the --listen address, the
+    /// address connected to, localhost, 127.0.0.1 and [::1].
+    #[arg(long, env = "STOPCASTER_DASHBOARD_HOSTS", value_name = "NAMES")]
+    pub hosts: Option<String>,
+    /// Seconds a connection has to send a request's headers (and the longest a kept-alive
+    /// connection may wait idle); slower connections are closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_s: u64,
+    /// Connections open at once; the next ones are closed at once.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Seconds the open connections get to finish after SIGINT/SIGTERM before they are closed.
+    #[arg(long, default_value_t = 10)]
+    pub drain_s: u64,
     /// Each account's quota in calls per second, drawn on the chart (the workers' setting).
     #[arg(long, env = "STOPCASTER_QPS", default_value_t = crate::config::DEFAULT_QPS)]
     pub qps: u32,
@@ -66,6 +85,14 @@ pub enum DashboardError {
         "refusing to listen on {0} without a password: set STOPCASTER_DASHBOARD_PASSWORD, or listen on a loopback address such as 127.0.0.1:8090"
     )]
     PublicWithoutPassword(SocketAddr),
+    #[error(
+        "refusing to listen on {0} with a password shorter than {min} characters: set a longer STOPCASTER_DASHBOARD_PASSWORD (a passphrase of a few words), or listen on a loopback address such as 127.0.0.1:8090",
+        min = auth::MIN_PASSWORD_CHARS
+    )]
+    ShortPassword(SocketAddr),
+    /// A bad entry of STOPCASTER_DASHBOARD_HOSTS.
+    #[error("{0}")]
+    Hosts(String),
     #[error("accounts file {0}: {1}")]
     AccountsFile(String, String),
     #[error("database: {0}")]
@@ -79,7 +106,11 @@ pub(crate) struct AppState {
     pub pool: sqlx::PgPool,
     pub broker: queues::Broker,
     /// `None`: read-only.
-    pub password: Option<String>,
+    pub password: Option<auth::Password>,
+    /// The `Host` names answered to, with a password.
+    pub hosts: hosts::AllowedHosts,
+    /// Wrong passwords per client address.
+    pub limiter: std::sync::Mutex<limiter::Limiter>,
     pub default_qps: u32,
     pub account_qps: HashMap<String, u32>,
     pub max_attempts: u32,
@@ -101,16 +132,22 @@ impl AppState {
     }
 }
 
-/// Checks the options before anything is opened: a dashboard without a password must not be
-/// reachable from other machines.
+/// Checks the options before anything is opened: a dashboard reachable from other machines
+/// needs a password, and one long enough to withstand guessing.
 pub(crate) fn check_listen(
     listen: SocketAddr,
     password: Option<&str>,
 ) -> Result<(), DashboardError> {
-    if password.is_none() && !listen.ip().is_loopback() {
-        return Err(DashboardError::PublicWithoutPassword(listen));
+    if listen.ip().is_loopback() {
+        return Ok(());
     }
-    Ok(())
+    match password {
+        None => Err(DashboardError::PublicWithoutPassword(listen)),
+        Some(p) if p.chars().count() < auth::MIN_PASSWORD_CHARS => {
+            Err(DashboardError::ShortPassword(listen))
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// The password, if one is set (an empty one counts as none).
@@ -144,6 +181,8 @@ fn account_quotas(args: &DashboardArgs) -> Result<HashMap<String, u32>, Dashboar
 pub async fn run(args: DashboardArgs, shutdown: CancellationToken) -> Result<(), DashboardError> {
     let password = password(&args);
     check_listen(args.listen, password.as_deref())?;
+    let hosts = hosts::AllowedHosts::new(args.listen, args.hosts.as_deref())
+        .map_err(|e| DashboardError::Hosts(e.to_string()))?;
     let account_qps = account_quotas(&args)?;
     // The ledger of job counts and the indexes come with the migrations, like the worker's.
     let pool = crate::store::migrate(&args.database.database_url).await?;
@@ -159,7 +198,9 @@ pub async fn run(args: DashboardArgs, shutdown: CancellationToken) -> Result<(),
             args.broker.amqp_url.clone(),
             Names::new(&args.broker.queue_prefix),
         ),
-        password,
+        password: password.as_deref().map(auth::Password::new),
+        hosts,
+        limiter: std::sync::Mutex::new(limiter::Limiter::new(limiter::Policy::default())),
         default_qps: args.qps,
         account_qps,
         max_attempts: args.attempts.max_attempts.max(1),
@@ -174,15 +215,14 @@ pub async fn run(args: DashboardArgs, shutdown: CancellationToken) -> Result<(),
     eprintln!("dashboard listening on http://{local} ({mode})");
     tracing::info!(%local, mode, "dashboard started");
     tokio::spawn(fold_counts(pool.clone(), shutdown.clone()));
-    let app = routes::router(state);
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await;
+    let limits = serve::Limits {
+        header_timeout: Duration::from_secs(args.header_timeout_s),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        drain: Duration::from_secs(args.drain_s),
+    };
+    serve::serve(listener, routes::router(state), limits, shutdown).await;
     pool.close().await;
-    served.map_err(|e| DashboardError::Listen(local, e))
+    Ok(())
 }
 
 /// Keeps the ledger of job counts short: folds it whenever it has grown by a few thousand rows.
@@ -212,4 +252,33 @@ async fn fold_counts(pool: sqlx::PgPool, shutdown: CancellationToken) {
 /// A timestamp for pages and JSON: RFC 3339 in UTC, microseconds.
 pub(crate) fn ts(t: time::OffsetDateTime) -> String {
     rfc3339_micros(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beyond_loopback_a_password_of_twelve_characters() {
+        let public: SocketAddr = "0.0.0.0:8090".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8090".parse().unwrap();
+        assert!(matches!(
+            check_listen(public, None),
+            Err(DashboardError::PublicWithoutPassword(_))
+        ));
+        assert!(matches!(
+            check_listen(public, Some("elevenchars")),
+            Err(DashboardError::ShortPassword(_))
+        ));
+        // Characters, not bytes: eleven accented letters are still too short.
+        assert!(check_listen(public, Some(&"é".repeat(11))).is_err());
+        assert!(check_listen(public, Some("twelve chars")).is_ok());
+        assert!(check_listen(local, None).is_ok());
+        assert!(check_listen(local, Some("x")).is_ok());
+        let e = check_listen(public, Some("short")).unwrap_err().to_string();
+        assert!(
+            e.contains("shorter than 12 characters") && !e.contains("short\""),
+            "{e}"
+        );
+    }
 }

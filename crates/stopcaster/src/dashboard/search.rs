@@ -51,8 +51,18 @@ fn given(v: &Option<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Parses a time of the time-range filter.
+/// The earliest and latest times a filter may name: years 1 to 9999 in UTC, what people mean
+/// and well inside what Postgres stores (a year -9999 would be a database error).
+const EARLIEST: OffsetDateTime = time::macros::datetime!(0001-01-01 00:00 UTC);
+const LATEST: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59.999_999 UTC);
+
+/// Parses a time of the time-range filter; `None` for a text that is not one, or a time out of
+/// [`EARLIEST`]..=[`LATEST`].
 pub(super) fn parse_time(text: &str) -> Option<OffsetDateTime> {
+    parse_any_time(text).filter(|t| (EARLIEST..=LATEST).contains(t))
+}
+
+fn parse_any_time(text: &str) -> Option<OffsetDateTime> {
     if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
         return Some(t);
     }
@@ -90,7 +100,10 @@ impl SearchParams {
             given(v)
                 .map(|t| {
                     parse_time(&t).ok_or_else(|| {
-                        format!("{name}: {t:?} is not a time (RFC 3339 or YYYY-MM-DDTHH:MM, UTC)")
+                        format!(
+                            "{name}: {t:?} is not a time from year 1 to 9999 (RFC 3339 or \
+                             YYYY-MM-DDTHH:MM, UTC)"
+                        )
                     })
                 })
                 .transpose()
@@ -235,6 +248,32 @@ mod tests {
             })
             .contains("after")
         );
+    }
+
+    #[test]
+    fn times_out_of_range_name_their_parameter() {
+        for (name, text) in [
+            ("from", "-9999-01-01T00:00"),
+            ("from", "0000-12-31T23:59"),
+            ("to", "9999-12-31T23:59:59-01:00"),
+            ("to", "+10000-01-01T00:00"),
+        ] {
+            let mut p = SearchParams::default();
+            *(if name == "from" {
+                &mut p.from
+            } else {
+                &mut p.to
+            }) = Some(text.into());
+            let e = p.check(now()).unwrap_err();
+            assert!(e.starts_with(&format!("{name}: ")), "{text}: {e}");
+        }
+        for text in [
+            "0001-01-01T00:00",
+            "9999-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+        ] {
+            assert!(parse_time(text).is_some(), "{text}");
+        }
     }
 
     #[test]

@@ -228,15 +228,10 @@ pub(super) async fn cancel_api(
 ) -> Response {
     let result: Result<Response, Failure> = async {
         let id = parse_job_id(&id)?;
-        // Who, for the record (`stopcaster cancel` writes user@host): the basic-auth user name
-        // and the browser's address.
-        let user: String = auth::basic_user(&headers)
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "anonymous".to_owned())
-            .chars()
-            .take(64)
-            .collect();
-        let by = format!("{user}@dashboard ({})", peer.ip());
+        // Who, for the record (`stopcaster cancel` writes user@host): the basic-auth user name,
+        // sanitised, and the browser's address.
+        let actor = auth::actor(&headers, peer.ip());
+        let by = actor.to_string();
         let outcome = store::cancel_jobs(&state.pool, &[id], None, &by)
             .await?
             .into_iter()
@@ -244,7 +239,8 @@ pub(super) async fn cancel_api(
             .map_or(CancelOutcome::Unknown, |r| r.outcome);
         let status = match outcome {
             CancelOutcome::Cancelled { .. } => {
-                tracing::info!(job_id = %id, "cancelled from the dashboard");
+                tracing::info!(job_id = %id, user = %actor.user, client = %actor.address,
+                    "cancelled from the dashboard");
                 return Ok(
                     Json(json!({"job_id": id, "cancelled": true, "status": JobStatus::Cancelled.as_str()}))
                         .into_response(),

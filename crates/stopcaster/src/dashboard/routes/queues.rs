@@ -2,15 +2,17 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{Failure, Shared, api, page, render};
-use crate::dashboard::AppState;
 use crate::dashboard::views::*;
+use crate::dashboard::{AppState, auth};
 use crate::dead_letters::Selection;
 use crate::store;
 
@@ -65,7 +67,14 @@ pub(super) struct ReplayRequest {
     all: bool,
 }
 
-pub(super) async fn replay_api(State(state): State<Shared>, body: Bytes) -> Response {
+pub(super) async fn replay_api(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Who, for the log (replays have no column for it; `caster_stop_replays` says when).
+    let actor = auth::actor(&headers, peer.ip());
     let request: ReplayRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -94,11 +103,18 @@ pub(super) async fn replay_api(State(state): State<Shared>, body: Bytes) -> Resp
             tracing::info!(
                 replayed = outcome.replayed.len(),
                 missing = outcome.missing.len(),
+                all = matches!(selection, Selection::All),
+                user = %actor.user,
+                client = %actor.address,
                 "replayed from the dashboard"
             );
             Json(outcome).into_response()
         }
-        Err(e) => Failure::new(StatusCode::BAD_GATEWAY, e).api(),
+        Err(e) => {
+            tracing::warn!(user = %actor.user, client = %actor.address, error = %e,
+                "a replay from the dashboard failed");
+            Failure::new(StatusCode::BAD_GATEWAY, e).api()
+        }
     }
 }
 

@@ -1,0 +1,114 @@
+//! Who did something through the dashboard, as it is logged and recorded: the basic-auth user
+//! name (whatever the caller typed, so made harmless: control characters and bidirectional
+//! controls escaped as `\u{..}`, the length capped) and the client's address.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// The most characters of a user name kept (escapes included).
+pub(crate) const MAX_USER_CHARS: usize = 64;
+
+/// A user name and an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Actor {
+    /// Sanitised ([`sanitise_user`]); `anonymous` when none was given.
+    pub user: String,
+    pub address: IpAddr,
+}
+
+impl Actor {
+    pub(crate) fn new(user: Option<&str>, address: IpAddr) -> Self {
+        let user = user
+            .filter(|u| !u.is_empty())
+            .map_or_else(|| "anonymous".to_owned(), sanitise_user);
+        Actor { user, address }
+    }
+}
+
+impl fmt::Display for Actor {
+    /// `user@dashboard (address)`, as `cancelled_by` records it (`stopcaster cancel` writes
+    /// `user@host`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@dashboard ({})", self.user, self.address)
+    }
+}
+
+/// A character a terminal, a log viewer or a page could act on or reorder: C0 and C1
+/// controls, DEL, and the bidirectional and zero-width format characters.
+fn is_hostile(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+        )
+}
+
+/// A user name made safe to log and store: hostile characters written `\u{1b}`, a backslash
+/// doubled (so an escape cannot be faked), at most [`MAX_USER_CHARS`] characters, then `…`.
+pub(crate) fn sanitise_user(name: &str) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    for c in name.chars() {
+        let piece = if is_hostile(c) {
+            format!("\\u{{{:x}}}", u32::from(c))
+        } else if c == '\\' {
+            "\\\\".to_owned()
+        } else {
+            c.to_string()
+        };
+        let len = piece.chars().count();
+        if count + len > MAX_USER_CHARS {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+        count += len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_characters_are_escaped() {
+        assert_eq!(sanitise_user("alice"), "alice");
+        assert_eq!(
+            sanitise_user("a\u{1b}]0;pwned\u{7}b"),
+            "a\\u{1b}]0;pwned\\u{7}b"
+        );
+        assert_eq!(sanitise_user("x\ny\rz\u{0}"), "x\\u{a}y\\u{d}z\\u{0}");
+        assert_eq!(sanitise_user("cas-\u{202e}gnp.exe"), "cas-\\u{202e}gnp.exe");
+        assert_eq!(sanitise_user("a\u{2066}b\u{feff}"), "a\\u{2066}b\\u{feff}");
+        assert_eq!(sanitise_user("a\\u{1b}"), "a\\\\u{1b}");
+        assert_eq!(sanitise_user("Zoë 山田"), "Zoë 山田");
+    }
+
+    #[test]
+    fn the_length_is_capped() {
+        let long = "é".repeat(1000);
+        let s = sanitise_user(&long);
+        assert_eq!(s.chars().count(), MAX_USER_CHARS + 1);
+        assert!(s.ends_with('…'));
+        // An escape is never cut in half.
+        let s = sanitise_user(&format!("{}\u{1b}", "a".repeat(60)));
+        assert_eq!(s, format!("{}…", "a".repeat(60)));
+        assert_eq!(sanitise_user(&"b".repeat(64)), "b".repeat(64));
+    }
+
+    #[test]
+    fn who_and_from_where() {
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(
+            Actor::new(Some("ops\u{1b}"), ip).to_string(),
+            "ops\\u{1b}@dashboard (192.0.2.7)"
+        );
+        assert_eq!(Actor::new(Some(""), ip).user, "anonymous");
+        assert_eq!(Actor::new(None, ip).user, "anonymous");
+    }
+}
