@@ -5,6 +5,7 @@
 //! page that brings a job back, and no error in the browser's console.
 
 mod actions;
+mod hostile;
 mod pages;
 mod refusals;
 mod scale;
