@@ -19,13 +19,17 @@ pub const RLO_CASTER: &str = "cas-\u{202e}gnp.exe";
 pub const BIG: usize = 5 * 1024 * 1024;
 /// What follows a value cut to size: its full length.
 pub const BIG_MARKER: &str = "… (5,242,880 chars)";
+/// The longest CasterId a row can hold here: Postgres indexes the column, and an index entry
+/// must fit in a third of a page (2,704 bytes) once compressed.
+pub const ROW_CASTER: usize = 200_000;
+pub const ROW_MARKER: &str = "… (200,000 chars)";
 /// Well below what one page or table of a few rows needs, far below 5 MB.
 pub const SMALL: usize = 200_000;
 
 /// The rows and dead letters [`publish`] made.
 pub struct Hostile {
     /// Rejected unread (5 MB body): its dead letter's CasterId is 5 MB; its row then gets a
-    /// 5 MB CasterId and error message.
+    /// [`ROW_CASTER`] CasterId and a 5 MB error message.
     pub big: uuid::Uuid,
     /// Rejected (control characters): ESC and U+202E in its CasterId and batch.
     pub ctl: uuid::Uuid,
@@ -34,20 +38,19 @@ pub struct Hostile {
     /// Accepted (U+202E is no control character), failed at the stand-in.
     pub rlo: uuid::Uuid,
     pub rlo_batch: String,
-    /// Scheduled a day ahead; its CasterId then made 5 MB with ESC and U+202E.
+    /// Scheduled a day ahead; its CasterId then made 5 MB, ending with U+202E and ESC.
     pub scheduled: uuid::Uuid,
 }
 
 /// Publishes the hostile messages to a running worker and waits until they are rows and dead
 /// letters. The worker itself keeps a rejected message's CasterId under 1 KiB and the API's
-/// errors are short: the 5 MB CasterIds and error messages of rows are written by SQL, standing
-/// for whatever a row may hold (an older version's, or an answer nobody expected).
+/// errors are short: the long CasterIds and 5 MB error messages of rows are written by SQL,
+/// standing for whatever a row may hold (an older version's, or an answer nobody expected).
 pub async fn publish(env: &TestEnv) -> Hostile {
     let ctl_caster = format!("{RLO_CASTER}{ESC}");
     let ctl_batch = format!("bat-\u{202e}{ESC}\u{2066}");
     let rlo_batch = "bidi-\u{202e}cba\u{2069}".to_owned();
-    let (big, ctl, rlo, scheduled) = (
-        uuid::Uuid::new_v4(),
+    let (ctl, rlo, scheduled) = (
         uuid::Uuid::new_v4(),
         uuid::Uuid::new_v4(),
         uuid::Uuid::new_v4(),
@@ -56,7 +59,7 @@ pub async fn publish(env: &TestEnv) -> Hostile {
         .format(&Rfc3339)
         .unwrap();
     let bodies = [
-        json!({"job_id": big, "caster_id": "c".repeat(BIG), "batch_id": "big"}),
+        json!({"caster_id": "c".repeat(BIG), "batch_id": "big"}),
         json!({"job_id": ctl, "caster_id": ctl_caster, "batch_id": ctl_batch,
                "region_id": format!("cn-{ESC}\u{202e}"), "account": format!("a{ESC}")}),
         json!({"job_id": rlo, "caster_id": RLO_CASTER, "batch_id": rlo_batch,
@@ -78,23 +81,40 @@ pub async fn publish(env: &TestEnv) -> Hostile {
     })
     .await
     .expect("one scheduled job");
-    let sql = [
-        "UPDATE caster_stop_jobs SET caster_id = repeat('c', $2), error_message = $3 || repeat('e', $2) WHERE job_id = $1",
-        "UPDATE caster_stop_attempts SET error_message = $3 || repeat('m', $2) WHERE job_id = $1",
-    ];
-    for (query, id) in [(sql[0], big), (sql[1], rlo)] {
-        sqlx::query(query)
-            .bind(id)
-            .bind(BIG as i32)
-            .bind(format!("{ESC}{RLO_CASTER}"))
-            .execute(&env.pool)
-            .await
-            .unwrap();
-    }
-    sqlx::query("UPDATE caster_stop_jobs SET caster_id = $2 || repeat('c', $3) WHERE job_id = $1")
+    // A body too large to read gets a job id of the worker's.
+    let big: uuid::Uuid = sqlx::query_scalar(
+        "SELECT job_id FROM caster_stop_jobs WHERE error_message LIKE 'body of % bytes exceeds %'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    let hostile = format!("{ESC}{RLO_CASTER}");
+    sqlx::query(
+        "UPDATE caster_stop_jobs SET caster_id = repeat('c', $2), \
+         error_message = $3 || repeat('e', $4) WHERE job_id = $1",
+    )
+    .bind(big)
+    .bind(ROW_CASTER as i32)
+    .bind(&hostile)
+    .bind(BIG as i32)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE caster_stop_attempts SET error_message = $2 || repeat('m', $3) WHERE job_id = $1",
+    )
+    .bind(rlo)
+    .bind(&hostile)
+    .bind(BIG as i32)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    // The repeated part first: Postgres compresses an index entry only when the value's start
+    // compresses.
+    sqlx::query("UPDATE caster_stop_jobs SET caster_id = repeat('c', $3) || $2 WHERE job_id = $1")
         .bind(scheduled)
         .bind(format!("{RLO_CASTER}{ESC}"))
-        .bind(BIG as i32)
+        .bind(ROW_CASTER as i32)
         .execute(&env.pool)
         .await
         .unwrap();
@@ -177,7 +197,10 @@ pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
             }
         }
     }
-    assert!(!quoted && field.is_empty() && record.is_empty(), "unterminated CSV");
+    assert!(
+        !quoted && field.is_empty() && record.is_empty(),
+        "unterminated CSV"
+    );
     records
 }
 
