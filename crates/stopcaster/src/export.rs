@@ -1,11 +1,14 @@
 //! The job row as the report and the dashboard's CSV export write it: the columns in order,
-//! each row's fields as text, and RFC 4180 CSV with cells that would run as formulas
-//! neutralised. Below both, so that a column added here reaches both at once.
+//! each row's fields as text, and RFC 4180 CSV with each value in the escaped form of
+//! [`crate::domain::display`] (control characters and bidirectional controls as `\x1b`,
+//! `\u{202e}`, a backslash as `\\`: the exact value reads back) and cells that would run as
+//! formulas neutralised. Below both, so that a column added here reaches both at once.
 
 use std::borrow::Cow;
 
 use time::OffsetDateTime;
 
+use crate::domain::display::escape;
 use crate::store::JobRow;
 
 /// The listed columns, in order: of `--wide`, of the report's CSV and of the dashboard's CSV
@@ -63,15 +66,18 @@ pub(crate) fn csv_row(row: &JobRow) -> String {
 /// What a spreadsheet takes for the start of a formula (OWASP, "CSV Injection").
 const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
-/// One CSV field per RFC 4180: quoted when it holds a comma, a double quote, CR or LF, with
-/// each double quote doubled. A field that starts like a formula gets a leading `'` first, as
-/// OWASP recommends: CasterIds, batch labels and error texts come from messages that anyone
-/// allowed to publish wrote, and an operator opens the file in a spreadsheet.
+/// One CSV field per RFC 4180: the value escaped ([`escape`]: a terminal that prints the file
+/// runs no escape sequence, and no line is reordered), quoted when it holds a comma, a double
+/// quote, CR or LF, with each double quote doubled. A field that starts like a formula gets a
+/// leading `'` first, as OWASP recommends: CasterIds, batch labels and error texts come from
+/// messages that anyone allowed to publish wrote, and an operator opens the file in a
+/// spreadsheet.
 pub(crate) fn csv_field(field: &str) -> Cow<'_, str> {
+    let field = escape(field);
     let field = if field.starts_with(FORMULA_STARTS) {
         Cow::Owned(format!("'{field}"))
     } else {
-        Cow::Borrowed(field)
+        field
     };
     if field.contains([',', '"', '\r', '\n']) {
         Cow::Owned(format!("\"{}\"", field.replace('"', "\"\"")))
@@ -101,8 +107,8 @@ mod tests {
         assert_eq!(csv_field(""), "");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-        assert_eq!(csv_field("cr\r"), "\"cr\r\"");
+        assert_eq!(csv_field("two\nlines"), "two\\x0alines");
+        assert_eq!(csv_field("cr\r, then"), "\"cr\\x0d, then\"");
         assert_eq!(csv_field(" spaced "), " spaced ");
         assert_eq!(
             csv_record(["a", "b,c", "", "\""]),
@@ -116,14 +122,30 @@ mod tests {
         assert_eq!(csv_field("+1"), "'+1");
         assert_eq!(csv_field("-1"), "'-1");
         assert_eq!(csv_field("@SUM(A1:A9)"), "'@SUM(A1:A9)");
-        assert_eq!(csv_field("\tx"), "'\tx");
+        // Escaped, the tab and CR no longer start the cell.
+        assert_eq!(csv_field("\tx"), "\\x09x");
+        assert_eq!(csv_field("\r=1"), "\\x0d=1");
         // Neutralised, then quoted as RFC 4180 has it.
-        assert_eq!(csv_field("\r=1"), "\"'\r=1\"");
+        assert_eq!(csv_field("=1,2"), "\"'=1,2\"");
         assert_eq!(
             csv_field("=HYPERLINK(\"http://evil.example\",\"x\")"),
             "\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\")\""
         );
         assert_eq!(csv_record(["ok", "=cmd", "-"]), "ok,'=cmd,'-\r\n");
+    }
+
+    #[test]
+    fn csv_cells_are_escaped_and_read_back() {
+        assert_eq!(csv_field("\u{1b}]0;x\u{7}"), "\\x1b]0;x\\x07");
+        assert_eq!(csv_field("cas-\u{202e}gnp.exe"), "cas-\\u{202e}gnp.exe");
+        assert_eq!(csv_field("a\\b"), "a\\\\b");
+        let hostile = "\u{1b}[2J\u{202e}\\,\"x\"\r\n";
+        let cell = csv_field(hostile);
+        let unquoted = cell[1..cell.len() - 1].replace("\"\"", "\"");
+        assert_eq!(
+            crate::domain::display::unescape(&unquoted).as_deref(),
+            Some(hostile)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! stand-in on port 0, and the real `stopcaster` binary as a child process. Everything it makes
 //! is removed when the `TestEnv` drops, so tests run in parallel and leave nothing behind.
 
+pub mod hostile;
 pub mod pki;
 
 use std::io::{BufRead as _, BufReader};

@@ -6,6 +6,7 @@
 
 mod actions;
 mod hardening;
+mod hostile;
 mod pages;
 mod refusals;
 mod scale;

@@ -5,6 +5,7 @@
 mod dead_letters;
 mod enqueue;
 mod figures;
+mod hostile;
 mod report;
 
 use crate::common;

@@ -1,8 +1,11 @@
-//! What each page shows: the data (serialized as is for `/api/`, so the pages and the API
-//! show the same thing) and the askama templates that render it. Templates escape every value
-//! (the `.html` extension turns it on): a CasterId, batch label, payload or error text is
-//! always text. The chart is SVG computed here, numbers only.
+//! What each page shows: the data (serialized for `/api/`, so the pages and the API show the
+//! same thing; the lists' texts bounded) and the askama templates that render it. Templates
+//! escape every value for HTML (the `.html` extension turns it on): a CasterId, batch label,
+//! payload or error text is always text; and every value from a message goes through [`show`]
+//! (or [`text`], [`long_text`], [`payload`]): control and bidirectional characters visibly
+//! escaped, long values cut with their length. The chart is SVG computed here, numbers only.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use askama::Template;
@@ -16,6 +19,7 @@ use super::queues::QueueDepth;
 use super::search::{form_encode, path_segment};
 use crate::dead_letters::DeadLetter;
 use crate::domain::JobStatus;
+use crate::domain::display::{self, CELL_CHARS, PAYLOAD_CHARS, TEXT_CHARS, bounded, bounded_as};
 use crate::store::{AttemptRow, BatchRow, JobDetail, JobRow, PauseRow, ReplayRow};
 
 /// What every page's frame needs.
@@ -61,9 +65,36 @@ pub(super) fn at(t: &OffsetDateTime) -> String {
     super::ts(*t)
 }
 
-/// Optional text, or `-`.
-pub(super) fn text(v: &Option<String>) -> &str {
-    v.as_deref().unwrap_or("-")
+/// Optional text from a message, or `-`, as a cell shows it: escaped and bounded ([`show`]).
+pub(super) fn text(v: &Option<String>) -> Cow<'_, str> {
+    v.as_deref().map_or(Cow::Borrowed("-"), show)
+}
+
+/// A value from a message as a cell shows it: control and bidirectional characters escaped
+/// (`\x1b`, `\u{202e}`), at most [`CELL_CHARS`] characters, then `… (N chars)`. Every value
+/// that came from a message goes through here or [`long_text`], once per place: a page's size
+/// is bounded whatever its rows hold.
+pub(super) fn show(v: &str) -> Cow<'_, str> {
+    bounded(v, CELL_CHARS)
+}
+
+/// A long text (an error message) as the job's page shows it: as [`text`], up to
+/// [`TEXT_CHARS`] characters; the whole is at `/api/jobs/ID`.
+pub(super) fn long_text(v: &Option<String>) -> Cow<'_, str> {
+    v.as_deref()
+        .map_or(Cow::Borrowed("-"), |t| bounded(t, TEXT_CHARS))
+}
+
+/// The message body as the job's page shows it: lines kept, the rest escaped, up to
+/// [`PAYLOAD_CHARS`] characters.
+pub(super) fn payload(v: &str) -> Cow<'_, str> {
+    bounded_as(v, PAYLOAD_CHARS, display::Layout::Block)
+}
+
+/// Whether a value is short enough to be a link's target (a longer one is shown, not linked:
+/// its link would repeat it whole).
+fn linkable(v: &str) -> bool {
+    v.len() <= CELL_CHARS
 }
 
 pub(super) fn num(v: &Option<i32>) -> String {
@@ -76,14 +107,20 @@ pub(super) fn job_href(id: &Uuid) -> String {
 
 pub(super) fn batch_href(batch: &Option<String>) -> String {
     match batch {
-        Some(b) => format!("/batches/{}", path_segment(b)),
+        Some(b) if linkable(b) => format!("/batches/{}", path_segment(b)),
+        Some(_) => "/batches".to_owned(),
         None => "/jobs".to_owned(),
     }
 }
 
-/// `/jobs?NAME=VALUE`: the job list filtered on one field.
+/// `/jobs?NAME=VALUE`: the job list filtered on one field (unfiltered for a value too long
+/// to link).
 pub(super) fn filter_href(name: &str, value: &str) -> String {
-    format!("/jobs?{}={}", form_encode(name), form_encode(value))
+    if linkable(value) {
+        format!("/jobs?{}={}", form_encode(name), form_encode(value))
+    } else {
+        "/jobs".to_owned()
+    }
 }
 
 /// A duration in seconds as `1h 02m 03s`.
@@ -311,6 +348,9 @@ pub(super) struct BatchPage<'a> {
 #[derive(Clone, Debug, Serialize)]
 pub(super) struct LetterView {
     pub job_id: Option<String>,
+    /// The job id when it is one (what the page links to and replays).
+    #[serde(skip)]
+    pub job_uuid: Option<Uuid>,
     pub caster_id: Option<String>,
     pub batch_id: Option<String>,
     pub reason: Option<String>,
@@ -322,6 +362,7 @@ impl From<&DeadLetter> for LetterView {
     fn from(l: &DeadLetter) -> Self {
         Self {
             job_id: l.job_id.clone(),
+            job_uuid: l.job_uuid(),
             caster_id: l.caster_id.clone(),
             batch_id: l.batch_id.clone(),
             reason: l.reason.clone(),

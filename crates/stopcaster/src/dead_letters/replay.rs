@@ -2,6 +2,7 @@
 //! transaction, left open), publish the original body to `P.jobs` and wait for the confirm,
 //! commit, and only then acknowledge the dead letter.
 
+use crate::domain::display::{CELL_CHARS, bounded};
 use std::collections::HashSet;
 
 use lapin::Channel;
@@ -42,7 +43,9 @@ impl Replayed {
             .as_deref()
             .or(self.record.as_ref().and_then(|r| r.caster_id.as_deref()))
             .unwrap_or("-");
-        let reason = self.letter.reason.as_deref().unwrap_or("-");
+        // Both came from the message: escaped and bounded as every value shown to people.
+        let caster = bounded(caster, CELL_CHARS);
+        let reason = bounded(self.letter.reason.as_deref().unwrap_or("-"), CELL_CHARS);
         let Some(record) = &self.record else {
             return format!(
                 "{}: duplicate dead letter of a job replayed above; removed",

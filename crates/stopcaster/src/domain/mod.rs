@@ -1,10 +1,12 @@
 //! The vocabulary of the project, free of I/O: checked identifiers ([`ids`]), the job message
 //! ([`message`]: one type, written by `enqueue` and parsed by the worker), where a job stands
-//! ([`status`]) and durations as operators type them ([`since`]).
+//! ([`status`]), durations as operators type them ([`since`]) and how a value from a message
+//! is shown to people ([`display`]: escaped, bounded).
 //!
 //! Depends on nothing else in the crate (only on the vendor crate's identifiers and time
 //! formats, which it re-exports); every other folder may depend on it.
 
+pub(crate) mod display;
 mod job_id;
 mod message;
 pub(crate) mod schedule;

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::broker::Names;
 use crate::config::{AttemptsArgs, BrokerArgs, DatabaseArgs};
 use crate::domain::time::rfc3339_micros as timestamp;
-use crate::ops::table::{one_line, table};
+use crate::ops::table::{cell, table};
 
 use crate::dead_letters::{DeadLetter, DeadLetterError, Selection, list, replay};
 
@@ -135,15 +135,15 @@ pub(crate) fn write_list(
             writeln!(out, "{doc:#}")
         }
         ListFormat::Table => {
-            let cell = |v: &Option<String>| one_line(v.as_deref().unwrap_or("-").to_owned());
+            let shown = |v: &Option<String>| cell(v.as_deref().unwrap_or("-").to_owned());
             let rows: Vec<Vec<String>> = letters
                 .iter()
                 .map(|l| {
                     vec![
-                        cell(&l.job_id),
-                        cell(&l.caster_id),
-                        cell(&l.batch_id),
-                        cell(&l.reason),
+                        shown(&l.job_id),
+                        shown(&l.caster_id),
+                        shown(&l.batch_id),
+                        shown(&l.reason),
                         l.when.map_or_else(|| "-".to_owned(), timestamp),
                     ]
                 })

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use crate::domain::display::escape;
 use crate::domain::{JobStatus, parse_since};
 use crate::export::{COLUMNS, csv_record, csv_row, fields, timestamp};
-use crate::ops::table::{Cut, Flexible, fit, one_line, shorten, table};
+use crate::ops::table::{Cut, Flexible, cell, fit, shorten, table};
 use crate::store::{self, JobFilter, JobRow, ReportSummary};
 
 /// How often `--watch` prints the summary again.
@@ -130,7 +131,7 @@ fn narrow_fields(row: &JobRow) -> Vec<String> {
         or_dash(row.finished_at.map(crate::domain::time::rfc3339_seconds)),
     ]
     .into_iter()
-    .map(one_line)
+    .map(cell)
     .collect()
 }
 
@@ -215,7 +216,7 @@ pub(crate) fn summary_text(summary: &ReportSummary, label: &str) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let jobs = format!(": {} jobs", summary.total());
-    let label = shorten(label, TABLE_WIDTH - jobs.chars().count(), Cut::End);
+    let label = shorten(&escape(label), TABLE_WIDTH - jobs.chars().count(), Cut::End);
     let mut out = format!("{label}{jobs}\nstatus: {counts}\n");
     let when = |t: Option<OffsetDateTime>| t.map_or_else(|| "-".to_owned(), timestamp);
     out.push_str(&format!(
@@ -228,14 +229,18 @@ pub(crate) fn summary_text(summary: &ReportSummary, label: &str) -> String {
     ));
     if !summary.totals.failures_by_code.is_empty() {
         out.push_str("failures by error code:\n");
-        let width = summary
+        let codes: Vec<(String, i64)> = summary
             .totals
             .failures_by_code
             .iter()
-            .map(|(c, _)| c.len())
+            .map(|(c, n)| (cell(c.clone()), *n))
+            .collect();
+        let width = codes
+            .iter()
+            .map(|(c, _)| c.chars().count())
             .max()
             .unwrap_or(0);
-        for (code, n) in &summary.totals.failures_by_code {
+        for (code, n) in &codes {
             out.push_str(&format!("  {code:<width$}  {n}\n"));
         }
     }
@@ -321,7 +326,7 @@ async fn once(
                     .map(|r| {
                         fields(r)
                             .into_iter()
-                            .map(|c| one_line(c.unwrap_or_else(|| "-".to_owned())))
+                            .map(|c| cell(c.unwrap_or_else(|| "-".to_owned())))
                             .collect()
                     })
                     .collect();

@@ -1,5 +1,9 @@
 //! Text for the terminal: aligned tables, cells kept on one line and shortened to fit.
 
+use std::borrow::Cow;
+
+use crate::domain::display::{CELL_CHARS, bounded};
+
 /// Rows as aligned columns (`-` for NULL), header first.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -107,18 +111,33 @@ pub(crate) fn shorten(text: &str, width: usize, cut: Cut) -> String {
     out
 }
 
-/// Keeps a table cell on one line: control characters (a multi-line value) become spaces.
-pub(crate) fn one_line(cell: String) -> String {
-    if cell.contains(char::is_control) {
-        cell.replace(char::is_control, " ")
-    } else {
-        cell
+/// A value as a table cell: on one line, escaped and bounded as
+/// [`crate::domain::display::bounded`] shows it (`\x1b`, `\u{202e}`, `… (N chars)`), so that no
+/// escape sequence reaches the terminal, no line is reordered and no row is padded to a
+/// megabyte.
+pub(crate) fn cell(text: String) -> String {
+    match bounded(&text, CELL_CHARS) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(shown) => shown,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_are_escaped_and_bounded() {
+        assert_eq!(cell("studio-1".to_owned()), "studio-1");
+        assert_eq!(cell("a\nb\u{1b}[2J".to_owned()), "a\\x0ab\\x1b[2J");
+        assert_eq!(
+            cell("cas-\u{202e}gnp.exe".to_owned()),
+            "cas-\\u{202e}gnp.exe"
+        );
+        let big = cell("c".repeat(5 * 1024 * 1024));
+        assert!(big.ends_with("… (5,242,880 chars)"), "{big}");
+        assert!(big.chars().count() < CELL_CHARS + 30);
+    }
 
     #[test]
     fn shortened_cells_show_where_they_were_cut() {

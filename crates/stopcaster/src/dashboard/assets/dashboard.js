@@ -139,12 +139,20 @@
     if (target.closest && target.closest("#dead-letters")) updateSelection();
   });
 
+  // The studio a button or box acts on, as its row (or the job's page) shows it: read from the
+  // page rather than repeated in an attribute, so each value is rendered once.
+  function casterOf(element) {
+    const row = element.closest("tr");
+    const cell = row ? row.querySelector(".caster") : document.getElementById("job-caster");
+    return cell ? cell.textContent.trim() : "";
+  }
+
   document.addEventListener("click", async (event) => {
     const button = event.target.closest ? event.target.closest("button[data-replay], button[data-cancel]") : null;
     if (!button) return;
     if (button.dataset.cancel) {
       const id = button.dataset.cancel;
-      const ok = await confirmAction("Cancel this stop?", "The job becomes cancelled and is never called.", [id + "  " + button.dataset.caster], "Cancel the stop");
+      const ok = await confirmAction("Cancel this stop?", "The job becomes cancelled and is never called.", [id + "  " + casterOf(button)], "Cancel the stop");
       if (!ok) return;
       const r = await post("/api/jobs/" + encodeURIComponent(id) + "/cancel");
       showResult(r.ok ? "Cancelled " + id + "." : "Not cancelled: " + (r.data.error || ("HTTP " + r.status)), !r.ok);
@@ -171,7 +179,7 @@
       mode === "all"
         ? "Every message in the dead-letter queue goes back to the work queue; failed jobs are reopened with a fresh attempt budget."
         : "These jobs go back to the work queue; failed jobs are reopened with a fresh attempt budget.",
-      boxes.map((b) => b.value + "  " + b.dataset.caster),
+      boxes.map((b) => b.value + "  " + casterOf(b)),
       "Replay " + count);
     if (!ok) return;
     button.disabled = true;

@@ -94,7 +94,7 @@ pub(super) async fn batch_page(State(state): State<Shared>, Path(id): Path<Strin
     let data = batch(&state, &id).await;
     page(&state, data, |d| {
         render(&BatchPage {
-            layout: Layout::new(&state, format!("Batch {}", d.batch_id), "batches"),
+            layout: Layout::new(&state, format!("Batch {}", show(&d.batch_id)), "batches"),
             data: d,
             jobs_href: views::filter_href("batch", &d.batch_id),
         })

@@ -9,7 +9,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Failure, Shared, api, page, render};
+use super::{Failure, Shared, api, api_exact, page, render};
 use crate::dashboard::AppState;
 use crate::dashboard::auth;
 use crate::dashboard::search::{Search, SearchParams, encode_cursor};
@@ -215,7 +215,7 @@ pub(super) async fn job_page(State(state): State<Shared>, Path(id): Path<String>
 }
 
 pub(super) async fn job_api(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    api(job(&state, &id).await)
+    api_exact(job(&state, &id).await)
 }
 
 /// `POST /api/jobs/ID/cancel`: 200 when cancelled; 409 when the job has gone too far (its

@@ -25,6 +25,7 @@ use self::queues::{
 };
 use super::views::*;
 use super::{AppState, assets, auth};
+use crate::domain::display::{API_CHARS, bound_json};
 use crate::store;
 
 pub(super) type Shared = Arc<AppState>;
@@ -123,7 +124,23 @@ pub(super) fn page<T>(
     }
 }
 
+/// A list's JSON (every endpoint but the single job's): each text cut to [`API_CHARS`]
+/// characters with `… (N chars)`, and `"truncated": {"FIELD": N}` in its object, so that an
+/// answer's size does not depend on what the messages held. The whole value is at
+/// `/api/jobs/JOB_ID` ([`api_exact`]).
 pub(super) fn api<T: serde::Serialize>(data: Result<T, Failure>) -> Response {
+    match data.map(|d| serde_json::to_value(d)) {
+        Ok(Ok(mut doc)) => {
+            bound_json(&mut doc, API_CHARS);
+            Json(doc).into_response()
+        }
+        Ok(Err(e)) => Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).api(),
+        Err(f) => f.api(),
+    }
+}
+
+/// The JSON of one item, every value exact.
+pub(super) fn api_exact<T: serde::Serialize>(data: Result<T, Failure>) -> Response {
     match data {
         Ok(d) => Json(d).into_response(),
         Err(f) => f.api(),

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
 use self::step::{Interrupt, Step};
+use crate::domain::display::escape;
 use crate::domain::{Job, JobId, Parsed, RegionId, parse_message, payload_text};
 use crate::domain::{JobStatus, conclusion};
 use crate::store::{self, JobState, RejectedMessage};
@@ -99,7 +100,10 @@ pub(super) async fn process(
             batch_id,
             rejection,
         } => {
-            let span = info_span!("job", %job_id, caster_id = caster_id.as_deref().unwrap_or(""));
+            // Escaped: a message's text must not write escape sequences to the log or reorder
+            // its line (U+202E).
+            let shown = escape(caster_id.as_deref().unwrap_or(""));
+            let span = info_span!("job", %job_id, caster_id = %shown);
             let record = RejectedMessage {
                 job_id,
                 caster_id: caster_id.as_deref(),
@@ -115,7 +119,8 @@ pub(super) async fn process(
         }
         Parsed::Job(job) => {
             // Each attempt's number is in a span of its own ([`settle`]), so a line names one.
-            let span = info_span!("job", job_id = %job.job_id, caster_id = %job.caster_id);
+            let caster_id = escape(job.caster_id.as_str());
+            let span = info_span!("job", job_id = %job.job_id, caster_id = %caster_id);
             let _guard = ctx
                 .in_flight
                 .claim(job.job_id)
@@ -133,7 +138,7 @@ pub(super) async fn process(
 /// already sent.
 async fn reject(step: &Step<'_>, record: &RejectedMessage<'_>) -> Result<Disposition, Interrupt> {
     let ctx = step.ctx;
-    warn!(reason = %record.reason, "malformed message rejected");
+    warn!(reason = %escape(record.reason), "malformed message rejected");
     ctx.metrics.job_finished("rejected");
     step.db(|| store::record_rejected(&ctx.pool, record))
         .await?;

@@ -15,6 +15,7 @@ use super::attempt::Probe;
 use super::decide;
 use super::reserve::Ready;
 use super::step::{Interrupt, Step};
+use crate::domain::display::escape;
 use crate::domain::{Job, Verdict};
 use crate::store::{self, JobState};
 use crate::worker::circuit::{self, Signal};
@@ -214,7 +215,7 @@ async fn finish(
     ctx.metrics.job_finished(verdict.status.as_str());
     let done = decide::finished(verdict, outcome, job.job_id);
     match &done {
-        Disposition::DeadLetter { reason, .. } => warn!(%reason, "job failed"),
+        Disposition::DeadLetter { reason, .. } => warn!(reason = %escape(reason), "job failed"),
         _ => info!(
             conclusion = verdict.conclusion,
             request_id = outcome.request_id().unwrap_or(""),
@@ -253,7 +254,7 @@ fn log_outcome(outcome: &CallOutcome) {
             http_status = other.http_status(),
             code = other.error_code().unwrap_or(""),
             request_id = other.request_id().unwrap_or(""),
-            message = other.error_message().unwrap_or(""),
+            message = %escape(other.error_message().unwrap_or("")),
             "StopCaster failed"
         ),
     }
