@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 /// A user name with a terminal escape in it, as a hostile client would send it.
 const HOSTILE_USER: &str = "mallory\u{1b}]0;pwned\u{7}";
-const HOSTILE_USER_ESCAPED: &str = "mallory\\u{1b}]0;pwned\\u{7}";
+const HOSTILE_USER_ESCAPED: &str = "mallory\\x1b]0;pwned\\x07";
 
 async fn get_as(dash: &Dashboard, http: &reqwest::Client, password: &str) -> reqwest::Response {
     http.get(dash.url("/api/batches"))

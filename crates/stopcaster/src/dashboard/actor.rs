@@ -1,9 +1,11 @@
 //! Who did something through the dashboard, as it is logged and recorded: the basic-auth user
-//! name (whatever the caller typed, so made harmless: control characters and bidirectional
-//! controls escaped as `\u{..}`, the length capped) and the client's address.
+//! name (whatever the caller typed, so made harmless: escaped as every displayed value is, the
+//! length capped) and the client's address.
 
 use std::fmt;
 use std::net::IpAddr;
+
+use crate::domain::display;
 
 /// The most characters of a user name kept (escapes included).
 pub(crate) const MAX_USER_CHARS: usize = 64;
@@ -33,42 +35,10 @@ impl fmt::Display for Actor {
     }
 }
 
-/// A character a terminal, a log viewer or a page could act on or reorder: C0 and C1
-/// controls, DEL, and the bidirectional and zero-width format characters.
-fn is_hostile(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061c}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{2028}'..='\u{202e}'
-                | '\u{2060}'..='\u{2069}'
-                | '\u{feff}'
-        )
-}
-
-/// A user name made safe to log and store: hostile characters written `\u{1b}`, a backslash
-/// doubled (so an escape cannot be faked), at most [`MAX_USER_CHARS`] characters, then `…`.
+/// A user name made safe to log and store: in the escaped form every displayed value takes
+/// ([`crate::domain::display`]), at most [`MAX_USER_CHARS`] characters, then the length marker.
 pub(crate) fn sanitise_user(name: &str) -> String {
-    let mut out = String::new();
-    let mut count = 0;
-    for c in name.chars() {
-        let piece = if is_hostile(c) {
-            format!("\\u{{{:x}}}", u32::from(c))
-        } else if c == '\\' {
-            "\\\\".to_owned()
-        } else {
-            c.to_string()
-        };
-        let len = piece.chars().count();
-        if count + len > MAX_USER_CHARS {
-            out.push('…');
-            break;
-        }
-        out.push_str(&piece);
-        count += len;
-    }
-    out
+    display::bounded(name, MAX_USER_CHARS).into_owned()
 }
 
 #[cfg(test)]
@@ -80,9 +50,9 @@ mod tests {
         assert_eq!(sanitise_user("alice"), "alice");
         assert_eq!(
             sanitise_user("a\u{1b}]0;pwned\u{7}b"),
-            "a\\u{1b}]0;pwned\\u{7}b"
+            "a\\x1b]0;pwned\\x07b"
         );
-        assert_eq!(sanitise_user("x\ny\rz\u{0}"), "x\\u{a}y\\u{d}z\\u{0}");
+        assert_eq!(sanitise_user("x\ny\rz\u{0}"), "x\\x0ay\\x0dz\\x00");
         assert_eq!(sanitise_user("cas-\u{202e}gnp.exe"), "cas-\\u{202e}gnp.exe");
         assert_eq!(sanitise_user("a\u{2066}b\u{feff}"), "a\\u{2066}b\\u{feff}");
         assert_eq!(sanitise_user("a\\u{1b}"), "a\\\\u{1b}");
@@ -93,11 +63,11 @@ mod tests {
     fn the_length_is_capped() {
         let long = "é".repeat(1000);
         let s = sanitise_user(&long);
-        assert_eq!(s.chars().count(), MAX_USER_CHARS + 1);
-        assert!(s.ends_with('…'));
+        assert!(s.starts_with(&"é".repeat(MAX_USER_CHARS)), "{s}");
+        assert!(s.ends_with("… (1,000 chars)"), "{s}");
         // An escape is never cut in half.
-        let s = sanitise_user(&format!("{}\u{1b}", "a".repeat(60)));
-        assert_eq!(s, format!("{}…", "a".repeat(60)));
+        let s = sanitise_user(&format!("{}\u{1b}", "a".repeat(62)));
+        assert_eq!(s, format!("{}… (63 chars)", "a".repeat(62)));
         assert_eq!(sanitise_user(&"b".repeat(64)), "b".repeat(64));
     }
 
@@ -106,7 +76,7 @@ mod tests {
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         assert_eq!(
             Actor::new(Some("ops\u{1b}"), ip).to_string(),
-            "ops\\u{1b}@dashboard (192.0.2.7)"
+            "ops\\x1b@dashboard (192.0.2.7)"
         );
         assert_eq!(Actor::new(Some(""), ip).user, "anonymous");
         assert_eq!(Actor::new(None, ip).user, "anonymous");

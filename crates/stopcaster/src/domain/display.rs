@@ -4,8 +4,10 @@
 //!
 //! The escaped form: a backslash becomes `\\`; an ASCII control character (U+0000 to U+001F,
 //! U+007F) becomes `\xNN` (two lowercase hex digits, `\x1b` for ESC); a C1 control (U+0080 to
-//! U+009F) and a bidirectional control (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to
-//! U+2069) become `\u{N}` (lowercase hex, `\u{202e}`); every other character is itself. Since the
+//! U+009F), a bidirectional control (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to
+//! U+2069) and an invisible or line-breaking format character (U+200B to U+200D, U+2028,
+//! U+2029, U+2060 to U+2064, U+FEFF) become `\u{N}` (lowercase hex, `\u{202e}`); every other
+//! character is itself. Since the
 //! backslash is escaped too, the form reads back to the exact value ([`unescape`]).
 
 use std::borrow::Cow;
@@ -23,12 +25,21 @@ pub(crate) const PAYLOAD_CHARS: usize = 16_384;
 pub(crate) const API_CHARS: usize = 1_024;
 
 /// Whether [`escape`] writes `c` as an escape: the backslash, control characters (C0, DEL,
-/// C1) and the characters that reorder text (bidirectional marks, embeddings, overrides and
-/// isolates), which would make a value read as another one (`cas-\u{202e}gnp.exe`).
+/// C1), the characters that reorder text (bidirectional marks, embeddings, overrides and
+/// isolates), which would make a value read as another one (`cas-\u{202e}gnp.exe`), and the
+/// invisible ones (zero-width characters, the byte-order mark) and line separators, which hide
+/// a difference or break a log line.
 fn escaped(c: char) -> bool {
     c == '\\'
         || c.is_control()
-        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+        )
 }
 
 fn push_escaped(out: &mut String, c: char) {

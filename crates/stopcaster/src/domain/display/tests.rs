@@ -14,14 +14,15 @@ fn control_and_bidirectional_characters_are_escaped_visibly() {
     assert_eq!(escape("cas-\u{202e}gnp.exe"), "cas-\\u{202e}gnp.exe");
     for c in [
         '\u{61c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}',
-        '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{200b}', '\u{200d}', '\u{2028}',
+        '\u{2029}', '\u{2060}', '\u{feff}',
     ] {
         assert_eq!(escape(&c.to_string()), format!("\\u{{{:x}}}", c as u32));
     }
-    // Neighbours of the bidirectional controls are ordinary text.
+    // Neighbours of the escaped ranges are ordinary text.
     assert_eq!(
-        escape("\u{2029}\u{202f}\u{2065}"),
-        "\u{2029}\u{202f}\u{2065}"
+        escape("\u{200a}\u{202f}\u{206a}\u{fefe}"),
+        "\u{200a}\u{202f}\u{206a}\u{fefe}"
     );
 }
 
