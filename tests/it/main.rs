@@ -17,6 +17,7 @@ mod fake_live_sts;
 mod far_endpoint;
 mod operators;
 mod outage;
+mod outage_parking;
 mod pacer;
 mod python_sdk;
 mod reliability;

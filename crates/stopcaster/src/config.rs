@@ -193,6 +193,11 @@ pub struct WorkerArgs {
     /// back to the queue, in seconds; well under RabbitMQ's consumer_timeout.
     #[arg(help_heading = RETRIES, long, env = "STOPCASTER_HOLD_CAP_S", default_value_t = 300)]
     pub hold_cap_s: u64,
+    /// Longest a delivery waits for its paused account before it is parked in Postgres (still
+    /// `pending`, acknowledged, handed back at the account's next probe or when it resumes), in
+    /// seconds; never later than the hold cap.
+    #[arg(help_heading = RETRIES, long, env = "STOPCASTER_PARK_AFTER_S", default_value_t = 30)]
+    pub park_after_s: u64,
     /// Pacer: shared (through Postgres, for several replicas) or local (this process only).
     #[arg(help_heading = PACING, long, env = "STOPCASTER_PACER", value_enum, default_value_t = PacerKind::Shared)]
     pub pacer: PacerKind,

@@ -157,3 +157,52 @@ async fn sigterm_while_the_database_is_unreachable_exits_zero() {
         )
         .await;
 }
+
+/// The broker cancels the worker's consumer (`basic.cancel`) when its queue is deleted, as when
+/// an operator deletes and re-declares it or a quorum queue's leader moves: the worker declares
+/// the queues again and consumes again on its own, and jobs published afterwards are processed.
+#[tokio::test]
+async fn a_consumer_cancelled_by_the_broker_consumes_again() {
+    let env = fast_env().await;
+    let worker = env.spawn_worker(FAST);
+    worker.wait_ready().await;
+    env.publish_jobs(&["studio-before-cancel".to_owned()]).await;
+    env.wait_terminal(1, Duration::from_secs(30)).await;
+    let (conn, channel) = env.amqp().await;
+    channel
+        .queue_delete(
+            env.names().jobs.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .expect("delete P.jobs");
+    conn.close(200, "".into()).await.ok();
+    worker
+        .wait_log("the broker cancelled the consumer", Duration::from_secs(30))
+        .await;
+    // The worker itself declared the queue again and consumes from it.
+    common::wait_for(Duration::from_secs(30), || {
+        let logs = worker.logs.clone();
+        async move {
+            logs.lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains("consuming") && l.contains("prefetch"))
+                .count()
+                >= 2
+        }
+    })
+    .await
+    .expect("consuming again");
+    let casters: Vec<String> = (0..10)
+        .map(|i| format!("studio-after-cancel-{i}"))
+        .collect();
+    env.publish_jobs(&casters).await;
+    env.wait_terminal(11, Duration::from_secs(30)).await;
+    assert_eq!(env.count_status("succeeded").await, 11);
+    let logs = worker.logs().join("\n");
+    assert!(
+        !logs.contains("broker session ended"),
+        "the session was kept:\n{logs}"
+    );
+}

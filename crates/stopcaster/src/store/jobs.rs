@@ -215,6 +215,43 @@ pub(crate) async fn finish_attempt(
     verdict: Option<&Verdict>,
     next_attempt_at: Option<OffsetDateTime>,
 ) -> Result<bool, sqlx::Error> {
+    let refused = matches!(outcome, CallOutcome::CredentialsRefused(_));
+    finish(
+        pool,
+        job_id,
+        attempt,
+        outcome,
+        verdict,
+        next_attempt_at,
+        refused,
+    )
+    .await
+}
+
+/// Completes an attempt that failed for its account's reasons (the world failed it while the
+/// account was paused, or it paused it) and, in the same transaction, gives it back to the
+/// job's budget. False if the job is no longer pending.
+pub(crate) async fn finish_given_back_attempt(
+    pool: &PgPool,
+    job_id: JobId,
+    attempt: u32,
+    outcome: &CallOutcome,
+) -> Result<bool, sqlx::Error> {
+    finish(pool, job_id, attempt, outcome, None, None, true).await
+}
+
+/// [`finish_attempt`], the attempt given back to the budget if `given_back`. Never more given
+/// back than made (`refused_attempts < attempts`): a statement retried after its answer was
+/// lost cannot give the same attempt back twice.
+async fn finish(
+    pool: &PgPool,
+    job_id: JobId,
+    attempt: u32,
+    outcome: &CallOutcome,
+    verdict: Option<&Verdict>,
+    next_attempt_at: Option<OffsetDateTime>,
+    given_back: bool,
+) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query!(
         "UPDATE caster_stop_attempts
@@ -253,7 +290,8 @@ pub(crate) async fn finish_attempt(
            claimed_by = NULL,
            claimed_until = NULL,
            finished_at = CASE WHEN $7 IS NULL THEN NULL ELSE now() END,
-           refused_attempts = refused_attempts + CASE WHEN $12 THEN 1 ELSE 0 END
+           refused_attempts = refused_attempts
+                              + CASE WHEN $12 AND refused_attempts < attempts THEN 1 ELSE 0 END
          WHERE job_id = $1 AND status = 'pending'",
         job_id.as_uuid(),
         request_id,
@@ -266,7 +304,7 @@ pub(crate) async fn finish_attempt(
         stopped,
         verdict.and_then(|v| v.evidence_request_id.as_deref()),
         next_attempt_at,
-        matches!(outcome, CallOutcome::CredentialsRefused(_)),
+        given_back,
     )
     .execute(&mut *tx)
     .await?;

@@ -1,6 +1,6 @@
 //! Every SQL statement of the project, over one `PgPool`: this file holds the pools, the
 //! migrations and the rule for which database errors are worth waiting out; each table's
-//! concern has a file ([`jobs`], [`pacer`], [`pauses`], [`reports`], [`replays`],
+//! concern has a file ([`jobs`], [`pacer`], [`parking`], [`pauses`], [`reports`], [`replays`],
 //! [`schedule`], [`dashboard`]). Callers get typed rows; the conditions that keep records exact
 //! (a terminal status is written once, attempt numbers come from one atomic counter) live in
 //! the statements themselves.
@@ -19,6 +19,7 @@
 mod dashboard;
 mod jobs;
 mod pacer;
+mod parking;
 mod pauses;
 mod replays;
 mod reports;
@@ -32,18 +33,20 @@ pub(crate) use dashboard::{
 pub use dashboard::{JobSearch, explain_search};
 pub(crate) use jobs::{
     AttemptStart, JobState, RejectedMessage, claim_lease, conclude_job, finish_attempt,
-    is_dead_lettered, mark_dead_lettered, open_job, record_rejected, start_attempt,
+    finish_given_back_attempt, is_dead_lettered, mark_dead_lettered, open_job, record_rejected,
+    start_attempt,
 };
 pub use pacer::pacer_state;
 pub(crate) use pacer::{push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer};
-pub(crate) use pauses::{clear_pauses, give_back_attempt, record_pause, withdraw_attempt};
+pub(crate) use parking::{claim_unparked, next_unparked, park_job, release_parked};
+pub(crate) use pauses::{clear_pauses, record_pause, withdraw_attempt};
 pub(crate) use replays::{ReplayRecord, reopen_for_replay};
 pub(crate) use reports::{
     JobFilter, JobRow, ReportSummary, call_totals, report_jobs, report_summary,
 };
 pub use reports::{call_span, count_finished_jobs, count_jobs_with_status};
 pub(crate) use schedule::{
-    CancelOutcome, CancelRow, cancel_jobs, claim_due, next_due, staged_backlog,
+    CancelOutcome, CancelRow, DueJob, cancel_jobs, claim_due, next_due, staged_backlog,
 };
 
 use std::time::Duration;

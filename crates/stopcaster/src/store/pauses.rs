@@ -1,7 +1,7 @@
 //! `stopcaster_account_pauses`: which worker has paused which account, and why, for the
 //! dashboard and operators. Bookkeeping only: the pause itself lives in the worker. Also what a
-//! pause does to a job's attempts: a call it kept home is withdrawn, a call that failed while
-//! the account was paused is given back to the budget.
+//! pause does to a call it kept home: withdrawn (a call that failed while the account was
+//! paused is given back with its outcome, `jobs::finish_given_back_attempt`).
 
 use sqlx::PgPool;
 
@@ -40,26 +40,6 @@ pub(crate) async fn clear_pauses(
     .execute(pool)
     .await?;
     Ok(())
-}
-
-/// Gives attempt `attempt` of a job back to its budget (counted with the refused ones): it
-/// failed for its account's reasons, not the job's. False if the job is no longer pending.
-pub(crate) async fn give_back_attempt(
-    pool: &PgPool,
-    job_id: JobId,
-    attempt: u32,
-) -> Result<bool, sqlx::Error> {
-    // Never more given back than made: a statement retried after its answer was lost cannot
-    // give the same attempt back twice past that.
-    let updated = sqlx::query!(
-        "UPDATE caster_stop_jobs SET refused_attempts = refused_attempts + 1, updated_at = now()
-         WHERE job_id = $1 AND status = 'pending' AND refused_attempts < $2",
-        job_id.as_uuid(),
-        attempt as i32,
-    )
-    .execute(pool)
-    .await?;
-    Ok(updated.rows_affected() == 1)
 }
 
 /// Withdraws attempt `attempt`, recorded before its call, when the call stayed home (its

@@ -35,6 +35,8 @@ struct Inner {
     pub database_up: AtomicBool,
     /// Jobs `scheduled` in the database (all workers'), as the stager last counted them.
     scheduled: AtomicU64,
+    /// Jobs parked in the database while their account is paused (all workers').
+    parked: AtomicU64,
     lateness_buckets: [AtomicU64; LATENESS_BUCKETS.len()],
     lateness_count: AtomicU64,
     lateness_sum_us: AtomicU64,
@@ -85,6 +87,11 @@ impl Metrics {
     /// How many jobs are `scheduled` (the gauge `stopcaster_scheduled_jobs`).
     pub(super) fn set_scheduled(&self, n: u64) {
         self.0.scheduled.store(n, Ordering::Relaxed);
+    }
+
+    /// How many jobs are parked (the gauge `stopcaster_parked_jobs`).
+    pub(super) fn set_parked(&self, n: u64) {
+        self.0.parked.store(n, Ordering::Relaxed);
     }
 
     /// How late a scheduled job's first call left after its due time.
@@ -196,6 +203,11 @@ impl Metrics {
             out,
             "# HELP stopcaster_scheduled_jobs Jobs held as scheduled in Postgres, due later.\n# TYPE stopcaster_scheduled_jobs gauge\nstopcaster_scheduled_jobs {}",
             self.0.scheduled.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP stopcaster_parked_jobs Jobs pending in Postgres while their account is paused, no delivery held.\n# TYPE stopcaster_parked_jobs gauge\nstopcaster_parked_jobs {}",
+            self.0.parked.load(Ordering::Relaxed)
         );
     }
 

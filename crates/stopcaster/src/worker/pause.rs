@@ -1,8 +1,8 @@
 //! Accounts that cannot be served pause, in this worker: a refused key, an expired token or a
 //! wrong clock (paused at the first refusal), or an endpoint that cannot be reached or keeps
 //! failing (paused when [`super::circuit`]'s rule opens the account's circuit). Neither is the
-//! job's fault, so jobs wait (pending, on the queue, their budget untouched) while one probe
-//! call at a time checks whether the account works again.
+//! job's fault, so jobs wait (pending, held or parked in Postgres, their budget untouched)
+//! while one probe call at a time checks whether the account works again.
 //!
 //! [`Gate`] is the decision, pure and driven by the caller's clock; [`Pauses`] shares it
 //! between a worker's jobs and wakes waiters when it changes.
@@ -106,6 +106,15 @@ impl Gate {
             None => true,
             Some(p) => probe.is_some() && p.probe == probe,
         }
+    }
+
+    /// How long until a paused account's next probe is due (zero if due now); `None` when it
+    /// is not paused or a probe is in flight.
+    pub(super) fn next_probe_in(&self, account: &str, now: Instant) -> Option<Duration> {
+        let p = self.paused.get(account)?;
+        p.probe
+            .is_none()
+            .then(|| p.next_probe.saturating_duration_since(now))
     }
 
     pub(super) fn is_paused(&self, account: &str) -> bool {
@@ -304,6 +313,11 @@ impl Pauses {
         }
     }
 
+    /// [`Gate::next_probe_in`], now.
+    pub(super) fn next_probe_in(&self, account: &str) -> Option<Duration> {
+        self.lock().next_probe_in(account, Instant::now())
+    }
+
     /// A probe that ended without an answer.
     pub(super) fn abandon(&self, account: &str, probe: u64) {
         self.lock().abandon(account, probe);
@@ -377,6 +391,12 @@ mod tests {
             now = next;
         }
         assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(g.next_probe_in("a", now), Some(Duration::ZERO));
+        assert_eq!(
+            g.next_probe_in("a", now - Duration::from_secs(10)),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(g.next_probe_in("b", now), None, "not paused");
         assert_eq!(
             g.paused(),
             [("a".to_owned(), "SignatureDoesNotMatch".to_owned())]
@@ -412,6 +432,7 @@ mod tests {
         // A stale abandon (of the first probe) does not free the second's place.
         g.abandon("a", first);
         assert_eq!(g.turn("a", later), Turn::Wait);
+        assert_eq!(g.next_probe_in("a", later), None, "a probe is in flight");
     }
 
     #[test]

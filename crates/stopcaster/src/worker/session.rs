@@ -6,7 +6,9 @@
 //! broker restart, amqp-rs/lapin#450): a session ends on any channel or connection error and a
 //! new one is made with backoff, the topology declared again. Jobs still running from the old
 //! session finish their database work; their acks fail harmlessly, and RabbitMQ redelivers the
-//! messages, which are then recognised as done.
+//! messages, which are then recognised as done. A consumer the broker cancels (its queue
+//! deleted, a quorum queue's leader moved) is not a lost session: the queues are declared
+//! again and consumption resumes on the same channel, whose held deliveries stay good.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,39 +131,42 @@ async fn session(
         .await?;
     let publish = Arc::new(broker::confirm_channel(&connection).await?);
     let tag = format!("stopcaster-{}", ctx.worker_id);
-    let mut consumer = consume
-        .basic_consume(
-            config.names.jobs.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    ctx.metrics.set_broker_node(Some(node.clone()));
-    ctx.metrics.set_broker_up(true);
-    info!(%node, queue = %config.names.jobs, prefetch = config.concurrency, "consuming");
     let ended = loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-            _ = shutdown.cancelled() => break Ok(()),
+        let mut consumer = consume
+            .basic_consume(
+                config.names.jobs.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        ctx.metrics.set_broker_node(Some(node.clone()));
+        ctx.metrics.set_broker_up(true);
+        info!(%node, queue = %config.names.jobs, prefetch = config.concurrency, "consuming");
+        let lane = Lane {
+            ctx,
+            tracker,
+            permits,
+            shutdown,
+            publish: &publish,
+            names: &config.names,
         };
-        let next = tokio::select! {
-            d = consumer.next() => d,
-            _ = shutdown.cancelled() => break Ok(()),
-        };
-        let delivery = match next {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => break Err(e.into()),
-            None => break Err(broker::BrokerError::ConsumerEnded),
-        };
-        let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        let publish = publish.clone();
-        let names = config.names.clone();
-        tracker.spawn(async move {
-            let _permit = permit;
-            handle_delivery(&ctx, &names, &publish, delivery, &shutdown).await;
-        });
+        match lane.deliver(&mut consumer).await {
+            Consumed::Shutdown => break Ok(()),
+            Consumed::Failed(e) => break Err(e),
+            Consumed::Cancelled => {
+                // The queue was deleted, or a quorum queue's leader moved: the channel and
+                // the deliveries it holds are still good, so declare and consume again here.
+                warn!(queue = %config.names.jobs, "the broker cancelled the consumer; declaring the queues and consuming again");
+                shutdown
+                    .run_until_cancelled(tokio::time::sleep(RECONSUME_PAUSE))
+                    .await;
+                if shutdown.is_cancelled() {
+                    break Ok(());
+                }
+                broker::declare_topology(&connection, &config.names).await?;
+            }
+        }
     };
     if ended.is_ok() {
         // Stop deliveries, let what is held finish, then close (which requeues the rest).
@@ -172,6 +177,58 @@ async fn session(
         close(&connection, &consume).await;
     }
     ended
+}
+
+/// How long to wait before consuming again after the broker cancelled the consumer, so that a
+/// broker cancelling it again and again is not met with a tight loop.
+const RECONSUME_PAUSE: Duration = Duration::from_millis(200);
+
+/// How a consumer's stream ended.
+enum Consumed {
+    Shutdown,
+    /// The broker cancelled the consumer (`basic.cancel`); the channel is still open.
+    Cancelled,
+    Failed(broker::BrokerError),
+}
+
+/// What feeding a consumer's deliveries to jobs needs.
+struct Lane<'a> {
+    ctx: &'a Arc<JobContext>,
+    tracker: &'a TaskTracker,
+    permits: &'a Arc<Semaphore>,
+    shutdown: &'a CancellationToken,
+    publish: &'a Arc<Channel>,
+    names: &'a Names,
+}
+
+impl Lane<'_> {
+    /// Hands each delivery to a job task, at most `permits` at once, until the stream ends.
+    async fn deliver(&self, consumer: &mut lapin::Consumer) -> Consumed {
+        loop {
+            let permit = tokio::select! {
+                p = self.permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+                _ = self.shutdown.cancelled() => return Consumed::Shutdown,
+            };
+            let next = tokio::select! {
+                d = consumer.next() => d,
+                _ = self.shutdown.cancelled() => return Consumed::Shutdown,
+            };
+            let delivery = match next {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => return Consumed::Failed(e.into()),
+                // lapin ends the stream when the broker cancels the consumer.
+                None => return Consumed::Cancelled,
+            };
+            let ctx = self.ctx.clone();
+            let shutdown = self.shutdown.clone();
+            let publish = self.publish.clone();
+            let names = self.names.clone();
+            self.tracker.spawn(async move {
+                let _permit = permit;
+                handle_delivery(&ctx, &names, &publish, delivery, &shutdown).await;
+            });
+        }
+    }
 }
 
 async fn close(connection: &Connection, channel: &Channel) {

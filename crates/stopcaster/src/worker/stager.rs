@@ -1,5 +1,7 @@
 //! The stager: every worker runs one. It hands scheduled jobs back to the queue shortly before
-//! they are due, so that the pipeline (pacer, attempts, verdicts) takes them from there.
+//! they are due, and parked jobs (waiting on a paused account, see `job/attempt.rs`) when their
+//! park ends, so that the pipeline (pacer, attempts, verdicts) takes them from there. A parked
+//! row is claimed, published and cleared exactly like a due one below.
 //!
 //! A round, on the database's clock: claim the scheduled rows due within [`schedule::LEAD`],
 //! earliest first, at most [`BATCH`], `FOR UPDATE SKIP LOCKED` (so the stagers of several
@@ -108,6 +110,22 @@ async fn round(
     broker: &mut Option<(Connection, Arc<Channel>)>,
     metrics: &Metrics,
 ) -> Result<Round, StageError> {
+    let scheduled = stage_scheduled(pool, config, broker, metrics).await?;
+    let parked = unpark(pool, config, broker, metrics).await?;
+    Ok(match (scheduled, parked) {
+        (Round::Idle(a), Round::Idle(b)) => Round::Idle(a.min(b)),
+        (Round::Staged(a), Round::Staged(b)) => Round::Staged(a + b),
+        (Round::Staged(n), _) | (_, Round::Staged(n)) => Round::Staged(n),
+    })
+}
+
+/// Scheduled rows due within the lead: to the queue, marked `pending`.
+async fn stage_scheduled(
+    pool: &PgPool,
+    config: &StagerConfig,
+    broker: &mut Option<(Connection, Arc<Channel>)>,
+    metrics: &Metrics,
+) -> Result<Round, StageError> {
     let (next, scheduled) = store::next_due(pool).await?;
     metrics.set_scheduled(u64::try_from(scheduled).unwrap_or(0));
     let Some(next) = next else {
@@ -125,37 +143,80 @@ async fn round(
         return Ok(Round::Idle(Duration::from_millis(200)));
     }
     let limit = BATCH.min(u32::try_from(BACKLOG - backlog).unwrap_or(BATCH));
-    let channel = match broker {
-        Some((connection, channel))
-            if connection.status().connected() && channel.status().connected() =>
-        {
-            channel.clone()
-        }
-        _ => {
-            let (connection, _node) = broker::connect_to(
-                &config.amqp_url,
-                &format!("stopcaster stager {}", config.worker_id),
-                broker::Order::Spread,
-            )
-            .await?;
-            let channel = Arc::new(broker::confirm_channel(&connection).await?);
-            broker::declare_topology(&connection, &config.names).await?;
-            info!("stager connected");
-            *broker = Some((connection, channel.clone()));
-            channel
-        }
-    };
+    let channel = channel(config, broker).await?;
     let staging = store::claim_due(pool, schedule::LEAD, limit).await?;
     if staging.jobs.is_empty() {
         // Due rows exist but other stagers hold them.
         return Ok(Round::Idle(Duration::from_millis(100)));
     }
     let n = staging.jobs.len();
-    // Pipelined: every publish is sent, then the confirms are awaited together. A failure drops
-    // `staging` (rollback): the rows stay scheduled and are staged again.
-    try_join_all(staging.jobs.iter().map(|job| {
+    // A failure drops `staging` (rollback): the rows stay scheduled and are staged again.
+    publish_all(&channel, config, &staging.jobs).await?;
+    staging.commit().await?;
+    Ok(Round::Staged(n))
+}
+
+/// Parked rows whose park has ended (their account's probe is due, or it resumed): to the
+/// queue, their park cleared. They are still `pending`: the delivery takes them from there.
+async fn unpark(
+    pool: &PgPool,
+    config: &StagerConfig,
+    broker: &mut Option<(Connection, Arc<Channel>)>,
+    metrics: &Metrics,
+) -> Result<Round, StageError> {
+    let (next, parked) = store::next_unparked(pool).await?;
+    metrics.set_parked(u64::try_from(parked).unwrap_or(0));
+    match next {
+        None => return Ok(Round::Idle(MAX_SLEEP)),
+        Some(next) if !next.is_zero() => return Ok(Round::Idle(next)),
+        Some(_) => {}
+    }
+    let channel = channel(config, broker).await?;
+    let unparking = store::claim_unparked(pool, BATCH).await?;
+    if unparking.jobs.is_empty() {
+        return Ok(Round::Idle(Duration::from_millis(100)));
+    }
+    let n = unparking.jobs.len();
+    // A failure drops `unparking` (rollback): the rows stay parked and are handed back again.
+    publish_all(&channel, config, &unparking.jobs).await?;
+    unparking.commit().await?;
+    debug!(unparked = n, "parked jobs handed back to the queue");
+    Ok(Round::Staged(n))
+}
+
+/// The stager's publishing channel, connected (and the topology declared) if need be.
+async fn channel(
+    config: &StagerConfig,
+    broker: &mut Option<(Connection, Arc<Channel>)>,
+) -> Result<Arc<Channel>, StageError> {
+    if let Some((connection, channel)) = broker
+        && connection.status().connected()
+        && channel.status().connected()
+    {
+        return Ok(channel.clone());
+    }
+    let (connection, _node) = broker::connect_to(
+        &config.amqp_url,
+        &format!("stopcaster stager {}", config.worker_id),
+        broker::Order::Spread,
+    )
+    .await?;
+    let channel = Arc::new(broker::confirm_channel(&connection).await?);
+    broker::declare_topology(&connection, &config.names).await?;
+    info!("stager connected");
+    *broker = Some((connection, channel.clone()));
+    Ok(channel)
+}
+
+/// Publishes each job's stored message to `P.jobs`, pipelined: every publish is sent, then the
+/// confirms are awaited together.
+async fn publish_all(
+    channel: &Channel,
+    config: &StagerConfig,
+    jobs: &[store::DueJob],
+) -> Result<(), StageError> {
+    try_join_all(jobs.iter().map(|job| {
         let id = job.job_id.to_string();
-        let channel = &channel;
         async move {
             broker::publish_confirmed(
                 channel,
@@ -168,6 +229,5 @@ async fn round(
         }
     }))
     .await?;
-    staging.commit().await?;
-    Ok(Round::Staged(n))
+    Ok(())
 }

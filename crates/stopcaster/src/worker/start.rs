@@ -210,6 +210,7 @@ pub(super) fn job_context(
             max: Duration::from_millis(args.backoff_max_ms.max(args.backoff_initial_ms)),
         },
         hold_cap: Duration::from_secs(args.hold_cap_s),
+        park_after: Duration::from_secs(args.park_after_s),
         claim_lease: store::claim_lease(&client_config),
         worker_id: worker_id(),
         in_flight: Default::default(),

@@ -1,17 +1,21 @@
 //! A job's attempts, one loop turn each: wait for the account's turn (a paused account's jobs
-//! wait here, taking no pacer slot), reserve a slot and record the attempt, call (unless the
-//! account paused meanwhile), settle.
+//! wait here, taking no pacer slot, and are parked in Postgres when the wait grows long),
+//! reserve a slot and record the attempt, call (unless the account paused meanwhile), settle.
+
+use std::time::Duration;
 
 use stopcaster_live::StopCasterRequest;
 use stopcaster_live::accounts::Account;
 use tracing::debug;
+
+use super::decide;
 
 use super::Disposition;
 use super::reserve::{self, Reservation};
 use super::settle::{self, Settled};
 use super::step::{Interrupt, Step};
 use crate::domain::{Job, RegionId};
-use crate::store::JobState;
+use crate::store::{self, JobState};
 use crate::worker::pause::{Pauses, Turn};
 
 /// Makes attempts until one settles the job or the delivery has to go.
@@ -30,7 +34,7 @@ pub(super) async fn attempts(
     loop {
         let probe = match turn(step, account).await? {
             Turned::Call { probe } => probe,
-            Turned::PastHoldCap => return Ok(Disposition::Republish { job_id: job.job_id }),
+            Turned::Park(park_for) => return park(step, job, park_for).await,
         };
         let ready = match reserve::reserve(step, job, state, account, probe).await? {
             Reservation::Ready(ready) => ready,
@@ -49,15 +53,15 @@ pub(super) async fn attempts(
 enum Turned<'a> {
     /// Call; as the paused account's probe if there is one.
     Call { probe: Option<Probe<'a>> },
-    /// The account stayed paused until the hold cap.
-    PastHoldCap,
+    /// The account stayed paused for as long as a delivery may wait: park the job this long.
+    Park(Duration),
 }
 
 /// Waits until the account lets this job call.
 async fn turn<'a>(step: &Step<'a>, account: &'a Account) -> Result<Turned<'a>, Interrupt> {
     let ctx = step.ctx;
-    // Past the hold cap the delivery goes back to the queue.
-    let deadline = step.received + ctx.hold_cap;
+    // Past this the job is parked and its delivery acknowledged.
+    let deadline = step.received + decide::turn_hold(ctx.park_after, ctx.hold_cap);
     let turn = step
         .shutdown
         .run_until_cancelled(ctx.pauses.wait_turn(&account.name, deadline))
@@ -75,8 +79,25 @@ async fn turn<'a>(step: &Step<'a>, account: &'a Account) -> Result<Turned<'a>, I
             }
         }
         Some(_) => Turned::Call { probe: None },
-        None => Turned::PastHoldCap,
+        None => Turned::Park(decide::park_for(ctx.pauses.next_probe_in(&account.name))),
     })
+}
+
+/// Parks the job in Postgres (still `pending`, no call undone) and acknowledges its delivery
+/// once that is committed: the stager hands it back when the park ends or the account resumes.
+/// A job no longer pending (cancelled, or finished by another delivery) is acknowledged too.
+async fn park(step: &Step<'_>, job: &Job, park_for: Duration) -> Result<Disposition, Interrupt> {
+    let ctx = step.ctx;
+    let parked = step
+        .db(|| store::park_job(&ctx.pool, job.job_id, park_for))
+        .await?;
+    if parked {
+        debug!(
+            ?park_for,
+            "account still paused: job parked in the database"
+        );
+    }
+    Ok(Disposition::Ack)
 }
 
 /// This job's turn to probe a paused account. Dropped without a report (the job ended another

@@ -67,6 +67,27 @@ pub(super) fn fits_hold(held: Duration, wait: Duration, cap: Duration) -> bool {
     held + wait <= cap
 }
 
+/// Parks shorter than this are not worth a round trip through the database and the queue.
+pub(super) const PARK_MIN: Duration = Duration::from_secs(1);
+
+/// A parked job is back at least this often, whatever its account's probe schedule says: a
+/// worker that dies leaves its paused accounts' jobs to the other workers within this.
+pub(super) const PARK_MAX: Duration = Duration::from_secs(60);
+
+/// How long a delivery may wait for its paused account's turn, from its arrival: `park_after`,
+/// never past the hold cap (both are well under RabbitMQ's `consumer_timeout`).
+pub(super) fn turn_hold(park_after: Duration, hold_cap: Duration) -> Duration {
+    park_after.min(hold_cap)
+}
+
+/// How long a job is parked once its wait for a paused account has grown long: until the
+/// account's next probe is due (`next_probe_in`), so that a job is back to make it; while a
+/// probe is in flight (`None`), [`PARK_MIN`], to hear its answer early. Within
+/// [`PARK_MIN`]..=[`PARK_MAX`].
+pub(super) fn park_for(next_probe_in: Option<Duration>) -> Duration {
+    next_probe_in.unwrap_or(PARK_MIN).clamp(PARK_MIN, PARK_MAX)
+}
+
 /// Whether a failed call is given back to its job's budget: a fault of the world (no answer,
 /// a 5xx) while its account is paused, or that paused it (opened its circuit). A refusal of
 /// the credentials is given back by its verdict ([`verdict::Next::WaitForAccount`]); any other
@@ -174,6 +195,18 @@ mod tests {
             &state(8, None, 1),
             attempt_budget(&state(8, None, 1), 8)
         ));
+    }
+
+    #[test]
+    fn a_long_wait_for_a_paused_account_parks_until_its_next_probe() {
+        let s = Duration::from_secs;
+        assert_eq!(turn_hold(s(30), s(300)), s(30));
+        assert_eq!(turn_hold(s(600), s(300)), s(300), "never past the hold cap");
+        assert_eq!(turn_hold(s(0), s(300)), s(0));
+        assert_eq!(park_for(Some(s(16))), s(16), "back for the next probe");
+        assert_eq!(park_for(Some(Duration::ZERO)), PARK_MIN);
+        assert_eq!(park_for(None), PARK_MIN, "a probe in flight: back soon");
+        assert_eq!(park_for(Some(s(3600))), PARK_MAX);
     }
 
     #[test]

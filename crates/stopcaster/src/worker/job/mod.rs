@@ -50,6 +50,8 @@ pub(super) struct JobContext {
     /// Longest a delivery is held before it is handed back to the queue (RabbitMQ's
     /// consumer_timeout is 30 minutes).
     pub hold_cap: Duration,
+    /// Longest a delivery waits for its paused account before it is parked in Postgres.
+    pub park_after: Duration,
     /// How long a claim on a job lasts (covers one call).
     pub claim_lease: Duration,
     /// This worker's name in attempt rows and claims.

@@ -149,9 +149,7 @@ async fn wait_for_account(
     outcome: &CallOutcome,
 ) -> Result<Settled, Interrupt> {
     let ctx = step.ctx;
-    step.db(|| store::finish_attempt(&ctx.pool, job.job_id, attempt, outcome, None, None))
-        .await?;
-    step.db(|| store::give_back_attempt(&ctx.pool, job.job_id, attempt))
+    step.db(|| store::finish_given_back_attempt(&ctx.pool, job.job_id, attempt, outcome))
         .await?;
     Ok(Settled::WaitedForAccount)
 }
@@ -178,6 +176,10 @@ async fn tell_pause(
     );
     let recorded = match (&report.change, report.paused) {
         (Some(Change::Resumed { .. }), _) => {
+            // Its parked jobs come back now rather than at the next probe's time.
+            if let Err(err) = store::release_parked(&ctx.pool, &account.name).await {
+                warn!(error = %err, "could not release the account's parked jobs; they come back at their park's end");
+            }
             store::clear_pauses(&ctx.pool, &ctx.worker_id, Some(&account.name)).await
         }
         (_, true) => {
