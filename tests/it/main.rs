@@ -8,6 +8,7 @@ mod common;
 mod credentials;
 mod credentials_provider;
 mod dashboard;
+mod endpoints;
 mod fake_live;
 mod fake_live_sts;
 mod far_endpoint;

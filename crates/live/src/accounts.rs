@@ -24,6 +24,8 @@ pub struct Account {
     pub pacer_key: String,
     pub credentials: CredentialsProvider,
     pub qps: u32,
+    /// The accounts file's `endpoint` for this account (see [`crate::endpoints`]).
+    pub endpoint: Option<String>,
 }
 
 /// The default account and the named ones.
@@ -71,6 +73,9 @@ pub struct AccountPlan {
     pub qps: u32,
     /// `STOPCASTER_ACCOUNT_UID` or `account_uid`: the pacer key without asking STS.
     pub account_uid: Option<String>,
+    /// The accounts file's `endpoint`: this account's calls go there unless the region's own
+    /// variable says otherwise.
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +164,7 @@ async fn start_one(
         pacer_key: key.key,
         credentials,
         qps: plan.qps,
+        endpoint: plan.endpoint,
     })
 }
 
@@ -180,6 +186,9 @@ pub struct AccountSpec {
     pub account_uid: Option<String>,
     /// This account's quota; default `STOPCASTER_QPS`.
     pub qps: Option<u32>,
+    /// The endpoint of this account's calls, over `STOPCASTER_ENDPOINT` and the region's table
+    /// entry (not over `STOPCASTER_ENDPOINT_<REGION>`).
+    pub endpoint: Option<String>,
 }
 
 /// The accounts file: `{"accounts": {"<name>": AccountSpec, ...}}`.
@@ -238,6 +247,7 @@ pub fn resolve_spec(
         source,
         qps: spec.qps.unwrap_or(default_qps),
         account_uid: spec.account_uid.clone().filter(|u| !u.trim().is_empty()),
+        endpoint: spec.endpoint.clone().filter(|e| !e.trim().is_empty()),
     })
 }
 
@@ -310,12 +320,13 @@ mod tests {
         .unwrap();
         assert_eq!(a.qps, 5);
         assert_eq!(a.account_uid.as_deref(), Some("1234"));
+        assert_eq!(a.endpoint, None);
         assert_eq!(static_credentials(&a).access_key_id(), "LTAIprod");
         assert_eq!(static_credentials(&a).secret().expose(), "prod-secret");
 
         let b = resolve_spec(
             "b",
-            &spec(r#"{"aliyun_profile":"sts"}"#),
+            &spec(r#"{"aliyun_profile":"sts","endpoint":"http://127.0.0.1:9"}"#),
             10,
             &env,
             Some(&cli()),
@@ -323,6 +334,7 @@ mod tests {
         .unwrap();
         assert_eq!(b.qps, 10);
         assert_eq!(b.account_uid, None);
+        assert_eq!(b.endpoint.as_deref(), Some("http://127.0.0.1:9"));
         assert_eq!(static_credentials(&b).access_key_id(), "STS.b");
         assert_eq!(
             static_credentials(&b).security_token().unwrap().expose(),

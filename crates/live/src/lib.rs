@@ -12,6 +12,8 @@
 pub mod accounts;
 pub mod client;
 pub mod credentials;
+pub mod endpoint_clients;
+pub mod endpoints;
 pub mod ids;
 pub mod outcome;
 pub mod scrub;
@@ -19,4 +21,5 @@ pub mod signer;
 pub mod time;
 
 pub use client::{ClientConfig, LiveClient, StopCasterRequest};
+pub use endpoint_clients::{EndpointClients, EndpointSettings};
 pub use outcome::{ApiError, CallOutcome, TransportError, TransportKind};

@@ -7,9 +7,9 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::domain::RegionId;
-use stopcaster_live::ClientConfig;
 use stopcaster_live::accounts::AccountPlan;
 use stopcaster_live::credentials::{self, Source, chain};
+use stopcaster_live::{ClientConfig, EndpointSettings};
 
 /// Calls per second per account when nothing says otherwise: Alibaba's StopCaster quota.
 pub const DEFAULT_QPS: u32 = 10;
@@ -78,14 +78,10 @@ pub struct ApiArgs {
     /// PEM file of extra CA certificates to trust (a stand-in or a proxy serving TLS).
     #[arg(help_heading = API, long, env = "STOPCASTER_CA_FILE")]
     pub ca_file: Option<PathBuf>,
-    /// API endpoint.
-    #[arg(
-        help_heading = API,
-        long,
-        env = "STOPCASTER_ENDPOINT",
-        default_value = "https://live.aliyuncs.com"
-    )]
-    pub endpoint: String,
+    /// API endpoint for every region (default: by region, from Alibaba Cloud's table;
+    /// `STOPCASTER_ENDPOINT_<REGION>` overrides one region).
+    #[arg(help_heading = API, long, env = "STOPCASTER_ENDPOINT")]
+    pub endpoint: Option<String>,
     /// RegionId for jobs that name none.
     #[arg(
         help_heading = API,
@@ -111,13 +107,23 @@ pub enum ConfigError {
 }
 
 impl ApiArgs {
+    /// The client settings but for the endpoint, which [`ApiArgs::endpoint_settings`] decides.
     pub fn client_config(&self) -> ClientConfig {
         ClientConfig {
-            endpoint: self.endpoint.clone(),
+            endpoint: String::new(),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             timeout: Duration::from_millis(self.timeout_ms),
             ca_file: self.ca_file.clone(),
         }
+    }
+
+    /// The global endpoint (the flag or `STOPCASTER_ENDPOINT`) and every
+    /// `STOPCASTER_ENDPOINT_<REGION>` of the process environment.
+    pub fn endpoint_settings(&self) -> EndpointSettings {
+        EndpointSettings::from_vars(
+            self.endpoint.clone().filter(|e| !e.trim().is_empty()),
+            std::env::vars(),
+        )
     }
 
     /// A variable as the credentials chain sees it: the flags above win over the process
@@ -144,6 +150,7 @@ impl ApiArgs {
             source: self.credentials_source()?,
             qps,
             account_uid: self.account_uid.clone().filter(|u| !u.trim().is_empty()),
+            endpoint: None,
         })
     }
 

@@ -1,5 +1,5 @@
 //! The worker's own HTTP endpoints: Prometheus `/metrics`, `/healthz` (alive) and `/readyz`
-//! (broker and database connected).
+//! (broker and database connected; it also names the API endpoints in use).
 
 use axum::Router;
 use axum::extract::State;
@@ -17,6 +17,7 @@ pub(super) struct Health {
     pub metrics: Metrics,
     pub in_flight: InFlight,
     pub pauses: Pauses,
+    pub clients: stopcaster_live::EndpointClients,
 }
 
 /// Serves until `shutdown`.
@@ -65,12 +66,13 @@ async fn ready(State(health): State<Health>) -> (StatusCode, String) {
     for (account, code) in health.pauses.paused() {
         problems.push(format!("account {account} paused: {code}"));
     }
+    let endpoints = format!("endpoints: {}\n", health.clients.in_use().join(", "));
     if problems.is_empty() {
-        (StatusCode::OK, "ready\n".to_owned())
+        (StatusCode::OK, format!("ready\n{endpoints}"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", problems.join("; ")),
+            format!("not ready: {}\n{endpoints}", problems.join("; ")),
         )
     }
 }
