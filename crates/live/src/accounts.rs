@@ -14,6 +14,7 @@ use crate::credentials::{
     SourceKind,
 };
 use crate::ids::AccountName;
+use crate::signing::SignatureVersion;
 
 /// One account: its credentials and the key its quota is paced under.
 #[derive(Clone, Debug)]
@@ -26,6 +27,8 @@ pub struct Account {
     pub qps: u32,
     /// The accounts file's `endpoint` for this account (see [`crate::endpoints`]).
     pub endpoint: Option<String>,
+    /// The accounts file's `signature_version`; `None`: `STOPCASTER_SIGNATURE_VERSION`.
+    pub signature_version: Option<SignatureVersion>,
 }
 
 /// The default account and the named ones.
@@ -76,6 +79,8 @@ pub struct AccountPlan {
     /// The accounts file's `endpoint`: this account's calls go there unless the region's own
     /// variable says otherwise.
     pub endpoint: Option<String>,
+    /// The accounts file's `signature_version`.
+    pub signature_version: Option<SignatureVersion>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +170,7 @@ async fn start_one(
         credentials,
         qps: plan.qps,
         endpoint: plan.endpoint,
+        signature_version: plan.signature_version,
     })
 }
 
@@ -189,6 +195,8 @@ pub struct AccountSpec {
     /// The endpoint of this account's calls, over `STOPCASTER_ENDPOINT` and the region's table
     /// entry (not over `STOPCASTER_ENDPOINT_<REGION>`).
     pub endpoint: Option<String>,
+    /// `v1` (or `v2`) or `v3`; default `STOPCASTER_SIGNATURE_VERSION`.
+    pub signature_version: Option<String>,
 }
 
 /// The accounts file: `{"accounts": {"<name>": AccountSpec, ...}}`.
@@ -248,6 +256,12 @@ pub fn resolve_spec(
         qps: spec.qps.unwrap_or(default_qps),
         account_uid: spec.account_uid.clone().filter(|u| !u.trim().is_empty()),
         endpoint: spec.endpoint.clone().filter(|e| !e.trim().is_empty()),
+        signature_version: spec
+            .signature_version
+            .as_deref()
+            .map(SignatureVersion::parse)
+            .transpose()
+            .map_err(|e| err(e.to_string()))?,
     })
 }
 
@@ -326,7 +340,7 @@ mod tests {
 
         let b = resolve_spec(
             "b",
-            &spec(r#"{"aliyun_profile":"sts","endpoint":"http://127.0.0.1:9"}"#),
+            &spec(r#"{"aliyun_profile":"sts","endpoint":"http://127.0.0.1:9","signature_version":"v3"}"#),
             10,
             &env,
             Some(&cli()),
@@ -335,6 +349,8 @@ mod tests {
         assert_eq!(b.qps, 10);
         assert_eq!(b.account_uid, None);
         assert_eq!(b.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(b.signature_version, Some(SignatureVersion::V3));
+        assert_eq!(a.signature_version, None);
         assert_eq!(static_credentials(&b).access_key_id(), "STS.b");
         assert_eq!(
             static_credentials(&b).security_token().unwrap().expose(),
@@ -378,6 +394,11 @@ mod tests {
                 "A is not set",
             ),
             (r#"{"qps":3}"#, None, "either"),
+            (
+                r#"{"aliyun_profile":"default","signature_version":"v4"}"#,
+                Some(cli()),
+                "unknown signature version",
+            ),
         ] {
             let e = resolve_spec("x", &spec(json), 10, &env, profiles.as_ref()).unwrap_err();
             assert!(e.to_string().contains(expected), "{json}: {e}");

@@ -9,7 +9,7 @@ use clap::Args;
 use crate::domain::RegionId;
 use stopcaster_live::accounts::AccountPlan;
 use stopcaster_live::credentials::{self, Source, chain};
-use stopcaster_live::{ClientConfig, EndpointSettings};
+use stopcaster_live::{ClientConfig, EndpointSettings, SignatureVersion};
 
 /// Calls per second per account when nothing says otherwise: Alibaba's StopCaster quota.
 pub const DEFAULT_QPS: u32 = 10;
@@ -82,6 +82,16 @@ pub struct ApiArgs {
     /// `STOPCASTER_ENDPOINT_<REGION>` overrides one region).
     #[arg(help_heading = API, long, env = "STOPCASTER_ENDPOINT")]
     pub endpoint: Option<String>,
+    /// Signature of the calls: `v1` (RPC HMAC-SHA1; `v2` is the V2.0 SDKs' name for it) or
+    /// `v3` (`ACS3-HMAC-SHA256`); an account of the accounts file may set its own.
+    #[arg(
+        help_heading = API,
+        long,
+        env = "STOPCASTER_SIGNATURE_VERSION",
+        default_value = "v1",
+        value_parser = parse_signature_version
+    )]
+    pub signature_version: SignatureVersion,
     /// RegionId for jobs that name none.
     #[arg(
         help_heading = API,
@@ -114,6 +124,7 @@ impl ApiArgs {
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             timeout: Duration::from_millis(self.timeout_ms),
             ca_file: self.ca_file.clone(),
+            signature: self.signature_version,
         }
     }
 
@@ -151,6 +162,7 @@ impl ApiArgs {
             qps,
             account_uid: self.account_uid.clone().filter(|u| !u.trim().is_empty()),
             endpoint: None,
+            signature_version: None,
         })
     }
 
@@ -163,6 +175,10 @@ impl ApiArgs {
         RegionId::parse(&self.default_region)
             .map_err(|e| ConfigError::Invalid("STOPCASTER_REGION", e.to_string()))
     }
+}
+
+fn parse_signature_version(text: &str) -> Result<SignatureVersion, String> {
+    SignatureVersion::parse(text).map_err(|e| e.to_string())
 }
 
 /// The attempt budget, shared by the worker (calls per job) and `dead-letters replay` (calls a
