@@ -17,8 +17,8 @@ use stopcaster_fake_live::{
     self as fake_live, CallLogEntry, FakeLiveConfig, FakeLiveHandle, StudioState,
 };
 
-const KEY: &str = "LTAI5tSdkTestKey";
-const SECRET: &str = "sdk-test-secret";
+pub(crate) const KEY: &str = "LTAI5tSdkTestKey";
+pub(crate) const SECRET: &str = "sdk-test-secret";
 
 fn python() -> PathBuf {
     let venv = std::env::var_os("STOPCASTER_VENV")
@@ -36,7 +36,7 @@ fn python() -> PathBuf {
     python
 }
 
-async fn start() -> FakeLiveHandle {
+pub(crate) async fn start() -> FakeLiveHandle {
     let mut config = FakeLiveConfig::new(vec![(KEY.to_owned(), Secret::new(SECRET))]);
     config.casters = Some(HashMap::from([
         ("studio-running".to_owned(), StudioState::Running),
@@ -47,7 +47,7 @@ async fn start() -> FakeLiveHandle {
 }
 
 /// Runs `tests/sdk/stop_caster.py` and returns its per-call results.
-async fn sdk(fake: &FakeLiveHandle, args: &[&str]) -> Vec<Value> {
+pub(crate) async fn sdk(fake: &FakeLiveHandle, args: &[&str]) -> Vec<Value> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/stop_caster.py");
     let output = tokio::process::Command::new(python())
         .arg(script)
@@ -74,7 +74,7 @@ fn log_for(fake: &FakeLiveHandle, caster: &str) -> Vec<CallLogEntry> {
 }
 
 #[track_caller]
-fn refused(result: &Value, status: u64, code: &str) {
+pub(crate) fn refused(result: &Value, status: u64, code: &str) {
     assert_eq!(result["ok"], false, "{result}");
     assert_eq!(result["code"], code, "{result}");
     assert_eq!(result["http_status"].as_u64(), Some(status), "{result}");
@@ -85,7 +85,7 @@ fn refused(result: &Value, status: u64, code: &str) {
 }
 
 /// The three answers every SDK must read the same way: a stop, a second stop, a missing studio.
-async fn stop_stop_missing(fake: &FakeLiveHandle, sdk_args: &[&str]) {
+pub(crate) async fn stop_stop_missing(fake: &FakeLiveHandle, sdk_args: &[&str]) {
     let mut args = sdk_args.to_vec();
     args.extend([
         "--secret",

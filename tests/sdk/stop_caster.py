@@ -2,10 +2,12 @@
 """Calls StopCaster through an official Alibaba Cloud Python SDK, for tests/python_sdk.rs.
 
 Usage:
-  stop_caster.py --sdk core|tea --endpoint http://127.0.0.1:PORT --key ID --secret SECRET
+  stop_caster.py --sdk core|tea|tea-default --endpoint http://127.0.0.1:PORT --key ID --secret SECRET
                  [--region cn-shanghai] [--method POST|GET] --caster ID [--caster ID ...]
 
---method only applies to aliyunsdkcore (StopCasterRequest defaults to POST).
+--method only applies to aliyunsdkcore (StopCasterRequest defaults to POST). `tea` signs with
+the RPC signature (tea's `v2`); `tea-default` leaves the SDK's settings as they ship, which sign
+with V3 (ACS3-HMAC-SHA256).
 
 Makes one call per --caster, in order, with the SDK's own retries off, and prints a JSON array
 with one object per call on stdout:
@@ -52,10 +54,11 @@ def tea_calls(args, host, scheme):
     from alibabacloud_tea_openapi.utils_models import Config
     from darabonba.runtime import RuntimeOptions
 
-    # signature_algorithm 'v2' is tea's name for the RPC HMAC-SHA1 signature (v1 of the docs).
+    # signature_algorithm 'v2' is tea's name for the RPC HMAC-SHA1 signature (v1 of the docs);
+    # without it, the SDK's default, V3.
+    rpc = {"signature_algorithm": "v2"} if args.sdk == "tea" else {}
     client = Client(Config(access_key_id=args.key, access_key_secret=args.secret,
-                           endpoint=host, protocol=scheme, region_id=args.region,
-                           signature_algorithm="v2"))
+                           endpoint=host, protocol=scheme, region_id=args.region, **rpc))
     for caster in args.caster:
         request = live_models.StopCasterRequest(caster_id=caster, region_id=args.region)
         try:
@@ -73,7 +76,7 @@ def tea_calls(args, host, scheme):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sdk", choices=("core", "tea"), required=True)
+    parser.add_argument("--sdk", choices=("core", "tea", "tea-default"), required=True)
     parser.add_argument("--endpoint", required=True, help="http://127.0.0.1:PORT")
     parser.add_argument("--key", required=True)
     parser.add_argument("--secret", required=True)

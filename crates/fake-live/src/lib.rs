@@ -91,6 +91,7 @@ mod severable;
 mod state;
 pub mod sts;
 mod verify;
+mod verify_v3;
 
 pub use cli::{FakeLiveArgs, run};
 pub use identity::{IdentityConfigError, Role, default_account, parse_access_key};

@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 
 use super::identity::{Caller, Identity};
 use super::protocol::{self, Refusal, Service};
-use stopcaster_live::signer;
+use super::verify_v3::V3Signed;
+use stopcaster_live::{signer, signer_v3};
 
 /// The actions the stand-in serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,36 +105,56 @@ pub(crate) struct Verified<'a> {
     pub caller: Caller,
 }
 
-/// Steps 4 to 8 for a signed action.
+/// Steps 4 to 8 for a signed action: the RPC signature v1 in `params`, or the V3 signature
+/// `v3` (whose headers [`super::verify_v3::read`] put into `params`).
 pub(crate) fn verify<'a>(
     identity: &Identity,
     action: Action,
     method: &str,
     params: &'a BTreeMap<String, String>,
+    v3: Option<&V3Signed>,
     now: OffsetDateTime,
 ) -> Result<Verified<'a>, Refusal> {
     let access_key_id = required(params, "AccessKeyId")?;
-    let signature = required(params, "Signature")?;
-    let signature_method = required(params, "SignatureMethod")?;
+    let v1 = match v3 {
+        Some(_) => None,
+        None => Some(required(params, "Signature")?),
+    };
     let nonce = required(params, "SignatureNonce")?;
-    let signature_version = required(params, "SignatureVersion")?;
     let timestamp = required(params, "Timestamp")?;
     check_required(action, params)?;
     let caller = identity.caller(access_key_id, param(params, "SecurityToken"), now)?;
-    if signature_method != "HMAC-SHA1" {
-        return Err(Refusal::SignatureMethod);
-    }
-    if signature_version != "1.0" {
-        return Err(Refusal::SignatureVersion);
+    if v1.is_some() {
+        if required(params, "SignatureMethod")? != "HMAC-SHA1" {
+            return Err(Refusal::SignatureMethod);
+        }
+        if required(params, "SignatureVersion")? != "1.0" {
+            return Err(Refusal::SignatureVersion);
+        }
     }
     let timestamp = signer::parse_timestamp(timestamp).ok_or(Refusal::TimestampFormat)?;
     if (now - timestamp).abs() > time::Duration::seconds(protocol::MAX_CLOCK_SKEW_SECS) {
         return Err(Refusal::TimestampExpired);
     }
-    let query = signer::canonical_query(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let string_to_sign = signer::string_to_sign(method, &query);
-    let expected = signer::sign_string(caller.secret.expose(), &string_to_sign);
-    if !signer::signature_matches(&expected, signature) {
+    let secret = caller.secret.expose();
+    let (string_to_sign, matches) = match (v1, v3) {
+        (Some(signature), _) => {
+            let query =
+                signer::canonical_query(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let string_to_sign = signer::string_to_sign(method, &query);
+            let expected = signer::sign_string(secret, &string_to_sign);
+            let matches = signer::signature_matches(&expected, signature);
+            (string_to_sign, matches)
+        }
+        (None, Some(v3)) => {
+            let string_to_sign = signer_v3::string_to_sign(&v3.canonical_request);
+            let expected = signer_v3::sign_string(secret, &string_to_sign);
+            let matches = signer::signature_matches(&expected, &v3.signature);
+            (string_to_sign, matches)
+        }
+        (None, None) => unreachable!("a request without v3 has its v1 signature"),
+    };
+    if !matches {
         return Err(Refusal::SignatureDoesNotMatch(string_to_sign));
     }
     Ok(Verified {
@@ -201,7 +222,7 @@ pub(crate) mod tests {
         params: &'a BTreeMap<String, String>,
         now: OffsetDateTime,
     ) -> Result<Verified<'a>, Refusal> {
-        route(params).and_then(|action| verify(id, action, method, params, now))
+        route(params).and_then(|action| verify(id, action, method, params, None, now))
     }
 
     fn code(r: Result<Verified<'_>, Refusal>) -> &'static str {

@@ -14,6 +14,7 @@ use crate::credentials::{
     SourceKind,
 };
 use crate::ids::AccountName;
+use crate::signing::SignatureVersion;
 
 /// One account: its credentials and the key its quota is paced under.
 #[derive(Clone, Debug)]
@@ -24,6 +25,10 @@ pub struct Account {
     pub pacer_key: String,
     pub credentials: CredentialsProvider,
     pub qps: u32,
+    /// The accounts file's `endpoint` for this account (see [`crate::endpoints`]).
+    pub endpoint: Option<String>,
+    /// The accounts file's `signature_version`; `None`: `STOPCASTER_SIGNATURE_VERSION`.
+    pub signature_version: Option<SignatureVersion>,
 }
 
 /// The default account and the named ones.
@@ -71,6 +76,11 @@ pub struct AccountPlan {
     pub qps: u32,
     /// `STOPCASTER_ACCOUNT_UID` or `account_uid`: the pacer key without asking STS.
     pub account_uid: Option<String>,
+    /// The accounts file's `endpoint`: this account's calls go there unless the region's own
+    /// variable says otherwise.
+    pub endpoint: Option<String>,
+    /// The accounts file's `signature_version`.
+    pub signature_version: Option<SignatureVersion>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +169,8 @@ async fn start_one(
         pacer_key: key.key,
         credentials,
         qps: plan.qps,
+        endpoint: plan.endpoint,
+        signature_version: plan.signature_version,
     })
 }
 
@@ -180,6 +192,11 @@ pub struct AccountSpec {
     pub account_uid: Option<String>,
     /// This account's quota; default `STOPCASTER_QPS`.
     pub qps: Option<u32>,
+    /// The endpoint of this account's calls, over `STOPCASTER_ENDPOINT` and the region's table
+    /// entry (not over `STOPCASTER_ENDPOINT_<REGION>`).
+    pub endpoint: Option<String>,
+    /// `v1` (or `v2`) or `v3`; default `STOPCASTER_SIGNATURE_VERSION`.
+    pub signature_version: Option<String>,
 }
 
 /// The accounts file: `{"accounts": {"<name>": AccountSpec, ...}}`.
@@ -238,6 +255,13 @@ pub fn resolve_spec(
         source,
         qps: spec.qps.unwrap_or(default_qps),
         account_uid: spec.account_uid.clone().filter(|u| !u.trim().is_empty()),
+        endpoint: spec.endpoint.clone().filter(|e| !e.trim().is_empty()),
+        signature_version: spec
+            .signature_version
+            .as_deref()
+            .map(SignatureVersion::parse)
+            .transpose()
+            .map_err(|e| err(e.to_string()))?,
     })
 }
 
@@ -310,12 +334,13 @@ mod tests {
         .unwrap();
         assert_eq!(a.qps, 5);
         assert_eq!(a.account_uid.as_deref(), Some("1234"));
+        assert_eq!(a.endpoint, None);
         assert_eq!(static_credentials(&a).access_key_id(), "LTAIprod");
         assert_eq!(static_credentials(&a).secret().expose(), "prod-secret");
 
         let b = resolve_spec(
             "b",
-            &spec(r#"{"aliyun_profile":"sts"}"#),
+            &spec(r#"{"aliyun_profile":"sts","endpoint":"http://127.0.0.1:9","signature_version":"v3"}"#),
             10,
             &env,
             Some(&cli()),
@@ -323,6 +348,9 @@ mod tests {
         .unwrap();
         assert_eq!(b.qps, 10);
         assert_eq!(b.account_uid, None);
+        assert_eq!(b.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(b.signature_version, Some(SignatureVersion::V3));
+        assert_eq!(a.signature_version, None);
         assert_eq!(static_credentials(&b).access_key_id(), "STS.b");
         assert_eq!(
             static_credentials(&b).security_token().unwrap().expose(),
@@ -366,6 +394,11 @@ mod tests {
                 "A is not set",
             ),
             (r#"{"qps":3}"#, None, "either"),
+            (
+                r#"{"aliyun_profile":"default","signature_version":"v4"}"#,
+                Some(cli()),
+                "unknown signature version",
+            ),
         ] {
             let e = resolve_spec("x", &spec(json), 10, &env, profiles.as_ref()).unwrap_err();
             assert!(e.to_string().contains(expected), "{json}: {e}");

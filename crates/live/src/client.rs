@@ -24,6 +24,7 @@ use crate::credentials::Credentials;
 use crate::ids::{CasterId, RegionId};
 use crate::outcome::{CallOutcome, TransportError, TransportKind, interpret};
 use crate::signer;
+use crate::signing::{Envelope, SignatureVersion, sign_request};
 
 pub const API_VERSION: &str = "2016-11-01";
 pub const ACTION: &str = "StopCaster";
@@ -44,6 +45,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Extra CA certificates to trust (`STOPCASTER_CA_FILE`).
     pub ca_file: Option<std::path::PathBuf>,
+    /// The signature of calls whose account names none (`STOPCASTER_SIGNATURE_VERSION`).
+    pub signature: SignatureVersion,
 }
 
 impl ClientConfig {
@@ -53,6 +56,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(10),
             ca_file: None,
+            signature: SignatureVersion::V1,
         }
     }
 }
@@ -142,6 +146,9 @@ struct Warmth {
 pub struct LiveClient {
     http: reqwest::Client,
     base: String,
+    /// The `host` header a V3 signature covers.
+    host: String,
+    signature: SignatureVersion,
     warming: Option<Warming>,
     warmth: Arc<Warmth>,
 }
@@ -160,9 +167,22 @@ impl LiveClient {
             .pool_max_idle_per_host(usize::MAX)
             .tcp_keepalive(Duration::from_secs(30))
             .build()?;
+        let base = format!("{endpoint}/");
+        let host = reqwest::Url::parse(&base)
+            .ok()
+            .and_then(|url| {
+                let host = url.host_str()?.to_owned();
+                Some(match url.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                })
+            })
+            .ok_or_else(|| ClientError::Endpoint(config.endpoint.clone()))?;
         Ok(Self {
             http,
-            base: format!("{endpoint}/"),
+            base,
+            host,
+            signature: config.signature,
             warming: None,
             warmth: Arc::default(),
         })
@@ -239,21 +259,42 @@ impl LiveClient {
         }
     }
 
-    /// Makes one signed call. Never returns an error: every failure is a [`CallOutcome`].
+    /// Makes one call signed as the client's settings say. Never returns an error: every
+    /// failure is a [`CallOutcome`].
     pub async fn stop_caster(
         &self,
         credentials: &Credentials,
         request: StopCasterRequest<'_>,
     ) -> CallOutcome {
+        self.stop_caster_signed(credentials, request, None).await
+    }
+
+    /// Makes one call with this signature (`None`: the client's own).
+    pub async fn stop_caster_signed(
+        &self,
+        credentials: &Credentials,
+        request: StopCasterRequest<'_>,
+        signature: Option<SignatureVersion>,
+    ) -> CallOutcome {
         let nonce = uuid::Uuid::new_v4().to_string();
         let timestamp = signer::format_timestamp(time::OffsetDateTime::now_utc());
-        let url = format!(
-            "{}?{}",
-            self.base,
-            signed_query("POST", credentials, request, &nonce, &timestamp)
+        let signed = sign_request(
+            signature.unwrap_or(self.signature),
+            credentials,
+            request,
+            Envelope {
+                method: "POST",
+                host: &self.host,
+                nonce: &nonce,
+                timestamp: &timestamp,
+            },
         );
+        let mut post = self.http.post(format!("{}?{}", self.base, signed.query));
+        for (name, value) in &signed.headers {
+            post = post.header(*name, value);
+        }
         self.touch();
-        let response = match self.http.post(url).send().await {
+        let response = match post.send().await {
             Ok(response) => response,
             Err(e) => return CallOutcome::Transport(transport_error(&e)),
         };

@@ -1,6 +1,6 @@
 //! The vendor side: everything that speaks Alibaba Cloud's protocol. Requests are signed
 //! ([`signer`]) with an account's [`credentials`] ([`accounts`] maps job account names to them),
-//! sent by the [`client`], and their answers classified ([`outcome`]) with the credentials
+//! (or [`signer_v3`], as [`signing`] chooses) sent by the [`client`], and their answers classified ([`outcome`]) with the credentials
 //! they echo removed ([`scrub`]).
 //!
 //! Its vocabulary is its own: checked [`ids`] and the [`time`] formats the API speaks. It
@@ -12,11 +12,17 @@
 pub mod accounts;
 pub mod client;
 pub mod credentials;
+pub mod endpoint_clients;
+pub mod endpoints;
 pub mod ids;
 pub mod outcome;
 pub mod scrub;
 pub mod signer;
+pub mod signer_v3;
+pub mod signing;
 pub mod time;
 
 pub use client::{ClientConfig, LiveClient, StopCasterRequest};
+pub use endpoint_clients::{EndpointClients, EndpointSettings};
 pub use outcome::{ApiError, CallOutcome, TransportError, TransportKind};
+pub use signing::SignatureVersion;

@@ -7,9 +7,9 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::domain::RegionId;
-use stopcaster_live::ClientConfig;
 use stopcaster_live::accounts::AccountPlan;
 use stopcaster_live::credentials::{self, Source, chain};
+use stopcaster_live::{ClientConfig, EndpointSettings, SignatureVersion};
 
 /// Calls per second per account when nothing says otherwise: Alibaba's StopCaster quota.
 pub const DEFAULT_QPS: u32 = 10;
@@ -78,14 +78,20 @@ pub struct ApiArgs {
     /// PEM file of extra CA certificates to trust (a stand-in or a proxy serving TLS).
     #[arg(help_heading = API, long, env = "STOPCASTER_CA_FILE")]
     pub ca_file: Option<PathBuf>,
-    /// API endpoint.
+    /// API endpoint for every region (default: by region, from Alibaba Cloud's table;
+    /// `STOPCASTER_ENDPOINT_<REGION>` overrides one region).
+    #[arg(help_heading = API, long, env = "STOPCASTER_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Signature of the calls: `v1` (RPC HMAC-SHA1; `v2` is the V2.0 SDKs' name for it) or
+    /// `v3` (`ACS3-HMAC-SHA256`); an account of the accounts file may set its own.
     #[arg(
         help_heading = API,
         long,
-        env = "STOPCASTER_ENDPOINT",
-        default_value = "https://live.aliyuncs.com"
+        env = "STOPCASTER_SIGNATURE_VERSION",
+        default_value = "v1",
+        value_parser = parse_signature_version
     )]
-    pub endpoint: String,
+    pub signature_version: SignatureVersion,
     /// RegionId for jobs that name none.
     #[arg(
         help_heading = API,
@@ -111,13 +117,24 @@ pub enum ConfigError {
 }
 
 impl ApiArgs {
+    /// The client settings but for the endpoint, which [`ApiArgs::endpoint_settings`] decides.
     pub fn client_config(&self) -> ClientConfig {
         ClientConfig {
-            endpoint: self.endpoint.clone(),
+            endpoint: String::new(),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             timeout: Duration::from_millis(self.timeout_ms),
             ca_file: self.ca_file.clone(),
+            signature: self.signature_version,
         }
+    }
+
+    /// The global endpoint (the flag or `STOPCASTER_ENDPOINT`) and every
+    /// `STOPCASTER_ENDPOINT_<REGION>` of the process environment.
+    pub fn endpoint_settings(&self) -> EndpointSettings {
+        EndpointSettings::from_vars(
+            self.endpoint.clone().filter(|e| !e.trim().is_empty()),
+            std::env::vars(),
+        )
     }
 
     /// A variable as the credentials chain sees it: the flags above win over the process
@@ -144,6 +161,8 @@ impl ApiArgs {
             source: self.credentials_source()?,
             qps,
             account_uid: self.account_uid.clone().filter(|u| !u.trim().is_empty()),
+            endpoint: None,
+            signature_version: None,
         })
     }
 
@@ -156,6 +175,10 @@ impl ApiArgs {
         RegionId::parse(&self.default_region)
             .map_err(|e| ConfigError::Invalid("STOPCASTER_REGION", e.to_string()))
     }
+}
+
+fn parse_signature_version(text: &str) -> Result<SignatureVersion, String> {
+    SignatureVersion::parse(text).map_err(|e| e.to_string())
 }
 
 /// The attempt budget, shared by the worker (calls per job) and `dead-letters replay` (calls a

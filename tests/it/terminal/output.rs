@@ -58,7 +58,7 @@ async fn a_worker_log_file_is_plain_text_and_starts_with_its_settings() {
     assert_eq!(start.len(), 1, "{text}");
     let line = start[0];
     for needle in [
-        format!("endpoint={}", env.fake.endpoint()),
+        format!("endpoints=every region: {}", env.fake.endpoint()),
         "broker=amqp://guest@127.0.0.1:5672/%2f".to_owned(),
         format!("database={}", env.database_url),
         "region=cn-shanghai".to_owned(),

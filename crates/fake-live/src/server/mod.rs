@@ -27,6 +27,7 @@ use crate::protocol::{self, Refusal, Service};
 use crate::severable::Conn;
 use crate::state::CallRecord;
 use crate::verify::{self, Action, Verified};
+use crate::verify_v3;
 use crate::{admin, metadata};
 
 /// Serves `shared` on `listener` until `shutdown` is cancelled, then lets calls in flight end.
@@ -68,7 +69,10 @@ async fn rpc(
         Method::HEAD => "HEAD",
         _ => "POST",
     };
-    let params = read_params(query.as_deref(), &headers, &body);
+    let mut params = read_params(query.as_deref(), &headers, &body);
+    // A V3 request's own parameters travel in its headers: read them before routing.
+    let v3 = verify_v3::is_v3(&headers)
+        .then(|| verify_v3::read(method, query.as_deref(), &headers, &body, &mut params));
     let wall_now = OffsetDateTime::now_utc();
     let request_id = uuid::Uuid::new_v4();
     let request_id_text = protocol::request_id_text(request_id);
@@ -83,7 +87,18 @@ async fn rpc(
         }
         Ok(action) => (
             None,
-            verify::verify(&shared.identity, action, method, &params, wall_now),
+            match &v3 {
+                Some(Err(refusal)) => Err(refusal.clone()),
+                Some(Ok(v3)) => verify::verify(
+                    &shared.identity,
+                    action,
+                    method,
+                    &params,
+                    Some(v3),
+                    wall_now,
+                ),
+                None => verify::verify(&shared.identity, action, method, &params, None, wall_now),
+            },
         ),
         Err(refusal) => (None, Err(refusal)),
     };

@@ -22,7 +22,7 @@ use stopcaster_live::credentials::http::ClientBuildError;
 use stopcaster_live::credentials::{
     CredentialsError, CredentialsProvider, HttpClients, ProviderContext, RefreshPolicy,
 };
-use stopcaster_live::{ApiError, CallOutcome, LiveClient, StopCasterRequest};
+use stopcaster_live::{ApiError, CallOutcome, ClientConfig, LiveClient, StopCasterRequest};
 
 /// The batch id of the calls `stop` records.
 pub(crate) const STOP_COMMAND_BATCH: &str = "stop-command";
@@ -69,7 +69,10 @@ pub async fn run(
     let caster_id = CasterId::parse(caster_id)?;
     let region = RegionId::parse(&api.default_region)?;
     let client_config = api.client_config();
-    let client = LiveClient::new(&client_config)?;
+    let client = LiveClient::new(&ClientConfig {
+        endpoint: api.endpoint_settings().resolve(&region, None),
+        ..client_config.clone()
+    })?;
     let job = Job {
         job_id: JobId::new_random(),
         caster_id,

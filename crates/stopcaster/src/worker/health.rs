@@ -1,5 +1,5 @@
 //! The worker's own HTTP endpoints: Prometheus `/metrics`, `/healthz` (alive) and `/readyz`
-//! (broker and database connected).
+//! (broker and database connected; it also names the API endpoints in use).
 
 use axum::Router;
 use axum::extract::State;
@@ -17,6 +17,7 @@ pub(super) struct Health {
     pub metrics: Metrics,
     pub in_flight: InFlight,
     pub pauses: Pauses,
+    pub clients: stopcaster_live::EndpointClients,
 }
 
 /// Serves until `shutdown`.
@@ -67,15 +68,20 @@ async fn ready(State(health): State<Health>) -> (StatusCode, String) {
         problems.push(format!("account {account} paused: {code}"));
     }
     let node = match health.metrics.broker_node() {
-        Some(node) if health.metrics.broker_up() => format!("broker node: {node}\n"),
+        Some(node) if health.metrics.broker_up() => format!("broker node: {node}
+"),
         _ => String::new(),
     };
+    let endpoints = format!("endpoints: {}
+", health.clients.in_use().join(", "));
     if problems.is_empty() {
-        (StatusCode::OK, format!("ready\n{node}"))
+        (StatusCode::OK, format!("ready
+{node}{endpoints}"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n{node}", problems.join("; ")),
+            format!("not ready: {}
+{node}{endpoints}", problems.join("; ")),
         )
     }
 }

@@ -37,6 +37,7 @@ use crate::broker::Names;
 use crate::config::{ApiArgs, BrokerArgs, DatabaseArgs, WorkerArgs};
 use crate::redact::url_without_password;
 use crate::store;
+use stopcaster_live::accounts::Account;
 
 pub(crate) use self::start::StartError;
 
@@ -56,7 +57,9 @@ pub async fn run(
         broker = %url_without_password(&broker.amqp_url),
         queue_prefix = %broker.queue_prefix,
         database = %url_without_password(&database.database_url),
-        endpoint = %api.endpoint,
+        endpoints = %api
+            .endpoint_settings()
+            .describe(start::account_endpoints(&accounts)),
         region = %api.default_region,
         qps = args.qps,
         concurrency = args.concurrency,
@@ -76,7 +79,9 @@ pub async fn run(
     }
     // Before the first delivery: a worker that warmed while holding its prefetched jobs would
     // leave the others to run out of work meanwhile.
-    shutdown.run_until_cancelled(ctx.client.warm()).await;
+    shutdown
+        .run_until_cancelled(warm_default_endpoints(&ctx))
+        .await;
     let config = session::SessionConfig {
         amqp_url: broker.amqp_url,
         names: Names::new(&broker.queue_prefix),
@@ -100,4 +105,28 @@ pub async fn run(
     }
     tracing::info!("worker stopped");
     Ok(true)
+}
+
+/// Warms the endpoints of the default region's jobs, one per account's endpoint (the others
+/// are warmed by their first job).
+async fn warm_default_endpoints(ctx: &job::JobContext) {
+    let accounts = ctx
+        .accounts
+        .default
+        .iter()
+        .chain(ctx.accounts.named.values());
+    let mut clients: Vec<&stopcaster_live::LiveClient> = Vec::new();
+    for account in accounts {
+        let client = ctx
+            .clients
+            .client_for(&ctx.default_region, account_endpoint(account));
+        if !clients.iter().any(|c| std::ptr::eq(*c, client)) {
+            clients.push(client);
+        }
+    }
+    futures_util::future::join_all(clients.into_iter().map(|c| c.warm())).await;
+}
+
+fn account_endpoint(account: &Account) -> Option<&str> {
+    account.endpoint.as_deref()
 }

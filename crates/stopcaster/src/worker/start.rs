@@ -17,7 +17,7 @@ use super::pacer::{LocalPacer, Pacer, Rate, SharedPacer};
 use crate::config::{ApiArgs, ConfigError, DatabaseArgs, PacerKind, WorkerArgs};
 use crate::redact::url_without_password;
 use crate::store;
-use stopcaster_live::LiveClient;
+use stopcaster_live::EndpointClients;
 use stopcaster_live::accounts::{self, Accounts, AccountsError};
 use stopcaster_live::client::{ClientError, Warming};
 use stopcaster_live::credentials::http::ClientBuildError;
@@ -152,8 +152,8 @@ pub(super) async fn pacer(
     })
 }
 
-/// How many connections to keep warm: the pool is warmed for every account's quota at once
-/// (one endpoint, one pool).
+/// How many connections to keep warm: each endpoint's pool is warmed for every account's quota
+/// at once (any account may call any endpoint).
 fn warming(accounts: &Accounts, concurrency: u16) -> Warming {
     let mut pacer_keys: Vec<&str> = accounts
         .default
@@ -170,6 +170,15 @@ fn warming(accounts: &Accounts, concurrency: u16) -> Warming {
             .fold(0u32, u32::saturating_add),
         max_connections: usize::from(concurrency.max(1)),
     }
+}
+
+/// The accounts that name an endpoint of their own, with it.
+pub(super) fn account_endpoints(accounts: &Accounts) -> impl Iterator<Item = (&str, &str)> {
+    accounts
+        .default
+        .iter()
+        .chain(accounts.named.values())
+        .filter_map(|a| Some((a.name.as_str(), a.endpoint.as_deref()?)))
 }
 
 /// This worker's name in attempt rows and claims: host, process and a random part, so two
@@ -192,15 +201,16 @@ pub(super) fn job_context(
     args: &WorkerArgs,
 ) -> Result<JobContext, StartError> {
     let client_config = api.client_config();
-    let client = LiveClient::new(&client_config)?;
-    let client = if args.warm_connections {
-        client.with_warming(warming(&accounts, args.concurrency))
-    } else {
-        client
-    };
+    let clients = EndpointClients::new(
+        api.endpoint_settings(),
+        account_endpoints(&accounts).map(|(_, e)| e),
+        &client_config,
+        args.warm_connections
+            .then(|| warming(&accounts, args.concurrency)),
+    )?;
     Ok(JobContext {
         pool,
-        client,
+        clients,
         pacer,
         accounts,
         default_region: api.region()?,
@@ -234,6 +244,7 @@ pub(super) async fn serve_health(
             metrics: ctx.metrics.clone(),
             in_flight: ctx.in_flight.clone(),
             pauses: ctx.pauses.clone(),
+            clients: ctx.clients.clone(),
         },
         shutdown.clone(),
     ));

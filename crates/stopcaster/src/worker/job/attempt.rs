@@ -31,12 +31,16 @@ pub(super) async fn attempts(
         caster_id: &job.caster_id,
         region_id: region,
     };
+    let client = step
+        .ctx
+        .clients
+        .client_for(region, account.endpoint.as_deref());
     loop {
         let probe = match turn(step, account).await? {
             Turned::Call { probe } => probe,
             Turned::Park(park_for) => return park(step, job, park_for).await,
         };
-        let ready = match reserve::reserve(step, job, state, account, probe).await? {
+        let ready = match reserve::reserve(step, client, job, state, account, probe).await? {
             Reservation::Ready(ready) => ready,
             Reservation::Again => continue,
             Reservation::Done(done) => return Ok(done),

@@ -35,13 +35,14 @@ use crate::worker::in_flight::InFlight;
 use crate::worker::pacer::Pacer;
 use crate::worker::pause::Pauses;
 use crate::worker::verdict;
-use stopcaster_live::LiveClient;
+use stopcaster_live::EndpointClients;
 use stopcaster_live::accounts::Accounts;
 
 /// Everything a job needs, shared by all of a worker's jobs.
 pub(super) struct JobContext {
     pub pool: PgPool,
-    pub client: LiveClient,
+    /// A client per endpoint: the job's region and account pick one.
+    pub clients: EndpointClients,
     pub pacer: Pacer,
     pub accounts: Accounts,
     pub default_region: RegionId,

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use stopcaster_live::LiveClient;
 use stopcaster_live::accounts::Account;
 use stopcaster_live::credentials::{Credentials, CredentialsError};
 use tracing::{debug, warn};
@@ -36,6 +37,8 @@ pub(super) struct Ready<'a> {
     /// An earlier attempt may have reached the API unanswered.
     pub(super) unknown_before: bool,
     pub(super) probe: Option<Probe<'a>>,
+    /// The client of the job's endpoint.
+    pub(super) client: &'a LiveClient,
 }
 
 /// What [`prepare`] found with the slot held.
@@ -67,6 +70,7 @@ enum Unready {
 /// Reserves a slot and prepares the call on it.
 pub(super) async fn reserve<'a>(
     step: &Step<'a>,
+    client: &'a LiveClient,
     job: &Job,
     state: &JobState,
     account: &'a Account,
@@ -79,7 +83,7 @@ pub(super) async fn reserve<'a>(
         let _ = account.credentials.refresh_now().await;
     }
     // Connections opened before the slot, not on its time (see `LiveClient::warm`).
-    step.shutdown.run_until_cancelled(ctx.client.warm()).await;
+    step.shutdown.run_until_cancelled(client.warm()).await;
     let slot = match ctx
         .pacer
         .reserve(&account.pacer_key, state.not_before)
@@ -104,6 +108,7 @@ pub(super) async fn reserve<'a>(
             attempt,
             unknown_before,
             probe,
+            client,
         })),
         Err(unready) => {
             slot.release().await;

@@ -107,6 +107,7 @@ async fn settle(
         attempt,
         unknown_before,
         probe,
+        client,
     } = ready;
     let ctx = step.ctx;
     due::at_due_time(&ctx.metrics, state, attempt).await;
@@ -117,7 +118,7 @@ async fn settle(
     // came back, and the late call and the next on time would share a server second with
     // ten others.
     let (outcome, ()) = tokio::join!(
-        ctx.client.stop_caster(&credentials, request),
+        client.stop_caster_signed(&credentials, request, account.signature_version),
         ctx.pacer.sent(&slot, started),
     );
     ctx.metrics.api_call(&outcome, started.elapsed());

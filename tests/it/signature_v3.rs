@@ -1,0 +1,98 @@
+//! `STOPCASTER_SIGNATURE_VERSION=v3`: the worker and `stop` sign with `ACS3-HMAC-SHA256`, and
+//! the stand-in, which verifies both signatures, accepts them, and so it does the official SDK
+//! with its default settings.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use stopcaster_fake_live::StudioState;
+
+use crate::common::{self, TestEnv};
+use crate::python_sdk::{KEY, SECRET, refused, sdk, start, stop_stop_missing};
+
+// Two threads: `stop` runs as a blocking child process while the stand-in answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_and_stop_sign_v3() {
+    let env = TestEnv::with_running(&["v3-0", "v3-1", "v3-2", "v3-stop"]).await;
+    let v3 = [("STOPCASTER_SIGNATURE_VERSION", "v3")];
+    let mut worker = env.spawn_worker(&[v3[0], common::FAST[0], common::FAST[1]]);
+    let casters: Vec<String> = (0..3).map(|i| format!("v3-{i}")).collect();
+    env.publish_jobs(&casters).await;
+    env.wait_terminal(3, Duration::from_secs(30)).await;
+    assert_eq!(env.count_status("succeeded").await, 3);
+    worker.signal("TERM");
+    worker.wait_exit(Duration::from_secs(30)).await;
+    let out = env.run_cli(&["stop", "v3-stop"], &v3);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    // An unknown version is refused before any call.
+    let bad = env.run_cli(
+        &["stop", "v3-stop"],
+        &[("STOPCASTER_SIGNATURE_VERSION", "v4")],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        common::stderr(&bad).contains("signature version"),
+        "{}",
+        common::stderr(&bad)
+    );
+    let calls = env.fake.calls();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(
+        calls.iter().all(|c| c.http_status == Some(200)),
+        "{calls:?}"
+    );
+}
+
+/// `alibabacloud-live20161101` as it ships signs with V3 (`ACS3-HMAC-SHA256`): the stand-in
+/// verifies it, a wrong secret is refused, and so is a V3 request altered after signing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tea_sdk_with_default_settings_signs_v3() {
+    let fake = start().await;
+    stop_stop_missing(&fake, &["--sdk", "tea-default"]).await;
+    let wrong = sdk(
+        &fake,
+        &[
+            "--sdk",
+            "tea-default",
+            "--secret",
+            "wrong-secret",
+            "--caster",
+            "studio-untouched",
+        ],
+    )
+    .await;
+    refused(&wrong[0], 400, "SignatureDoesNotMatch");
+    assert_eq!(fake.caster("studio-untouched"), Some(StudioState::Running));
+
+    // Our own V3 request, then its CasterId changed on the way.
+    let caster = stopcaster::CasterId::parse("studio-get").unwrap();
+    let region = stopcaster::RegionId::parse("cn-shanghai").unwrap();
+    let endpoint = fake.endpoint();
+    let host = endpoint.trim_start_matches("http://");
+    let timestamp = stopcaster_live::signer::format_timestamp(time::OffsetDateTime::now_utc());
+    let signed = stopcaster_live::signing::sign_request(
+        stopcaster_live::SignatureVersion::V3,
+        &stopcaster::Credentials::new(KEY, SECRET),
+        stopcaster::StopCasterRequest {
+            caster_id: &caster,
+            region_id: &region,
+        },
+        stopcaster_live::signing::Envelope {
+            method: "POST",
+            host,
+            nonce: &uuid::Uuid::new_v4().to_string(),
+            timestamp: &timestamp,
+        },
+    );
+    let tampered = signed.query.replace("studio-get", "studio-untouched");
+    let mut post = reqwest::Client::new().post(format!("{endpoint}/?{tampered}"));
+    for (name, value) in &signed.headers {
+        post = post.header(*name, value);
+    }
+    let answer = post.send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 400);
+    let body: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(body["Code"], "SignatureDoesNotMatch", "{body}");
+    assert_eq!(fake.caster("studio-untouched"), Some(StudioState::Running));
+    assert_eq!(fake.caster("studio-get"), Some(StudioState::Running));
+}
