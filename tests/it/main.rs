@@ -1,8 +1,8 @@
 //! The integration tests, one binary so CI links once: a module per concern, each against the
 //! real RabbitMQ, Postgres, the stand-in and the `stopcaster` binary (`common::TestEnv`).
-//! `restarts` stops shared services and `cluster` boots three RabbitMQ nodes beside them:
-//! `.config/nextest.toml` runs their tests one at a time and `scripts/test` runs them in a
-//! second pass of their own (filter `test(/^(restarts|cluster)::/)`).
+//! `restarts` stops shared services, and `outage_parking::consumer_timeout_*` changes one:
+//! `.config/nextest.toml` runs them one at a time and `scripts/test` in a second pass of their
+//! own.
 
 mod common;
 

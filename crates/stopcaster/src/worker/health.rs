@@ -68,20 +68,16 @@ async fn ready(State(health): State<Health>) -> (StatusCode, String) {
         problems.push(format!("account {account} paused: {code}"));
     }
     let node = match health.metrics.broker_node() {
-        Some(node) if health.metrics.broker_up() => format!("broker node: {node}
-"),
+        Some(node) if health.metrics.broker_up() => format!("broker node: {node}\n"),
         _ => String::new(),
     };
-    let endpoints = format!("endpoints: {}
-", health.clients.in_use().join(", "));
+    let endpoints = format!("endpoints: {}\n", health.clients.in_use().join(", "));
     if problems.is_empty() {
-        (StatusCode::OK, format!("ready
-{node}{endpoints}"))
+        (StatusCode::OK, format!("ready\n{node}{endpoints}"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}
-{node}{endpoints}", problems.join("; ")),
+            format!("not ready: {}\n{node}{endpoints}", problems.join("; ")),
         )
     }
 }
