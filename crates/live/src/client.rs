@@ -230,13 +230,26 @@ impl LiveClient {
     /// `GET /` without parameters, read to the end so its connection goes back to the pool.
     /// True if the endpoint answered at all.
     async fn touch_endpoint(&self) -> bool {
-        match self.http.get(&self.base).send().await {
-            Ok(response) => response.bytes().await.is_ok(),
+        match self.get_base().await {
+            Ok(()) => true,
             Err(e) => {
                 tracing::debug!(error = %transport_error(&e).message, "warming a connection failed");
                 false
             }
         }
+    }
+
+    /// Whether the endpoint answers HTTP at all, whatever the answer: the same `GET /` without
+    /// parameters as the warming's, so no API call (no quota spent, no call counted). False
+    /// when it cannot be had: connection refused, DNS, a certificate this client does not
+    /// trust, a timeout. For a paused account, to notice the endpoint's return between probes.
+    pub async fn reachable(&self) -> bool {
+        self.get_base().await.is_ok()
+    }
+
+    async fn get_base(&self) -> Result<(), reqwest::Error> {
+        self.http.get(&self.base).send().await?.bytes().await?;
+        Ok(())
     }
 
     /// Makes one signed call. Never returns an error: every failure is a [`CallOutcome`].
