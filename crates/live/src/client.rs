@@ -385,4 +385,19 @@ mod tests {
         let plain = signed_query("POST", &Credentials::new("id", "s"), req, "n", "t");
         assert_ne!(q.rsplit('=').next(), plain.rsplit('=').next());
     }
+
+    #[tokio::test]
+    async fn reachable_is_any_http_answer_and_a_refused_connection_is_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A 400 like the gateway's answer to a request without an Action: still reachable.
+        let app = axum::Router::new().fallback(|| async { axum::http::StatusCode::BAD_REQUEST });
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = ClientConfig::new(format!("http://{addr}"));
+        assert!(LiveClient::new(&config).unwrap().reachable().await);
+        server.abort();
+        let _ = server.await;
+        // A fresh client: nothing listens on the port any more.
+        assert!(!LiveClient::new(&config).unwrap().reachable().await);
+    }
 }
