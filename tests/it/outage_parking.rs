@@ -236,7 +236,10 @@ async fn a_two_minute_outage_mid_batch_of_300_jobs_burns_nothing() {
         (last - back_at).as_seconds_f64()
     );
     for line in worker.logs().iter().filter(|l| {
-        l.contains("probing a paused account") || l.contains("resumed") || l.contains("paused;")
+        l.contains("probing a paused account")
+            || l.contains("answers again")
+            || l.contains("resumed")
+            || l.contains("paused;")
     }) {
         eprintln!("outage timeline: {line}");
     }
