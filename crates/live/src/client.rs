@@ -250,13 +250,26 @@ impl LiveClient {
     /// `GET /` without parameters, read to the end so its connection goes back to the pool.
     /// True if the endpoint answered at all.
     async fn touch_endpoint(&self) -> bool {
-        match self.http.get(&self.base).send().await {
-            Ok(response) => response.bytes().await.is_ok(),
+        match self.get_base().await {
+            Ok(()) => true,
             Err(e) => {
                 tracing::debug!(error = %transport_error(&e).message, "warming a connection failed");
                 false
             }
         }
+    }
+
+    /// Whether the endpoint answers HTTP at all, whatever the answer: the same `GET /` without
+    /// parameters as the warming's, so no API call (no quota spent, no call counted). False
+    /// when it cannot be had: connection refused, DNS, a certificate this client does not
+    /// trust, a timeout. For a paused account, to notice the endpoint's return between probes.
+    pub async fn reachable(&self) -> bool {
+        self.get_base().await.is_ok()
+    }
+
+    async fn get_base(&self) -> Result<(), reqwest::Error> {
+        self.http.get(&self.base).send().await?.bytes().await?;
+        Ok(())
     }
 
     /// Makes one call signed as the client's settings say. Never returns an error: every
@@ -412,5 +425,20 @@ mod tests {
         assert!(q.contains("&SecurityToken=tok&"));
         let plain = signed_query("POST", &Credentials::new("id", "s"), req, "n", "t");
         assert_ne!(q.rsplit('=').next(), plain.rsplit('=').next());
+    }
+
+    #[tokio::test]
+    async fn reachable_is_any_http_answer_and_a_refused_connection_is_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A 400 like the gateway's answer to a request without an Action: still reachable.
+        let app = axum::Router::new().fallback(|| async { axum::http::StatusCode::BAD_REQUEST });
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = ClientConfig::new(format!("http://{addr}"));
+        assert!(LiveClient::new(&config).unwrap().reachable().await);
+        server.abort();
+        let _ = server.await;
+        // A fresh client: nothing listens on the port any more.
+        assert!(!LiveClient::new(&config).unwrap().reachable().await);
     }
 }

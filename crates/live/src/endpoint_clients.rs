@@ -138,6 +138,22 @@ impl EndpointClients {
         client
     }
 
+    /// Whether every endpoint in use answers HTTP at all ([`LiveClient::reachable`]), checked
+    /// together; false while none is in use. For a paused account, to notice the endpoints'
+    /// return between probes: an endpoint still down keeps the probes on their backoff.
+    pub async fn reachable(&self) -> bool {
+        let endpoints = self.in_use();
+        let clients: Vec<&LiveClient> = endpoints
+            .iter()
+            .filter_map(|endpoint| self.clients.get(endpoint))
+            .collect();
+        !clients.is_empty()
+            && futures_util::future::join_all(clients.iter().map(|c| c.reachable()))
+                .await
+                .into_iter()
+                .all(|up| up)
+    }
+
     /// The endpoints calls have been made to (or are about to be), in order.
     pub fn in_use(&self) -> Vec<String> {
         self.in_use

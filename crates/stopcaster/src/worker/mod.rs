@@ -5,7 +5,8 @@
 //! - [`verdict`]: what to do after a call, a pure function; [`backoff`]: the delay before a retry.
 //! - [`pacer`]: calls on the account's quota, shared by every replica through Postgres.
 //! - [`pause`]: accounts whose credentials were refused, or whose [`circuit`] opened (the
-//!   endpoint cannot be reached or keeps failing), wait, one probe call at a time.
+//!   endpoint cannot be reached or keeps failing), wait, one probe call at a time; [`reach`]
+//!   brings the probe forward when an unreachable endpoint answers again.
 //! - [`stager`]: hands scheduled jobs back to the queue as they fall due; [`due`]: the worker's
 //!   side of a due time.
 //! - [`in_flight`], [`metrics`], [`health`]: this process's view of itself; [`start`]: what a
@@ -23,6 +24,7 @@ mod job;
 mod metrics;
 pub mod pacer;
 mod pause;
+mod reach;
 mod session;
 mod stager;
 mod start;
@@ -96,10 +98,17 @@ pub async fn run(
             worker_id: ctx.worker_id.clone(),
         },
         ctx.metrics.clone(),
+        ctx.wake_stager.clone(),
+        shutdown.clone(),
+    ));
+    let reach = tokio::spawn(reach::run(
+        ctx.clone(),
+        ctx.wake_stager.clone(),
         shutdown.clone(),
     ));
     session::run(config, ctx.clone(), shutdown).await;
     let _ = stager.await;
+    let _ = reach.await;
     if let Err(e) = store::clear_pauses(&ctx.pool, &ctx.worker_id, None).await {
         tracing::debug!(error = %e, "could not clear this worker's pauses");
     }

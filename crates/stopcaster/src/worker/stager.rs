@@ -17,7 +17,8 @@
 //! rest stay `scheduled`, cancellable as such, and are staged as the workers take the backlog).
 //!
 //! Between rounds it sleeps until the next row enters the lead, at most [`MAX_SLEEP`] (so rows
-//! written meanwhile by other workers are seen), and wakes at once on shutdown.
+//! written meanwhile by other workers are seen), and wakes at once on shutdown or when this
+//! worker released parked jobs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use lapin::{Channel, Connection};
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -69,6 +71,7 @@ pub(super) async fn run(
     pool: PgPool,
     config: StagerConfig,
     metrics: Metrics,
+    wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     let mut broker: Option<(Connection, Arc<Channel>)> = None;
@@ -95,7 +98,15 @@ pub(super) async fn run(
                 wait
             }
         };
-        shutdown.run_until_cancelled(tokio::time::sleep(wait)).await;
+        // Woken early when parked jobs were released (their account resumed, or its probe was
+        // brought forward): they are handed back now, not at the end of this sleep.
+        let sleep = async {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = wake.notified() => {}
+            }
+        };
+        shutdown.run_until_cancelled(sleep).await;
     }
     if let Some((connection, channel)) = broker {
         let _ = channel.close(200, "shutdown".into()).await;

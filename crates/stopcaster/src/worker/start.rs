@@ -226,6 +226,7 @@ pub(super) fn job_context(
         in_flight: Default::default(),
         metrics: Default::default(),
         pauses: Default::default(),
+        wake_stager: Default::default(),
     })
 }
 

@@ -17,9 +17,11 @@ mod reserve;
 mod settle;
 mod step;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
@@ -59,8 +61,10 @@ pub(super) struct JobContext {
     pub worker_id: String,
     pub in_flight: InFlight,
     pub metrics: crate::worker::metrics::Metrics,
-    /// Accounts paused because their credentials were refused.
+    /// Accounts paused: their credentials were refused, or their circuit opened.
     pub pauses: Pauses,
+    /// Wakes the stager at once, when parked jobs were released.
+    pub wake_stager: Arc<Notify>,
 }
 
 /// What to do with a delivery once its outcome is committed.

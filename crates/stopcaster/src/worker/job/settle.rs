@@ -178,8 +178,12 @@ async fn tell_pause(
     let recorded = match (&report.change, report.paused) {
         (Some(Change::Resumed { .. }), _) => {
             // Its parked jobs come back now rather than at the next probe's time.
-            if let Err(err) = store::release_parked(&ctx.pool, &account.name).await {
-                warn!(error = %err, "could not release the account's parked jobs; they come back at their park's end");
+            match store::release_parked(&ctx.pool, &account.name).await {
+                Ok(0) => {}
+                Ok(_) => ctx.wake_stager.notify_one(),
+                Err(err) => {
+                    warn!(error = %err, "could not release the account's parked jobs; they come back at their park's end");
+                }
             }
             store::clear_pauses(&ctx.pool, &ctx.worker_id, Some(&account.name)).await
         }
