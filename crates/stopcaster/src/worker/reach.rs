@@ -1,8 +1,8 @@
 //! Noticing an endpoint's return between probes. An account paused because its calls could not
 //! reach the endpoint (a transport code: refused connection, DNS, TLS, timeout) probes with a
 //! backoff up to 60 s apart, so a return would be noticed up to a minute late. Meanwhile, every
-//! [`CHECK_EVERY`], this worker's one check asks whether the endpoint answers HTTP at all
-//! ([`LiveClient::reachable`]: `GET /` without parameters, no API call, no quota, no call
+//! [`CHECK_EVERY`], this worker's one check asks whether the endpoints answer HTTP at all
+//! (`EndpointClients::reachable`: `GET /` without parameters, no API call, no quota, no call
 //! counted). When it does, each such account's next probe is brought forward to now
 //! ([`Pauses::probe_now`]) and its parked jobs are released, so that one of them comes back
 //! from the queue at once to make it.
@@ -12,7 +12,9 @@
 //! forward once per return (until a check fails again): an endpoint that answers `GET /` while
 //! its calls keep timing out is probed on the backoff, not every second.
 //!
-//! The worker has one client, hence one endpoint: it is the one checked, for every account.
+//! The check asks every endpoint in use (a worker's jobs may go to several regions' endpoints)
+//! and counts a return only when all answer: an endpoint still down keeps its accounts' probes
+//! on their backoff, at worst a little later for an account that only used the other one.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
