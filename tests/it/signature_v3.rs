@@ -13,7 +13,7 @@ use crate::python_sdk::{KEY, SECRET, refused, sdk, start, stop_stop_missing};
 // Two threads: `stop` runs as a blocking child process while the stand-in answers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_and_stop_sign_v3() {
-    let env = TestEnv::with_running(&["v3-0", "v3-1", "v3-2", "v3-stop"]).await;
+    let env = TestEnv::with_running(&["v3-0", "v3-1", "v3-2", "v3-stop", "v1-stop"]).await;
     let v3 = [("STOPCASTER_SIGNATURE_VERSION", "v3")];
     let mut worker = env.spawn_worker(&[v3[0], common::FAST[0], common::FAST[1]]);
     let casters: Vec<String> = (0..3).map(|i| format!("v3-{i}")).collect();
@@ -41,6 +41,12 @@ async fn the_worker_and_stop_sign_v3() {
         calls.iter().all(|c| c.http_status == Some(200)),
         "{calls:?}"
     );
+    // Signed with V3, as the stand-in saw them; without the setting, the RPC signature.
+    assert!(calls.iter().all(|c| c.signature == "v3"), "{calls:?}");
+    let v1 = env.run_cli(&["stop", "v1-stop"], &[]);
+    assert!(v1.status.success(), "{}", common::stderr(&v1));
+    let calls = env.fake.calls();
+    assert_eq!(calls.last().map(|c| c.signature.as_str()), Some("v1"));
 }
 
 /// `alibabacloud-live20161101` as it ships signs with V3 (`ACS3-HMAC-SHA256`): the stand-in

@@ -256,6 +256,10 @@ pub struct CallLogEntry {
     /// role's).
     #[serde(default)]
     pub account_uid: Option<String>,
+    /// How it was signed: `v3` (`ACS3-HMAC-SHA256`, `Authorization` header) or `v1` (the RPC
+    /// signature in the parameters).
+    #[serde(default)]
+    pub signature: String,
 }
 
 /// Counts over the whole call log, as `GET /_fake/stats` shows them.

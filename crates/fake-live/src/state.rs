@@ -208,6 +208,8 @@ pub(crate) struct CallRecord {
     pub fault: Option<&'static str>,
     /// The caller's account UID, once its key checked out.
     pub account: Option<Box<str>>,
+    /// How it was signed: `v3` (`ACS3-HMAC-SHA256`) or `v1` (the RPC signature).
+    pub signature: &'static str,
 }
 
 /// The counters of `GET /_fake/stats` over the whole log.

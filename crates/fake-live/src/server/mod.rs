@@ -129,14 +129,16 @@ async fn rpc(
         // No parameters at all is no call: a client warming a connection (`GET /`). It is
         // answered like any request without `Action`, but kept out of the log.
         if !params.is_empty() {
-            st.log.push(record(
+            let mut line = record(
                 &params,
                 &decision,
                 shared.clock.offset_ns(now),
                 method,
                 request_id,
                 account,
-            ));
+            );
+            line.signature = if v3.is_some() { "v3" } else { "v1" };
+            st.log.push(line);
         }
         decision
     };
@@ -205,6 +207,7 @@ fn record(
         admitted: decision.admitted,
         fault: decision.fault.map(|f| f.label()),
         account,
+        signature: "v1",
     }
 }
 

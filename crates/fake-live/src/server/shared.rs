@@ -137,6 +137,7 @@ impl Shared {
             admitted: r.admitted,
             fault: r.fault.map(str::to_owned),
             account_uid: r.account.as_deref().map(str::to_owned),
+            signature: r.signature.to_owned(),
         }
     }
 
