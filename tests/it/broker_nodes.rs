@@ -29,14 +29,8 @@ async fn a_list_of_nodes_is_tried_until_one_answers_and_readyz_names_it() {
     env.wait_terminal(3, Duration::from_secs(30)).await;
     assert_eq!(env.count_status("succeeded").await, 3);
 
-    let response = env
-        .http
-        .get(format!("http://{addr}/readyz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let body = response.text().await.unwrap();
+    let (status, body) = common::http::get(&env.http, &format!("http://{addr}/readyz")).await;
+    assert_eq!(status, 200);
     assert!(
         body.contains("broker node: amqp://guest@127.0.0.1:5672/%2f"),
         "{body}"

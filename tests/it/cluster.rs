@@ -75,15 +75,7 @@ async fn losing_the_workers_node_and_the_queue_leader_loses_no_job_and_calls_non
     ];
     let worker = env.spawn_worker(&settings);
     worker.wait_ready().await;
-    let readyz = env
-        .http
-        .get(format!("http://{addr}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, readyz) = common::http::get(&env.http, &format!("http://{addr}/readyz")).await;
     let node = node_of(&readyz);
     let mut args = vec!["enqueue"];
     args.extend(running.iter().copied());

@@ -74,15 +74,7 @@ async fn each_region_reaches_only_its_own_endpoint() {
         start.contains(&format!("ap-southeast-1: {singapore}")),
         "{start}"
     );
-    let ready = env
-        .http
-        .get(format!("http://{metrics}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, ready) = common::http::get(&env.http, &format!("http://{metrics}/readyz")).await;
     let named = ready.lines().find(|l| l.starts_with("endpoints:"));
     let named = named.unwrap_or_else(|| panic!("{ready}"));
     assert!(

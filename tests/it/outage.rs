@@ -13,18 +13,18 @@ use tokio_util::sync::CancellationToken;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The worker's own retry settings, not the suite's shortened ones.
-const DEFAULT_RETRY: [(&str, &str); 2] = [
+pub(crate) const DEFAULT_RETRY: [(&str, &str); 2] = [
     ("STOPCASTER_BACKOFF_INITIAL_MS", "500"),
     ("STOPCASTER_BACKOFF_MAX_MS", "30000"),
 ];
 
 const OPENED: &str = "API unreachable or failing: account paused";
 
-fn config() -> FakeLiveConfig {
+pub(crate) fn config() -> FakeLiveConfig {
     FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))])
 }
 
-async fn scalar(env: &TestEnv, sql: &str) -> i64 {
+pub(crate) async fn scalar(env: &TestEnv, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&env.pool).await.unwrap()
 }
 
@@ -37,13 +37,15 @@ async fn failed_calls(env: &TestEnv) -> i64 {
     .await
 }
 
-fn studios(tag: &str, n: usize) -> Vec<String> {
+pub(crate) fn studios(tag: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{tag}-{i}")).collect()
 }
 
-/// Serves a stand-in on `port` (again, after an outage) until the token is cancelled.
-fn serve_on(
+/// Serves a stand-in with `config` on `port` (again, after an outage) until the token is
+/// cancelled.
+pub(crate) fn serve_on(
     port: u16,
+    config: FakeLiveConfig,
 ) -> (
     CancellationToken,
     tokio::task::JoinHandle<std::io::Result<()>>,
@@ -55,7 +57,7 @@ fn serve_on(
         .unwrap();
     let listener = socket.listen(1024).unwrap();
     let token = CancellationToken::new();
-    let task = tokio::spawn(fake_live::serve(listener, config(), token.clone()));
+    let task = tokio::spawn(fake_live::serve(listener, config, token.clone()));
     (token, task)
 }
 
@@ -99,7 +101,7 @@ async fn a_connection_refused_outage_mid_batch_burns_nothing() {
         .unwrap()
         .port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let (token, task) = serve_on(port);
+    let (token, task) = serve_on(port, config());
     let mut settings = DEFAULT_RETRY.to_vec();
     settings.push(("STOPCASTER_ENDPOINT", &endpoint));
     settings.push(("STOPCASTER_STS_ENDPOINT", &endpoint));
@@ -117,7 +119,7 @@ async fn a_connection_refused_outage_mid_batch_burns_nothing() {
     probes_at_least(&worker, 2).await;
     let during = failed_calls(&env).await;
     assert_eq!(env.count_status("failed").await, 0);
-    let (_token, _task) = serve_on(port);
+    let (_token, _task) = serve_on(port, config());
     all_succeeded(&env, 40).await;
     eprintln!("outage figures: {during} calls failed during the outage, 0 dead-lettered");
     assert!(during <= 15, "{during} calls failed during the outage");

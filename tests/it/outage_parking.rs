@@ -9,51 +9,23 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{KEY_ID, KEY_SECRET, TestEnv, Worker, free_port, wait_for};
-use stopcaster::Secret;
-use stopcaster_fake_live::{self as fake_live, FakeLiveConfig};
-use tokio_util::sync::CancellationToken;
+use crate::common::{TestEnv, Worker, free_port, wait_for};
+use crate::outage;
+use stopcaster_fake_live::FakeLiveConfig;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The worker's own retry settings, not the suite's shortened ones.
-const DEFAULT_RETRY: [(&str, &str); 2] = [
-    ("STOPCASTER_BACKOFF_INITIAL_MS", "500"),
-    ("STOPCASTER_BACKOFF_MAX_MS", "30000"),
-];
-
-/// Serves a stand-in on `port` until the token is cancelled (again, after an outage).
-fn serve_on(
-    port: u16,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_reuseaddr(true).unwrap();
-    socket
-        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-        .unwrap();
-    let listener = socket.listen(1024).unwrap();
-    let mut config = FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))]);
+/// The stand-in of these tests: 1,000 calls a second, so that only the outage limits them.
+fn fast_config() -> FakeLiveConfig {
+    let mut config = outage::config();
     config.qps = 1000;
-    let token = CancellationToken::new();
-    let task = tokio::spawn(fake_live::serve(listener, config, token.clone()));
-    (token, task)
-}
-
-async fn scalar(env: &TestEnv, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(&env.pool).await.unwrap()
-}
-
-fn studios(tag: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{tag}-{i}")).collect()
+    config
 }
 
 /// A worker whose account calls the endpoint on `port`, with `extra` settings.
 fn worker_on(env: &TestEnv, port: u16, extra: &[(&str, &str)]) -> Worker {
     let endpoint = format!("http://127.0.0.1:{port}");
-    let mut settings = DEFAULT_RETRY.to_vec();
+    let mut settings = outage::DEFAULT_RETRY.to_vec();
     settings.push(("STOPCASTER_ENDPOINT", &endpoint));
     settings.extend_from_slice(extra);
     env.spawn_worker(&settings)
@@ -64,7 +36,7 @@ async fn all_succeeded_once(env: &TestEnv, jobs: i64, timeout: Duration) {
     env.wait_terminal(jobs, timeout).await;
     assert_eq!(env.count_status("succeeded").await, jobs);
     assert!(env.drain_dead().await.is_empty(), "nothing dead-lettered");
-    let twice = scalar(
+    let twice = outage::scalar(
         env,
         "SELECT count(*) FROM (SELECT job_id FROM caster_stop_attempts WHERE outcome = 'ok'
          GROUP BY job_id HAVING count(*) > 1) t",
@@ -129,10 +101,10 @@ async fn consumer_timeout_of_ten_seconds_loses_nothing_while_an_account_is_pause
     let _tick = BrokerEnv::set("channel_tick_interval", "1000");
     let env = TestEnv::new().await;
     let port = free_port();
-    let (token, task) = serve_on(port);
+    let (token, task) = outage::serve_on(port, fast_config());
     let worker = worker_on(&env, port, &[("STOPCASTER_PARK_AFTER_S", "3")]);
     worker.wait_ready().await;
-    env.publish_jobs(&studios("timeout", 40)).await;
+    env.publish_jobs(&outage::studios("timeout", 40)).await;
     wait_for(WAIT, || async { env.count_status("succeeded").await >= 5 })
         .await
         .expect("the batch starts");
@@ -146,7 +118,7 @@ async fn consumer_timeout_of_ten_seconds_loses_nothing_while_an_account_is_pause
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(env.count_status("failed").await, 0);
     }
-    let parked = scalar(
+    let parked = outage::scalar(
         &env,
         "SELECT count(*) FROM caster_stop_jobs WHERE parked_until IS NOT NULL",
     )
@@ -156,7 +128,7 @@ async fn consumer_timeout_of_ten_seconds_loses_nothing_while_an_account_is_pause
         40,
         "every job pending or done"
     );
-    let (_token, _task) = serve_on(port);
+    let (_token, _task) = outage::serve_on(port, fast_config());
     all_succeeded_once(&env, 40, WAIT).await;
     let losses = session_losses(&worker);
     assert!(
@@ -176,10 +148,11 @@ async fn a_two_minute_outage_mid_batch_of_300_jobs_burns_nothing() {
     const JOBS: i64 = 300;
     let env = TestEnv::new().await;
     let port = free_port();
-    let (token, task) = serve_on(port);
+    let (token, task) = outage::serve_on(port, fast_config());
     let worker = worker_on(&env, port, &[]);
     worker.wait_ready().await;
-    env.publish_jobs(&studios("headline", JOBS as usize)).await;
+    env.publish_jobs(&outage::studios("headline", JOBS as usize))
+        .await;
     wait_for(WAIT, || async { env.count_status("succeeded").await >= 50 })
         .await
         .expect("the batch starts");
@@ -189,7 +162,7 @@ async fn a_two_minute_outage_mid_batch_of_300_jobs_burns_nothing() {
         .fetch_one(&env.pool)
         .await
         .unwrap();
-    let before = scalar(
+    let before = outage::scalar(
         &env,
         "SELECT count(*) FROM caster_stop_jobs WHERE status = 'succeeded'",
     )
@@ -197,7 +170,7 @@ async fn a_two_minute_outage_mid_batch_of_300_jobs_burns_nothing() {
     worker.wait_log("account paused", WAIT).await;
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(env.count_status("failed").await, 0, "nothing burned");
-    let (_token, _task) = serve_on(port);
+    let (_token, _task) = outage::serve_on(port, fast_config());
     let back_at: time::OffsetDateTime = sqlx::query_scalar("SELECT now()")
         .fetch_one(&env.pool)
         .await

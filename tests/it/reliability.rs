@@ -56,27 +56,13 @@ async fn refused_credentials_pause_the_account_and_burn_no_job() {
     .await
     .expect("the paused account is probed");
     let http = env.http.clone();
-    let (status, body) = {
-        let r = http
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    };
+    let (status, body) = common::http::get(&http, &format!("http://{addr}/readyz")).await;
     assert_eq!(status, 503);
     assert!(
         body.contains("account default paused: SignatureDoesNotMatch"),
         "{body}"
     );
-    let metrics = http
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = common::http::get(&http, &format!("http://{addr}/metrics")).await;
     assert!(metrics.contains(
         "stopcaster_account_paused{account=\"default\",code=\"SignatureDoesNotMatch\"} 1"
     ));

@@ -3,6 +3,7 @@
 //! is removed when the `TestEnv` drops, so tests run in parallel and leave nothing behind.
 
 pub mod hostile;
+pub mod http;
 pub mod pki;
 
 use std::io::{BufRead as _, BufReader};
