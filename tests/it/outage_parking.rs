@@ -219,9 +219,11 @@ async fn a_two_minute_outage_mid_batch_of_300_jobs_burns_nothing() {
     eprintln!("outage timeline: stopped {stopped_at}, back {back_at}");
     assert!(during <= 30, "{during} calls during the outage");
     // Probes back off to 60 s apart, but the worker checks every second whether the endpoint
-    // answers again (no API call) and then probes at once (worker/reach.rs).
+    // answers again (no API call) and then probes at once (worker/reach.rs): about a second
+    // on a quiet machine. The bound leaves room for a loaded CI machine (it once took more
+    // than 2 s beside five builds) and still fails a worker that waits for its next probe.
     assert!(
-        first_after <= 2.0,
+        first_after <= 10.0,
         "first success {first_after:.1} s after the return"
     );
     let losses = session_losses(&worker);

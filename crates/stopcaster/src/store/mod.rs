@@ -38,7 +38,7 @@ pub(crate) use jobs::{
 };
 pub use pacer::pacer_state;
 pub(crate) use pacer::{push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer};
-pub(crate) use parking::{claim_unparked, next_unparked, park_job, release_parked};
+pub(crate) use parking::{claim_unparked, park_job, release_parked, waiting};
 pub(crate) use pauses::{clear_pauses, record_pause, withdraw_attempt};
 pub(crate) use replays::{ReplayRecord, reopen_for_replay};
 pub(crate) use reports::{

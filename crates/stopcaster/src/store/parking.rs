@@ -68,21 +68,35 @@ impl Unparking {
     }
 }
 
-/// How long until the earliest parked row's park ends (zero if it has), `None` when none is
-/// parked; and how many are parked.
-pub(crate) async fn next_unparked(pool: &PgPool) -> Result<(Option<Duration>, i64), sqlx::Error> {
+/// What the stager's round learns of the waiting jobs, in one round trip.
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    /// How long until the earliest parked row's park ends (zero if it has), `None` when none is
+    /// parked.
+    pub next_unparked: Option<Duration>,
+    /// How many are parked.
+    pub parked: i64,
+    /// Age of the oldest `pending` job (parked or not), `None` when none is: the backlog's age,
+    /// which an alert watches (a backlog that no worker drains).
+    pub oldest_pending: Option<Duration>,
+}
+
+pub(crate) async fn waiting(pool: &PgPool) -> Result<Waiting, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT extract(epoch FROM min(parked_until) - now())::float8 AS "secs?",
-                  count(*) AS "n!"
+                  count(*) AS "n!",
+                  (SELECT extract(epoch FROM now() - min(created_at))::float8
+                   FROM caster_stop_jobs WHERE status = 'pending') AS "oldest?"
          FROM caster_stop_jobs WHERE status = 'pending' AND parked_until IS NOT NULL"#,
     )
     .fetch_one(pool)
     .await?;
-    Ok((
-        row.secs
-            .map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)),
-        row.n,
-    ))
+    let secs = |s: f64| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX);
+    Ok(Waiting {
+        next_unparked: row.secs.map(secs),
+        parked: row.n,
+        oldest_pending: row.oldest.map(secs),
+    })
 }
 
 /// Ends the park of every job of `account` (`default` is the jobs that name none): the

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use stopcaster_live::CallOutcome;
 
+use crate::domain::JobStatus;
+
 /// Upper bounds (seconds) of the histogram of how late scheduled calls leave.
 const LATENESS_BUCKETS: [f64; 12] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0,
@@ -37,6 +39,8 @@ struct Inner {
     scheduled: AtomicU64,
     /// Jobs parked in the database while their account is paused (all workers').
     parked: AtomicU64,
+    /// Age of the oldest pending job in milliseconds (all workers'), 0 when none.
+    oldest_pending_ms: AtomicU64,
     lateness_buckets: [AtomicU64; LATENESS_BUCKETS.len()],
     lateness_count: AtomicU64,
     lateness_sum_us: AtomicU64,
@@ -92,6 +96,13 @@ impl Metrics {
     /// How many jobs are parked (the gauge `stopcaster_parked_jobs`).
     pub(super) fn set_parked(&self, n: u64) {
         self.0.parked.store(n, Ordering::Relaxed);
+    }
+
+    /// Age of the oldest pending job (the gauge `stopcaster_oldest_pending_seconds`; 0 when
+    /// nothing is pending).
+    pub(super) fn set_oldest_pending(&self, age: Option<Duration>) {
+        let ms = age.map_or(0, |a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX));
+        self.0.oldest_pending_ms.store(ms, Ordering::Relaxed);
     }
 
     /// How late a scheduled job's first call left after its due time.
@@ -174,9 +185,24 @@ impl Metrics {
             );
         }
         out.push_str("# HELP stopcaster_jobs_total Jobs finished, by final status.\n# TYPE stopcaster_jobs_total counter\n");
-        for (status, n) in self.0.jobs.lock().expect("metrics poisoned").iter() {
+        // Every final status from the start, at 0: a series born at 1 hides its first
+        // increase from `increase()`, and the dead-letter alert would miss the first one.
+        let jobs = self.0.jobs.lock().expect("metrics poisoned");
+        let mut names: Vec<&str> = JobStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(JobStatus::as_str)
+            .collect();
+        names.extend(
+            jobs.keys()
+                .map(String::as_str)
+                .filter(|s| JobStatus::parse(s).is_none()),
+        );
+        for status in names {
+            let n = jobs.get(status).copied().unwrap_or(0);
             let _ = writeln!(out, "stopcaster_jobs_total{{status=\"{status}\"}} {n}");
         }
+        drop(jobs);
         out.push_str("# HELP stopcaster_attempts_total StopCaster calls, by outcome and error code.\n# TYPE stopcaster_attempts_total counter\n");
         for ((outcome, code), n) in self.0.attempts.lock().expect("metrics poisoned").iter() {
             let _ = writeln!(
@@ -208,6 +234,11 @@ impl Metrics {
             out,
             "# HELP stopcaster_parked_jobs Jobs pending in Postgres while their account is paused, no delivery held.\n# TYPE stopcaster_parked_jobs gauge\nstopcaster_parked_jobs {}",
             self.0.parked.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP stopcaster_oldest_pending_seconds Age of the oldest pending job in Postgres (all workers'), 0 when none: a backlog nobody drains.\n# TYPE stopcaster_oldest_pending_seconds gauge\nstopcaster_oldest_pending_seconds {:.3}",
+            self.0.oldest_pending_ms.load(Ordering::Relaxed) as f64 / 1000.0
         );
     }
 
@@ -294,10 +325,24 @@ mod tests {
         assert!(text.contains("stopcaster_api_latency_seconds_bucket{le=\"0.025\"} 0"));
         assert!(text.contains("stopcaster_api_latency_seconds_bucket{le=\"0.05\"} 1"));
         assert!(text.contains("stopcaster_jobs_in_flight 3"));
+        assert!(
+            text.contains("stopcaster_jobs_total{status=\"failed\"} 0"),
+            "every final status from the start: {text}"
+        );
         m.set_scheduled(7);
         m.call_lateness(Duration::from_millis(30));
         let text = m.render(0, &[]);
         assert!(text.contains("stopcaster_scheduled_jobs 7"), "{text}");
+        assert!(
+            text.contains("stopcaster_oldest_pending_seconds 0.000"),
+            "{text}"
+        );
+        m.set_oldest_pending(Some(Duration::from_millis(61_250)));
+        let later = m.render(0, &[]);
+        assert!(
+            later.contains("stopcaster_oldest_pending_seconds 61.250"),
+            "{later}"
+        );
         assert!(text.contains("stopcaster_call_lateness_seconds_bucket{le=\"0.025\"} 0"));
         assert!(text.contains("stopcaster_call_lateness_seconds_bucket{le=\"0.05\"} 1"));
         assert!(text.contains("stopcaster_call_lateness_seconds_count 1"));

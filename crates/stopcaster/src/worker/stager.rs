@@ -175,9 +175,10 @@ async fn unpark(
     broker: &mut Option<(Connection, Arc<Channel>)>,
     metrics: &Metrics,
 ) -> Result<Round, StageError> {
-    let (next, parked) = store::next_unparked(pool).await?;
-    metrics.set_parked(u64::try_from(parked).unwrap_or(0));
-    match next {
+    let waiting = store::waiting(pool).await?;
+    metrics.set_parked(u64::try_from(waiting.parked).unwrap_or(0));
+    metrics.set_oldest_pending(waiting.oldest_pending);
+    match waiting.next_unparked {
         None => return Ok(Round::Idle(MAX_SLEEP)),
         Some(next) if !next.is_zero() => return Ok(Round::Idle(next)),
         Some(_) => {}
