@@ -37,9 +37,11 @@ async fn kill_9_of_the_queue_leader_then_of_a_workers_node_loses_no_job_and_call
     wait_succeeded(&env, 30).await;
     let leader = cluster.leader(&env.names().jobs);
     let first = kill_mid_batch(&cluster, &env, &workers, leader).await;
+    // The first half goes on while the node restarts.
     let back = cluster.start_node_in_background(leader).await.unwrap();
     eprintln!(
-        "cluster figures: node {leader} (P.jobs leader) killed: jobs flowing on every worker again after {first:.1?}; node back in {back:.1?}"
+        "cluster figures: node {leader} (P.jobs leader{}) killed: recovered in {:.1?}; node back in {back:.1?}",
+        first.1, first.0
     );
 
     // Second half, listed the other way round; the node of the first worker dies.
@@ -53,7 +55,8 @@ async fn kill_9_of_the_queue_leader_then_of_a_workers_node_loses_no_job_and_call
     let elapsed = began.elapsed();
     let back = restart.await.unwrap();
     eprintln!(
-        "cluster figures: node {node} (worker 1's) killed: jobs flowing on every worker again after {second:.1?}; node back in {back:.1?}"
+        "cluster figures: node {node} (worker 1's{}) killed: recovered in {:.1?}; node back in {back:.1?}",
+        second.1, second.0
     );
 
     let (calls, unknown) = check_each_job_called_once(&env, &casters).await;
@@ -80,11 +83,27 @@ async fn wait_succeeded(env: &TestEnv, n: i64) {
         .unwrap_or_else(|_| panic!("{n} jobs did not succeed within {WAIT:?}"));
 }
 
-/// `kill -9` of node `n`; how long until every worker is ready on another node and ten more
-/// jobs have succeeded.
-async fn kill_mid_batch(cluster: &Cluster, env: &TestEnv, workers: &[Probed], n: u8) -> Duration {
+/// `kill -9` of node `n`; how long until it has recovered (both workers ready on another node
+/// and ten more jobs succeeded), and which workers were connected to it.
+async fn kill_mid_batch(
+    cluster: &Cluster,
+    env: &TestEnv,
+    workers: &[Probed],
+    n: u8,
+) -> (Duration, String) {
     let before = env.count_status("succeeded").await;
     assert!(before < JOBS as i64, "the kill lands mid-batch");
+    let mut on_it = Vec::new();
+    for (i, w) in workers.iter().enumerate() {
+        if w.node(env).await == n {
+            on_it.push(format!("worker {}", i + 1));
+        }
+    }
+    let on_it = if on_it.is_empty() {
+        "; no worker on it".to_owned()
+    } else {
+        format!("; on it: {}", on_it.join(", "))
+    };
     let began = Instant::now();
     cluster.kill(n);
     common::wait_for(WAIT, || async {
@@ -103,7 +122,7 @@ async fn kill_mid_batch(cluster: &Cluster, env: &TestEnv, workers: &[Probed], n:
             logs.join("\n---\n")
         )
     });
-    began.elapsed()
+    (began.elapsed(), on_it)
 }
 
 /// One row per job, all succeeded; at the stand-in, each studio called at most once plus once
