@@ -2,8 +2,10 @@
 //! replay through it.
 //!
 //! Both read `P.dead` with `basic.get` without auto-ack, at most as many messages as a passive
-//! declare counted (a requeued message would otherwise come back and be read forever). What is
-//! not taken is handed back unacknowledged, so it stays in the queue in its place.
+//! declare counted (a requeued message would otherwise come back and be read forever), or, when
+//! it counted 0, until the queue answers empty (a quorum queue without a reachable leader is
+//! counted 0: [`queue`]). What is not taken is handed back unacknowledged, so it stays in the
+//! queue in its place.
 //!
 //! A replay, per message: reopen the job row and record the replay (one transaction, left
 //! open), publish the original body to `P.jobs` and wait for the broker's confirm, commit, and

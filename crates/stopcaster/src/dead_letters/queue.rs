@@ -1,5 +1,10 @@
 //! Reading `P.dead` without emptying it: `basic.get` without auto-ack, at most as many
 //! messages as a passive declare counted, and everything not taken handed back in place.
+//!
+//! A count of 0 is not trusted: RabbitMQ answers 0 for a quorum queue whose leader it cannot
+//! reach (the leader's node just died and the election is under way), and `dead-letters list`
+//! would show an empty to-do list that is not empty. So a 0 is checked by reading until the
+//! queue answers empty; the messages read are held unacknowledged, so none comes back.
 
 use lapin::Channel;
 use lapin::message::BasicGetMessage;
@@ -31,7 +36,7 @@ pub(super) async fn take_unacked(
             error,
         })?;
     let mut taken = Vec::new();
-    for _ in 0..declared.message_count() {
+    for _ in 0..reading_limit(declared.message_count()) {
         match channel
             .basic_get(queue.into(), BasicGetOptions { no_ack: false })
             .await?
@@ -41,6 +46,20 @@ pub(super) async fn take_unacked(
         }
     }
     Ok(taken)
+}
+
+/// Most messages read when a passive declare counted 0, which may mean "unknown": enough for
+/// any dead-letter queue an operator reads by hand, and a bound should messages be arriving
+/// faster than they are read.
+const UNCOUNTED_LIMIT: u32 = 100_000;
+
+/// How many messages to read at most, given the count of a passive declare.
+fn reading_limit(counted: u32) -> u32 {
+    if counted == 0 {
+        UNCOUNTED_LIMIT
+    } else {
+        counted
+    }
 }
 
 /// Hands messages back to the queue.
@@ -80,4 +99,16 @@ pub(crate) async fn list(
     let _ = channel.close(200, "done".into()).await;
     let _ = connection.close(200, "done".into()).await;
     result.map(|_| letters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_is_the_limit_but_a_zero_may_be_a_leaderless_quorum_queue() {
+        assert_eq!(reading_limit(7), 7);
+        assert_eq!(reading_limit(1), 1);
+        assert_eq!(reading_limit(0), UNCOUNTED_LIMIT);
+    }
 }
