@@ -32,21 +32,25 @@ pub fn earliest_slot(
     not_before.map_or(earliest, |due| earliest.max(due))
 }
 
-/// How far a call that left `late` after its slot pushes the schedule back as it leaves: what
-/// exceeds `tolerance` (half the margin). The schedule's margin gives each call `margin` of
-/// slack against the call `qps` later; the push keeps `margin - tolerance` of it for that later
-/// call's own jitter, and a lateness within the tolerance costs nothing.
+/// How far a call that left `late` after its slot pushes the schedule back as it leaves: all
+/// of its lateness once that exceeds `tolerance` (half the margin), so the call `qps` later
+/// keeps the whole margin for its own jitter; nothing within the tolerance.
 pub fn departure_push(late: Duration, tolerance: Duration) -> Duration {
-    late.saturating_sub(tolerance)
+    if late > tolerance {
+        late
+    } else {
+        Duration::ZERO
+    }
 }
 
 /// What more a call pushes the schedule back once answered: its round trip took `excess` longer
 /// than the account's floor, so it may have reached the server up to `late + excess` after its
 /// slot (a request written late by a busy process, a new connection, a busy endpoint), which
-/// the departure alone did not show. The push at the departure is not counted twice. It lands
-/// in time when the answer comes before the slot `qps` later is reserved (about 0.9 s), the only
-/// one a late arrival would crowd; an answer a second or more after the slot (a timeout, a far
-/// endpoint) pushes nothing, since every slot reserved after it is a second past the arrival.
+/// the departure alone did not show. Pushed whole beyond the tolerance, like the departure's,
+/// whose push is not counted twice. It lands in time when the answer comes before the slot
+/// `qps` later is reserved (about 0.9 s), the only one a late arrival would crowd; an answer a
+/// second or more after the slot (a timeout, a far endpoint) pushes nothing, since every slot
+/// reserved after it is a second past the arrival.
 pub fn answer_push(
     late: Duration,
     excess: Duration,
@@ -56,7 +60,7 @@ pub fn answer_push(
     if answered_after_slot >= Duration::from_secs(1) {
         return Duration::ZERO;
     }
-    (late + excess).saturating_sub(tolerance) - departure_push(late, tolerance)
+    departure_push(late + excess, tolerance).saturating_sub(departure_push(late, tolerance))
 }
 
 /// The shortest round trip of an account's calls lately: a round trip above it is a call that
@@ -226,18 +230,20 @@ mod tests {
     }
 
     #[test]
-    fn a_late_call_pushes_what_exceeds_the_tolerance_once() {
+    fn a_late_call_pushes_its_lateness_beyond_the_tolerance_once() {
         let ms = Duration::from_millis;
         let tol = ms(2) + Duration::from_micros(500);
         assert_eq!(departure_push(ms(2), tol), Duration::ZERO);
-        assert_eq!(departure_push(ms(120), tol), ms(120) - tol);
+        assert_eq!(departure_push(ms(120), tol), ms(120));
         // Left on time but answered 117 ms slower than usual (a request written late): the
         // answer pushes the whole of it.
-        assert_eq!(answer_push(ms(0), ms(117), ms(120), tol), ms(117) - tol);
+        assert_eq!(answer_push(ms(0), ms(117), ms(120), tol), ms(117));
         // Left late and also slow: the departure's push is not counted again.
         let late = ms(40);
         let total = departure_push(late, tol) + answer_push(late, ms(80), ms(125), tol);
-        assert_eq!(total, ms(120) - tol);
+        assert_eq!(total, ms(120));
+        // Within the tolerance at departure, beyond it with the flight: the whole lateness.
+        assert_eq!(answer_push(ms(2), ms(2), ms(5), tol), ms(4));
         // Within the tolerance together: nothing at all.
         assert_eq!(answer_push(ms(1), ms(1), ms(5), tol), Duration::ZERO);
         // Answered a second after the slot: every slot reserved from then on is far enough.

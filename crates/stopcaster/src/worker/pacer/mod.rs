@@ -17,8 +17,8 @@
 //! An idle schedule hands out the present instead (`maths::earliest_slot`): the call leaves as
 //! soon as its attempt is recorded, and that little lateness is pushed back like any other.
 //!
-//! Late calls: a call that leaves late (a slow database, a pause) pushes the schedule back by
-//! its lateness beyond half the margin ([`Pacer::sent`], reported as the call leaves, not when
+//! Late calls: a call that leaves more than half the margin late (a slow database, a pause)
+//! pushes the schedule back by its lateness ([`Pacer::sent`], reported as the call leaves, not when
 //! it is answered); a call whose round trip took longer than the account's usual
 //! (`maths::RttFloor`: a request written late by a busy process, a new connection, a busy
 //! endpoint) may have reached the server that much later still, and pushes that back when
