@@ -14,7 +14,7 @@ use stopcaster_fake_live as fake_live;
 
 use super::results::{self, Outcome};
 use super::workers::{self, WorkerProc};
-use super::{BenchArgs, KEY_ID, KEY_SECRET, Setup, WARM_UP_STUDIOS, store};
+use super::{BenchArgs, KEY_ID, KEY_SECRET, Setup, WARM_UP_STUDIOS, fleet, store};
 
 /// What the polling saw while the batch ran.
 #[derive(Default)]
@@ -24,6 +24,8 @@ struct Polling {
     outages: AtomicU32,
     /// A scheduled run: when the workers held every job as `scheduled`.
     all_held: Mutex<Option<Duration>>,
+    /// Statements the polling ran (each a transaction of its own, not the workers').
+    queries: AtomicU32,
 }
 
 /// Runs the batch and prints its figures.
@@ -53,6 +55,7 @@ pub(super) async fn measure(
         enqueue_time = batches.enqueue(ids.clone(), due).await?;
     }
     let mut start_wall = OffsetDateTime::now_utc();
+    let transactions_before = store::committed_transactions(pool).await.ok();
     let mut workers = workers::spawn(args, setup, fake)?;
     let polling = Polling::default();
     let watch = Watch {
@@ -89,6 +92,18 @@ pub(super) async fn measure(
         c.abort();
     }
     let costs = stop_workers(&mut workers);
+    // The workers' sessions reported their counts as they ended; the bench's own, idle, within
+    // a second.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let transactions = match (
+        transactions_before,
+        store::committed_transactions(pool).await.ok(),
+    ) {
+        (Some(before), Some(after)) => {
+            Some(after - before - 1 - i64::from(polling.queries.load(Ordering::Relaxed)))
+        }
+        _ => None,
+    };
     let all_calls = calls_logged(fake)?;
     let all_held = *polling.all_held.lock().expect("not poisoned");
     let succeeded = store::count_jobs_with_status(pool, JobStatus::Succeeded).await?;
@@ -103,6 +118,7 @@ pub(super) async fn measure(
         stats: fake.stats(),
         all_calls,
         succeeded,
+        transactions,
     };
     results::print(args, setup, pool, &outcome).await
 }
@@ -142,8 +158,12 @@ impl Batches<'_> {
     ) -> anyhow::Result<Duration> {
         let batch = Some(format!("bench-{}", self.setup.prefix));
         let mut plan = stopcaster::plan_enqueue(ids, None, batch)?;
-        for job in &mut plan.jobs {
+        let accounts = self.setup.accounts_file.map_or(1, |f| f.accounts);
+        for (k, job) in plan.jobs.iter_mut().enumerate() {
             job.not_before = due;
+            if accounts > 1 {
+                job.account = Some(fleet::account_of(k, accounts));
+            }
         }
         let started = Instant::now();
         let published =
@@ -169,6 +189,7 @@ impl Watch<'_> {
     async fn until_finished(&self, count: usize, since: Instant) -> anyhow::Result<()> {
         let mut done = 0;
         loop {
+            self.polling.queries.fetch_add(1, Ordering::Relaxed);
             match store::count_finished_jobs(self.pool).await {
                 Ok(n) => done = n,
                 Err(_) => {
@@ -185,12 +206,15 @@ impl Watch<'_> {
                     .lock()
                     .expect("not poisoned")
                     .is_none()
-                && store::count_jobs_with_status(self.pool, JobStatus::Scheduled)
+            {
+                self.polling.queries.fetch_add(1, Ordering::Relaxed);
+                if store::count_jobs_with_status(self.pool, JobStatus::Scheduled)
                     .await
                     .is_ok_and(|held| held as usize >= count)
-            {
-                *self.polling.all_held.lock().expect("not poisoned") =
-                    Some(self.workers_started.elapsed());
+                {
+                    *self.polling.all_held.lock().expect("not poisoned") =
+                        Some(self.workers_started.elapsed());
+                }
             }
             if since.elapsed() > self.timeout {
                 bail!(

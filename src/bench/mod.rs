@@ -5,12 +5,16 @@
 //! Pacing run: N studios, W worker replicas sharing one account at `--qps`; prints calls,
 //! throttled calls, makespan (first to last call at the stand-in), the ideal (N-1)/QPS,
 //! efficiency = ideal / makespan, and the most calls the stand-in admitted in any one-second
-//! window. Ceiling run (`--ceiling`): quota lifted, no latency; prints jobs/s with durable
+//! window. Fleet run (`--accounts N`): N accounts of their own UIDs, one key each, the jobs
+//! interleaved across them; prints the worst account's peak per second and the efficiency
+//! against one account's share. Every paced run prints the workers' CPU per 1,000 calls and
+//! the Postgres transactions per call. Ceiling run (`--ceiling`): quota lifted, no latency; prints jobs/s with durable
 //! records, CPU seconds per 1,000 jobs and the worker's peak RSS. Scheduled run
 //! (`--scheduled SECS`): every job due SECS after it is enqueued; prints when the workers held
 //! them all as `scheduled`, when the first and last calls left against the due time, calls
 //! before it (must be 0), and the workers' peak RSS.
 
+mod fleet;
 mod measure;
 mod pki;
 mod results;
@@ -72,6 +76,10 @@ pub struct BenchArgs {
     /// account from the stand-in's STS (GetCallerIdentity), as on Alibaba Cloud.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
     keys: u64,
+    /// A fleet: this many accounts, each of its own UID with one AccessKey, given to the
+    /// workers in an accounts file (UIDs learnt from STS); the jobs name them round-robin.
+    #[arg(long, default_value_t = 1, conflicts_with = "keys", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    accounts: u64,
     /// Measure a first batch, on workers that just started (the default).
     #[arg(long, conflicts_with = "warm")]
     cold: bool,
@@ -131,15 +139,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Duration::from_millis(args.latency_ms),
         )
     };
-    let keys: Vec<String> = (0..args.keys as usize).map(key_id).collect();
+    let accounts = args.accounts as usize;
+    let (keys, uids): (Vec<String>, Vec<String>) = if accounts > 1 {
+        (0..accounts)
+            .map(|i| (fleet::key_id(i), fleet::uid(i)))
+            .unzip()
+    } else {
+        (0..args.keys as usize)
+            .map(|i| (key_id(i), ACCOUNT_UID.to_owned()))
+            .unzip()
+    };
     let mut config = FakeLiveConfig::new(
         keys.iter()
             .map(|k| (k.clone(), Secret::new(KEY_SECRET)))
             .collect(),
     );
-    for k in &keys {
-        config = config.with_account(k, ACCOUNT_UID);
+    for (k, uid) in keys.iter().zip(&uids) {
+        config = config.with_account(k, uid);
     }
+    let accounts_file = (accounts > 1)
+        .then(|| fleet::AccountsFile::write(id, accounts))
+        .transpose()?;
     config.qps = qps;
     config.latency = latency;
     config.connect_delay = Duration::from_millis(args.connect_delay_ms);
@@ -162,6 +182,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         database_url: &database_url,
         prefix: &prefix,
         keys: &keys,
+        uids: &uids,
+        accounts_file: accounts_file.as_ref(),
         ca_file: pki.as_ref().map(|p| p.ca.as_path()),
     };
     let result = measure::measure(&args, &setup, &pool, &fake).await;
@@ -177,6 +199,10 @@ struct Setup<'a> {
     database_url: &'a str,
     prefix: &'a str,
     keys: &'a [String],
+    /// Each key's account UID (one UID for `--keys`, one per account for `--accounts`).
+    uids: &'a [String],
+    /// A fleet run's accounts file.
+    accounts_file: Option<&'a fleet::AccountsFile>,
     ca_file: Option<&'a std::path::Path>,
 }
 

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use stopcaster_fake_live as fake_live;
 
-use super::{ACCOUNT_UID, BenchArgs, Setup, store};
+use super::{BenchArgs, Setup, store};
 
 /// What a run gathered.
 pub(super) struct Outcome {
@@ -28,12 +28,28 @@ pub(super) struct Outcome {
     pub stats: fake_live::Stats,
     pub all_calls: Vec<fake_live::CallLogEntry>,
     pub succeeded: i64,
+    /// Postgres transactions committed from the workers' start to their stop (less the
+    /// bench's own polls), when the statistics could be read.
+    pub transactions: Option<i64>,
 }
 
 impl Outcome {
     /// The measured batch's calls (not the warm-up's, nor a competitor's).
     fn ours(&self) -> Vec<&fake_live::CallLogEntry> {
         self.all_calls.iter().filter(|c| is_ours(c)).collect()
+    }
+
+    /// Every StopCaster call of the workers, the warm-up batch's too (the CPU and the
+    /// transactions counted are the whole run's).
+    fn worker_calls(&self) -> usize {
+        self.all_calls
+            .iter()
+            .filter(|c| {
+                c.caster_id
+                    .as_deref()
+                    .is_some_and(|id| id.starts_with("bench-"))
+            })
+            .count()
     }
 
     fn cpu(&self) -> f64 {
@@ -65,18 +81,37 @@ pub(super) async fn print(
     print_setup(args, setup);
     print_counts(args, setup, outcome);
     if let Some(due) = outcome.due {
-        print_scheduled(args, setup, outcome, due)
+        print_scheduled(args, setup, outcome, due)?;
     } else if args.ceiling {
-        print_ceiling(setup, pool, outcome).await
+        print_ceiling(setup, pool, outcome).await?;
     } else {
         print_paced(args, setup, outcome);
-        Ok(())
+    }
+    print_cost(outcome);
+    Ok(())
+}
+
+/// What a call costs the workers: CPU, and Postgres transactions (both over the whole run,
+/// the workers' start and a warm-up batch included).
+fn print_cost(outcome: &Outcome) {
+    let calls = outcome.worker_calls().max(1) as f64;
+    println!(
+        "cpu_per_1000_calls: {:.3} s (worker user+system, over {} calls)",
+        outcome.cpu() / calls * 1000.0,
+        calls
+    );
+    match outcome.transactions {
+        Some(n) => println!(
+            "pg_transactions_per_call: {:.2} (xact_commit growth of the run's database)",
+            n as f64 / calls
+        ),
+        None => println!("pg_transactions_per_call: unknown (pg_stat_database unreadable)"),
     }
 }
 
 fn print_setup(args: &BenchArgs, setup: &Setup<'_>) {
     println!(
-        "setup: {} studios, {} worker process(es), quota {} calls/s, pacer margin {} ms, stand-in latency {:?}, {} cores; {} key(s) of one account, {} batch, {}, connect delay {} ms{}",
+        "setup: {} studios, {} worker process(es), quota {} calls/s, pacer margin {} ms, stand-in latency {:?}, {} cores; {}, {} batch, {}, connect delay {} ms{}",
         setup.studios,
         args.workers,
         if args.ceiling {
@@ -93,7 +128,10 @@ fn print_setup(args: &BenchArgs, setup: &Setup<'_>) {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
-        setup.keys.len(),
+        match setup.accounts_file {
+            Some(f) => format!("{} accounts of one key each, jobs interleaved", f.accounts),
+            None => format!("{} key(s) of one account", setup.keys.len()),
+        },
         if args.warm { "warm" } else { "cold" },
         if args.tls { "https" } else { "http" },
         args.connect_delay_ms,
@@ -228,9 +266,12 @@ fn print_paced(args: &BenchArgs, setup: &Setup<'_>, outcome: &Outcome) {
     };
     // With a competitor, the quota left to us is what the ideal is measured against.
     let available = f64::from(setup.qps.saturating_sub(args.competitor_qps).max(1));
-    let ideal = (setup.studios as f64 - 1.0) / available;
+    // A fleet's ideal is one account's share: its jobs (the most any account has) at its pace.
+    let accounts = setup.accounts_file.map_or(1, |f| f.accounts);
+    let per_account = setup.studios.div_ceil(accounts);
+    let ideal = (per_account as f64 - 1.0) / available;
     println!("makespan: {makespan:.3} s (first to last successful call at the stand-in)");
-    println!("ideal: {ideal:.3} s ((N-1)/QPS available to the workers)");
+    println!("ideal: {ideal:.3} s ((N-1)/QPS available to the workers, N the jobs of one account)");
     println!("efficiency: {:.4}", ideal / makespan);
     if let Some(first) = first {
         let at: Vec<String> = calls
@@ -243,7 +284,7 @@ fn print_paced(args: &BenchArgs, setup: &Setup<'_>, outcome: &Outcome) {
             println!("throttled_at_s: {}", at.join(" "));
         }
     }
-    print_admission(setup.qps, outcome);
+    print_admission(setup, outcome);
     if let Some(first) = first {
         println!(
             "first_call_after: {:.3} s (from {})",
@@ -263,28 +304,35 @@ fn print_paced(args: &BenchArgs, setup: &Setup<'_>, outcome: &Outcome) {
 }
 
 /// How close the stand-in came to an 11th call in a window: the shortest span of qps+1
-/// consecutive admitted arrivals (at least 1 s means never throttled by us), and the most it
-/// admitted in any second.
-fn print_admission(qps: u32, outcome: &Outcome) {
-    let mut admitted: Vec<OffsetDateTime> = outcome
-        .all_calls
-        .iter()
-        .filter(|c| c.admitted)
-        .filter_map(call_time)
-        .collect();
-    admitted.sort();
-    let span = admitted
-        .windows(qps as usize + 1)
-        .map(|w| (w[w.len() - 1] - w[0]).as_seconds_f64())
-        .fold(f64::INFINITY, f64::min);
+/// consecutive admitted arrivals of one account (at least 1 s means never throttled by us),
+/// and the most it admitted in any second of the worst account.
+fn print_admission(setup: &Setup<'_>, outcome: &Outcome) {
+    let qps = setup.qps as usize;
+    let mut span = f64::INFINITY;
+    let mut uids: Vec<&String> = setup.uids.iter().collect();
+    uids.dedup();
+    for uid in &uids {
+        let mut admitted: Vec<OffsetDateTime> = outcome
+            .all_calls
+            .iter()
+            .filter(|c| c.admitted && c.account_uid.as_ref() == Some(*uid))
+            .filter_map(call_time)
+            .collect();
+        admitted.sort();
+        span = admitted
+            .windows(qps + 1)
+            .map(|w| (w[w.len() - 1] - w[0]).as_seconds_f64())
+            .fold(span, f64::min);
+    }
     println!("shortest_span_of_{}_admitted_calls: {span:.3} s", qps + 1);
+    let worst = uids
+        .iter()
+        .filter_map(|uid| outcome.stats.max_in_any_1s_window_by_account.get(*uid))
+        .max()
+        .copied()
+        .unwrap_or(0);
     println!(
-        "max_calls_in_any_1s_window: {} (the account's, over every batch)",
-        outcome
-            .stats
-            .max_in_any_1s_window_by_account
-            .get(ACCOUNT_UID)
-            .copied()
-            .unwrap_or(0)
+        "max_calls_in_any_1s_window: {worst} (the worst of {} account(s), over every batch)",
+        uids.len()
     );
 }

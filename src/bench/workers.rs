@@ -54,6 +54,11 @@ pub(super) fn spawn(
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());
+            if let Some(file) = setup.accounts_file {
+                // Jobs name their account; the default one is the first account's.
+                command.env("ALIBABA_CLOUD_ACCESS_KEY_ID", &setup.keys[0]);
+                file.configure(&mut command);
+            }
             match setup.ca_file {
                 Some(ca) => command.env("STOPCASTER_CA_FILE", ca),
                 None => command.env_remove("STOPCASTER_CA_FILE"),

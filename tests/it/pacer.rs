@@ -105,8 +105,16 @@ async fn throttling_feedback_moves_the_shared_schedule() {
     assert!(slots[0] >= tat_after - time::Duration::milliseconds(1));
     let first_gap = slots[1] - slots[0];
     assert!(first_gap >= period.mul_f64(1.2), "slowed down: {first_gap}");
-    let last_gap = slots[3] - slots[2];
-    assert!(last_gap < first_gap, "recovering: {last_gap} < {first_gap}");
+    // Recovering: each slot took some slowdown off. (Read from the row, not from the gaps,
+    // which a loaded machine's late wake-ups widen.)
+    let (_, slowdown_now) = stopcaster::pacer_state(&env.pool, "K")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        slowdown_now < slowdown_after,
+        "recovering: {slowdown_now} < {slowdown_after}"
+    );
 }
 
 #[tokio::test]

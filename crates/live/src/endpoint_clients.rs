@@ -4,7 +4,8 @@
 //! bad setting fails the start, not a job. The quota is not here: it stays per account.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::client::{ClientConfig, ClientError, LiveClient, Warming};
 use crate::endpoints::{self, ENDPOINT_VAR};
@@ -87,7 +88,8 @@ impl EndpointSettings {
 pub struct EndpointClients {
     settings: Arc<EndpointSettings>,
     clients: Arc<BTreeMap<String, LiveClient>>,
-    in_use: Arc<Mutex<BTreeSet<String>>>,
+    /// Whether each endpoint is in use: a flag per endpoint, set without a lock on every job.
+    in_use: Arc<BTreeMap<String, AtomicBool>>,
 }
 
 impl EndpointClients {
@@ -111,10 +113,14 @@ impl EndpointClients {
             };
             clients.insert(endpoint, client);
         }
+        let in_use = clients
+            .keys()
+            .map(|e| (e.clone(), AtomicBool::new(false)))
+            .collect();
         Ok(Self {
             settings: Arc::new(settings),
             clients: Arc::new(clients),
-            in_use: Arc::default(),
+            in_use: Arc::new(in_use),
         })
     }
 
@@ -131,10 +137,9 @@ impl EndpointClients {
             .clients
             .get(&endpoint)
             .expect("every endpoint a call can resolve to has its client from the start");
-        self.in_use
-            .lock()
-            .expect("endpoints poisoned")
-            .insert(endpoint);
+        if let Some(used) = self.in_use.get(&endpoint) {
+            used.store(true, Ordering::Relaxed);
+        }
         client
     }
 
@@ -157,10 +162,9 @@ impl EndpointClients {
     /// The endpoints calls have been made to (or are about to be), in order.
     pub fn in_use(&self) -> Vec<String> {
         self.in_use
-            .lock()
-            .expect("endpoints poisoned")
             .iter()
-            .cloned()
+            .filter(|(_, used)| used.load(Ordering::Relaxed))
+            .map(|(endpoint, _)| endpoint.clone())
             .collect()
     }
 }

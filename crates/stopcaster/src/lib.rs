@@ -65,7 +65,9 @@ pub use broker::{
 /// The database.
 pub use store::{JobSearch, explain_search, migrate, pacer_state, pool as database_pool};
 /// What the benchmark driver reads of a run's progress, and how it cleans up after itself.
-pub use store::{call_span, count_finished_jobs, count_jobs_with_status, drop_database};
+pub use store::{
+    call_span, committed_transactions, count_finished_jobs, count_jobs_with_status, drop_database,
+};
 
 /// The worker.
 pub use worker::pacer;

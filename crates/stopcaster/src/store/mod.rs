@@ -44,7 +44,7 @@ pub(crate) use replays::{ReplayRecord, reopen_for_replay};
 pub(crate) use reports::{
     JobFilter, JobRow, ReportSummary, call_totals, report_jobs, report_summary,
 };
-pub use reports::{call_span, count_finished_jobs, count_jobs_with_status};
+pub use reports::{call_span, committed_transactions, count_finished_jobs, count_jobs_with_status};
 pub(crate) use schedule::{
     CancelOutcome, CancelRow, DueJob, cancel_jobs, claim_due, next_due, staged_backlog,
 };

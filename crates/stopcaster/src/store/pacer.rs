@@ -15,9 +15,10 @@ pub(crate) struct Reservation {
     pub now: OffsetDateTime,
 }
 
-/// Takes the next slot of `account`'s shared schedule, at least `lead` from now, and no
-/// earlier than `not_before` when given (a scheduled job's due time, reserved ahead so that its
-/// call leaves at that time; `greatest` ignores a NULL).
+/// Takes the next slot of `account`'s shared schedule: now if the schedule is idle (`tat` not
+/// after now), else at least `lead` from now; and no earlier than `not_before` when given (a
+/// scheduled job's due time, reserved ahead so that its call leaves at that time; `greatest`
+/// ignores a NULL). The same rule as `worker::pacer::earliest_slot`.
 pub(crate) async fn reserve_pacer_slot(
     pool: &PgPool,
     account: &str,
@@ -29,8 +30,10 @@ pub(crate) async fn reserve_pacer_slot(
     loop {
         let row = sqlx::query!(
             r#"UPDATE stopcaster_pacer p
-             SET last_slot = greatest(p.tat, c.now + make_interval(secs => $4), $5::timestamptz),
-                 tat = greatest(p.tat, c.now + make_interval(secs => $4), $5::timestamptz)
+             SET last_slot = greatest(p.tat, c.now + CASE WHEN p.tat > c.now
+                     THEN make_interval(secs => $4) ELSE interval '0' END, $5::timestamptz),
+                 tat = greatest(p.tat, c.now + CASE WHEN p.tat > c.now
+                     THEN make_interval(secs => $4) ELSE interval '0' END, $5::timestamptz)
                        + make_interval(secs => $2 * p.slowdown),
                  slowdown = greatest(1.0, p.slowdown - $3)
              FROM (SELECT clock_timestamp() AS now) c

@@ -277,6 +277,16 @@ pub async fn count_finished_jobs(pool: &PgPool) -> Result<i64, sqlx::Error> {
     .await
 }
 
+/// Transactions committed in this database so far, by every session (`bench` divides their
+/// growth by its calls). Sessions report theirs when they end, or idle, up to a second late.
+pub async fn committed_transactions(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT xact_commit AS "n!" FROM pg_stat_database WHERE datname = current_database()"#,
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// Jobs with this status.
 pub async fn count_jobs_with_status(pool: &PgPool, status: JobStatus) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(

@@ -121,7 +121,11 @@ async fn settle(
         client.stop_caster_signed(&credentials, request, account.signature_version),
         ctx.pacer.sent(&slot, started),
     );
-    ctx.metrics.api_call(&outcome, started.elapsed());
+    let answered = Instant::now();
+    ctx.metrics.api_call(&outcome, answered - started);
+    // A slow round trip may have reached the server late: the calls after it keep their
+    // distance from where it may have landed.
+    ctx.pacer.answered(&slot, started, answered).await;
     if outcome.is_throttled() {
         ctx.pacer.throttled(&account.pacer_key).await;
     }

@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{MAX_SLOWDOWN, PREPARE_LEAD, Rate, Slot, SlotToken, gcra_step, recovered, throttled};
+use super::flight::Flights;
+use super::{
+    MAX_SLOWDOWN, PREPARE_LEAD, Rate, Slot, SlotToken, earliest_slot, gcra_step, recovered,
+    throttled,
+};
 
 /// Per-process queueing: one outstanding reservation per account in this process.
 #[derive(Clone, Default)]
@@ -27,6 +31,7 @@ pub struct LocalPacer {
     epoch: Instant,
     state: Arc<Mutex<HashMap<String, (Duration, f64)>>>,
     gates: LocalGates,
+    pub(super) flights: Flights,
 }
 
 impl LocalPacer {
@@ -36,6 +41,7 @@ impl LocalPacer {
             epoch: Instant::now(),
             state: Arc::default(),
             gates: LocalGates::default(),
+            flights: Flights::default(),
         }
     }
 
@@ -54,10 +60,10 @@ impl LocalPacer {
                 .or_insert((Duration::ZERO, 1.0));
             let now = self.epoch.elapsed();
             // The due time on this process's clock (the wall clock's distance to it).
-            let floor = not_before
+            let due = not_before
                 .and_then(|t| Duration::try_from(t - time::OffsetDateTime::now_utc()).ok())
-                .map_or(Duration::ZERO, |ahead| now + ahead);
-            let earliest = (now + PREPARE_LEAD).max(floor);
+                .map(|ahead| now + ahead);
+            let earliest = earliest_slot(entry.0, now, PREPARE_LEAD, due);
             let (slot, tat) = gcra_step(entry.0, earliest, period.mul_f64(entry.1));
             *entry = (tat, recovered(entry.1));
             (slot, slot.saturating_sub(now))

@@ -11,11 +11,19 @@
 //! holds at most one reserved slot per account at a time (a local lock), so a process that stops
 //! can waste at most one slot, and it hands that one back if nobody reserved after it.
 //!
-//! Calls go out on time: slots are handed out at least [`PREPARE_LEAD`] (100 ms) ahead, and
-//! [`Pacer::acquire`] returns that much before the slot, so the caller records its attempt,
-//! then waits for [`Slot::due`] and sends. A call that still leaves late (a slow database, a
-//! pause) pushes the schedule back by its lateness ([`Pacer::sent`], reported as the call
-//! leaves, not when it is answered), so the calls after it keep their distance from it, and no
+//! Calls go out on time: on a contended schedule (a slot reserved from now on) slots are handed
+//! out at least [`PREPARE_LEAD`] (100 ms) ahead, and [`Pacer::acquire`] returns that much
+//! before the slot, so the caller records its attempt, then waits for [`Slot::due`] and sends.
+//! An idle schedule hands out the present instead (`maths::earliest_slot`): the call leaves as
+//! soon as its attempt is recorded, and that little lateness is pushed back like any other.
+//!
+//! Late calls: a call that leaves more than half the margin late (a slow database, a pause)
+//! pushes the schedule back by its lateness ([`Pacer::sent`], reported as the call leaves, not when
+//! it is answered); a call whose round trip took longer than the account's usual
+//! (`maths::RttFloor`: a request written late by a busy process, a new connection, a busy
+//! endpoint) may have reached the server that much later still, and pushes that back when
+//! answered ([`Pacer::answered`]). Slots already reserved keep their time: a late arrival only
+//! crowds the call `qps` slots after it, reserved about a second later, after the push. So no
 //! window of one second at the server holds more than `qps` calls. Lateness up to half the
 //! margin is let pass (the margin absorbs it; tokio's timers alone are a millisecond coarse).
 //! A slot reserved through [`Pacer::reserve`] is a [`Reserved`] guard: unless spent on a call,
@@ -36,13 +44,17 @@ use tokio::time::Instant;
 
 use crate::config::DEFAULT_PACER_MARGIN_MS;
 
+mod flight;
 mod local;
 mod maths;
 mod reserved;
 mod shared;
 
 pub use local::LocalPacer;
-pub use maths::{ClockSync, gcra_step, recovered, throttled};
+pub use maths::{
+    ClockSync, FLOOR_AGEING, RttFloor, answer_push, departure_push, earliest_slot, gcra_step,
+    recovered, throttled,
+};
 pub use reserved::Reserved;
 pub use shared::SharedPacer;
 
@@ -122,6 +134,12 @@ enum SlotToken {
     },
 }
 
+fn token_account(token: &SlotToken) -> &str {
+    match token {
+        SlotToken::Local { account, .. } | SlotToken::Shared { account, .. } => account,
+    }
+}
+
 /// The pacer: in-process (one worker) or shared through Postgres (every replica).
 #[derive(Clone)]
 pub enum Pacer {
@@ -166,17 +184,47 @@ impl Pacer {
     /// Reports when a slot's call was sent: if late, the schedule moves back by the lateness.
     pub async fn sent(&self, slot: &Slot, sent_at: Instant) {
         let late = sent_at.saturating_duration_since(slot.at);
-        if late <= self.late_tolerance(&slot.token) {
-            return;
+        let push = departure_push(late, self.late_tolerance(&slot.token));
+        if !push.is_zero() {
+            tracing::debug!(
+                late_ms = late.as_millis() as u64,
+                "call left late; schedule pushed back"
+            );
+            self.push_back(&slot.token, push).await;
         }
-        tracing::debug!(
-            late_ms = late.as_millis() as u64,
-            "call left late; schedule pushed back"
+    }
+
+    /// Reports when a slot's call, sent at `sent_at`, was answered: a round trip longer than the
+    /// account's usual may have reached the server late, and the schedule moves back by that
+    /// too (beyond what [`Pacer::sent`] pushed).
+    pub async fn answered(&self, slot: &Slot, sent_at: Instant, answered_at: Instant) {
+        let late = sent_at.saturating_duration_since(slot.at);
+        let rtt = answered_at.saturating_duration_since(sent_at);
+        let flights = match self {
+            Pacer::Local(p) => &p.flights,
+            Pacer::Shared(p) => &p.flights,
+        };
+        let excess = flights.excess(token_account(&slot.token), rtt, answered_at);
+        let push = answer_push(
+            late,
+            excess,
+            answered_at.saturating_duration_since(slot.at),
+            self.late_tolerance(&slot.token),
         );
-        match (self, &slot.token) {
-            (Pacer::Local(p), SlotToken::Local { account, .. }) => p.push_back(account, late),
+        if !push.is_zero() {
+            tracing::debug!(
+                excess_ms = excess.as_millis() as u64,
+                "call answered slower than usual; schedule pushed back"
+            );
+            self.push_back(&slot.token, push).await;
+        }
+    }
+
+    async fn push_back(&self, token: &SlotToken, by: Duration) {
+        match (self, token) {
+            (Pacer::Local(p), SlotToken::Local { account, .. }) => p.push_back(account, by),
             (Pacer::Shared(p), SlotToken::Shared { account, .. }) => {
-                if let Err(e) = p.push_back(account, late).await {
+                if let Err(e) = p.push_back(account, by).await {
                     tracing::debug!(error = %e, "could not push the pacer back");
                 }
             }
@@ -185,9 +233,7 @@ impl Pacer {
     }
 
     fn late_tolerance(&self, token: &SlotToken) -> Duration {
-        let account = match token {
-            SlotToken::Local { account, .. } | SlotToken::Shared { account, .. } => account,
-        };
+        let account = token_account(token);
         let rates = match self {
             Pacer::Local(p) => &p.rates,
             Pacer::Shared(p) => &p.rates,
@@ -231,8 +277,11 @@ mod tests {
             }
             last = Some(slot.at);
         }
-        // Another account has its own quota: only the preparation lead, no queueing.
+        // Another account has its own quota, idle: its slot is now, not even the lead.
         let other = pacer.acquire("b").await.unwrap();
-        assert_eq!(other.wait, PREPARE_LEAD);
+        assert_eq!(other.wait, Duration::ZERO);
+        // Its second slot is contended: at least the lead.
+        let second = pacer.acquire("b").await.unwrap();
+        assert!(second.wait >= PREPARE_LEAD, "{:?}", second.wait);
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::time::Instant;
 
+use super::flight::Flights;
 use super::local::LocalGates;
 use super::{
     ClockSync, MAX_SLOWDOWN, PREPARE_LEAD, PacerError, RECOVERY_STEP, Rate, Slot, SlotToken,
@@ -23,6 +24,7 @@ pub struct SharedPacer {
     pub(super) rates: Arc<dyn Fn(&str) -> Rate + Send + Sync>,
     gates: LocalGates,
     clock: Arc<Mutex<ClockSync>>,
+    pub(super) flights: Flights,
 }
 
 impl SharedPacer {
@@ -35,6 +37,7 @@ impl SharedPacer {
                 Instant::now(),
                 time::OffsetDateTime::now_utc(),
             ))),
+            flights: Flights::default(),
         }
     }
 
