@@ -232,7 +232,7 @@ pub(super) async fn cancel_api(
         // sanitised, and the browser's address.
         let actor = auth::actor(&headers, peer.ip());
         let by = actor.to_string();
-        let outcome = store::cancel_jobs(&state.pool, &[id], None, &by)
+        let outcome = store::cancel_jobs(&state.pool, &[id], &store::JobFilter::default(), &by)
             .await?
             .into_iter()
             .find(|r| r.job_id == id)
