@@ -1,7 +1,7 @@
 //! The dead-letter queue `P.dead`, below the commands and the dashboard, which both list and
 //! replay through it.
 //!
-//! Both read `P.dead` with `basic.get` without auto-ack, at most as many messages as a passive
+//! Both read `P.dead` through a consumer without auto-ack, at most as many messages as a passive
 //! declare counted (a requeued message would otherwise come back and be read forever). What is
 //! not taken is handed back unacknowledged, so it stays in the queue in its place.
 //!

@@ -1,21 +1,39 @@
-//! Reading `P.dead` without emptying it: `basic.get` without auto-ack, at most as many
+//! Reading `P.dead` without emptying it: a consumer without auto-ack, at most as many
 //! messages as a passive declare counted, and everything not taken handed back in place.
 
 use lapin::Channel;
-use lapin::message::BasicGetMessage;
-use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 
 use super::DeadLetterError;
 use super::letter::DeadLetter;
 use crate::broker::{self, Names};
 
-/// Takes up to the counted number of messages of `queue` without acknowledging them: they stay
-/// the broker's until acked, nacked or the channel closes.
+/// A message taken from the queue and not acknowledged yet: it stays the broker's until
+/// acked, nacked or the channel closes.
+pub(crate) struct Taken {
+    pub delivery: Delivery,
+}
+
+/// How long a read waits for the next message once none arrives: the queue then holds fewer
+/// ready messages than counted (another reader holds some unacknowledged).
+const IDLE: Duration = Duration::from_secs(2);
+
+/// Takes up to the counted number of messages of `queue` without acknowledging them, through a
+/// consumer whose prefetch is that count (the broker streams them: thousands take a moment,
+/// where a `basic.get` each would take a round trip each). At most 65,535 in one read, the
+/// largest prefetch; a replay of more is run again for the rest.
 pub(super) async fn take_unacked(
     channel: &Channel,
     queue: &str,
-) -> Result<Vec<BasicGetMessage>, DeadLetterError> {
+) -> Result<Vec<Taken>, DeadLetterError> {
     let declared = channel
         .queue_declare(
             queue.into(),
@@ -30,31 +48,86 @@ pub(super) async fn take_unacked(
             queue: queue.to_owned(),
             error,
         })?;
+    let count = declared.message_count().min(u32::from(u16::MAX));
     let mut taken = Vec::new();
-    for _ in 0..declared.message_count() {
-        match channel
-            .basic_get(queue.into(), BasicGetOptions { no_ack: false })
-            .await?
-        {
-            Some(message) => taken.push(message),
-            None => break,
+    if count == 0 {
+        return Ok(taken);
+    }
+    channel
+        .basic_qos(count as u16, BasicQosOptions::default())
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let tag = consumer.tag();
+    while taken.len() < count as usize {
+        match tokio::time::timeout(IDLE, consumer.next()).await {
+            Ok(Some(Ok(delivery))) => taken.push(Taken { delivery }),
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(None) | Err(_) => break,
         }
     }
+    // Deliveries that arrive before the cancel is confirmed stay unacknowledged on the
+    // channel, which hands them back when it closes.
+    channel
+        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+        .await?;
     Ok(taken)
 }
 
-/// Hands messages back to the queue.
-pub(super) async fn requeue(messages: impl IntoIterator<Item = &BasicGetMessage>) {
-    for m in messages {
-        let _ = m
-            .delivery
-            .acker
-            .nack(BasicNackOptions {
-                multiple: false,
-                requeue: true,
-            })
-            .await;
+/// How long a hand-back waits for the queue to show its messages ready again.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Hands messages back to the queue (one `nack` with `multiple` up to the last one: every
+/// message taken and not acknowledged goes back), then waits until the queue counts at least
+/// that many ready, at most [`SETTLE`]: a quorum queue applies the hand-back after answering,
+/// and a `--dry-run` followed by the replay must see the same messages.
+pub(super) async fn requeue(channel: &Channel, queue: &str, messages: &[Taken]) {
+    let Some(last) = messages.iter().max_by_key(|m| m.delivery.delivery_tag) else {
+        return;
+    };
+    let nacked = last
+        .delivery
+        .acker
+        .nack(BasicNackOptions {
+            multiple: true,
+            requeue: true,
+        })
+        .await;
+    if nacked.is_err() {
+        return;
     }
+    let settled = async {
+        loop {
+            match ready(channel, queue).await {
+                Some(n) if n as usize >= messages.len() => return,
+                Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                None => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(SETTLE, settled).await;
+}
+
+/// Messages ready in `queue`, `None` when it cannot be read.
+async fn ready(channel: &Channel, queue: &str) -> Option<u32> {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .ok()
+        .map(|q| q.message_count())
 }
 
 /// The dead letters now in `P.dead`, oldest first; they all stay there.
@@ -71,7 +144,7 @@ pub(crate) async fn list(
                 .iter()
                 .map(|m| DeadLetter::from_message(&m.delivery.properties, &m.delivery.data))
                 .collect();
-            requeue(messages).await;
+            requeue(&channel, &names.dead, messages).await;
             letters
         }
         Err(_) => Vec::new(),

@@ -6,13 +6,12 @@ use crate::domain::display::{CELL_CHARS, bounded};
 use std::collections::HashSet;
 
 use lapin::Channel;
-use lapin::message::BasicGetMessage;
 use lapin::options::BasicAckOptions;
 use uuid::Uuid;
 
 use super::DeadLetterError;
 use super::letter::DeadLetter;
-use super::queue::{requeue, take_unacked};
+use super::queue::{Taken, requeue, take_unacked};
 use crate::broker::{self, Names};
 use crate::domain::JobStatus;
 use crate::store::{self, JobFilter, ReplayRecord};
@@ -154,7 +153,7 @@ pub(crate) async fn replay(
     let chosen = match Chosen::resolve(selection, &letters, pool).await {
         Ok(c) => c,
         Err(e) => {
-            requeue(&messages).await;
+            requeue(&channel, &names.dead, &messages).await;
             let _ = connection.close(200, "done".into()).await;
             return Err(e.into());
         }
@@ -173,7 +172,7 @@ pub(crate) async fn replay(
         .run(messages.into_iter().zip(letters).collect(), &mut each)
         .await
         .err();
-    requeue(&pass.left).await;
+    requeue(&channel, &names.dead, &pass.left).await;
     let _ = publish.close(200, "done".into()).await;
     let _ = channel.close(200, "done".into()).await;
     let _ = connection.close(200, "done".into()).await;
@@ -203,13 +202,13 @@ struct Pass<'a> {
     /// Jobs replayed in this pass: a second dead letter of one is removed, not replayed.
     done: HashSet<Uuid>,
     /// Messages to hand back to the queue.
-    left: Vec<BasicGetMessage>,
+    left: Vec<Taken>,
 }
 
 /// A chosen dead letter in a chunk: replayed, or (a second letter of a job replayed in this
 /// pass) removed once the chunk is committed.
 struct Item {
-    message: BasicGetMessage,
+    message: Taken,
     letter: DeadLetter,
     job_id: Uuid,
     duplicate: bool,
@@ -220,7 +219,7 @@ impl Pass<'_> {
     /// leaving its chunk and everything after it in `left`.
     async fn run(
         &mut self,
-        messages: Vec<(BasicGetMessage, DeadLetter)>,
+        messages: Vec<(Taken, DeadLetter)>,
         each: &mut impl FnMut(&Replayed),
     ) -> Result<(), DeadLetterError> {
         let mut chunk: Vec<Item> = Vec::new();
