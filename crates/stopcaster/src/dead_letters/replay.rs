@@ -301,22 +301,17 @@ impl Pass<'_> {
         chunk: &[Item],
     ) -> Result<Vec<Option<ReplayRecord>>, DeadLetterError> {
         let mut tx = self.pool.begin().await?;
-        let mut records = Vec::with_capacity(chunk.len());
-        for item in chunk {
-            records.push(if item.duplicate {
-                None
-            } else {
-                Some(
-                    store::reopen_for_replay(
-                        &mut tx,
-                        item.job_id.into(),
-                        self.max_attempts,
-                        item.letter.reason.as_deref(),
-                    )
-                    .await?,
-                )
-            });
-        }
+        let fresh: Vec<(crate::domain::JobId, Option<&str>)> = chunk
+            .iter()
+            .filter(|i| !i.duplicate)
+            .map(|i| (i.job_id.into(), i.letter.reason.as_deref()))
+            .collect();
+        let mut reopened =
+            store::reopen_for_replay(&mut tx, &fresh, self.max_attempts).await?.into_iter();
+        let records: Vec<Option<ReplayRecord>> = chunk
+            .iter()
+            .map(|i| if i.duplicate { None } else { reopened.next() })
+            .collect();
         // Fresh job messages: the original body, none of the dead letter's headers,
         // message_id = job id (which a body without its own job_id is known by).
         let messages: Vec<(String, &[u8])> = chunk
