@@ -5,6 +5,7 @@
 //! page that brings a job back, and no error in the browser's console.
 
 mod actions;
+mod api;
 mod hardening;
 mod hostile;
 mod pages;

@@ -110,8 +110,15 @@ async fn ten_thousand_dead_letters_replay_by_filter_in_one_action() {
     ];
     let dry = cli_ok(&env, &[&args[..], &["--dry-run"]].concat());
     assert_eq!(would(&dry), 10_000, "{dry}");
-    assert!(dry.contains("... and 9980 more"), "a sample, not every row: {dry}");
-    assert_eq!(env.queue_len(&dead).await, 10_100, "a dry run changes nothing");
+    assert!(
+        dry.contains("... and 9980 more"),
+        "a sample, not every row: {dry}"
+    );
+    assert_eq!(
+        env.queue_len(&dead).await,
+        10_100,
+        "a dry run changes nothing"
+    );
     assert_eq!(env.count_status("failed").await, 10_100);
 
     let started = std::time::Instant::now();
@@ -158,14 +165,23 @@ async fn replay_refuses_no_selection_and_mixed_selections() {
     ] {
         let out = env.run_cli(&args, &[]);
         assert!(!out.status.success(), "{args:?}");
-        assert!(common::stderr(&out).contains("--all, job ids, or filters"), "{args:?}");
+        assert!(
+            common::stderr(&out).contains("--all, job ids, or filters"),
+            "{args:?}"
+        );
     }
     assert_eq!(env.queue_len(&env.names().dead).await, 3);
     // The account filter: another account matches none, its own all three.
-    let none = cli_ok(&env, &["dead-letters", "replay", "--account", "other", "--dry-run"]);
+    let none = cli_ok(
+        &env,
+        &["dead-letters", "replay", "--account", "other", "--dry-run"],
+    );
     assert_eq!(would(&none), 0);
     let out = cli_ok(&env, &["dead-letters", "replay", "--account", "acme"]);
-    assert_eq!(out.lines().filter(|l| l.starts_with("replayed ")).count(), 3);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("replayed ")).count(),
+        3
+    );
 }
 
 /// Scheduled jobs of two batches and two accounts, one already started.
@@ -207,14 +223,20 @@ async fn cancel_by_filter_counts_first_and_filters_combine() {
     let out = env.run_cli(&[&args[..], &["--dry-run"]].concat(), &[]);
     let dry = common::stdout(&out);
     assert_eq!(would(&dry), 5, "{dry}");
-    assert_eq!(env.count_status("scheduled").await, 12, "a dry run changes nothing");
+    assert_eq!(
+        env.count_status("scheduled").await,
+        12,
+        "a dry run changes nothing"
+    );
 
     let out = env.run_cli(&args, &[]);
     let text = common::stdout(&out);
     let cancelled = text.lines().filter(|l| l.starts_with("cancelled ")).count();
     assert_eq!(cancelled, 5, "the count matches the dry run:\n{text}");
     assert_eq!(
-        text.lines().filter(|l| l.starts_with("already started ")).count(),
+        text.lines()
+            .filter(|l| l.starts_with("already started "))
+            .count(),
         2
     );
     assert!(!out.status.success(), "two had started: exit 1");
@@ -222,7 +244,10 @@ async fn cancel_by_filter_counts_first_and_filters_combine() {
     // The default account's jobs of the batch, then the whole other batch.
     let dry = cli_ok(&env, &["cancel", "--account", "default", "--dry-run"]);
     assert_eq!(would(&dry), 4);
-    cli_ok(&env, &["cancel", "--account", "default", "--status", "scheduled"]);
+    cli_ok(
+        &env,
+        &["cancel", "--account", "default", "--status", "scheduled"],
+    );
     assert_eq!(env.count_status("cancelled").await, 9);
     let day: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM caster_stop_jobs WHERE batch_id = 'day' AND status = 'scheduled'",

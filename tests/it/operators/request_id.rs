@@ -7,7 +7,10 @@ use super::*;
 async fn report_finds_the_job_of_any_call_by_request_id() {
     let env = TestEnv::with_running(&["rid-a", "rid-b"]).await;
     let _worker = env.spawn_worker(FAST);
-    cli_ok(&env, &["enqueue", "--batch", "rid", "rid-a", "rid-b", "rid-ghost"]);
+    cli_ok(
+        &env,
+        &["enqueue", "--batch", "rid", "rid-a", "rid-b", "rid-ghost"],
+    );
     env.wait_terminal(3, WAIT).await;
     for row in env.jobs().await {
         let id: uuid::Uuid = row["job_id"].as_str().unwrap().parse().unwrap();

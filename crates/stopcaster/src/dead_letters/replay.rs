@@ -306,8 +306,9 @@ impl Pass<'_> {
             .filter(|i| !i.duplicate)
             .map(|i| (i.job_id.into(), i.letter.reason.as_deref()))
             .collect();
-        let mut reopened =
-            store::reopen_for_replay(&mut tx, &fresh, self.max_attempts).await?.into_iter();
+        let mut reopened = store::reopen_for_replay(&mut tx, &fresh, self.max_attempts)
+            .await?
+            .into_iter();
         let records: Vec<Option<ReplayRecord>> = chunk
             .iter()
             .map(|i| if i.duplicate { None } else { reopened.next() })

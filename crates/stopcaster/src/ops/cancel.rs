@@ -31,7 +31,9 @@ pub struct CancelArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CancelError {
-    #[error("name job ids, or filters (--batch, --status, --error-code, ...): cancel acts on nothing by default")]
+    #[error(
+        "name job ids, or filters (--batch, --status, --error-code, ...): cancel acts on nothing by default"
+    )]
     Nothing,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -113,7 +115,11 @@ pub async fn run(args: &CancelArgs, out: &mut dyn Write) -> Result<CancelSummary
             .filter(|r| matches!(r.outcome, CancelOutcome::Cancelled { .. }))
             .take(SAMPLE)
         {
-            writeln!(out, "  {}", describe(row).replacen("cancelled", "would cancel", 1))?;
+            writeln!(
+                out,
+                "  {}",
+                describe(row).replacen("cancelled", "would cancel", 1)
+            )?;
         }
         if summary.cancelled > SAMPLE {
             writeln!(out, "  ... and {} more", summary.cancelled - SAMPLE)?;

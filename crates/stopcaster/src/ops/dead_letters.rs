@@ -20,7 +20,11 @@ use crate::ops::filter::FilterArgs;
 const SAMPLE: usize = 20;
 
 /// The replay's selection from its arguments: exactly one of `--all`, ids, or filters.
-fn selection(all: bool, job_ids: &[Uuid], filter: &FilterArgs) -> Result<Selection, DeadLetterError> {
+fn selection(
+    all: bool,
+    job_ids: &[Uuid],
+    filter: &FilterArgs,
+) -> Result<Selection, DeadLetterError> {
     let filter = filter.filter();
     match (all, job_ids.is_empty(), filter.is_empty()) {
         (true, true, true) => Ok(Selection::All),

@@ -69,7 +69,9 @@ impl FilterArgs {
 
 /// `--batch b --error-code X`: a filter as the flags that give it, values escaped.
 pub(crate) fn describe(f: &JobFilter) -> String {
-    let shown = |v: &str| crate::domain::display::bounded(v, crate::domain::display::CELL_CHARS).into_owned();
+    let shown = |v: &str| {
+        crate::domain::display::bounded(v, crate::domain::display::CELL_CHARS).into_owned()
+    };
     let mut parts = Vec::new();
     for (flag, v) in [
         ("--batch", &f.batch_id),

@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 
 use crate::domain::display::escape;
 use crate::domain::{JobStatus, parse_since};
-use crate::ops::filter::FilterArgs;
 use crate::export::{COLUMNS, csv_record, csv_row, fields, timestamp};
+use crate::ops::filter::FilterArgs;
 use crate::ops::table::{Cut, Flexible, cell, fit, shorten, table};
 use crate::store::{self, JobFilter, JobRow, ReportSummary};
 

@@ -42,8 +42,7 @@ pub(crate) use parking::{claim_unparked, next_unparked, park_job, release_parked
 pub(crate) use pauses::{clear_pauses, record_pause, withdraw_attempt};
 pub(crate) use replays::{ReplayRecord, reopen_for_replay};
 pub(crate) use reports::{
-    JobFilter, JobRow, ReportSummary, call_totals, filter_job_ids, report_jobs,
-    report_summary,
+    JobFilter, JobRow, ReportSummary, call_totals, filter_job_ids, report_jobs, report_summary,
 };
 pub use reports::{call_span, count_finished_jobs, count_jobs_with_status};
 pub(crate) use schedule::{

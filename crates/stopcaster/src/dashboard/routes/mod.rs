@@ -5,6 +5,7 @@
 //! a JSON `{"error"}`.
 
 mod batches;
+mod enqueue;
 mod jobs;
 mod queues;
 
@@ -35,7 +36,12 @@ pub(super) fn router(state: Shared) -> axum::Router {
         .route("/", get(overview_page))
         .route("/api/overview", get(overview_api))
         .route("/jobs", get(jobs_page))
-        .route("/api/jobs", get(jobs_api))
+        .route(
+            "/api/jobs",
+            get(jobs_api)
+                .post(enqueue::enqueue_api)
+                .layer(axum::extract::DefaultBodyLimit::max(enqueue::BODY_LIMIT)),
+        )
         .route("/api/jobs/export", get(jobs_export))
         .route("/jobs/{id}", get(job_page))
         .route("/api/jobs/{id}", get(job_api))
