@@ -6,6 +6,7 @@
 
 mod actions;
 mod api;
+mod bulk;
 mod hardening;
 mod hostile;
 mod pages;

@@ -12,7 +12,7 @@ use lapin::types::{AMQPValue, FieldTable};
 /// Inserts `n` failed jobs of `batch` with `code` (account `account`, if any) and publishes
 /// their dead letters to `P.dead` as the worker does (body, job id and reason headers);
 /// returns their ids.
-async fn seed_dead(
+pub(crate) async fn seed_dead(
     env: &TestEnv,
     n: usize,
     batch: &str,
@@ -185,7 +185,7 @@ async fn replay_refuses_no_selection_and_mixed_selections() {
 }
 
 /// Scheduled jobs of two batches and two accounts, one already started.
-async fn seed_scheduled(env: &TestEnv) -> Vec<uuid::Uuid> {
+pub(crate) async fn seed_scheduled(env: &TestEnv) -> Vec<uuid::Uuid> {
     let mut ids = Vec::new();
     for (batch, account, n, attempts, status) in [
         ("night", Some("acme"), 5, 0, "scheduled"),

@@ -2,7 +2,7 @@
 //! `report` (CSV, JSON, table, filters, `--watch`) agrees with the tables, and `dead-letters
 //! list` / `replay` inspect and re-run dead-lettered jobs without harm when repeated.
 
-mod bulk;
+pub(crate) mod bulk;
 mod dead_letters;
 mod enqueue;
 mod figures;
