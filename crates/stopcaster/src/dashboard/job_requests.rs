@@ -244,3 +244,96 @@ mod tests {
         }
     }
 }
+
+/// `docs/job-message.schema.json` says what this parser accepts: its fields are the parser's,
+/// and each of its examples passes both the schema (checked by hand: required fields, types,
+/// lengths, no control characters) and the parser.
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+
+    const SCHEMA: &str = include_str!("../../../../docs/job-message.schema.json");
+
+    fn check_against_schema(schema: &Value, example: &Value) -> Result<(), String> {
+        let object = example.as_object().ok_or("not an object")?;
+        for required in schema["required"].as_array().unwrap() {
+            let name = required.as_str().unwrap();
+            if !object.contains_key(name) {
+                return Err(format!("{name} is required"));
+            }
+        }
+        for (name, rule) in schema["properties"].as_object().unwrap() {
+            let Some(value) = object.get(name) else {
+                continue;
+            };
+            let types: Vec<&str> = match &rule["type"] {
+                Value::String(t) => vec![t.as_str()],
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                _ => vec![],
+            };
+            let ok_type = match value {
+                Value::Null => types.contains(&"null"),
+                Value::String(_) => types.contains(&"string"),
+                _ => false,
+            };
+            if !ok_type {
+                return Err(format!("{name} has the wrong type"));
+            }
+            if let Value::String(s) = value {
+                let chars = s.chars().count() as u64;
+                if rule["minLength"].as_u64().is_some_and(|min| chars < min)
+                    || rule["maxLength"].as_u64().is_some_and(|max| chars > max)
+                {
+                    return Err(format!("{name} has the wrong length"));
+                }
+                if rule["pattern"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("\\u0000"))
+                    && s.chars().any(char::is_control)
+                {
+                    return Err(format!("{name} holds a control character"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_schema_describes_the_parser_and_its_examples_pass_both() {
+        let schema: Value = serde_json::from_str(SCHEMA).expect("the schema is JSON");
+        let mut names: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        let mut fields = FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(names, fields, "the schema's fields are the parser's");
+        let examples = schema["examples"].as_array().unwrap();
+        assert!(examples.len() >= 2);
+        for example in examples {
+            check_against_schema(&schema, example).unwrap();
+            let body = serde_json::to_vec(example).unwrap();
+            assert!(
+                matches!(parse_message(&body, None), Parsed::Job(_)),
+                "{example}"
+            );
+        }
+        // And the checker refuses what the parser refuses.
+        for bad in [
+            serde_json::json!({"region_id": "cn-shanghai"}),
+            serde_json::json!({"caster_id": 7}),
+            serde_json::json!({"caster_id": "a\u{7}b"}),
+            serde_json::json!({"caster_id": "c", "batch_id": ""}),
+        ] {
+            assert!(check_against_schema(&schema, &bad).is_err(), "{bad}");
+            let body = serde_json::to_vec(&bad).unwrap();
+            assert!(matches!(
+                parse_message(&body, None),
+                Parsed::Rejected { .. }
+            ));
+        }
+    }
+}

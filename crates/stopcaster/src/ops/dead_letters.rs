@@ -41,6 +41,8 @@ fn selection(
 
 /// `stopcaster dead-letters ...`
 #[derive(clap::Subcommand, Clone, Debug)]
+// Parsed once per run: the size of its largest variant (replay's filters) costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum DeadLettersCommand {
     /// Show the messages in P.dead (job id, caster, reason, when) without removing them.
     List {

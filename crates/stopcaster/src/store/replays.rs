@@ -17,6 +17,9 @@ pub(crate) struct ReplayRecord {
     pub reopened: bool,
 }
 
+/// A row as a replay found it: status, error code, CasterId.
+type Found = (Option<JobStatus>, Option<String>, Option<String>);
+
 /// Reopens jobs for a replay and records each replay in `caster_stop_replays`, in the caller's
 /// transaction: the caller commits only once the messages are back on the work queue, and the
 /// row locks taken here make a worker that receives one meanwhile wait for that commit. A few
@@ -41,7 +44,7 @@ pub(crate) async fn reopen_for_replay(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let found: HashMap<uuid::Uuid, (Option<JobStatus>, Option<String>, Option<String>)> = rows
+    let found: HashMap<uuid::Uuid, Found> = rows
         .into_iter()
         .map(|r| {
             (
