@@ -5,6 +5,8 @@
 //! page that brings a job back, and no error in the browser's console.
 
 mod actions;
+mod api;
+mod bulk;
 mod hardening;
 mod hostile;
 mod pages;

@@ -2,11 +2,13 @@
 //! `report` (CSV, JSON, table, filters, `--watch`) agrees with the tables, and `dead-letters
 //! list` / `replay` inspect and re-run dead-lettered jobs without harm when repeated.
 
+pub(crate) mod bulk;
 mod dead_letters;
 mod enqueue;
 mod figures;
 mod hostile;
 mod report;
+mod request_id;
 
 use crate::common;
 

@@ -151,6 +151,43 @@ pub(crate) async fn publish_confirmed(
     Ok(())
 }
 
+/// Publishes every `(job id, body)` as a job message (mandatory, persistent) and waits for
+/// all their confirms together, so that thousands take a moment rather than a round trip
+/// each. One flag per message, in order: true when the broker confirmed it routed.
+pub(crate) async fn publish_jobs_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    messages: &[(String, &[u8])],
+) -> Vec<bool> {
+    let mut confirms = Vec::with_capacity(messages.len());
+    for (job_id, body) in messages {
+        let published = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                job_properties(job_id),
+            )
+            .await;
+        confirms.push(published.ok());
+    }
+    let timeout = Duration::from_secs(30);
+    let waits = confirms.into_iter().map(|c| async move {
+        let Some(confirm) = c else { return false };
+        match tokio::time::timeout(timeout, confirm).await {
+            // An ack for a message the broker returned (mandatory, no route) is no delivery.
+            Ok(Ok(c)) => c.is_ack() && c.take_message().is_none(),
+            _ => false,
+        }
+    });
+    futures_util::future::join_all(waits).await
+}
+
 /// Properties of a job message: JSON, persistent, `message_id` = job id.
 pub(crate) fn job_properties(job_id: &str) -> BasicProperties {
     BasicProperties::default()

@@ -13,10 +13,12 @@
 //! CSV export; never on the operators' commands (`ops`).
 
 mod actor;
+mod api_tokens;
 mod assets;
 mod auth;
 mod chart;
 mod hosts;
+mod job_requests;
 mod limiter;
 mod queues;
 mod routes;
@@ -67,6 +69,10 @@ pub struct DashboardArgs {
     /// The workers' accounts file, for the quotas of named accounts (only `qps` is read).
     #[arg(long, env = "STOPCASTER_ACCOUNTS_FILE")]
     pub accounts_file: Option<PathBuf>,
+    /// A file of `name:token` (or `name:sha256:HEX`) lines: the bearer tokens that may
+    /// enqueue with `POST /api/jobs`. Read at each request: removing a line revokes its token.
+    #[arg(long, env = "STOPCASTER_API_TOKENS", value_name = "PATH")]
+    pub api_tokens: Option<PathBuf>,
     /// Seconds between live refreshes of a page (0: no live refresh).
     #[arg(long, default_value_t = 3)]
     pub refresh_s: u32,
@@ -116,6 +122,8 @@ pub(crate) struct AppState {
     pub max_attempts: u32,
     pub refresh_s: u32,
     pub queue_prefix: String,
+    /// `STOPCASTER_API_TOKENS`: `None`, no HTTP enqueue.
+    pub api_tokens: Option<PathBuf>,
 }
 
 impl AppState {
@@ -206,6 +214,7 @@ pub async fn run(args: DashboardArgs, shutdown: CancellationToken) -> Result<(),
         max_attempts: args.attempts.max_attempts.max(1),
         refresh_s: args.refresh_s,
         queue_prefix: args.broker.queue_prefix.clone(),
+        api_tokens: args.api_tokens.clone(),
     });
     let mode = if state.read_only() {
         "read-only (no STOPCASTER_DASHBOARD_PASSWORD)"

@@ -27,6 +27,8 @@ pub(crate) struct Broker {
     url: String,
     pub names: Names,
     connection: Mutex<Option<lapin::Connection>>,
+    /// The confirm channel `POST /api/jobs` publishes on, over its own connection.
+    publisher: Mutex<Option<(lapin::Connection, lapin::Channel)>>,
     dead_letters: Mutex<Option<(Instant, Vec<DeadLetter>)>>,
 }
 
@@ -45,6 +47,7 @@ impl Broker {
             url,
             names,
             connection: Mutex::new(None),
+            publisher: Mutex::new(None),
             dead_letters: Mutex::new(None),
         }
     }
@@ -108,6 +111,46 @@ impl Broker {
             }
         }
         Ok(depths)
+    }
+
+    /// Publishes job messages with confirms on the kept publishing channel (opened, and the
+    /// topology declared, at first use or after a failure); one flag per message, true when
+    /// confirmed. The error is a sentence without the broker URL.
+    pub(crate) async fn publish_jobs(
+        &self,
+        messages: &[(String, &[u8])],
+    ) -> Result<Vec<bool>, String> {
+        let channel = {
+            let mut guard = self.publisher.lock().await;
+            if !guard
+                .as_ref()
+                .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected())
+            {
+                let connection = broker::connect(&self.url, "stopcaster dashboard api")
+                    .await
+                    .map_err(|e| format!("RabbitMQ: {}", describe_broker_error(&e)))?;
+                broker::declare_topology(&connection, &self.names)
+                    .await
+                    .map_err(|e| format!("RabbitMQ: {}", describe_broker_error(&e)))?;
+                let channel = broker::confirm_channel(&connection)
+                    .await
+                    .map_err(|e| format!("RabbitMQ: {}", describe_broker_error(&e)))?;
+                *guard = Some((connection, channel));
+            }
+            guard.as_ref().expect("opened above").1.clone()
+        };
+        let confirmed = broker::publish_jobs_confirmed(
+            &channel,
+            &self.names.exchange,
+            broker::STOP_ROUTING_KEY,
+            messages,
+        )
+        .await;
+        if confirmed.iter().any(|c| !c) {
+            // Reopened at the next request.
+            *self.publisher.lock().await = None;
+        }
+        Ok(confirmed)
     }
 
     /// The dead letters in `P.dead`, oldest first (a listing at most [`LIST_TTL`] old).

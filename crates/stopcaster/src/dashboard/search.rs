@@ -145,6 +145,22 @@ impl SearchParams {
 }
 
 impl Search {
+    /// The store's filter of this search: what "Cancel N" cancels, selected by the same SQL as
+    /// `stopcaster cancel` with filters.
+    pub(super) fn job_filter(&self) -> crate::store::JobFilter {
+        let f = &self.filter;
+        crate::store::JobFilter {
+            batch_id: f.batch_id.clone(),
+            caster_id: f.caster_id.clone(),
+            status: f.status.as_deref().and_then(JobStatus::parse),
+            error_code: f.error_code.clone(),
+            request_id: f.request_id.clone(),
+            created_from: f.from,
+            created_before: f.to,
+            ..Default::default()
+        }
+    }
+
     /// The query string of this search (without the cursor), for links: the filters as the
     /// user wrote them, percent-encoded.
     pub(super) fn query(&self, params: &SearchParams) -> String {

@@ -20,7 +20,7 @@ use super::search::{form_encode, path_segment};
 use crate::dead_letters::DeadLetter;
 use crate::domain::JobStatus;
 use crate::domain::display::{self, CELL_CHARS, PAYLOAD_CHARS, TEXT_CHARS, bounded, bounded_as};
-use crate::store::{AttemptRow, BatchRow, JobDetail, JobRow, PauseRow, ReplayRow};
+use crate::store::{AttemptRow, BatchRow, JobDetail, JobFilter, JobRow, PauseRow, ReplayRow};
 
 /// What every page's frame needs.
 pub(super) struct Layout {
@@ -223,6 +223,8 @@ pub(super) struct JobsPage<'a> {
     /// The filters as a query string (for the next page and the exports).
     pub query: String,
     pub first_page: bool,
+    /// With a filter and a password: how many matching jobs a cancel would cancel now.
+    pub cancellable: Option<usize>,
 }
 
 pub(super) fn status_options(selected: Option<&str>) -> Vec<StatusOption> {
@@ -371,43 +373,61 @@ impl From<&DeadLetter> for LetterView {
     }
 }
 
+/// The most dead letters a page (or its JSON) lists; the count is always the whole.
+pub(super) const MAX_LETTERS_SHOWN: usize = 500;
+
 /// `/dead-letters`, `/api/dead-letters`.
 #[derive(Clone, Debug, Serialize)]
 pub(super) struct DeadLetterList {
     pub queue: String,
     /// Every message in the queue.
     pub count: usize,
-    /// Those matching the filter.
+    /// Those matching the filter (every message without one): what "Replay N" replays.
+    pub matching: usize,
+    /// The first [`MAX_LETTERS_SHOWN`] of those matching.
     pub messages: Vec<LetterView>,
-    /// A filter is applied (`reason`, `batch`, `caster`).
+    /// A filter is applied.
     pub filtered: bool,
 }
 
-#[derive(Clone, Debug, Default, serde::Deserialize)]
+/// The dead letters' filters, report's: the job rows of the letters are matched in Postgres,
+/// as `stopcaster dead-letters replay --batch ... --error-code ...` matches them.
+#[derive(Clone, Debug, Default, serde::Deserialize, Serialize)]
 pub(super) struct LetterFilter {
-    pub reason: Option<String>,
     pub batch: Option<String>,
     pub caster: Option<String>,
+    pub error_code: Option<String>,
+    pub account: Option<String>,
+    pub status: Option<String>,
+    /// Created within this long: `90s`, `15m`, `2h`, `7d`.
+    pub since: Option<String>,
 }
 
 impl LetterFilter {
-    fn get(v: &Option<String>) -> Option<&str> {
-        v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    fn get(v: &Option<String>) -> Option<String> {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        Self::get(&self.reason).is_none()
-            && Self::get(&self.batch).is_none()
-            && Self::get(&self.caster).is_none()
-    }
-
-    pub(super) fn matches(&self, l: &LetterView) -> bool {
-        let eq = |want: &Option<String>, have: &Option<String>| {
-            Self::get(want).is_none_or(|w| have.as_deref() == Some(w))
-        };
-        eq(&self.reason, &l.reason)
-            && eq(&self.batch, &l.batch_id)
-            && eq(&self.caster, &l.caster_id)
+    /// The store's filter, or why a field is wrong (for a 400).
+    pub(super) fn to_filter(&self) -> Result<JobFilter, String> {
+        let status = Self::get(&self.status)
+            .map(|s| JobStatus::parse(&s).ok_or_else(|| format!("status: unknown status {s:?}")))
+            .transpose()?;
+        let since = Self::get(&self.since)
+            .map(|s| crate::domain::parse_since(&s).map_err(|e| format!("since: {e}")))
+            .transpose()?;
+        Ok(JobFilter {
+            batch_id: Self::get(&self.batch),
+            caster_id: Self::get(&self.caster),
+            error_code: Self::get(&self.error_code),
+            account: Self::get(&self.account),
+            status,
+            since,
+            ..Default::default()
+        })
     }
 }
 
@@ -417,6 +437,7 @@ pub(super) struct DeadLettersPage<'a> {
     pub layout: Layout,
     pub data: &'a Result<DeadLetterList, String>,
     pub filter: &'a LetterFilter,
+    pub statuses: Vec<StatusOption>,
 }
 
 /// `/scheduled`, `/api/scheduled`.

@@ -1,13 +1,13 @@
 //! The dead-letter queue `P.dead`, below the commands and the dashboard, which both list and
 //! replay through it.
 //!
-//! Both read `P.dead` with `basic.get` without auto-ack, at most as many messages as a passive
+//! Both read `P.dead` through a consumer without auto-ack, at most as many messages as a passive
 //! declare counted (a requeued message would otherwise come back and be read forever), or, when
-//! it counted 0, until the queue answers empty (a quorum queue without a reachable leader is
-//! counted 0: [`queue`]). What is not taken is handed back unacknowledged, so it stays in the
-//! queue in its place.
+//! it counted 0, until the queue goes quiet, if one `basic.get` shows it was not empty (a quorum
+//! queue without a reachable leader is counted 0: [`queue`]). What is not taken is handed back
+//! unacknowledged, so it stays in the queue in its place.
 //!
-//! A replay, per message: reopen the job row and record the replay (one transaction, left
+//! A replay, per chunk of messages (see `replay::CHUNK`; one message behaves the same): reopen the job row and record the replay (one transaction, left
 //! open), publish the original body to `P.jobs` and wait for the broker's confirm, commit, and
 //! only then acknowledge the dead letter. A failure at any step leaves the dead letter in
 //! `P.dead` and the row as it was (or, after the commit, a harmless extra message), so running
@@ -21,7 +21,7 @@ use crate::broker::BrokerError;
 
 pub(crate) use letter::DeadLetter;
 pub(crate) use queue::list;
-pub(crate) use replay::{Selection, replay};
+pub(crate) use replay::{Selection, preview, replay};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
@@ -39,6 +39,9 @@ pub enum DeadLetterError {
     },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The command named no selection, or more than one.
+    #[error("{0}")]
+    Usage(&'static str),
     #[error("writing the output: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -6,22 +6,75 @@ use crate::domain::display::{CELL_CHARS, bounded};
 use std::collections::HashSet;
 
 use lapin::Channel;
-use lapin::message::BasicGetMessage;
 use lapin::options::BasicAckOptions;
 use uuid::Uuid;
 
 use super::DeadLetterError;
 use super::letter::DeadLetter;
-use super::queue::{requeue, take_unacked};
+use super::queue::{Taken, requeue, take_unacked};
 use crate::broker::{self, Names};
 use crate::domain::JobStatus;
-use crate::store::{self, ReplayRecord};
+use crate::store::{self, JobFilter, ReplayRecord};
 
 /// Which dead letters to replay.
 #[derive(Clone, Debug)]
 pub(crate) enum Selection {
     All,
     Jobs(Vec<Uuid>),
+    /// The dead letters whose job's row matches the filter (never an empty filter: the
+    /// callers refuse it, and it would match nothing here).
+    Matching(JobFilter),
+}
+
+/// How many dead letters a replay reopens in one transaction and publishes before waiting for
+/// their confirms together: thousands replay in seconds, and a failure leaves at most one
+/// chunk's messages published twice (harmless: see the module comment).
+const CHUNK: usize = 500;
+
+/// A selection made concrete for the dead letters read: which job ids are chosen.
+pub(super) enum Chosen {
+    All,
+    Jobs(HashSet<Uuid>),
+}
+
+impl Chosen {
+    /// Resolves `selection` against the job ids of `letters`: for a filter, asks the database
+    /// which of those jobs match it (so that the work is bounded by the queue, not the table).
+    pub(super) async fn resolve(
+        selection: &Selection,
+        letters: &[DeadLetter],
+        pool: &sqlx::PgPool,
+    ) -> Result<Chosen, sqlx::Error> {
+        Ok(match selection {
+            Selection::All => Chosen::All,
+            Selection::Jobs(ids) => Chosen::Jobs(ids.iter().copied().collect()),
+            Selection::Matching(filter) => {
+                let ids: Vec<Uuid> = letters.iter().filter_map(DeadLetter::job_uuid).collect();
+                let matched = store::filter_job_ids(pool, filter, &ids).await?;
+                Chosen::Jobs(matched.into_iter().collect())
+            }
+        })
+    }
+
+    pub(super) fn contains(&self, letter: &DeadLetter) -> bool {
+        match self {
+            Chosen::All => true,
+            Chosen::Jobs(ids) => letter.job_uuid().is_some_and(|id| ids.contains(&id)),
+        }
+    }
+}
+
+/// The dead letters a replay of `selection` would take now, oldest first; changes nothing
+/// (`--dry-run`, the dashboard's count). The same choice as [`replay`] makes.
+pub(crate) async fn preview(
+    amqp_url: &str,
+    names: &Names,
+    pool: &sqlx::PgPool,
+    selection: &Selection,
+) -> Result<Vec<DeadLetter>, DeadLetterError> {
+    let letters = super::list(amqp_url, names).await?;
+    let chosen = Chosen::resolve(selection, &letters, pool).await?;
+    Ok(letters.into_iter().filter(|l| chosen.contains(l)).collect())
 }
 
 /// One dead letter a replay handled.
@@ -93,18 +146,33 @@ pub(crate) async fn replay(
     broker::declare_topology(&connection, names).await?;
     let publish = broker::confirm_channel(&connection).await?;
     let messages = take_unacked(&channel, &names.dead).await?;
+    let letters: Vec<DeadLetter> = messages
+        .iter()
+        .map(|m| DeadLetter::from_message(&m.delivery.properties, &m.delivery.data))
+        .collect();
+    let chosen = match Chosen::resolve(selection, &letters, pool).await {
+        Ok(c) => c,
+        Err(e) => {
+            requeue(&channel, &names.dead, &messages).await;
+            let _ = connection.close(200, "done".into()).await;
+            return Err(e.into());
+        }
+    };
     let mut pass = Pass {
         pool,
         names,
         publish: &publish,
-        selection,
+        chosen: &chosen,
         max_attempts,
         report: ReplayReport::default(),
         done: HashSet::new(),
         left: Vec::new(),
     };
-    let failure = pass.run(messages, &mut each).await.err();
-    requeue(&pass.left).await;
+    let failure = pass
+        .run(messages.into_iter().zip(letters).collect(), &mut each)
+        .await
+        .err();
+    requeue(&channel, &names.dead, &pass.left).await;
     let _ = publish.close(200, "done".into()).await;
     let _ = channel.close(200, "done".into()).await;
     let _ = connection.close(200, "done".into()).await;
@@ -128,32 +196,37 @@ struct Pass<'a> {
     pool: &'a sqlx::PgPool,
     names: &'a Names,
     publish: &'a Channel,
-    selection: &'a Selection,
+    chosen: &'a Chosen,
     max_attempts: u32,
     report: ReplayReport,
     /// Jobs replayed in this pass: a second dead letter of one is removed, not replayed.
     done: HashSet<Uuid>,
     /// Messages to hand back to the queue.
-    left: Vec<BasicGetMessage>,
+    left: Vec<Taken>,
+}
+
+/// A chosen dead letter in a chunk: replayed, or (a second letter of a job replayed in this
+/// pass) removed once the chunk is committed.
+struct Item {
+    message: Taken,
+    letter: DeadLetter,
+    job_id: Uuid,
+    duplicate: bool,
 }
 
 impl Pass<'_> {
-    /// Replays the chosen messages in order; stops at the first failure, leaving it and
-    /// everything after it in `left`.
+    /// Replays the chosen messages in order, [`CHUNK`] at a time; stops at the first failure,
+    /// leaving its chunk and everything after it in `left`.
     async fn run(
         &mut self,
-        messages: Vec<BasicGetMessage>,
+        messages: Vec<(Taken, DeadLetter)>,
         each: &mut impl FnMut(&Replayed),
     ) -> Result<(), DeadLetterError> {
+        let mut chunk: Vec<Item> = Vec::new();
+        let mut in_chunk: HashSet<Uuid> = HashSet::new();
         let mut queue = messages.into_iter();
-        while let Some(message) = queue.next() {
-            let letter =
-                DeadLetter::from_message(&message.delivery.properties, &message.delivery.data);
-            let chosen = match self.selection {
-                Selection::All => true,
-                Selection::Jobs(ids) => letter.job_uuid().is_some_and(|id| ids.contains(&id)),
-            };
-            if !chosen {
+        while let Some((message, letter)) = queue.next() {
+            if !self.chosen.contains(&letter) {
                 self.left.push(message);
                 continue;
             }
@@ -162,84 +235,99 @@ impl Pass<'_> {
                 self.left.push(message);
                 continue;
             };
-            let record = if self.done.contains(&job_id) {
-                message
-                    .delivery
-                    .acker
-                    .ack(BasicAckOptions::default())
-                    .await?;
-                None
-            } else {
-                let replayed = replay_one(
-                    self.pool,
-                    self.names,
-                    self.publish,
-                    &message,
-                    job_id,
-                    &letter,
-                    self.max_attempts,
-                )
-                .await;
-                match replayed {
-                    Ok(record) => Some(record),
-                    Err(e) => {
-                        // Stop at the first failure: the broker or the database is likely
-                        // down for the rest too. Everything not done stays in P.dead.
-                        self.left.push(message);
-                        self.left.extend(queue);
-                        return Err(e);
-                    }
-                }
-            };
-            if record.is_some() {
-                self.done.insert(job_id);
-            }
-            let replayed = Replayed {
-                job_id,
+            let duplicate = self.done.contains(&job_id) || !in_chunk.insert(job_id);
+            chunk.push(Item {
+                message,
                 letter,
-                record,
-            };
-            each(&replayed);
-            self.report.replayed.push(replayed);
+                job_id,
+                duplicate,
+            });
+            if chunk.len() >= CHUNK {
+                in_chunk.clear();
+                if let Err(e) = self.replay_chunk(std::mem::take(&mut chunk), each).await {
+                    self.left.extend(queue.map(|(m, _)| m));
+                    return Err(e);
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            self.replay_chunk(chunk, each).await?;
         }
         Ok(())
     }
-}
 
-async fn replay_one(
-    pool: &sqlx::PgPool,
-    names: &Names,
-    publish: &Channel,
-    message: &BasicGetMessage,
-    job_id: Uuid,
-    letter: &DeadLetter,
-    max_attempts: u32,
-) -> Result<ReplayRecord, DeadLetterError> {
-    let mut tx = pool.begin().await?;
-    let record = store::reopen_for_replay(
-        &mut tx,
-        job_id.into(),
-        max_attempts,
-        letter.reason.as_deref(),
-    )
-    .await?;
-    // A fresh job message: the original body, none of the dead letter's headers, message_id =
-    // job id (which a body without its own job_id is known by).
-    broker::publish_confirmed(
-        publish,
-        "",
-        &names.jobs,
-        &message.delivery.data,
-        broker::job_properties(&job_id.to_string()),
-    )
-    .await?;
-    // If this commit fails, the message just published finds the row still terminal and is
-    // acknowledged without a call; the dead letter stays for another replay.
-    tx.commit().await?;
-    message
-        .delivery
-        .acker
-        .ack(BasicAckOptions::default())
-        .await?;
-    Ok(record)
+    /// One chunk: reopen the rows and record the replays (one transaction, left open), publish
+    /// the original bodies and wait for their confirms, commit, and only then acknowledge the
+    /// dead letters. On a failure every message of the chunk goes back to `left`.
+    async fn replay_chunk(
+        &mut self,
+        chunk: Vec<Item>,
+        each: &mut impl FnMut(&Replayed),
+    ) -> Result<(), DeadLetterError> {
+        match self.reopen_and_publish(&chunk).await {
+            Ok(records) => {
+                for (item, record) in chunk.into_iter().zip(records) {
+                    item.message
+                        .delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await?;
+                    if record.is_some() {
+                        self.done.insert(item.job_id);
+                    }
+                    let replayed = Replayed {
+                        job_id: item.job_id,
+                        letter: item.letter,
+                        record,
+                    };
+                    each(&replayed);
+                    self.report.replayed.push(replayed);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Stop at the first failure: the broker or the database is likely down for
+                // the rest too. Everything not done stays in P.dead.
+                self.left.extend(chunk.into_iter().map(|i| i.message));
+                Err(e)
+            }
+        }
+    }
+
+    /// The records of the chunk's items (`None` for a duplicate), committed once every
+    /// message is confirmed on the work queue.
+    async fn reopen_and_publish(
+        &self,
+        chunk: &[Item],
+    ) -> Result<Vec<Option<ReplayRecord>>, DeadLetterError> {
+        let mut tx = self.pool.begin().await?;
+        let fresh: Vec<(crate::domain::JobId, Option<&str>)> = chunk
+            .iter()
+            .filter(|i| !i.duplicate)
+            .map(|i| (i.job_id.into(), i.letter.reason.as_deref()))
+            .collect();
+        let mut reopened = store::reopen_for_replay(&mut tx, &fresh, self.max_attempts)
+            .await?
+            .into_iter();
+        let records: Vec<Option<ReplayRecord>> = chunk
+            .iter()
+            .map(|i| if i.duplicate { None } else { reopened.next() })
+            .collect();
+        // Fresh job messages: the original body, none of the dead letter's headers,
+        // message_id = job id (which a body without its own job_id is known by).
+        let messages: Vec<(String, &[u8])> = chunk
+            .iter()
+            .filter(|i| !i.duplicate)
+            .map(|i| (i.job_id.to_string(), i.message.delivery.data.as_slice()))
+            .collect();
+        let confirmed =
+            broker::publish_jobs_confirmed(self.publish, "", &self.names.jobs, &messages).await;
+        if confirmed.iter().any(|ok| !ok) {
+            return Err(DeadLetterError::Broker(broker::BrokerError::Nacked));
+        }
+        // If this commit fails, the messages just published find their rows still terminal
+        // and are acknowledged without a call; the dead letters stay for another replay.
+        tx.commit().await?;
+        Ok(records)
+    }
 }

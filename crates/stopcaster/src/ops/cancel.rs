@@ -6,7 +6,11 @@
 use std::io::Write;
 
 use crate::config::DatabaseArgs;
+use crate::ops::filter::FilterArgs;
 use crate::store::{self, CancelOutcome, CancelRow};
+
+/// How many jobs `--dry-run` lists after the count.
+pub(crate) const SAMPLE: usize = 20;
 
 /// `stopcaster cancel`'s arguments.
 #[derive(clap::Args, Clone, Debug)]
@@ -14,16 +18,22 @@ pub struct CancelArgs {
     /// Job ids to cancel.
     #[arg(value_parser = crate::ops::args::job_id)]
     pub job_ids: Vec<uuid::Uuid>,
-    /// Cancel every job of this batch that no call has been made for.
+    /// Cancel the jobs matching these filters (every job of a batch with --batch) that no
+    /// call has been made for; the others are listed as started or ended.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print how many jobs would be cancelled and a sample of them, and change nothing.
     #[arg(long)]
-    pub batch: Option<String>,
+    pub dry_run: bool,
     #[command(flatten)]
     pub database: DatabaseArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CancelError {
-    #[error("name job ids, or a batch with --batch")]
+    #[error(
+        "name job ids, or filters (--batch, --status, --error-code, ...): cancel acts on nothing by default"
+    )]
     Nothing,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -66,36 +76,74 @@ pub(crate) fn operator() -> String {
     format!("{user}@{host}")
 }
 
-/// Runs `stopcaster cancel`: one line per job on `out`, a count on standard error.
+impl CancelSummary {
+    fn count(&mut self, outcome: &CancelOutcome) {
+        match outcome {
+            CancelOutcome::Cancelled { .. } => self.cancelled += 1,
+            CancelOutcome::AlreadyCancelled { .. } => self.already_cancelled += 1,
+            CancelOutcome::Ended { .. } => self.ended += 1,
+            CancelOutcome::Started { .. } => self.started += 1,
+            CancelOutcome::Unknown => self.unknown += 1,
+        }
+    }
+}
+
+/// Runs `stopcaster cancel`: one line per job on `out`, a count on standard error; with
+/// `--dry-run`, the count and a sample of what would be cancelled, and nothing changed.
 pub async fn run(args: &CancelArgs, out: &mut dyn Write) -> Result<CancelSummary, CancelError> {
-    if args.job_ids.is_empty() && args.batch.is_none() {
+    let filter = args.filter.filter();
+    if args.job_ids.is_empty() && filter.is_empty() {
         return Err(CancelError::Nothing);
     }
     let ids = &args.job_ids;
     let pool = store::pool(&args.database.database_url, 2).await?;
-    let rows = store::cancel_jobs(&pool, ids, args.batch.as_deref(), &operator()).await;
+    let rows = if args.dry_run {
+        store::preview_cancel(&pool, ids, &filter).await
+    } else {
+        store::cancel_jobs(&pool, ids, &filter, &operator()).await
+    };
     pool.close().await;
     let rows = rows?;
     let mut summary = CancelSummary::default();
     for row in &rows {
-        writeln!(out, "{}", describe(row))?;
-        match row.outcome {
-            CancelOutcome::Cancelled { .. } => summary.cancelled += 1,
-            CancelOutcome::AlreadyCancelled { .. } => summary.already_cancelled += 1,
-            CancelOutcome::Ended { .. } => summary.ended += 1,
-            CancelOutcome::Started { .. } => summary.started += 1,
-            CancelOutcome::Unknown => summary.unknown += 1,
+        summary.count(&row.outcome);
+    }
+    if args.dry_run {
+        writeln!(out, "would cancel {} job(s)", summary.cancelled)?;
+        for row in rows
+            .iter()
+            .filter(|r| matches!(r.outcome, CancelOutcome::Cancelled { .. }))
+            .take(SAMPLE)
+        {
+            writeln!(
+                out,
+                "  {}",
+                describe(row).replacen("cancelled", "would cancel", 1)
+            )?;
+        }
+        if summary.cancelled > SAMPLE {
+            writeln!(out, "  ... and {} more", summary.cancelled - SAMPLE)?;
+        }
+    } else {
+        for row in &rows {
+            writeln!(out, "{}", describe(row))?;
         }
     }
     out.flush()?;
-    if let Some(batch) = &args.batch
-        && !rows.iter().any(|r| r.outcome != CancelOutcome::Unknown)
-    {
-        eprintln!("batch {batch}: no jobs recorded (wrong id, or none received by a worker yet)");
+    if !filter.is_empty() && !rows.iter().any(|r| r.outcome != CancelOutcome::Unknown) {
+        eprintln!(
+            "{}: no jobs recorded match (a wrong value, or none received by a worker yet)",
+            args.filter.describe()
+        );
         summary.unknown += 1;
     }
+    let verb = if args.dry_run {
+        "would be cancelled"
+    } else {
+        "cancelled"
+    };
     eprintln!(
-        "{} cancelled, {} already cancelled, {} already ended, {} already started (not cancelled), {} unknown",
+        "{} {verb}, {} already cancelled, {} already ended, {} already started (not cancelled), {} unknown",
         summary.cancelled,
         summary.already_cancelled,
         summary.ended,

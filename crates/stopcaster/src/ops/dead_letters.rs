@@ -13,10 +13,36 @@ use crate::config::{AttemptsArgs, BrokerArgs, DatabaseArgs};
 use crate::domain::time::rfc3339_micros as timestamp;
 use crate::ops::table::{cell, table};
 
-use crate::dead_letters::{DeadLetter, DeadLetterError, Selection, list, replay};
+use crate::dead_letters::{DeadLetter, DeadLetterError, Selection, list, preview, replay};
+use crate::ops::filter::FilterArgs;
+
+/// How many dead letters `--dry-run` lists after the count.
+const SAMPLE: usize = 20;
+
+/// The replay's selection from its arguments: exactly one of `--all`, ids, or filters.
+fn selection(
+    all: bool,
+    job_ids: &[Uuid],
+    filter: &FilterArgs,
+) -> Result<Selection, DeadLetterError> {
+    let filter = filter.filter();
+    match (all, job_ids.is_empty(), filter.is_empty()) {
+        (true, true, true) => Ok(Selection::All),
+        (false, false, true) => Ok(Selection::Jobs(job_ids.to_vec())),
+        (false, true, false) => Ok(Selection::Matching(filter)),
+        (false, true, true) => Err(DeadLetterError::Usage(
+            "name what to replay: --all, job ids, or filters (--batch, --error-code, ...)",
+        )),
+        _ => Err(DeadLetterError::Usage(
+            "choose one of --all, job ids, or filters (--batch, --error-code, ...)",
+        )),
+    }
+}
 
 /// `stopcaster dead-letters ...`
 #[derive(clap::Subcommand, Clone, Debug)]
+// Parsed once per run: the size of its largest variant (replay's filters) costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum DeadLettersCommand {
     /// Show the messages in P.dead (job id, caster, reason, when) without removing them.
     List {
@@ -37,8 +63,15 @@ pub enum DeadLettersCommand {
         #[arg(long, conflicts_with = "job_ids")]
         all: bool,
         /// Job ids to replay (the x-stopcaster-job-id of their dead letters).
-        #[arg(required_unless_present = "all", value_parser = crate::ops::args::job_id)]
+        #[arg(value_parser = crate::ops::args::job_id)]
         job_ids: Vec<Uuid>,
+        /// Replay the dead letters whose job matches these filters (report's), instead of
+        /// --all or ids.
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Print how many dead letters would be replayed and a sample of them; change nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// A replayed job gets this many calls on top of those it already made.
         #[command(flatten)]
         attempts: AttemptsArgs,
@@ -73,18 +106,24 @@ pub async fn run(
         DeadLettersCommand::Replay {
             all,
             job_ids,
+            filter,
+            dry_run,
             attempts,
             broker,
             database,
         } => {
             let names = Names::new(&broker.queue_prefix);
+            let selection = selection(*all, job_ids, filter)?;
             // Applies migrations/ (caster_stop_replays) like the worker does.
             let pool = crate::store::migrate(&database.database_url).await?;
-            let selection = if *all {
-                Selection::All
-            } else {
-                Selection::Jobs(job_ids.clone())
-            };
+            if *dry_run {
+                let result = preview(&broker.amqp_url, &names, &pool, &selection).await;
+                pool.close().await;
+                let letters = result?;
+                write_preview(out, &letters)?;
+                out.flush()?;
+                return Ok(Vec::new());
+            }
             let mut write_error = None;
             let result = replay(
                 &broker.amqp_url,
@@ -116,6 +155,26 @@ pub async fn run(
             Ok(report.missing)
         }
     }
+}
+
+/// `--dry-run`: the count, then a sample.
+fn write_preview(out: &mut dyn Write, letters: &[DeadLetter]) -> std::io::Result<()> {
+    writeln!(out, "would replay {} dead letter(s)", letters.len())?;
+    let shown = |v: &Option<String>| cell(v.as_deref().unwrap_or("-").to_owned());
+    for l in letters.iter().take(SAMPLE) {
+        writeln!(
+            out,
+            "  {} (caster {}, batch {}, reason {})",
+            shown(&l.job_id),
+            shown(&l.caster_id),
+            shown(&l.batch_id),
+            shown(&l.reason)
+        )?;
+    }
+    if letters.len() > SAMPLE {
+        writeln!(out, "  ... and {} more", letters.len() - SAMPLE)?;
+    }
+    Ok(())
 }
 
 /// Writes `letters` as a table or one JSON document.

@@ -10,6 +10,7 @@ pub(crate) mod args;
 pub(crate) mod cancel;
 pub(crate) mod dead_letters;
 pub(crate) mod enqueue;
+pub(crate) mod filter;
 pub(crate) mod migrate_broker;
 pub(crate) mod report;
 pub(crate) mod stop;

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use crate::domain::display::escape;
 use crate::domain::{JobStatus, parse_since};
 use crate::export::{COLUMNS, csv_record, csv_row, fields, timestamp};
+use crate::ops::filter::FilterArgs;
 use crate::ops::table::{Cut, Flexible, cell, fit, shorten, table};
 use crate::store::{self, JobFilter, JobRow, ReportSummary};
 
@@ -35,18 +36,10 @@ pub enum Format {
 /// The options of `stopcaster report`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ReportArgs {
-    /// Only this batch (the id `enqueue` printed); adds the batch summary.
-    #[arg(long)]
-    pub batch: Option<String>,
-    /// Only this CasterId.
-    #[arg(long)]
-    pub caster: Option<String>,
-    /// Only this status: scheduled, pending, succeeded, failed, rejected or cancelled.
-    #[arg(long, value_parser = crate::ops::args::status)]
-    pub status: Option<JobStatus>,
-    /// Only jobs created within this long, e.g. 90s, 15m, 2h, 7d, 1h30m.
-    #[arg(long, value_parser = parse_since)]
-    pub since: Option<Duration>,
+    /// The filters; `--batch` adds the batch summary, `--request-id` finds the job of any
+    /// call that got that RequestId.
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// table, json or csv. The table shows the columns an operator scans first, in 100
     /// characters; --wide shows every column.
     #[arg(long, value_parser = crate::ops::args::choice::<Format>("a format"), default_value = "table")]
@@ -249,16 +242,11 @@ pub(crate) fn summary_text(summary: &ReportSummary, label: &str) -> String {
 
 impl ReportArgs {
     pub fn filter(&self) -> JobFilter {
-        JobFilter {
-            batch_id: self.batch.clone(),
-            caster_id: self.caster.clone(),
-            status: self.status,
-            since: self.since,
-        }
+        self.filter.filter()
     }
 
     fn label(&self) -> String {
-        match &self.batch {
+        match &self.filter.batch {
             Some(b) => format!("batch {b}"),
             None => "matching".to_owned(),
         }
@@ -291,7 +279,7 @@ async fn once(
     let jobs = store::report_jobs(pool, &filter, limit).await?;
     // The summary of an unfiltered JSON/CSV listing could scan the whole table: only when asked
     // for (a batch) or for people (table).
-    let summary = if args.batch.is_some() || args.format == Format::Table {
+    let summary = if args.filter.batch.is_some() || args.format == Format::Table {
         Some(store::report_summary(pool, &filter).await?)
     } else {
         None
@@ -372,7 +360,7 @@ async fn watch(
             eprintln!(
                 "warning: batch {} has no jobs yet (is the id right? a job gets its row when a \
                  worker receives it)",
-                args.batch.as_deref().unwrap_or_default()
+                args.filter.batch.as_deref().unwrap_or_default()
             );
         }
         let now = timestamp(OffsetDateTime::now_utc());
@@ -397,7 +385,7 @@ async fn watch(
             let left = timeout.saturating_sub(started.elapsed());
             if left.is_zero() {
                 return Err(ReportError::WatchTimedOut {
-                    batch: args.batch.clone().unwrap_or_default(),
+                    batch: args.filter.batch.clone().unwrap_or_default(),
                     after: timeout,
                     recorded: summary.total(),
                     pending: summary.count(JobStatus::Pending),

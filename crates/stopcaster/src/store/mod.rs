@@ -42,11 +42,12 @@ pub(crate) use parking::{claim_unparked, park_job, release_parked, waiting};
 pub(crate) use pauses::{clear_pauses, record_pause, withdraw_attempt};
 pub(crate) use replays::{ReplayRecord, reopen_for_replay};
 pub(crate) use reports::{
-    JobFilter, JobRow, ReportSummary, call_totals, report_jobs, report_summary,
+    JobFilter, JobRow, ReportSummary, call_totals, filter_job_ids, report_jobs, report_summary,
 };
 pub use reports::{call_span, committed_transactions, count_finished_jobs, count_jobs_with_status};
 pub(crate) use schedule::{
-    CancelOutcome, CancelRow, DueJob, cancel_jobs, claim_due, next_due, staged_backlog,
+    CancelOutcome, CancelRow, DueJob, cancel_jobs, claim_due, next_due, preview_cancel,
+    staged_backlog,
 };
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Reopening dead-lettered jobs for `stopcaster dead-letters replay`, and the record of each
 //! replay in `caster_stop_replays`.
 
+use std::collections::{HashMap, HashSet};
+
 use crate::domain::{JobId, JobStatus};
 
 /// What a replay found and did to a job's row.
@@ -15,9 +17,14 @@ pub(crate) struct ReplayRecord {
     pub reopened: bool,
 }
 
-/// Reopens a job for a replay and records the replay in `caster_stop_replays`, in the caller's
-/// transaction: the caller commits only once the message is back on the work queue, and the
-/// row lock taken here makes a worker that receives it meanwhile wait for that commit.
+/// A row as a replay found it: status, error code, CasterId.
+type Found = (Option<JobStatus>, Option<String>, Option<String>);
+
+/// Reopens jobs for a replay and records each replay in `caster_stop_replays`, in the caller's
+/// transaction: the caller commits only once the messages are back on the work queue, and the
+/// row locks taken here make a worker that receives one meanwhile wait for that commit. A few
+/// statements for the whole list, whatever its length (a chunk of a bulk replay). One record
+/// per `(job, reason)`, in order; a job listed twice is reopened once.
 ///
 /// Only a `failed` row goes back to `pending` (budget: `attempts + max_attempts` more calls);
 /// a `rejected` row stays rejected but loses `dead_lettered_at`, since its message will be
@@ -25,65 +32,93 @@ pub(crate) struct ReplayRecord {
 /// alone, which makes a repeated replay harmless.
 pub(crate) async fn reopen_for_replay(
     conn: &mut sqlx::PgConnection,
-    job_id: JobId,
+    jobs: &[(JobId, Option<&str>)],
     max_attempts: u32,
-    reason: Option<&str>,
-) -> Result<ReplayRecord, sqlx::Error> {
-    let row = sqlx::query!(
-        "SELECT status, error_code, caster_id FROM caster_stop_jobs WHERE job_id = $1 FOR UPDATE",
-        job_id.as_uuid(),
+) -> Result<Vec<ReplayRecord>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = jobs.iter().map(|(id, _)| id.as_uuid()).collect();
+    // Locked in one order, so that two replays of overlapping sets cannot deadlock.
+    let rows = sqlx::query!(
+        "SELECT job_id, status, error_code, caster_id FROM caster_stop_jobs
+         WHERE job_id = ANY($1) ORDER BY job_id FOR UPDATE",
+        &ids,
     )
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    let mut record = ReplayRecord {
-        previous_status: None,
-        previous_error_code: None,
-        caster_id: None,
-        reopened: false,
+    let found: HashMap<uuid::Uuid, Found> = rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.job_id,
+                (JobStatus::parse(&r.status), r.error_code, r.caster_id),
+            )
+        })
+        .collect();
+    let with = |wanted: JobStatus| -> Vec<uuid::Uuid> {
+        found
+            .iter()
+            .filter(|(_, (s, _, _))| *s == Some(wanted))
+            .map(|(id, _)| *id)
+            .collect()
     };
-    if let Some(row) = row {
-        record.previous_status = JobStatus::parse(&row.status);
-        record.previous_error_code = row.error_code;
-        record.caster_id = row.caster_id;
-        let reopened = match record.previous_status {
-            Some(JobStatus::Failed) => sqlx::query!(
-                "UPDATE caster_stop_jobs
-                     SET status = 'pending', conclusion = NULL, finished_at = NULL,
-                         dead_lettered_at = NULL, next_attempt_at = NULL,
-                         claimed_by = NULL, claimed_until = NULL,
-                         attempt_budget = attempts + $2, replays = replays + 1,
-                         updated_at = now()
-                     WHERE job_id = $1 AND status = 'failed'",
-                job_id.as_uuid(),
-                i32::try_from(max_attempts).unwrap_or(i32::MAX),
-            )
-            .execute(&mut *conn)
-            .await?
-            .rows_affected(),
-            Some(JobStatus::Rejected) => sqlx::query!(
-                "UPDATE caster_stop_jobs
-                     SET dead_lettered_at = NULL, replays = replays + 1, updated_at = now()
-                     WHERE job_id = $1 AND status = 'rejected'",
-                job_id.as_uuid(),
-            )
-            .execute(&mut *conn)
-            .await?
-            .rows_affected(),
-            _ => 0,
-        };
-        record.reopened = reopened == 1;
+    let failed = sqlx::query_scalar!(
+        "UPDATE caster_stop_jobs
+             SET status = 'pending', conclusion = NULL, finished_at = NULL,
+                 dead_lettered_at = NULL, next_attempt_at = NULL,
+                 claimed_by = NULL, claimed_until = NULL,
+                 attempt_budget = attempts + $2, replays = replays + 1,
+                 updated_at = now()
+             WHERE job_id = ANY($1) AND status = 'failed'
+             RETURNING job_id",
+        &with(JobStatus::Failed),
+        i32::try_from(max_attempts).unwrap_or(i32::MAX),
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let rejected = sqlx::query_scalar!(
+        "UPDATE caster_stop_jobs
+             SET dead_lettered_at = NULL, replays = replays + 1, updated_at = now()
+             WHERE job_id = ANY($1) AND status = 'rejected'
+             RETURNING job_id",
+        &with(JobStatus::Rejected),
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut reopened: HashSet<uuid::Uuid> = failed.into_iter().chain(rejected).collect();
+    let mut records = Vec::with_capacity(jobs.len());
+    for (id, _) in jobs {
+        let (previous_status, previous_error_code, caster_id) = found
+            .get(&id.as_uuid())
+            .cloned()
+            .unwrap_or((None, None, None));
+        records.push(ReplayRecord {
+            previous_status,
+            previous_error_code,
+            caster_id,
+            // Only the first listing of a job counts as the one that reopened it.
+            reopened: reopened.remove(&id.as_uuid()),
+        });
     }
+    let statuses: Vec<Option<&str>> = records
+        .iter()
+        .map(|r| r.previous_status.map(JobStatus::as_str))
+        .collect();
+    let codes: Vec<Option<&str>> = records
+        .iter()
+        .map(|r| r.previous_error_code.as_deref())
+        .collect();
+    let reasons: Vec<Option<&str>> = jobs.iter().map(|(_, r)| *r).collect();
+    let flags: Vec<bool> = records.iter().map(|r| r.reopened).collect();
     sqlx::query!(
         "INSERT INTO caster_stop_replays
            (job_id, previous_status, previous_error_code, reason, reopened)
-         VALUES ($1, $2, $3, $4, $5)",
-        job_id.as_uuid(),
-        record.previous_status.map(JobStatus::as_str),
-        record.previous_error_code.as_deref(),
-        reason,
-        record.reopened,
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[])",
+        &ids,
+        &statuses as &[Option<&str>],
+        &codes as &[Option<&str>],
+        &reasons as &[Option<&str>],
+        &flags,
     )
     .execute(&mut *conn)
     .await?;
-    Ok(record)
+    Ok(records)
 }

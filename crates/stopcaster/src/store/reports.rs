@@ -9,44 +9,123 @@ use time::OffsetDateTime;
 
 use crate::domain::JobStatus;
 
-/// The filters of `stopcaster report`; `None` means "any".
-#[derive(Clone, Debug, Default)]
+/// The filters of `stopcaster report`, and of the bulk actions (`cancel`, `dead-letters
+/// replay`, the dashboard's "Replay N" and "Cancel N"), which select with the same SQL; `None`
+/// means "any".
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobFilter {
     pub batch_id: Option<String>,
     pub caster_id: Option<String>,
     pub status: Option<JobStatus>,
+    /// The error code of the job's last failed call (or its rejection reason).
+    pub error_code: Option<String>,
+    /// The job's account; `default` also matches jobs that named none.
+    pub account: Option<String>,
+    /// A RequestId of any of the job's calls.
+    pub request_id: Option<String>,
     /// Jobs created at most this long ago (by the database's clock).
     pub since: Option<Duration>,
+    /// Jobs created at least this long ago (by the database's clock).
+    pub until: Option<Duration>,
+    /// Jobs created at or after this time (the dashboard's `from`).
+    pub created_from: Option<OffsetDateTime>,
+    /// Jobs created before this time (the dashboard's `to`).
+    pub created_before: Option<OffsetDateTime>,
+}
+
+impl JobFilter {
+    /// True when no condition is set: such a filter matches every job, which a bulk action
+    /// refuses to take as its selection.
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == JobFilter::default()
+    }
 }
 
 /// Appends the `WHERE` clause of `filter` (over the alias `j`). Only the conditions asked for
 /// are written, as plain equalities, so that the planner can use `caster_stop_jobs_batch`,
-/// `_caster`, `_status` and `_created` (a `$1 IS NULL OR ...` form would defeat them). True
-/// when a `WHERE` was written.
-fn push_job_filter<'a>(qb: &mut sqlx::QueryBuilder<'a, Postgres>, filter: &'a JobFilter) -> bool {
+/// `_caster`, `_status`, `_error_key`, `_created` and `caster_stop_attempts_request` (a
+/// `$1 IS NULL OR ...` form would defeat them). True when a `WHERE` was written.
+pub(super) fn push_job_filter<'a>(
+    qb: &mut sqlx::QueryBuilder<'a, Postgres>,
+    filter: &'a JobFilter,
+) -> bool {
     let mut sep = " WHERE ";
-    if let Some(batch) = &filter.batch_id {
-        qb.push(sep).push("j.batch_id = ").push_bind(batch.as_str());
+    let mut and = |qb: &mut sqlx::QueryBuilder<'a, Postgres>| {
+        qb.push(sep);
         sep = " AND ";
+    };
+    if let Some(batch) = &filter.batch_id {
+        and(qb);
+        qb.push("j.batch_id = ").push_bind(batch.as_str());
     }
     if let Some(caster) = &filter.caster_id {
-        qb.push(sep)
-            .push("j.caster_id = ")
-            .push_bind(caster.as_str());
-        sep = " AND ";
+        and(qb);
+        qb.push("j.caster_id = ").push_bind(caster.as_str());
     }
     if let Some(status) = filter.status {
-        qb.push(sep).push("j.status = ").push_bind(status.as_str());
-        sep = " AND ";
+        and(qb);
+        qb.push("j.status = ").push_bind(status.as_str());
+    }
+    if let Some(code) = &filter.error_code {
+        and(qb);
+        qb.push("j.error_code = ").push_bind(code.as_str());
+    }
+    if let Some(account) = &filter.account {
+        and(qb);
+        if account == DEFAULT_ACCOUNT {
+            qb.push("(j.account IS NULL OR j.account = ")
+                .push_bind(account.as_str())
+                .push(")");
+        } else {
+            qb.push("j.account = ").push_bind(account.as_str());
+        }
+    }
+    if let Some(request_id) = &filter.request_id {
+        and(qb);
+        qb.push("j.job_id IN (SELECT a.job_id FROM caster_stop_attempts a WHERE a.request_id = ")
+            .push_bind(request_id.as_str())
+            .push(")");
     }
     if let Some(since) = filter.since {
-        qb.push(sep)
-            .push("j.created_at >= now() - make_interval(secs => ")
+        and(qb);
+        qb.push("j.created_at >= now() - make_interval(secs => ")
             .push_bind(since.as_secs_f64())
             .push(")");
-        sep = " AND ";
+    }
+    if let Some(until) = filter.until {
+        and(qb);
+        qb.push("j.created_at < now() - make_interval(secs => ")
+            .push_bind(until.as_secs_f64())
+            .push(")");
+    }
+    if let Some(from) = filter.created_from {
+        and(qb);
+        qb.push("j.created_at >= ").push_bind(from);
+    }
+    if let Some(before) = filter.created_before {
+        and(qb);
+        qb.push("j.created_at < ").push_bind(before);
     }
     sep == " AND "
+}
+
+/// The account name of the environment's credentials (what jobs naming no account use).
+pub(crate) const DEFAULT_ACCOUNT: &str = "default";
+
+/// Of `among`, the jobs that match `filter` (a bulk replay's choice among the dead letters it
+/// read). An empty filter matches none: a bulk action needs a condition.
+pub(crate) async fn filter_job_ids(
+    pool: &PgPool,
+    filter: &JobFilter,
+    among: &[uuid::Uuid],
+) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
+    if filter.is_empty() || among.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut qb = sqlx::QueryBuilder::new("SELECT j.job_id FROM caster_stop_jobs j");
+    push_job_filter(&mut qb, filter);
+    qb.push(" AND j.job_id = ANY(").push_bind(among).push(")");
+    qb.build_query_scalar().fetch_all(pool).await
 }
 
 /// One job as `report` and the dashboard list it. Serialized for the dashboard's JSON;

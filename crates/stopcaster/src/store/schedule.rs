@@ -7,6 +7,8 @@ use std::time::Duration;
 use sqlx::{PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 
+use super::reports::{JobFilter, push_job_filter};
+
 /// A due job the stager is handing to the queue: its stored message.
 #[derive(Clone, Debug)]
 pub(crate) struct DueJob {
@@ -111,31 +113,80 @@ pub(crate) enum CancelOutcome {
     Unknown,
 }
 
-/// Cancels the named jobs and those of `batch` that no call has been made for: `scheduled`, or
-/// `pending` with no attempt and no claim. The condition is re-checked on each row after any
-/// lock held by a worker starting an attempt is released, and `start_attempt` requires
-/// `pending`: once this has returned, no cancelled job is ever called, and a job that a worker
-/// started first is reported as started, not cancelled.
+/// The jobs a cancel acts on: the named ones and those matching `filter` (none for an empty
+/// filter: a bulk action needs a condition), named ones first, without repeats.
+async fn cancel_selection(
+    conn: &mut sqlx::PgConnection,
+    ids: &[uuid::Uuid],
+    filter: &JobFilter,
+) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
+    let mut all: Vec<uuid::Uuid> = Vec::with_capacity(ids.len());
+    let mut seen = std::collections::HashSet::new();
+    all.extend(ids.iter().filter(|id| seen.insert(**id)));
+    if !filter.is_empty() {
+        let mut qb = sqlx::QueryBuilder::new("SELECT j.job_id FROM caster_stop_jobs j");
+        push_job_filter(&mut qb, filter);
+        let matched: Vec<uuid::Uuid> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
+        all.extend(matched.into_iter().filter(|id| seen.insert(*id)));
+    }
+    Ok(all)
+}
+
+/// What cancelling a job found in its row, when it was not cancelled now.
+fn not_cancelled(
+    status: String,
+    attempts: i32,
+    by: Option<String>,
+    at: Option<OffsetDateTime>,
+) -> CancelOutcome {
+    match status.as_str() {
+        "cancelled" => CancelOutcome::AlreadyCancelled { by, at },
+        "pending" | "scheduled" => CancelOutcome::Started { attempts },
+        _ => CancelOutcome::Ended { status },
+    }
+}
+
+/// Orders the rows by due time, then id, and adds the named ids that have no row as unknown.
+fn finish_rows(
+    mut rows: Vec<(Option<OffsetDateTime>, CancelRow)>,
+    ids: &[uuid::Uuid],
+) -> Vec<CancelRow> {
+    rows.sort_by_key(|(due, r)| (*due, r.job_id));
+    let mut rows: Vec<CancelRow> = rows.into_iter().map(|(_, r)| r).collect();
+    let found: std::collections::HashSet<uuid::Uuid> = rows.iter().map(|r| r.job_id).collect();
+    let mut unknown = std::collections::HashSet::new();
+    for id in ids {
+        if !found.contains(id) && unknown.insert(*id) {
+            rows.push(cancel_row(*id, None, CancelOutcome::Unknown));
+        }
+    }
+    rows
+}
+
+/// Cancels the named jobs and those matching `filter` that no call has been made for:
+/// `scheduled`, or `pending` with no attempt and no claim. The condition is re-checked on each
+/// row after any lock held by a worker starting an attempt is released, and `start_attempt`
+/// requires `pending`: once this has returned, no cancelled job is ever called, and a job that
+/// a worker started first is reported as started, not cancelled.
 pub(crate) async fn cancel_jobs(
     pool: &PgPool,
     ids: &[uuid::Uuid],
-    batch: Option<&str>,
+    filter: &JobFilter,
     by: &str,
 ) -> Result<Vec<CancelRow>, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    let chosen = cancel_selection(&mut tx, ids, filter).await?;
     let cancelled = sqlx::query!(
         r#"UPDATE caster_stop_jobs j
-         SET status = 'cancelled', conclusion = 'cancelled', cancelled_by = $3,
+         SET status = 'cancelled', conclusion = 'cancelled', cancelled_by = $2,
              cancelled_at = now(), finished_at = now(), updated_at = now()
-         FROM (SELECT job_id, status AS was FROM caster_stop_jobs
-               WHERE job_id = ANY($1) OR batch_id = $2) t
+         FROM (SELECT job_id, status AS was FROM caster_stop_jobs WHERE job_id = ANY($1)) t
          WHERE j.job_id = t.job_id
            AND (j.status = 'scheduled'
                 OR (j.status = 'pending' AND j.attempts = 0
                     AND (j.claimed_until IS NULL OR j.claimed_until < now())))
          RETURNING j.job_id, j.caster_id, t.was AS "was!", j.not_before"#,
-        ids,
-        batch,
+        &chosen,
         by,
     )
     .fetch_all(&mut *tx)
@@ -151,35 +202,51 @@ pub(crate) async fn cancel_jobs(
     let others = sqlx::query!(
         "SELECT job_id, caster_id, status, attempts, cancelled_by, cancelled_at, not_before
          FROM caster_stop_jobs
-         WHERE (job_id = ANY($1) OR batch_id = $2) AND NOT job_id = ANY($3)",
-        ids,
-        batch,
+         WHERE job_id = ANY($1) AND NOT job_id = ANY($2)",
+        &chosen,
         &done,
     )
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
     for r in others {
-        let outcome = match r.status.as_str() {
-            "cancelled" => CancelOutcome::AlreadyCancelled {
-                by: r.cancelled_by,
-                at: r.cancelled_at,
-            },
-            "pending" | "scheduled" => CancelOutcome::Started {
-                attempts: r.attempts,
-            },
-            _ => CancelOutcome::Ended { status: r.status },
-        };
+        let outcome = not_cancelled(r.status, r.attempts, r.cancelled_by, r.cancelled_at);
         rows.push((r.not_before, cancel_row(r.job_id, r.caster_id, outcome)));
     }
-    rows.sort_by_key(|(due, r)| (*due, r.job_id));
-    let mut rows: Vec<CancelRow> = rows.into_iter().map(|(_, r)| r).collect();
-    for id in ids {
-        if !rows.iter().any(|r| r.job_id == *id) {
-            rows.push(cancel_row(*id, None, CancelOutcome::Unknown));
-        }
-    }
-    Ok(rows)
+    Ok(finish_rows(rows, ids))
+}
+
+/// What [`cancel_jobs`] would do now with the same selection, changing nothing (`--dry-run`,
+/// the dashboard's count): the same rows, each with the outcome its row's state gives.
+pub(crate) async fn preview_cancel(
+    pool: &PgPool,
+    ids: &[uuid::Uuid],
+    filter: &JobFilter,
+) -> Result<Vec<CancelRow>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let chosen = cancel_selection(&mut conn, ids, filter).await?;
+    let found = sqlx::query!(
+        r#"SELECT job_id, caster_id, status, attempts, cancelled_by, cancelled_at, not_before,
+                  (status = 'scheduled'
+                   OR (status = 'pending' AND attempts = 0
+                       AND (claimed_until IS NULL OR claimed_until < now()))) AS "cancellable!"
+         FROM caster_stop_jobs WHERE job_id = ANY($1)"#,
+        &chosen,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let rows = found
+        .into_iter()
+        .map(|r| {
+            let outcome = if r.cancellable {
+                CancelOutcome::Cancelled { was: r.status }
+            } else {
+                not_cancelled(r.status, r.attempts, r.cancelled_by, r.cancelled_at)
+            };
+            (r.not_before, cancel_row(r.job_id, r.caster_id, outcome))
+        })
+        .collect();
+    Ok(finish_rows(rows, ids))
 }
 
 fn cancel_row(job_id: uuid::Uuid, caster_id: Option<String>, outcome: CancelOutcome) -> CancelRow {

@@ -148,8 +148,21 @@
   }
 
   document.addEventListener("click", async (event) => {
-    const button = event.target.closest ? event.target.closest("button[data-replay], button[data-cancel]") : null;
+    const button = event.target.closest ? event.target.closest("button[data-replay], button[data-cancel], button[data-cancel-matching]") : null;
     if (!button) return;
+    if (button.dataset.cancelMatching) {
+      // Chosen on the server by the list's filter, not by the rows of this page.
+      const count = button.dataset.count;
+      const filter = {};
+      for (const [k, v] of new URLSearchParams(window.location.search)) if (v.trim() && k !== "after" && k !== "limit") filter[k] = v;
+      const ok = await confirmAction("Cancel " + count + " job(s)?", "The " + count + " jobs matching the filter that no call has been made for become cancelled and are never called.", Object.entries(filter).map(([k, v]) => k + " = " + v), "Cancel " + count);
+      if (!ok) return;
+      button.disabled = true;
+      const r = await post("/api/jobs/cancel", { filter });
+      showResult(r.ok ? "Cancelled " + r.data.cancelled + "; " + r.data.not_cancelled + " matching had gone too far or ended." : "Not cancelled: " + (r.data.error || ("HTTP " + r.status)), !r.ok);
+      refreshSoon();
+      return;
+    }
     if (button.dataset.cancel) {
       const id = button.dataset.cancel;
       const ok = await confirmAction("Cancel this stop?", "The job becomes cancelled and is never called.", [id + "  " + casterOf(button)], "Cancel the stop");
@@ -166,26 +179,33 @@
       boxes = selectedBoxes();
       payload = { job_ids: boxes.map((b) => b.value) };
     } else if (mode === "matching") {
+      // Chosen on the server by the page's filter: the rows shown may be only the first.
       boxes = Array.from(document.querySelectorAll("#dead-letters input[name=job]"));
-      payload = { job_ids: boxes.map((b) => b.value) };
+      const filter = {};
+      for (const [k, v] of new URLSearchParams(window.location.search)) if (v.trim()) filter[k] = v;
+      payload = { filter };
     } else {
       boxes = Array.from(document.querySelectorAll("#dead-letters input[name=job]"));
       payload = { all: true };
     }
     if (payload.job_ids && payload.job_ids.length === 0) return;
-    const count = mode === "all" ? document.getElementById("dead-count").textContent : String(boxes.length);
+    const count = mode === "selected" ? String(boxes.length) : (button.dataset.count || document.getElementById("dead-count").textContent);
+    const more = Number(count) > boxes.length ? ["… and " + (Number(count) - boxes.length) + " more"] : [];
     const ok = await confirmAction(
       "Replay " + count + " dead letter(s)?",
       mode === "all"
         ? "Every message in the dead-letter queue goes back to the work queue; failed jobs are reopened with a fresh attempt budget."
-        : "These jobs go back to the work queue; failed jobs are reopened with a fresh attempt budget.",
-      boxes.map((b) => b.value + "  " + casterOf(b)),
+        : mode === "matching"
+          ? "The " + count + " dead letters matching the filter go back to the work queue; failed jobs are reopened with a fresh attempt budget."
+          : "These jobs go back to the work queue; failed jobs are reopened with a fresh attempt budget.",
+      boxes.slice(0, 50).map((b) => b.value + "  " + casterOf(b)).concat(boxes.length > 50 ? ["… and " + (Number(count) - 50) + " more"] : more),
       "Replay " + count);
     if (!ok) return;
     button.disabled = true;
     const r = await post("/api/dead-letters/replay", payload);
     if (r.ok) {
-      const lines = r.data.lines.slice();
+      const lines = r.data.lines.slice(0, 50);
+      if (r.data.lines.length > 50) lines.push("… and " + (r.data.lines.length - 50) + " more");
       if (r.data.missing.length) lines.push("not in the dead-letter queue (already replayed?): " + r.data.missing.join(", "));
       if (r.data.without_job_id) lines.push(r.data.without_job_id + " dead letter(s) without a job id left in place");
       showResult("Replayed " + r.data.replayed.length + ".\n" + lines.join("\n"), r.data.missing.length > 0);

@@ -59,6 +59,15 @@ pub(super) async fn jobs_page(
         .map(|s| s.query(&params))
         .unwrap_or_default();
     let first_page = search.as_ref().is_ok_and(|s| s.after.is_none());
+    let cancellable = match &search {
+        Ok(s) if !state.read_only() && !s.job_filter().is_empty() => {
+            store::preview_cancel(&state.pool, &[], &s.job_filter())
+                .await
+                .ok()
+                .map(|rows| cancelled_count(&rows))
+        }
+        _ => None,
+    };
     page(&state, data, |d| {
         render(&JobsPage {
             layout: Layout::new(&state, "Jobs", "jobs"),
@@ -67,6 +76,7 @@ pub(super) async fn jobs_page(
             statuses: status_options(params.status.as_deref()),
             query: query.clone(),
             first_page,
+            cancellable,
         })
     })
 }
@@ -232,7 +242,7 @@ pub(super) async fn cancel_api(
         // sanitised, and the browser's address.
         let actor = auth::actor(&headers, peer.ip());
         let by = actor.to_string();
-        let outcome = store::cancel_jobs(&state.pool, &[id], None, &by)
+        let outcome = store::cancel_jobs(&state.pool, &[id], &store::JobFilter::default(), &by)
             .await?
             .into_iter()
             .find(|r| r.job_id == id)
@@ -261,6 +271,52 @@ pub(super) async fn cancel_api(
             })),
         )
             .into_response())
+    }
+    .await;
+    result.unwrap_or_else(Failure::api)
+}
+
+fn cancelled_count(rows: &[store::CancelRow]) -> usize {
+    rows.iter()
+        .filter(|r| matches!(r.outcome, CancelOutcome::Cancelled { .. }))
+        .count()
+}
+
+/// The body of `POST /api/jobs/cancel`: the list's filters, as in its URL.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CancelMatching {
+    filter: SearchParams,
+}
+
+/// `POST /api/jobs/cancel` (`{"filter": {...}}`): cancels the jobs matching the list's filter
+/// that no call has been made for, chosen on the server by the same statement as `stopcaster
+/// cancel` with filters; answers how many were cancelled and how many had gone too far.
+pub(super) async fn cancel_matching_api(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result: Result<Response, Failure> = async {
+        let request: CancelMatching = serde_json::from_slice(&body)
+            .map_err(|e| Failure::bad_request(format!("expected {{\"filter\": {{...}}}}: {e}")))?;
+        let filter = checked(&request.filter)?.job_filter();
+        if filter.is_empty() {
+            return Err(Failure::bad_request(
+                "a filter is required: cancel acts on nothing by default",
+            ));
+        }
+        let actor = auth::actor(&headers, peer.ip());
+        let rows = store::cancel_jobs(&state.pool, &[], &filter, &actor.to_string()).await?;
+        let cancelled = cancelled_count(&rows);
+        tracing::info!(cancelled, matched = rows.len(), user = %actor.user,
+            client = %actor.address, "cancelled by filter from the dashboard");
+        Ok(Json(json!({
+            "cancelled": cancelled,
+            "not_cancelled": rows.len() - cancelled,
+        }))
+        .into_response())
     }
     .await;
     result.unwrap_or_else(Failure::api)

@@ -5,6 +5,7 @@
 //! a JSON `{"error"}`.
 
 mod batches;
+mod enqueue;
 mod jobs;
 mod queues;
 
@@ -19,7 +20,9 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use self::batches::{batch_api, batch_page, batches_api, batches_page};
-use self::jobs::{cancel_api, job_api, job_page, jobs_api, jobs_export, jobs_page};
+use self::jobs::{
+    cancel_api, cancel_matching_api, job_api, job_page, jobs_api, jobs_export, jobs_page,
+};
 use self::queues::{
     dead_letters_api, dead_letters_page, replay_api, scheduled_api, scheduled_page,
 };
@@ -35,8 +38,14 @@ pub(super) fn router(state: Shared) -> axum::Router {
         .route("/", get(overview_page))
         .route("/api/overview", get(overview_api))
         .route("/jobs", get(jobs_page))
-        .route("/api/jobs", get(jobs_api))
+        .route(
+            "/api/jobs",
+            get(jobs_api)
+                .post(enqueue::enqueue_api)
+                .layer(axum::extract::DefaultBodyLimit::max(enqueue::BODY_LIMIT)),
+        )
         .route("/api/jobs/export", get(jobs_export))
+        .route("/api/jobs/cancel", post(cancel_matching_api))
         .route("/jobs/{id}", get(job_page))
         .route("/api/jobs/{id}", get(job_api))
         .route("/api/jobs/{id}/cancel", post(cancel_api))

@@ -16,17 +16,41 @@ use crate::dashboard::{AppState, auth};
 use crate::dead_letters::Selection;
 use crate::store;
 
+/// The dead letters, those matching the filter counted and the first of them listed. A
+/// filter is matched against the letters' job rows, with the same query as a replay by
+/// filter, so the count shown is what "Replay N" replays (as long as nothing changes between).
 async fn dead_letter_list(
     state: &AppState,
     filter: &LetterFilter,
-) -> Result<DeadLetterList, String> {
-    let letters = state.broker.dead_letters().await?;
+) -> Result<DeadLetterList, Failure> {
+    let wanted = filter.to_filter().map_err(Failure::bad_request)?;
+    let letters = state
+        .broker
+        .dead_letters()
+        .await
+        .map_err(|e| Failure::new(StatusCode::BAD_GATEWAY, e))?;
     let views: Vec<LetterView> = letters.iter().map(LetterView::from).collect();
+    let count = views.len();
+    let matching: Vec<LetterView> = if wanted.is_empty() {
+        views
+    } else {
+        let ids: Vec<Uuid> = views.iter().filter_map(|l| l.job_uuid).collect();
+        let chosen: std::collections::HashSet<Uuid> =
+            store::filter_job_ids(&state.pool, &wanted, &ids)
+                .await?
+                .into_iter()
+                .collect();
+        views
+            .into_iter()
+            .filter(|l| l.job_uuid.is_some_and(|id| chosen.contains(&id)))
+            .collect()
+    };
     Ok(DeadLetterList {
         queue: state.broker.names.dead.clone(),
-        count: views.len(),
-        filtered: !filter.is_empty(),
-        messages: views.into_iter().filter(|l| filter.matches(l)).collect(),
+        count,
+        matching: matching.len(),
+        filtered: !wanted.is_empty(),
+        messages: matching.into_iter().take(MAX_LETTERS_SHOWN).collect(),
     })
 }
 
@@ -35,15 +59,13 @@ pub(super) async fn dead_letters_page(
     Query(filter): Query<LetterFilter>,
 ) -> Response {
     let data = dead_letter_list(&state, &filter).await;
-    let status = if data.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_GATEWAY
-    };
+    let status = data.as_ref().map_or_else(|f| f.status, |_| StatusCode::OK);
+    let data = data.map_err(|f| f.message);
     let page = DeadLettersPage {
         layout: Layout::new(&state, "Dead letters", "dead-letters"),
         data: &data,
         filter: &filter,
+        statuses: status_options(filter.status.as_deref()),
     };
     (status, render(&page)).into_response()
 }
@@ -52,9 +74,7 @@ pub(super) async fn dead_letters_api(
     State(state): State<Shared>,
     Query(filter): Query<LetterFilter>,
 ) -> Response {
-    api(dead_letter_list(&state, &filter)
-        .await
-        .map_err(|e| Failure::new(StatusCode::BAD_GATEWAY, e)))
+    api(dead_letter_list(&state, &filter).await)
 }
 
 /// The body of `POST /api/dead-letters/replay`.
@@ -65,6 +85,9 @@ pub(super) struct ReplayRequest {
     job_ids: Option<Vec<Uuid>>,
     #[serde(default)]
     all: bool,
+    /// The page's filter: the dead letters whose job matches it, chosen on the server.
+    #[serde(default)]
+    filter: Option<LetterFilter>,
 }
 
 pub(super) async fn replay_api(
@@ -79,17 +102,28 @@ pub(super) async fn replay_api(
         Ok(r) => r,
         Err(e) => {
             return Failure::bad_request(format!(
-                "expected {{\"job_ids\": [...]}} or {{\"all\": true}}: {e}"
+                "expected {{\"job_ids\": [...]}}, {{\"filter\": {{...}}}} or {{\"all\": true}}: {e}"
             ))
             .api();
         }
     };
-    let selection = match (request.all, request.job_ids) {
-        (true, None) => Selection::All,
-        (false, Some(ids)) if !ids.is_empty() => Selection::Jobs(ids),
+    let filter = match request
+        .filter
+        .as_ref()
+        .map(LetterFilter::to_filter)
+        .transpose()
+    {
+        Ok(f) => f.filter(|f| !f.is_empty()),
+        Err(e) => return Failure::bad_request(e).api(),
+    };
+    let selection = match (request.all, request.job_ids, filter) {
+        (true, None, None) => Selection::All,
+        (false, Some(ids), None) if !ids.is_empty() => Selection::Jobs(ids),
+        (false, None, Some(filter)) => Selection::Matching(filter),
         _ => {
             return Failure::bad_request(
-                "expected either {\"job_ids\": [...]} with at least one id, or {\"all\": true}",
+                "expected one of {\"job_ids\": [...]} with at least one id, {\"filter\": {...}} \
+                 with at least one condition, or {\"all\": true}",
             )
             .api();
         }
@@ -104,6 +138,7 @@ pub(super) async fn replay_api(
                 replayed = outcome.replayed.len(),
                 missing = outcome.missing.len(),
                 all = matches!(selection, Selection::All),
+                by_filter = matches!(selection, Selection::Matching(_)),
                 user = %actor.user,
                 client = %actor.address,
                 "replayed from the dashboard"

@@ -1,0 +1,138 @@
+//! `POST /api/jobs`: schedulers enqueue over HTTP. A bearer token of `STOPCASTER_API_TOKENS`
+//! (read afresh at each request: a token removed from the file is refused from the next
+//! request on), the body checked by the worker's own parser ([`crate::dashboard::job_requests`]),
+//! the jobs published with confirms; the answer is the batch id and each job's status.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::Shared;
+use crate::dashboard::api_tokens::{ApiTokens, bearer};
+use crate::dashboard::job_requests::plan;
+
+/// The largest body accepted (10,000 jobs of about 100 bytes each).
+pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
+
+fn unauthorized(message: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            axum::http::header::WWW_AUTHENTICATE,
+            r#"Bearer realm="stopcaster""#,
+        )],
+        Json(json!({ "error": message })),
+    )
+        .into_response()
+}
+
+/// The name of the request's token, or the answer that refuses it. The file is read now: an
+/// unreadable or malformed file refuses every token (503), and says which line, never what
+/// it holds.
+async fn authorize(state: &Shared, headers: &HeaderMap) -> Result<String, Response> {
+    let Some(path) = &state.api_tokens else {
+        return Err(unauthorized(
+            "no API tokens are configured (STOPCASTER_API_TOKENS)",
+        ));
+    };
+    let unavailable = |why: String| {
+        tracing::warn!(file = %path.display(), "API tokens: {why}");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": format!("the API tokens file cannot be used: {why}") })),
+        )
+            .into_response()
+    };
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| unavailable(e.kind().to_string()))?;
+    let tokens = ApiTokens::parse(&text).map_err(|e| unavailable(e.to_string()))?;
+    let Some(presented) = bearer(headers) else {
+        return Err(unauthorized(
+            "an API token is required: Authorization: Bearer TOKEN",
+        ));
+    };
+    match tokens.name_of(presented) {
+        Some(name) => Ok(name.to_owned()),
+        None => Err(unauthorized("unknown or revoked API token")),
+    }
+}
+
+pub(crate) async fn enqueue_api(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let token = match authorize(&state, &headers).await {
+        Ok(name) => name,
+        Err(refusal) => {
+            tracing::info!(client = %peer.ip(), "POST /api/jobs refused: no valid token");
+            return refusal;
+        }
+    };
+    let planned = match plan(&body, || uuid::Uuid::new_v4().to_string()) {
+        Ok(p) => p,
+        Err(errors) => {
+            let first = &errors[0];
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({
+                    "error": format!("{}: {}", first.field, first.error),
+                    "field": first.field,
+                    "errors": errors,
+                })),
+            )
+                .into_response();
+        }
+    };
+    let messages: Vec<(String, &[u8])> = planned
+        .jobs
+        .iter()
+        .filter(|j| !j.duplicate)
+        .map(|j| (j.job_id.clone(), j.body.as_slice()))
+        .collect();
+    let confirmed = match state.broker.publish_jobs(&messages).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(token = %token, error = %e, "POST /api/jobs: publishing failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": e, "batch_id": planned.batch_id })),
+            )
+                .into_response();
+        }
+    };
+    let mut confirmed = confirmed.into_iter();
+    let mut all = true;
+    let jobs: Vec<serde_json::Value> = planned
+        .jobs
+        .iter()
+        .map(|j| {
+            let status = if j.duplicate {
+                "duplicate"
+            } else if confirmed.next().unwrap_or(false) {
+                "published"
+            } else {
+                all = false;
+                "not_confirmed"
+            };
+            json!({ "job_id": j.job_id, "status": status })
+        })
+        .collect();
+    tracing::info!(token = %token, client = %peer.ip(), batch_id = %planned.batch_id,
+        jobs = jobs.len(), confirmed = all, "jobs enqueued over HTTP");
+    let status = if all {
+        StatusCode::CREATED
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "batch_id": planned.batch_id, "jobs": jobs })),
+    )
+        .into_response()
+}
