@@ -16,6 +16,7 @@ mod endpoints;
 mod fake_live;
 mod fake_live_sts;
 mod far_endpoint;
+mod operator_pause;
 mod operators;
 mod outage;
 mod outage_parking;

@@ -19,7 +19,7 @@ use crate::broker::BrokerError;
 
 pub(crate) use letter::DeadLetter;
 pub(crate) use queue::list;
-pub(crate) use replay::{Selection, replay};
+pub(crate) use replay::{Selection, audit_outcome, replay};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {

@@ -14,6 +14,8 @@ use crate::domain::time::rfc3339_micros as timestamp;
 use crate::ops::table::{cell, table};
 
 use crate::dead_letters::{DeadLetter, DeadLetterError, Selection, list, replay};
+use crate::domain::audit::{Action, Entry, Outcome};
+use crate::ops::audit::{self, ActorArgs};
 
 /// `stopcaster dead-letters ...`
 #[derive(clap::Subcommand, Clone, Debug)]
@@ -42,6 +44,8 @@ pub enum DeadLettersCommand {
         /// A replayed job gets this many calls on top of those it already made.
         #[command(flatten)]
         attempts: AttemptsArgs,
+        #[command(flatten)]
+        actor: ActorArgs,
         #[command(flatten)]
         broker: BrokerArgs,
         #[command(flatten)]
@@ -74,6 +78,7 @@ pub async fn run(
             all,
             job_ids,
             attempts,
+            actor,
             broker,
             database,
         } => {
@@ -97,6 +102,22 @@ pub async fn run(
                         write_error.get_or_insert(e);
                     }
                 },
+            )
+            .await;
+            let outcome = match &result {
+                Ok(report) => report.audit_outcome(),
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+            let count = result.as_ref().ok().map(|r| r.replayed.len());
+            audit::record(
+                &pool,
+                &Entry::new(
+                    Action::Replay,
+                    &actor.who(),
+                    &selection.describe(),
+                    count,
+                    outcome,
+                ),
             )
             .await;
             pool.close().await;
