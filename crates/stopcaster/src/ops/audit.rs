@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::config::DatabaseArgs;
-use crate::domain::audit::{Entry, Source, Who};
+use crate::domain::audit::{Entry, Outcome, Source, Who};
 use crate::domain::parse_since;
 use crate::export::{AUDIT_COLUMNS, audit_csv_row, audit_fields, csv_record};
 use crate::ops::table::{cell, table};
@@ -61,13 +61,16 @@ pub(crate) async fn record(pool: &PgPool, entry: &Entry) {
     }
 }
 
-/// [`record`] for a command that has no pool open (`enqueue`, `stop`): connects briefly.
+/// [`record`] for a command that has no pool open (`enqueue`): connects briefly. A database
+/// that cannot be reached is warned of only when the action was done (`Failed` has its own
+/// error line, which stays the one line the operator reads).
 pub(crate) async fn record_at(database_url: &str, entry: &Entry) {
     match store::pool_checked(database_url, 1).await {
         Ok(pool) => {
             record(&pool, entry).await;
             pool.close().await;
         }
+        Err(_) if matches!(entry.outcome, Outcome::Failed(_)) => {}
         Err(e) => eprintln!(
             "warning: this {} is not in the audit trail: database: {e}",
             entry.action.as_str()

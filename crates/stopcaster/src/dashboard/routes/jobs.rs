@@ -276,10 +276,10 @@ pub(super) async fn cancel_api(
             .into_response())
     }
     .await;
-    if let Err(f) = &result {
-        if matches!(recorded.1, Outcome::Failed(ref w) if w == "refused") {
-            recorded.1 = Outcome::Failed(f.message().to_owned());
-        }
+    if let Err(f) = &result
+        && matches!(recorded.1, Outcome::Failed(ref w) if w == "refused")
+    {
+        recorded.1 = Outcome::Failed(f.message().to_owned());
     }
     let entry = Entry::new(Action::Cancel, &who, &target, recorded.0, recorded.1);
     if let Err(e) = store::record_action(&state.pool, &entry).await {
