@@ -46,6 +46,7 @@ async fn two_workers_honour_pause_and_resume_within_a_second() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = call_times(&env);
     let last = *before.last().unwrap();
+    eprintln!("last call {} after pause returned", last - paused);
     assert!(
         last <= paused + HONOURED_WITHIN,
         "a call started {} after pause returned",
@@ -77,6 +78,7 @@ async fn two_workers_honour_pause_and_resume_within_a_second() {
         .await
         .expect("calls again");
     let first = call_times(&env)[before.len()];
+    eprintln!("first call {} after resume returned", first - resumed);
     assert!(
         first <= resumed + HONOURED_WITHIN,
         "the first call after resume started {} after it returned",
