@@ -12,8 +12,8 @@ mod bench;
 
 use bench::BenchArgs;
 use stopcaster::{
-    ApiArgs, BrokerArgs, CancelArgs, DashboardArgs, DatabaseArgs, DeadLettersCommand, EnqueueArgs,
-    LogFormat, ReportArgs, WorkerArgs,
+    ActorArgs, ApiArgs, AuditArgs, BrokerArgs, CancelArgs, DashboardArgs, DatabaseArgs,
+    DeadLettersCommand, EnqueueArgs, LogFormat, PauseArgs, ReportArgs, ResumeArgs, WorkerArgs,
 };
 
 #[derive(Parser)]
@@ -100,7 +100,18 @@ enum Command {
         api: ApiArgs,
         #[command(flatten)]
         database: DatabaseArgs,
+        #[command(flatten)]
+        actor: ActorArgs,
     },
+    /// Pause an account by hand: every worker holds its calls within a second.
+    ///
+    /// Its jobs wait (pending, attempt budget untouched) and its scheduled stops are held and
+    /// reported late, until `stopcaster resume` or --until. Recorded in the audit trail.
+    Pause(PauseArgs),
+    /// End an operator's pause of an account (`stopcaster pause`).
+    Resume(ResumeArgs),
+    /// The operators' actions (enqueue, cancel, replay, pause, resume, stop), newest first.
+    Audit(AuditArgs),
     /// The web dashboard (default 127.0.0.1:8090); read-only without STOPCASTER_DASHBOARD_PASSWORD.
     Dashboard(DashboardArgs),
     /// Benchmark: real worker processes against the stand-in, RabbitMQ and Postgres.
@@ -128,6 +139,9 @@ impl Command {
                 | Command::DeadLetters(_)
                 | Command::Migrate { .. }
                 | Command::Stop { .. }
+                | Command::Pause(_)
+                | Command::Resume(_)
+                | Command::Audit(_)
         )
     }
 
@@ -152,6 +166,9 @@ impl Command {
                 broker, database, ..
             }) => (Some(broker), Some(database)),
             Command::Stop { database, .. } => (None, Some(database)),
+            Command::Pause(args) => (None, Some(&args.database)),
+            Command::Resume(args) => (None, Some(&args.database)),
+            Command::Audit(args) => (None, Some(&args.database)),
             Command::Bench(_) | Command::FakeLive { .. } => (None, None),
         };
         stopcaster::ErrorTargets {
@@ -241,7 +258,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             caster_id,
             api,
             database,
-        } => Ok(stopcaster::run_stop(&caster_id, &api, &database.database_url).await?),
+            actor,
+        } => Ok(stopcaster::run_stop(&caster_id, &api, &database.database_url, &actor).await?),
+        Command::Pause(args) => {
+            stopcaster::run_pause(&args, &mut std::io::stdout()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume(args) => {
+            stopcaster::run_resume(&args, &mut std::io::stdout()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(args) => {
+            stopcaster::run_audit(&args, &mut std::io::stdout()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Dashboard(args) => {
             let shutdown = CancellationToken::new();
             tokio::spawn(signal_shutdown(shutdown.clone()));

@@ -18,6 +18,7 @@ mod fake_live_sts;
 mod far_endpoint;
 mod fleet;
 mod monitoring;
+mod operator_pause;
 mod operators;
 mod outage;
 mod outage_parking;

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use time::OffsetDateTime;
 
 use crate::domain::display::escape;
-use crate::store::JobRow;
+use crate::store::{AuditRow, JobRow};
 
 /// The listed columns, in order: of `--wide`, of the report's CSV and of the dashboard's CSV
 /// export. New columns go before `not_before`, which scripts find last, and after
@@ -56,6 +56,33 @@ pub(crate) fn fields(row: &JobRow) -> [Option<String>; COLUMNS.len()] {
         row.account.clone(),
         row.not_before.map(timestamp),
     ]
+}
+
+/// The audit trail's columns, in order: of `stopcaster audit --format csv` and of the
+/// dashboard's `/api/audit?format=csv`.
+pub(crate) const AUDIT_COLUMNS: [&str; 10] = [
+    "at", "action", "actor", "source", "origin", "target", "count", "outcome", "detail", "id",
+];
+
+/// An audit row's fields as text, in [`AUDIT_COLUMNS`] order; `None` for SQL NULL.
+pub(crate) fn audit_fields(row: &AuditRow) -> [Option<String>; AUDIT_COLUMNS.len()] {
+    [
+        Some(timestamp(row.at)),
+        Some(row.action.clone()),
+        Some(row.actor.clone()),
+        Some(row.source.clone()),
+        Some(row.origin.clone()),
+        Some(row.target.clone()),
+        row.count.map(|n| n.to_string()),
+        Some(row.outcome.clone()),
+        row.detail.clone(),
+        Some(row.id.to_string()),
+    ]
+}
+
+/// An audit row as one CSV record (NULL: empty), escaped as every CSV cell.
+pub(crate) fn audit_csv_row(row: &AuditRow) -> String {
+    csv_record(audit_fields(row).iter().map(|c| c.as_deref().unwrap_or("")))
 }
 
 /// A row as one CSV record, in [`COLUMNS`] order (NULL: empty).

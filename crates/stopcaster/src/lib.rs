@@ -78,6 +78,7 @@ pub use dashboard::{DashboardArgs, run as run_dashboard};
 
 pub use errors::{Targets as ErrorTargets, one_line as error_line};
 pub use export::COLUMNS as REPORT_COLUMNS;
+pub use ops::audit::{ActorArgs, AuditArgs, run as run_audit};
 /// The operators' commands.
 pub use ops::cancel::{CancelArgs, run as run_cancel};
 pub use ops::dead_letters::{DeadLettersCommand, run as run_dead_letters};
@@ -85,5 +86,6 @@ pub use ops::enqueue::{
     EnqueueArgs, plan as plan_enqueue, publish as publish_enqueue, run as run_enqueue,
 };
 pub use ops::migrate_broker::run as run_migrate_broker;
+pub use ops::pause::{PauseArgs, ResumeArgs, run_pause, run_resume};
 pub use ops::report::{NARROW_COLUMNS as REPORT_NARROW_COLUMNS, ReportArgs, run as run_report};
 pub use ops::stop::run as run_stop;

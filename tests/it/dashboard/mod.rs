@@ -9,6 +9,7 @@ mod api;
 mod bulk;
 mod hardening;
 mod hostile;
+mod operator;
 mod pages;
 mod refusals;
 mod scale;
@@ -206,14 +207,22 @@ impl Browser {
         self.assert_no_dialog().await;
     }
 
+    /// The text of what `css` selects, found afresh when the live refresh replaced it between
+    /// the find and the read.
     async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+        for _ in 0..20 {
+            let element = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            match element.text().await {
+                Ok(text) => return text,
+                Err(e) if e.is_stale_element_reference() => continue,
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
+        panic!("{css}: replaced at every read");
     }
 
     /// Clicks what `css` selects. The live refresh may replace it between the find and the

@@ -274,6 +274,17 @@ pub(super) fn is_loopback_host(host: &str) -> bool {
 
 /// Who sent an action: the basic-auth user name (any name is accepted; it is recorded,
 /// sanitised) and the client's address.
+/// Who acted, as the audit trail names them: the basic-auth user name as typed (cut to a
+/// bounded length; every reader escapes it), from the client's address.
+pub(super) fn who(headers: &HeaderMap, client: IpAddr) -> crate::domain::audit::Who {
+    let user = basic_credentials(headers).map(|(user, _)| user);
+    crate::domain::audit::Who::new(
+        user.as_deref().unwrap_or(""),
+        crate::domain::audit::Source::Dashboard,
+        &client.to_string(),
+    )
+}
+
 pub(super) fn actor(headers: &HeaderMap, client: IpAddr) -> Actor {
     let user = basic_credentials(headers).map(|(user, _)| user);
     Actor::new(user.as_deref(), client)

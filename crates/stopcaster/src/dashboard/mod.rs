@@ -119,6 +119,8 @@ pub(crate) struct AppState {
     pub limiter: std::sync::Mutex<limiter::Limiter>,
     pub default_qps: u32,
     pub account_qps: HashMap<String, u32>,
+    /// The accounts file's names (a pause must name one, or `default`); `None` without one.
+    pub account_names: Option<Vec<String>>,
     pub max_attempts: u32,
     pub refresh_s: u32,
     pub queue_prefix: String,
@@ -210,6 +212,10 @@ pub async fn run(args: DashboardArgs, shutdown: CancellationToken) -> Result<(),
         hosts,
         limiter: std::sync::Mutex::new(limiter::Limiter::new(limiter::Policy::default())),
         default_qps: args.qps,
+        account_names: args
+            .accounts_file
+            .is_some()
+            .then(|| account_qps.keys().cloned().collect()),
         account_qps,
         max_attempts: args.attempts.max_attempts.max(1),
         refresh_s: args.refresh_s,

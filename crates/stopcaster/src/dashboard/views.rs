@@ -179,6 +179,10 @@ pub(super) struct Overview {
     /// Why the queues could not be read.
     pub queues_error: Option<String>,
     pub paused_accounts: Vec<PauseRow>,
+    /// Accounts paused by an operator (`stopcaster pause`, the buttons).
+    pub operator_pauses: Vec<crate::store::OperatorPause>,
+    /// The accounts the pause form offers.
+    pub pausable: Vec<String>,
     pub scheduled: ScheduledSummary,
     pub batches: Vec<BatchRow>,
 }

@@ -77,6 +77,40 @@ pub(crate) async fn preview(
     Ok(letters.into_iter().filter(|l| chosen.contains(l)).collect())
 }
 
+impl Selection {
+    /// What the audit trail says was chosen.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Selection::All => "all dead letters".to_owned(),
+            Selection::Jobs(ids) => crate::domain::audit::ids_target("dead letters of ", ids),
+            Selection::Matching(filter) => {
+                format!("dead letters matching {}", filter.describe())
+            }
+        }
+    }
+}
+
+impl ReplayReport {
+    /// How a replay ends in the audit trail: ok, or partial with what was not replayed.
+    pub(crate) fn audit_outcome(&self) -> crate::domain::audit::Outcome {
+        audit_outcome(self.missing.len(), self.without_job_id)
+    }
+}
+
+/// How a replay ends in the audit trail, from what it could not replay.
+pub(crate) fn audit_outcome(
+    missing: usize,
+    without_job_id: usize,
+) -> crate::domain::audit::Outcome {
+    use crate::domain::audit::Outcome;
+    if missing == 0 && without_job_id == 0 {
+        return Outcome::Ok;
+    }
+    Outcome::Partial(format!(
+        "{missing} named job(s) not in the dead-letter queue, {without_job_id} dead letter(s) without a job id left in place"
+    ))
+}
+
 /// One dead letter a replay handled.
 #[derive(Clone, Debug)]
 pub(crate) struct Replayed {

@@ -6,6 +6,9 @@
 use std::io::Write;
 
 use crate::config::DatabaseArgs;
+use crate::domain::audit::{ACTOR_CHARS, Action, Entry, Outcome, Who, ids_target};
+use crate::domain::display::bounded;
+use crate::ops::audit::{self, ActorArgs};
 use crate::ops::filter::FilterArgs;
 use crate::store::{self, CancelOutcome, CancelRow};
 
@@ -25,6 +28,8 @@ pub struct CancelArgs {
     /// Print how many jobs would be cancelled and a sample of them, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub actor: ActorArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
 }
@@ -60,20 +65,49 @@ impl CancelSummary {
     }
 }
 
-/// Who is cancelling: `user@host`, for `cancelled_by`.
-pub(crate) fn operator() -> String {
-    let user = ["USER", "LOGNAME", "USERNAME"]
+/// Who is cancelling: `user@host`, for `cancelled_by` (escaped: it is shown as it is stored).
+pub(crate) fn operator(who: &Who) -> String {
+    format!(
+        "{}@{}",
+        bounded(&who.actor, ACTOR_CHARS),
+        bounded(&who.origin, ACTOR_CHARS)
+    )
+}
+
+/// What the audit trail says was asked to be cancelled.
+pub(crate) fn cancel_target(args: &CancelArgs) -> String {
+    let ids = (!args.job_ids.is_empty()).then(|| ids_target("jobs ", &args.job_ids));
+    let filter = args.filter.filter();
+    let filter = (!filter.is_empty()).then(|| args.filter.describe());
+    [ids, filter]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// How many were cancelled, and whether all that was named is settled.
+pub(crate) fn audit_outcome(rows: &[CancelRow]) -> (Option<usize>, Outcome) {
+    let cancelled = rows
         .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "unknown".to_owned());
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned());
-    format!("{user}@{host}")
+        .filter(|r| matches!(r.outcome, CancelOutcome::Cancelled { .. }))
+        .count();
+    let started = rows
+        .iter()
+        .filter(|r| matches!(r.outcome, CancelOutcome::Started { .. }))
+        .count();
+    let unknown = rows
+        .iter()
+        .filter(|r| r.outcome == CancelOutcome::Unknown)
+        .count();
+    let outcome = if started + unknown == 0 {
+        Outcome::Ok
+    } else {
+        Outcome::Partial(format!(
+            "{started} already started (not cancelled), {unknown} unknown"
+        ))
+    };
+    (Some(cancelled), outcome)
 }
 
 impl CancelSummary {
@@ -98,9 +132,21 @@ pub async fn run(args: &CancelArgs, out: &mut dyn Write) -> Result<CancelSummary
     let ids = &args.job_ids;
     let pool = store::pool(&args.database.database_url, 2).await?;
     let rows = if args.dry_run {
+        // A count and a sample change nothing: no audit row.
         store::preview_cancel(&pool, ids, &filter).await
     } else {
-        store::cancel_jobs(&pool, ids, &filter, &operator()).await
+        let who = args.actor.who();
+        let rows = store::cancel_jobs(&pool, ids, &filter, &operator(&who)).await;
+        let (count, outcome) = match &rows {
+            Ok(rows) => audit_outcome(rows),
+            Err(e) => (None, Outcome::Failed(format!("database: {e}"))),
+        };
+        audit::record(
+            &pool,
+            &Entry::new(Action::Cancel, &who, &cancel_target(args), count, outcome),
+        )
+        .await;
+        rows
     };
     pool.close().await;
     let rows = rows?;
@@ -208,7 +254,8 @@ mod tests {
             format!("already ended {id} caster c1 (succeeded)")
         );
         assert!(describe(&row(CancelOutcome::Unknown)).starts_with("unknown "));
-        assert!(operator().contains('@'));
+        let who = crate::domain::audit::Who::new("a\u{1b}", crate::domain::audit::Source::Cli, "h");
+        assert_eq!(operator(&who), "a\\x1b@h");
         let mut s = CancelSummary {
             cancelled: 2,
             ended: 1,

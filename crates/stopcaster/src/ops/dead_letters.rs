@@ -14,6 +14,8 @@ use crate::domain::time::rfc3339_micros as timestamp;
 use crate::ops::table::{cell, table};
 
 use crate::dead_letters::{DeadLetter, DeadLetterError, Selection, list, preview, replay};
+use crate::domain::audit::{Action, Entry, Outcome};
+use crate::ops::audit::{self, ActorArgs};
 use crate::ops::filter::FilterArgs;
 
 /// How many dead letters `--dry-run` lists after the count.
@@ -76,6 +78,8 @@ pub enum DeadLettersCommand {
         #[command(flatten)]
         attempts: AttemptsArgs,
         #[command(flatten)]
+        actor: ActorArgs,
+        #[command(flatten)]
         broker: BrokerArgs,
         #[command(flatten)]
         database: DatabaseArgs,
@@ -109,6 +113,7 @@ pub async fn run(
             filter,
             dry_run,
             attempts,
+            actor,
             broker,
             database,
         } => {
@@ -136,6 +141,22 @@ pub async fn run(
                         write_error.get_or_insert(e);
                     }
                 },
+            )
+            .await;
+            let outcome = match &result {
+                Ok(report) => report.audit_outcome(),
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+            let count = result.as_ref().ok().map(|r| r.replayed.len());
+            audit::record(
+                &pool,
+                &Entry::new(
+                    Action::Replay,
+                    &actor.who(),
+                    &selection.describe(),
+                    count,
+                    outcome,
+                ),
             )
             .await;
             pool.close().await;

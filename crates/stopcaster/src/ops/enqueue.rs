@@ -8,8 +8,10 @@ use futures_util::stream::FuturesUnordered;
 use lapin::options::BasicPublishOptions;
 
 use crate::broker::{self, BrokerError, Names};
-use crate::config::BrokerArgs;
+use crate::config::{BrokerArgs, DatabaseArgs};
+use crate::domain::audit::{Action, Entry, Outcome};
 use crate::domain::{CasterId, Job, JobId, RegionId, Rejection};
+use crate::ops::audit::{self, ActorArgs};
 
 /// The jobs one `enqueue` publishes.
 #[derive(Debug)]
@@ -70,6 +72,12 @@ pub struct EnqueueArgs {
     pub tz: Option<String>,
     #[command(flatten)]
     pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub actor: ActorArgs,
+    /// Where the enqueue is recorded in the audit trail (when unreachable: the jobs are
+    /// published all the same, and a warning says the action is not recorded).
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 /// Runs `stopcaster enqueue`: the batch id on stdout; on stderr a progress bar (terminals
@@ -114,6 +122,21 @@ pub async fn run(args: EnqueueArgs) -> Result<(), EnqueueError> {
     .await;
     // The bar goes before anything else is said, whatever happened.
     progress.clear();
+    let outcome = match &published {
+        Ok(r) if r.unconfirmed() == 0 => Outcome::Ok,
+        Ok(r) => Outcome::Partial(format!(
+            "{} of {total} jobs not confirmed by the broker",
+            r.unconfirmed()
+        )),
+        Err(e) => Outcome::Failed(e.to_string()),
+    };
+    let count = published.as_ref().ok().map(|r| r.confirmed);
+    let target = enqueue_target(&plan, at.as_ref());
+    audit::record_at(
+        &args.database.database_url,
+        &Entry::new(Action::Enqueue, &args.actor.who(), &target, count, outcome),
+    )
+    .await;
     let report = published?;
     println!("{}", plan.batch_id);
     eprintln!(
@@ -131,6 +154,16 @@ pub async fn run(args: EnqueueArgs) -> Result<(), EnqueueError> {
         });
     }
     Ok(())
+}
+
+/// What the audit trail says was enqueued: the batch, how many studios, when due.
+pub(crate) fn enqueue_target(plan: &Plan, at: Option<&crate::domain::schedule::At>) -> String {
+    let due = at.map_or_else(String::new, |a| format!(", due {}", a.described));
+    format!(
+        "batch {}: {} studio(s){due}",
+        plan.batch_id,
+        plan.jobs.len()
+    )
 }
 
 /// The one line `enqueue` ends with on stderr: `20 jobs confirmed in batch B (0.03 s)`, or

@@ -63,37 +63,8 @@ impl FilterArgs {
 
     /// The filters given, as flags, for a line that says what was selected.
     pub fn describe(&self) -> String {
-        describe(&self.filter())
+        self.filter().describe()
     }
-}
-
-/// `--batch b --error-code X`: a filter as the flags that give it, values escaped.
-pub(crate) fn describe(f: &JobFilter) -> String {
-    let shown = |v: &str| {
-        crate::domain::display::bounded(v, crate::domain::display::CELL_CHARS).into_owned()
-    };
-    let mut parts = Vec::new();
-    for (flag, v) in [
-        ("--batch", &f.batch_id),
-        ("--caster", &f.caster_id),
-        ("--error-code", &f.error_code),
-        ("--account", &f.account),
-        ("--request-id", &f.request_id),
-    ] {
-        if let Some(v) = v {
-            parts.push(format!("{flag} {}", shown(v)));
-        }
-    }
-    if let Some(s) = f.status {
-        parts.push(format!("--status {}", s.as_str()));
-    }
-    if let Some(d) = f.since {
-        parts.push(format!("--since {}s", d.as_secs()));
-    }
-    if let Some(d) = f.until {
-        parts.push(format!("--until {}s", d.as_secs()));
-    }
-    parts.join(" ")
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The operators' commands, one module each: [`enqueue`], [`cancel`], [`report`],
-//! [`dead_letters`], [`migrate_broker`] and [`stop`], with [`table`] for what they print and [`args`] for
+//! [`dead_letters`], [`migrate_broker`], [`stop`], [`pause`] (and resume) and [`audit`] (the
+//! trail every other command writes to), with [`table`] for what they print and [`args`] for
 //! arguments refused in words.
 //!
 //! They use [`crate::broker`], [`crate::store`], [`crate::dead_letters`], [`crate::export`]
@@ -7,11 +8,13 @@
 //! internals; nothing depends on them but the binary.
 
 pub(crate) mod args;
+pub(crate) mod audit;
 pub(crate) mod cancel;
 pub(crate) mod dead_letters;
 pub(crate) mod enqueue;
 pub(crate) mod filter;
 pub(crate) mod migrate_broker;
+pub(crate) mod pause;
 pub(crate) mod report;
 pub(crate) mod stop;
 pub(crate) mod table;

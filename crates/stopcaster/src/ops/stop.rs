@@ -14,8 +14,10 @@ use sqlx::PgPool;
 use crate::config::{ApiArgs, ConfigError};
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::audit::{Action, Entry, Outcome, Who};
 use crate::domain::{CasterId, Job, JobId, JobStatus, RegionId, Rejection, Verdict, conclusion};
 use crate::errors::{Targets, one_line};
+use crate::ops::audit::{self, ActorArgs};
 use crate::store::{self, AttemptStart};
 use stopcaster_live::client::ClientError;
 use stopcaster_live::credentials::http::ClientBuildError;
@@ -55,6 +57,7 @@ pub async fn run(
     caster_id: &str,
     api: &ApiArgs,
     database_url: &str,
+    actor: &ActorArgs,
 ) -> Result<ExitCode, StopError> {
     let provider = CredentialsProvider::start(
         api.credentials_source()?,
@@ -105,13 +108,18 @@ pub async fn run(
             },
         )
         .await;
-    if let Some(record) = record
-        && let Err(e) = record.finish(&outcome).await
-    {
-        eprintln!(
-            "warning: the call was made but its outcome is not recorded: {}",
-            one_line(&e, &targets)
-        );
+    if let Some(record) = record {
+        audit::record(
+            &record.pool,
+            &audit_entry(&actor.who(), &job, &region, &outcome),
+        )
+        .await;
+        if let Err(e) = record.finish(&outcome).await {
+            eprintln!(
+                "warning: the call was made but its outcome is not recorded: {}",
+                one_line(&e, &targets)
+            );
+        }
     }
     Ok(match outcome {
         CallOutcome::Stopped { request_id, .. } => {
@@ -182,6 +190,22 @@ impl Record {
         self.pool.close().await;
         Ok(())
     }
+}
+
+/// The audit trail's row for one `stop`: the studio, its job, and the answer.
+fn audit_entry(who: &Who, job: &Job, region: &RegionId, outcome: &CallOutcome) -> Entry {
+    let target = format!("caster {} in {region} (job {})", job.caster_id, job.job_id);
+    let result = match outcome {
+        CallOutcome::Stopped { .. } => Outcome::Ok,
+        CallOutcome::Permanent(e)
+        | CallOutcome::CredentialsRefused(e)
+        | CallOutcome::Retryable(e) => Outcome::Failed(e.code.clone()),
+        CallOutcome::Transport(t) => Outcome::Failed(t.code().to_owned()),
+    };
+    let count = matches!(outcome, CallOutcome::Stopped { .. })
+        .then_some(1)
+        .or(Some(0));
+    Entry::new(Action::Stop, who, &target, count, result)
 }
 
 /// How a single call ends the job: it is not retried, so every failure is final.

@@ -1,6 +1,6 @@
 //! Every SQL statement of the project, over one `PgPool`: this file holds the pools, the
 //! migrations and the rule for which database errors are worth waiting out; each table's
-//! concern has a file ([`jobs`], [`pacer`], [`parking`], [`pauses`], [`reports`], [`replays`],
+//! concern has a file ([`jobs`], [`pacer`], [`parking`], [`pauses`], [`operator_pauses`], [`audit`], [`reports`], [`replays`],
 //! [`schedule`], [`dashboard`]). Callers get typed rows; the conditions that keep records exact
 //! (a terminal status is written once, attempt numbers come from one atomic counter) live in
 //! the statements themselves.
@@ -16,8 +16,10 @@
 //! Depends on [`crate::domain`] and the outcome and client settings of [`stopcaster_live`]; nothing here decides
 //! what a job should do next.
 
+mod audit;
 mod dashboard;
 mod jobs;
+mod operator_pauses;
 mod pacer;
 mod parking;
 mod pauses;
@@ -25,6 +27,7 @@ mod replays;
 mod reports;
 mod schedule;
 
+pub(crate) use audit::{AuditRow, audit_rows, record_action};
 pub(crate) use dashboard::{
     AttemptRow, BatchRow, CallsInSecond, Cursor, JobDetail, PauseRow, ReplayRow, account_pauses,
     calls_per_second, fold_job_counts, job_counts, job_counts_rows, job_detail, pending_by_account,
@@ -36,6 +39,7 @@ pub(crate) use jobs::{
     finish_given_back_attempt, is_dead_lettered, mark_dead_lettered, open_job, record_rejected,
     start_attempt,
 };
+pub(crate) use operator_pauses::{OperatorPause, operator_pauses, pause_account, resume_account};
 pub use pacer::pacer_state;
 pub(crate) use pacer::{push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer};
 pub(crate) use parking::{claim_unparked, park_job, release_parked, waiting};

@@ -34,6 +34,43 @@ pub struct JobFilter {
 }
 
 impl JobFilter {
+    /// `--batch b --error-code X`: a filter as the flags that give it, values escaped.
+    pub(crate) fn describe(&self) -> String {
+            let f = self;
+        let shown = |v: &str| {
+            crate::domain::display::bounded(v, crate::domain::display::CELL_CHARS).into_owned()
+        };
+        let mut parts = Vec::new();
+        for (flag, v) in [
+            ("--batch", &f.batch_id),
+            ("--caster", &f.caster_id),
+            ("--error-code", &f.error_code),
+            ("--account", &f.account),
+            ("--request-id", &f.request_id),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{flag} {}", shown(v)));
+            }
+        }
+        if let Some(s) = f.status {
+            parts.push(format!("--status {}", s.as_str()));
+        }
+        if let Some(d) = f.since {
+            parts.push(format!("--since {}s", d.as_secs()));
+        }
+        if let Some(d) = f.until {
+            parts.push(format!("--until {}s", d.as_secs()));
+        }
+        // The dashboard's time range, which the commands give as durations instead.
+        if let Some(t) = f.created_from {
+            parts.push(format!("from {}", crate::domain::time::rfc3339_micros(t)));
+        }
+        if let Some(t) = f.created_before {
+            parts.push(format!("to {}", crate::domain::time::rfc3339_micros(t)));
+        }
+        parts.join(" ")
+    }
+
     /// True when no condition is set: such a filter matches every job, which a bulk action
     /// refuses to take as its selection.
     pub(crate) fn is_empty(&self) -> bool {

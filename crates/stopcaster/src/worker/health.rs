@@ -1,5 +1,6 @@
 //! The worker's own HTTP endpoints: Prometheus `/metrics`, `/healthz` (alive) and `/readyz`
-//! (broker and database connected; it also names the API endpoints in use).
+//! (broker and database connected; it also names the API endpoints in use, and every paused
+//! account: why, and for an operator's pause who, why and until when).
 
 use axum::Router;
 use axum::extract::State;
@@ -9,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::in_flight::InFlight;
 use super::metrics::Metrics;
-use super::pause::Pauses;
+use super::pause::{Held, Pauses};
+use crate::domain::display;
 
 /// What the endpoints read: handles onto the worker's own counters, nothing of its jobs.
 #[derive(Clone)]
@@ -47,9 +49,24 @@ async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        health
-            .metrics
-            .render(health.in_flight.len(), &health.pauses.paused()),
+        health.metrics.render(
+            health.in_flight.len(),
+            &health.pauses.paused(),
+            &health.pauses.held(),
+        ),
+    )
+}
+
+/// An operator's pause as `/readyz` names it: who, why (escaped, bounded), until when.
+fn held_line(account: &str, held: &Held) -> String {
+    let until = held.until.map_or_else(
+        || "until resumed".to_owned(),
+        |u| format!("until {}", crate::domain::time::rfc3339_micros(u)),
+    );
+    format!(
+        "account {account} paused by operator {}: {} ({until})",
+        display::bounded(&held.by, display::CELL_CHARS),
+        display::bounded(&held.reason, display::CELL_CHARS)
     )
 }
 
@@ -67,6 +84,9 @@ async fn ready(State(health): State<Health>) -> (StatusCode, String) {
     for (account, code) in health.pauses.paused() {
         problems.push(format!("account {account} paused: {code}"));
     }
+    for (account, held) in health.pauses.held() {
+        problems.push(held_line(&account, &held));
+    }
     let node = match health.metrics.broker_node() {
         Some(node) if health.metrics.broker_up() => format!("broker node: {node}\n"),
         _ => String::new(),
@@ -79,5 +99,29 @@ async fn ready(State(health): State<Health>) -> (StatusCode, String) {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {}\n{node}{endpoints}", problems.join("; ")),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operators_pause_is_named_with_who_why_and_until_escaped() {
+        let held = Held {
+            reason: "key \u{1b}[2Jleak".into(),
+            by: "alice via cli (h)".into(),
+            until: Some(time::macros::datetime!(2026-12-03 21:00 UTC)),
+            until_at: None,
+        };
+        assert_eq!(
+            held_line("prod", &held),
+            "account prod paused by operator alice via cli (h): key \\x1b[2Jleak (until 2026-12-03T21:00:00.000000Z)"
+        );
+        let forever = Held {
+            until: None,
+            ..held
+        };
+        assert!(held_line("prod", &forever).ends_with("(until resumed)"));
     }
 }

@@ -9,7 +9,12 @@ use std::time::Duration;
 
 use stopcaster_live::CallOutcome;
 
+use super::pause::Held;
 use crate::domain::JobStatus;
+use crate::domain::display;
+
+/// The `code` label of an operator's pause in `stopcaster_account_paused`.
+pub(super) const OPERATOR_CODE: &str = "Operator.Paused";
 
 /// Upper bounds (seconds) of the histogram of how late scheduled calls leave.
 const LATENESS_BUCKETS: [f64; 12] = [
@@ -148,9 +153,14 @@ impl Metrics {
     }
 
     /// The Prometheus exposition text. `in_flight` is sampled by the caller.
-    pub(super) fn render(&self, in_flight: usize, paused: &[(String, String)]) -> String {
+    pub(super) fn render(
+        &self,
+        in_flight: usize,
+        paused: &[(String, String)],
+        held: &[(String, Held)],
+    ) -> String {
         let mut out = String::new();
-        self.render_counters(&mut out, paused);
+        self.render_counters(&mut out, paused, held);
         histogram(
             &mut out,
             "stopcaster_api_latency_seconds",
@@ -174,14 +184,33 @@ impl Metrics {
         out
     }
 
-    fn render_counters(&self, out: &mut String, paused: &[(String, String)]) {
-        out.push_str("# HELP stopcaster_account_paused 1 for an account whose credentials were refused, by the refusal's code.\n# TYPE stopcaster_account_paused gauge\n");
+    fn render_counters(
+        &self,
+        out: &mut String,
+        paused: &[(String, String)],
+        held: &[(String, Held)],
+    ) {
+        out.push_str("# HELP stopcaster_account_paused 1 for a paused account: by the code that paused it (credentials refused, endpoint failing), or Operator.Paused with who paused it, why and until when.\n# TYPE stopcaster_account_paused gauge\n");
         for (account, code) in paused {
             let _ = writeln!(
                 out,
                 "stopcaster_account_paused{{account=\"{}\",code=\"{}\"}} 1",
                 label(account),
                 label(code)
+            );
+        }
+        for (account, h) in held {
+            let until = h
+                .until
+                .map(crate::domain::time::rfc3339_micros)
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "stopcaster_account_paused{{account=\"{}\",code=\"{OPERATOR_CODE}\",paused_by=\"{}\",reason=\"{}\",until=\"{}\"}} 1",
+                label(account),
+                label(&display::bounded(&h.by, display::CELL_CHARS)),
+                label(&display::bounded(&h.reason, display::CELL_CHARS)),
+                label(&until)
             );
         }
         out.push_str("# HELP stopcaster_jobs_total Jobs finished, by final status.\n# TYPE stopcaster_jobs_total counter\n");
@@ -313,7 +342,19 @@ mod tests {
         let text = m.render(
             3,
             &[("prod".to_owned(), "SignatureDoesNotMatch".to_owned())],
+            &[(
+                "live".to_owned(),
+                Held {
+                    reason: "say \"hi\"\n\u{1b}".into(),
+                    by: "alice via cli (h)".into(),
+                    until: None,
+                    until_at: None,
+                },
+            )],
         );
+        assert!(text.contains(
+            "stopcaster_account_paused{account=\"live\",code=\"Operator.Paused\",paused_by=\"alice via cli (h)\",reason=\"say \\\"hi\\\"\\\\x0a\\\\x1b\",until=\"\"} 1"
+        ), "{text}");
         assert!(text.contains(
             "stopcaster_account_paused{account=\"prod\",code=\"SignatureDoesNotMatch\"} 1"
         ));
@@ -331,14 +372,14 @@ mod tests {
         );
         m.set_scheduled(7);
         m.call_lateness(Duration::from_millis(30));
-        let text = m.render(0, &[]);
+        let text = m.render(0, &[], &[]);
         assert!(text.contains("stopcaster_scheduled_jobs 7"), "{text}");
         assert!(
             text.contains("stopcaster_oldest_pending_seconds 0.000"),
             "{text}"
         );
         m.set_oldest_pending(Some(Duration::from_millis(61_250)));
-        let later = m.render(0, &[]);
+        let later = m.render(0, &[], &[]);
         assert!(
             later.contains("stopcaster_oldest_pending_seconds 61.250"),
             "{later}"

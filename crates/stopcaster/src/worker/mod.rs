@@ -6,7 +6,8 @@
 //! - [`pacer`]: calls on the account's quota, shared by every replica through Postgres.
 //! - [`pause`]: accounts whose credentials were refused, or whose [`circuit`] opened (the
 //!   endpoint cannot be reached or keeps failing), wait, one probe call at a time; [`reach`]
-//!   brings the probe forward when an unreachable endpoint answers again.
+//!   brings the probe forward when an unreachable endpoint answers again; [`operator`] reads
+//!   the operators' pauses (`stopcaster pause`) into it.
 //! - [`stager`]: hands scheduled jobs back to the queue as they fall due; [`due`]: the worker's
 //!   side of a due time.
 //! - [`in_flight`], [`metrics`], [`health`]: this process's view of itself; [`start`]: what a
@@ -22,6 +23,7 @@ mod health;
 mod in_flight;
 mod job;
 mod metrics;
+mod operator;
 pub mod pacer;
 mod pause;
 mod reach;
@@ -106,9 +108,13 @@ pub async fn run(
         ctx.wake_stager.clone(),
         shutdown.clone(),
     ));
+    // Before the first delivery: a job must not slip through a pause in force at start.
+    operator::read_once(&ctx, &mut false).await;
+    let operator = tokio::spawn(operator::run(ctx.clone(), shutdown.clone()));
     session::run(config, ctx.clone(), shutdown).await;
     let _ = stager.await;
     let _ = reach.await;
+    let _ = operator.await;
     if let Err(e) = store::clear_pauses(&ctx.pool, &ctx.worker_id, None).await {
         tracing::debug!(error = %e, "could not clear this worker's pauses");
     }

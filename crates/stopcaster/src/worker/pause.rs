@@ -4,8 +4,14 @@
 //! job's fault, so jobs wait (pending, held or parked in Postgres, their budget untouched)
 //! while one probe call at a time checks whether the account works again.
 //!
+//! An operator's pause (`stopcaster pause`, the dashboard; [`held`]) holds an account the same
+//! way, but makes no probe: nothing leaves until it is lifted.
+//!
 //! [`Gate`] is the decision, pure and driven by the caller's clock; [`Pauses`] shares it
 //! between a worker's jobs and wakes waiters when it changes.
+
+mod held;
+pub(super) use held::Held;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -79,12 +85,18 @@ pub(super) struct Report {
 #[derive(Debug, Default)]
 pub(super) struct Gate {
     paused: BTreeMap<String, Paused>,
+    /// Accounts held by an operator's pause ([`held`]).
+    held: BTreeMap<String, Held>,
     streaks: BTreeMap<String, Streak>,
     next_probe_id: u64,
 }
 
 impl Gate {
     pub(super) fn turn(&mut self, account: &str, now: Instant) -> Turn {
+        if self.held.contains_key(account) {
+            // No probe: the operator's pause ends by itself (resume, `until`), and wakes.
+            return Turn::Wait;
+        }
         let Some(p) = self.paused.get_mut(account) else {
             return Turn::Go;
         };
@@ -102,6 +114,9 @@ impl Gate {
     /// Whether a call that took its turn may leave now: its account is not paused, or the call
     /// is the account's probe. Checked again after the pacer's wait, just before it leaves.
     pub(super) fn may_leave(&self, account: &str, probe: Option<u64>) -> bool {
+        if self.held.contains_key(account) {
+            return false;
+        }
         match self.paused.get(account) {
             None => true,
             Some(p) => probe.is_some() && p.probe == probe,
@@ -111,6 +126,9 @@ impl Gate {
     /// How long until a paused account's next probe is due (zero if due now); `None` when it
     /// is not paused or a probe is in flight.
     pub(super) fn next_probe_in(&self, account: &str, now: Instant) -> Option<Duration> {
+        if let Some(h) = self.held.get(account) {
+            return Some(h.remaining(now));
+        }
         let p = self.paused.get(account)?;
         p.probe
             .is_none()
@@ -118,7 +136,7 @@ impl Gate {
     }
 
     pub(super) fn is_paused(&self, account: &str) -> bool {
-        self.paused.contains_key(account)
+        self.paused.contains_key(account) || self.held.contains_key(account)
     }
 
     /// Reports a settled call of `account` for `studio`; `probe` is the probe's id when the
@@ -148,7 +166,7 @@ impl Gate {
                 self.failed(account, code, Why::Credentials, probe, now),
                 true,
             ),
-            Signal::Fault(fault) if self.is_paused(account) => (
+            Signal::Fault(fault) if self.paused.contains_key(account) => (
                 self.failed(account, fault.code, Why::Circuit, probe, now),
                 true,
             ),
@@ -349,6 +367,37 @@ impl Pauses {
             self.changed.notify_waiters();
         }
         due
+    }
+
+    /// Replaces the accounts held by operators' pauses ([`Gate::hold`]), logging each change
+    /// and waking the waiters when there is one.
+    pub(super) fn hold(&self, fresh: BTreeMap<String, Held>) -> held::HoldChanges {
+        let mut gate = self.lock();
+        let changes = gate.hold(fresh);
+        for account in &changes.held {
+            if let Some(h) = gate.held.get(account) {
+                warn!(
+                    account,
+                    by = %crate::domain::display::bounded(&h.by, crate::domain::display::CELL_CHARS),
+                    reason = %crate::domain::display::bounded(&h.reason, crate::domain::display::CELL_CHARS),
+                    until = ?h.until.map(crate::domain::time::rfc3339_micros),
+                    "account paused by an operator: its jobs wait, no call is made"
+                );
+            }
+        }
+        for account in &changes.lifted {
+            info!(account, "operator's pause lifted: account resumed");
+        }
+        drop(gate);
+        if !changes.is_empty() {
+            self.changed.notify_waiters();
+        }
+        changes
+    }
+
+    /// Every account held by an operator's pause.
+    pub(super) fn held(&self) -> Vec<(String, Held)> {
+        self.lock().held()
     }
 
     /// Returns once some paused account's code satisfies `wanted` (at once if one does).

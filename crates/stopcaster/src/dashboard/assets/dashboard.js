@@ -1,5 +1,5 @@
 // stopcaster dashboard: live refresh with a pause control, and the confirmed actions (replay,
-// cancel). Everything from the server is inserted as text (textContent) or as the server's own
+// cancel, pause and resume an account). Everything from the server is inserted as text (textContent) or as the server's own
 // escaped HTML parsed into inert nodes (DOMParser); nothing is evaluated.
 "use strict";
 (function () {
@@ -214,6 +214,40 @@
     }
     for (const box of selectedBoxes()) box.checked = false;
     refreshSoon();
+  });
+
+  // ---- operators' pauses -----------------------------------------------------------------
+  document.addEventListener("click", async (event) => {
+    const target = event.target;
+    if (!target.closest) return;
+    const pauseButton = target.closest("#pause-button");
+    const resumeButton = target.closest("button[data-resume]");
+    if (pauseButton) {
+      const account = document.getElementById("pause-account").value;
+      const reason = document.getElementById("pause-reason").value.trim();
+      const until = document.getElementById("pause-until").value.trim();
+      if (!reason) { showResult("A pause needs a reason.", true); return; }
+      const ok = await confirmAction("Pause account " + account + "?",
+        "Every worker stops calling for this account within a second; its jobs wait with their attempt budget untouched" + (until ? ", until " + until + "." : ", until resumed."),
+        [reason], "Pause " + account);
+      if (!ok) return;
+      const payload = { reason: reason };
+      if (until) payload.until = until;
+      const r = await post("/api/accounts/" + encodeURIComponent(account) + "/pause", payload);
+      showResult(r.ok ? "Paused " + account + "." : "Not paused: " + (r.data.error || ("HTTP " + r.status)), !r.ok);
+      if (r.ok) {
+        document.getElementById("pause-reason").value = "";
+        document.getElementById("pause-until").value = "";
+      }
+      refreshSoon();
+    } else if (resumeButton) {
+      const account = resumeButton.dataset.resume;
+      const ok = await confirmAction("Resume account " + account + "?", "Every worker calls for this account again within a second.", [], "Resume " + account);
+      if (!ok) return;
+      const r = await post("/api/accounts/" + encodeURIComponent(account) + "/resume");
+      showResult(r.ok && r.data.resumed ? "Resumed " + account + "." : "Not resumed: " + (r.data.error || ("HTTP " + r.status)), !(r.ok && r.data.resumed));
+      refreshSoon();
+    }
   });
 
   // After an action: whatever refresh is under way is outdated; show the page as it is now.

@@ -15,6 +15,7 @@ use crate::dashboard::auth;
 use crate::dashboard::search::{Search, SearchParams, encode_cursor};
 use crate::dashboard::views::*;
 use crate::domain::JobStatus;
+use crate::domain::audit::{Action, Entry, Outcome};
 use crate::export::{self, csv_record};
 use crate::store::{self, CancelOutcome, Cursor, JobRow, JobSearch};
 
@@ -236,19 +237,27 @@ pub(super) async fn cancel_api(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
+    let who = auth::who(&headers, peer.ip());
+    let target = format!("job {}", id.trim());
+    // The one place a cancel from the dashboard is recorded: the outcome and how many.
+    let mut recorded: (Option<usize>, Outcome) = (Some(0), Outcome::Failed("refused".into()));
     let result: Result<Response, Failure> = async {
         let id = parse_job_id(&id)?;
         // Who, for the record (`stopcaster cancel` writes user@host): the basic-auth user name,
         // sanitised, and the browser's address.
         let actor = auth::actor(&headers, peer.ip());
         let by = actor.to_string();
-        let outcome = store::cancel_jobs(&state.pool, &[id], &store::JobFilter::default(), &by)
-            .await?
+        let rows = store::cancel_jobs(&state.pool, &[id], &store::JobFilter::default(), &by).await;
+        if let Err(e) = &rows {
+            recorded.1 = Outcome::Failed(format!("database: {e}"));
+        }
+        let outcome = rows?
             .into_iter()
             .find(|r| r.job_id == id)
             .map_or(CancelOutcome::Unknown, |r| r.outcome);
         let status = match outcome {
             CancelOutcome::Cancelled { .. } => {
+                recorded = (Some(1), Outcome::Ok);
                 tracing::info!(job_id = %id, user = %actor.user, client = %actor.address,
                     "cancelled from the dashboard");
                 return Ok(
@@ -256,13 +265,17 @@ pub(super) async fn cancel_api(
                         .into_response(),
                 );
             }
-            CancelOutcome::Unknown => return Err(Failure::not_found(format!("no job {id}"))),
+            CancelOutcome::Unknown => {
+                recorded.1 = Outcome::Failed("no such job".into());
+                return Err(Failure::not_found(format!("no job {id}")));
+            }
             CancelOutcome::AlreadyCancelled { .. } => JobStatus::Cancelled.as_str().to_owned(),
             // A scheduled job always meets the cancel condition, so one left uncancelled
             // and not ended is pending with a call made or being made.
             CancelOutcome::Started { .. } => JobStatus::Pending.as_str().to_owned(),
             CancelOutcome::Ended { status } => status,
         };
+        recorded.1 = Outcome::Partial(format!("not cancelled: the job is {status}"));
         Ok((
             StatusCode::CONFLICT,
             Json(json!({
@@ -273,6 +286,15 @@ pub(super) async fn cancel_api(
             .into_response())
     }
     .await;
+    if let Err(f) = &result
+        && matches!(recorded.1, Outcome::Failed(ref w) if w == "refused")
+    {
+        recorded.1 = Outcome::Failed(f.message().to_owned());
+    }
+    let entry = Entry::new(Action::Cancel, &who, &target, recorded.0, recorded.1);
+    if let Err(e) = store::record_action(&state.pool, &entry).await {
+        tracing::warn!(error = %e, "a cancel from the dashboard is not in the audit trail");
+    }
     result.unwrap_or_else(Failure::api)
 }
 
@@ -298,6 +320,10 @@ pub(super) async fn cancel_matching_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let who = auth::who(&headers, peer.ip());
+    // The one place a cancel by filter from the dashboard is recorded.
+    let mut recorded: (String, Option<usize>, Outcome) =
+        ("jobs matching an unreadable filter".into(), Some(0), Outcome::Failed("refused".into()));
     let result: Result<Response, Failure> = async {
         let request: CancelMatching = serde_json::from_slice(&body)
             .map_err(|e| Failure::bad_request(format!("expected {{\"filter\": {{...}}}}: {e}")))?;
@@ -307,9 +333,23 @@ pub(super) async fn cancel_matching_api(
                 "a filter is required: cancel acts on nothing by default",
             ));
         }
+        recorded.0 = format!("jobs matching {}", filter.describe());
         let actor = auth::actor(&headers, peer.ip());
-        let rows = store::cancel_jobs(&state.pool, &[], &filter, &actor.to_string()).await?;
+        let rows = store::cancel_jobs(&state.pool, &[], &filter, &actor.to_string()).await;
+        if let Err(e) = &rows {
+            recorded.2 = Outcome::Failed(format!("database: {e}"));
+        }
+        let rows = rows?;
         let cancelled = cancelled_count(&rows);
+        recorded.1 = Some(cancelled);
+        recorded.2 = if cancelled == rows.len() {
+            Outcome::Ok
+        } else {
+            Outcome::Partial(format!(
+                "{} already started or ended (not cancelled)",
+                rows.len() - cancelled
+            ))
+        };
         tracing::info!(cancelled, matched = rows.len(), user = %actor.user,
             client = %actor.address, "cancelled by filter from the dashboard");
         Ok(Json(json!({
@@ -319,5 +359,14 @@ pub(super) async fn cancel_matching_api(
         .into_response())
     }
     .await;
+    if let Err(f) = &result
+        && matches!(recorded.2, Outcome::Failed(ref w) if w == "refused")
+    {
+        recorded.2 = Outcome::Failed(f.message().to_owned());
+    }
+    let entry = Entry::new(Action::Cancel, &who, &recorded.0, recorded.1, recorded.2);
+    if let Err(e) = store::record_action(&state.pool, &entry).await {
+        tracing::warn!(error = %e, "a cancel by filter from the dashboard is not in the audit trail");
+    }
     result.unwrap_or_else(Failure::api)
 }

@@ -4,6 +4,7 @@
 //! serializes it. Errors are shown in place: a page gets an error page with the reason, the API
 //! a JSON `{"error"}`.
 
+mod accounts;
 mod batches;
 mod enqueue;
 mod jobs;
@@ -19,6 +20,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use self::accounts::{audit_api, audit_page, pause_api, resume_api};
 use self::batches::{batch_api, batch_page, batches_api, batches_page};
 use self::jobs::{
     cancel_api, cancel_matching_api, job_api, job_page, jobs_api, jobs_export, jobs_page,
@@ -56,6 +58,10 @@ pub(super) fn router(state: Shared) -> axum::Router {
         .route("/dead-letters", get(dead_letters_page))
         .route("/api/dead-letters", get(dead_letters_api))
         .route("/api/dead-letters/replay", post(replay_api))
+        .route("/api/accounts/{name}/pause", post(pause_api))
+        .route("/api/accounts/{name}/resume", post(resume_api))
+        .route("/audit", get(audit_page))
+        .route("/api/audit", get(audit_api))
         .route("/scheduled", get(scheduled_page))
         .route("/api/scheduled", get(scheduled_api))
         .route("/assets/{version}/{name}", get(assets::serve))
@@ -97,6 +103,10 @@ impl Failure {
             message: self.message,
         };
         (self.status, render(&page)).into_response()
+    }
+
+    pub(super) fn message(&self) -> &str {
+        &self.message
     }
 
     pub(super) fn api(self) -> Response {
@@ -167,11 +177,12 @@ const CALL_WINDOW_S: u32 = 120;
 
 async fn overview(state: &AppState) -> Result<Overview, Failure> {
     let pool = &state.pool;
-    let (counts, calls, queues, paused_accounts, scheduled, batches) = tokio::join!(
+    let (counts, calls, queues, paused_accounts, operator_pauses, scheduled, batches) = tokio::join!(
         store::job_counts(pool, None),
         store::calls_per_second(pool, CALL_WINDOW_S),
         state.broker.depths(),
         store::account_pauses(pool),
+        store::operator_pauses(pool),
         store::scheduled_jobs(pool, 5),
         store::recent_batches(pool, 8),
     );
@@ -187,9 +198,20 @@ async fn overview(state: &AppState) -> Result<Overview, Failure> {
         queues_error: queues.as_ref().err().cloned(),
         queues: queues.unwrap_or_default(),
         paused_accounts: paused_accounts?,
+        operator_pauses: operator_pauses?,
+        pausable: pausable(state),
         scheduled: ScheduledSummary { total, next },
         batches: batches?,
     })
+}
+
+/// The accounts the pause form offers: `default` and the accounts file's names.
+fn pausable(state: &AppState) -> Vec<String> {
+    let mut names = vec![crate::domain::pause::DEFAULT_ACCOUNT.to_owned()];
+    let mut named: Vec<String> = state.account_qps.keys().cloned().collect();
+    named.sort_unstable();
+    names.extend(named);
+    names
 }
 
 async fn overview_page(State(state): State<Shared>) -> Response {

@@ -14,6 +14,7 @@ use super::{Failure, Shared, api, page, render};
 use crate::dashboard::views::*;
 use crate::dashboard::{AppState, auth};
 use crate::dead_letters::Selection;
+use crate::domain::audit::{Action, Entry, Outcome};
 use crate::store;
 
 /// The dead letters, those matching the filter counted and the first of them listed. A
@@ -96,8 +97,10 @@ pub(super) async fn replay_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // Who, for the log (replays have no column for it; `caster_stop_replays` says when).
+    // Who, for the log and the audit trail (the one place a replay from the dashboard is
+    // recorded).
     let actor = auth::actor(&headers, peer.ip());
+    let who = auth::who(&headers, peer.ip());
     let request: ReplayRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -128,11 +131,22 @@ pub(super) async fn replay_api(
             .api();
         }
     };
-    match state
+    let result = state
         .broker
         .replay(&state.pool, &selection, state.max_attempts)
-        .await
-    {
+        .await;
+    let (count, outcome) = match &result {
+        Ok(r) => (
+            Some(r.replayed.len()),
+            crate::dead_letters::audit_outcome(r.missing.len(), r.without_job_id),
+        ),
+        Err(e) => (None, Outcome::Failed(e.clone())),
+    };
+    let entry = Entry::new(Action::Replay, &who, &selection.describe(), count, outcome);
+    if let Err(e) = store::record_action(&state.pool, &entry).await {
+        tracing::warn!(error = %e, "a replay from the dashboard is not in the audit trail");
+    }
+    match result {
         Ok(outcome) => {
             tracing::info!(
                 replayed = outcome.replayed.len(),
