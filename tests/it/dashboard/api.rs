@@ -77,6 +77,26 @@ async fn tokens_are_checked_at_each_request_and_never_shown() {
     assert_eq!(status, 201, "{doc}");
     let (status, _) = post(&env, &with_password, None, body).await;
     assert_eq!(status, 401);
+    // Each accepted request is a row of the audit trail, by its token's name.
+    let audited: Vec<(String, String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT actor, source, target, count FROM stopcaster_audit
+         WHERE action = 'enqueue' ORDER BY id",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    let who: Vec<_> = audited
+        .iter()
+        .map(|(actor, source, target, count)| (actor.as_str(), source.as_str(), target.as_str(), *count))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("cron", "api", "batch api", Some(1)),
+            ("airflow", "api", "batch api", Some(1)),
+            ("airflow", "api", "batch api", Some(1)),
+        ]
+    );
     for logs in [&dash.logs, &with_password.logs] {
         let logs = logs.lock().unwrap().clone();
         assert!(

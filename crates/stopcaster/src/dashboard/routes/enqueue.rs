@@ -13,6 +13,8 @@ use serde_json::json;
 use super::Shared;
 use crate::dashboard::api_tokens::{ApiTokens, bearer};
 use crate::dashboard::job_requests::plan;
+use crate::domain::audit::{Action, Entry, Outcome, Who};
+use crate::store;
 
 /// The largest body accepted (10,000 jobs of about 100 bytes each).
 pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
@@ -95,10 +97,17 @@ pub(crate) async fn enqueue_api(
         .filter(|j| !j.duplicate)
         .map(|j| (j.job_id.clone(), j.body.as_slice()))
         .collect();
+    let who = Who::api(&token, peer.ip());
+    let target = format!("batch {}", planned.batch_id);
     let confirmed = match state.broker.publish_jobs(&messages).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(token = %token, error = %e, "POST /api/jobs: publishing failed");
+            record(
+                &state,
+                Entry::new(Action::Enqueue, &who, &target, Some(0), Outcome::Failed(e.to_string())),
+            )
+            .await;
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({ "error": e, "batch_id": planned.batch_id })),
@@ -125,6 +134,17 @@ pub(crate) async fn enqueue_api(
         .collect();
     tracing::info!(token = %token, client = %peer.ip(), batch_id = %planned.batch_id,
         jobs = jobs.len(), confirmed = all, "jobs enqueued over HTTP");
+    let published = jobs.iter().filter(|j| j["status"] == "published").count();
+    let outcome = if all {
+        Outcome::Ok
+    } else {
+        Outcome::Partial(format!("{} not confirmed by the broker", messages.len() - published))
+    };
+    record(
+        &state,
+        Entry::new(Action::Enqueue, &who, &target, Some(published), outcome),
+    )
+    .await;
     let status = if all {
         StatusCode::CREATED
     } else {
@@ -135,4 +155,11 @@ pub(crate) async fn enqueue_api(
         Json(json!({ "batch_id": planned.batch_id, "jobs": jobs })),
     )
         .into_response()
+}
+
+/// The one place an enqueue over HTTP is recorded in the audit trail (by the token's name).
+async fn record(state: &Shared, entry: Entry) {
+    if let Err(e) = store::record_action(&state.pool, &entry).await {
+        tracing::warn!(error = %e, "an enqueue over HTTP is not in the audit trail");
+    }
 }
