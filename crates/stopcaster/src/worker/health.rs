@@ -47,9 +47,13 @@ async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        health
-            .metrics
-            .render(health.in_flight.len(), &health.pauses.paused()),
+        {
+            let mut text = health
+                .metrics
+                .render(health.in_flight.len(), &health.pauses.paused());
+            super::metrics::render_clock_skews(&mut text, &health.clients.clock_skews());
+            text
+        },
     )
 }
 

@@ -1,12 +1,13 @@
 //! The call and what follows it: wait for the slot, check the account's gate once more, send,
-//! tell the account's pause and circuit what the answer says, then commit the attempt with its
+//! read the answer's quota headers, call again a refusal of a timestamp the endpoint's `Date`
+//! has corrected since, tell the account's pause and circuit what the answer says, then commit the attempt with its
 //! verdict, give it back to the budget if its account paused, or schedule the retry. Each
 //! attempt's lines carry its number in an `attempt` span of their own.
 
 use std::time::Duration;
 
 use stopcaster_live::accounts::Account;
-use stopcaster_live::{CallOutcome, StopCasterRequest};
+use stopcaster_live::{Answer, CallOutcome, StopCasterRequest};
 use tokio::time::Instant;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
@@ -117,14 +118,27 @@ async fn settle(
     // latency, twenty more slots would be handed out on the old schedule before its answer
     // came back, and the late call and the next on time would share a server second with
     // ten others.
-    let (outcome, ()) = tokio::join!(
-        client.stop_caster_signed(&credentials, request, account.signature_version),
+    ctx.quota.sent(&account.pacer_key, started);
+    let (answer, ()) = tokio::join!(
+        client.call(&credentials, request, account.signature_version),
         ctx.pacer.sent(&slot, started),
     );
-    ctx.metrics.api_call(&outcome, started.elapsed());
-    if outcome.is_throttled() {
-        ctx.pacer.throttled(&account.pacer_key).await;
+    let outcome = &answer.outcome;
+    ctx.metrics.api_call(outcome, started.elapsed());
+    read_quota(step, account, &answer, started).await;
+    if answer.clock_corrected() {
+        // Signed with a clock its answer (or another's) since showed to be off: the call is
+        // made again with the endpoint's time, and the account stays up. Refused again with
+        // that time, it pauses as any refusal does.
+        info!(
+            skew_seconds = answer.skew_after,
+            "timestamp refused: clock corrected from the endpoint's Date, calling again"
+        );
+        step.db(|| store::finish_given_back_attempt(&ctx.pool, job.job_id, attempt, outcome))
+            .await?;
+        return Ok(Settled::WaitedForAccount);
     }
+    let outcome = outcome.clone();
     let report = tell_pause(step, job, account, &outcome, probe).await;
     log_outcome(&outcome);
     if decide::given_back(&outcome, report.paused) {
@@ -138,6 +152,25 @@ async fn settle(
             Ok(Settled::WaitedForAccount)
         }
         Next::Retry => retry(step, job, attempt, &outcome).await,
+    }
+}
+
+/// What the answer's quota headers say: the metrics; the calls of someone else in the
+/// account's second, for the room the pacer leaves them; after a throttle, the schedule
+/// resumes at the gateway's `TimeLeft` (a guess only when it gives none).
+async fn read_quota(step: &Step<'_>, account: &Account, answer: &Answer, started: Instant) {
+    let ctx = step.ctx;
+    let binding = answer.quota.binding();
+    if let Some((limit, remain)) = binding {
+        ctx.metrics.quota(&account.name, limit, remain);
+    }
+    let throttled = answer.outcome.is_throttled();
+    ctx.quota
+        .answered(&account.pacer_key, started, binding, throttled);
+    if throttled {
+        ctx.pacer
+            .throttled_for(&account.pacer_key, answer.quota.time_left())
+            .await;
     }
 }
 

@@ -1,5 +1,6 @@
 //! The pacer's arithmetic, free of I/O so it can be tested alone: one GCRA step, the throttling
-//! slowdown and its recovery, and the mapping of the database's clock onto this process's.
+//! slowdown and its recovery, the room left to another caller of the account, and the mapping
+//! of the database's clock onto this process's.
 
 use std::time::Duration;
 
@@ -22,6 +23,15 @@ pub fn recovered(slowdown: f64) -> f64 {
 /// Slowdown after a throttled call.
 pub fn throttled(slowdown: f64) -> f64 {
     (slowdown * THROTTLE_SLOWDOWN).clamp(1.0, MAX_SLOWDOWN)
+}
+
+/// The calls per second the schedule may make on an account configured for `qps`, whose
+/// gateway says its limit is `limit`, while another caller makes `others` calls a second on it
+/// (from the quota headers, [`crate::worker::quota`]): the room they leave, never less than
+/// one call a second, never more than configured.
+pub fn room_qps(qps: u32, limit: Option<u32>, others: u32) -> u32 {
+    let cap = limit.map_or(qps, |l| l.min(qps));
+    cap.saturating_sub(others).max(1)
 }
 
 /// Maps the database's clock onto this process's monotonic clock, the way NTP does: every
@@ -121,6 +131,17 @@ mod tests {
         // An idle schedule does not bank credit: the slot is now, not in the past.
         let (s3, _) = gcra_step(tat, Duration::from_secs(5), p);
         assert_eq!(s3, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn room_is_left_to_another_caller() {
+        assert_eq!(room_qps(10, None, 0), 10);
+        assert_eq!(room_qps(10, Some(10), 3), 7);
+        // The gateway's limit below ours binds; above, ours does.
+        assert_eq!(room_qps(10, Some(5), 0), 5);
+        assert_eq!(room_qps(10, Some(50), 2), 8);
+        // Never stopped altogether: a call a second still goes.
+        assert_eq!(room_qps(10, Some(10), 12), 1);
     }
 
     #[test]
