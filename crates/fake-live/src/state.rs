@@ -207,7 +207,10 @@ impl Throttle {
         }
         // The oldest call that must leave before another fits.
         let blocking = in_window[(used - qps) as usize];
-        (0, WINDOW.saturating_sub(now.saturating_duration_since(blocking)))
+        (
+            0,
+            WINDOW.saturating_sub(now.saturating_duration_since(blocking)),
+        )
     }
 }
 
@@ -394,7 +397,10 @@ mod tests {
         assert!(th.admit("a", ms(200), 3));
         assert!(th.admit("a", ms(300), 3));
         // Full: the call at 0 leaves the window at 1000.
-        assert_eq!(th.remaining("a", ms(400), 3), (0, Duration::from_millis(600)));
+        assert_eq!(
+            th.remaining("a", ms(400), 3),
+            (0, Duration::from_millis(600))
+        );
         assert_eq!(th.remaining("a", ms(1000), 3), (1, Duration::ZERO));
     }
 

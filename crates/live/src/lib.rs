@@ -25,9 +25,9 @@ pub mod signing;
 pub mod skew;
 pub mod time;
 
+pub use client::Answer;
 pub use client::{ClientConfig, LiveClient, StopCasterRequest};
 pub use endpoint_clients::{EndpointClients, EndpointSettings};
-pub use client::Answer;
 pub use outcome::{ApiError, CallOutcome, TransportError, TransportKind};
 pub use quota::QuotaHeaders;
 pub use signing::SignatureVersion;

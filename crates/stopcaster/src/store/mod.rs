@@ -21,6 +21,7 @@ mod jobs;
 mod pacer;
 mod parking;
 mod pauses;
+mod recent_calls;
 mod replays;
 mod reports;
 mod schedule;
@@ -40,6 +41,7 @@ pub use pacer::pacer_state;
 pub(crate) use pacer::{push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer};
 pub(crate) use parking::{claim_unparked, next_unparked, park_job, release_parked};
 pub(crate) use pauses::{clear_pauses, record_pause, withdraw_attempt};
+pub(crate) use recent_calls::{count_recent_calls, forget_recent_call, record_recent_call};
 pub(crate) use replays::{ReplayRecord, reopen_for_replay};
 pub(crate) use reports::{
     JobFilter, JobRow, ReportSummary, call_totals, report_jobs, report_summary,

@@ -348,7 +348,10 @@ mod tests {
         assert!(text.contains("stopcaster_call_lateness_seconds_count 1"));
         m.quota("prod", 10, 4);
         let text = m.render(0, &[]);
-        assert!(text.contains("stopcaster_quota_limit{account=\"prod\"} 10"), "{text}");
+        assert!(
+            text.contains("stopcaster_quota_limit{account=\"prod\"} 10"),
+            "{text}"
+        );
         assert!(text.contains("stopcaster_quota_remaining{account=\"prod\"} 4"));
         let mut out = String::new();
         render_clock_skews(&mut out, &[("http://x".to_owned(), 1200)]);

@@ -78,7 +78,9 @@ pub async fn run(
     };
     let quota = quota::QuotaWatch::default();
     let pacer = start::pacer(&args, &database, &accounts, quota.clone()).await?;
-    let ctx = Arc::new(start::job_context(pool, pacer, quota, accounts, &api, &args)?);
+    let ctx = Arc::new(start::job_context(
+        pool, pacer, quota, accounts, &api, &args,
+    )?);
     ctx.metrics.set_database_up(true);
     if let Some(addr) = args.metrics_addr {
         start::serve_health(addr, &ctx, &shutdown).await?;

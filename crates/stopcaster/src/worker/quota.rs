@@ -1,10 +1,13 @@
 //! What Alibaba's quota headers tell this worker about each account (keyed like the pacer, by
 //! UID): the limit and what remains, for the metrics, and how many calls of the last second
-//! were someone else's, so that the pacer leaves them room ([`crate::worker::pacer::room_qps`]).
+//! were someone else's, so that the pacer leaves them room ([`crate::worker::pacer::room_rate`]).
 //!
 //! An answer's `Remain` counts every call of the account in the gateway's current second, this
-//! one included. Take away this process's own calls of that second (it keeps their send times)
-//! and what is left is another caller's: a script, another tool, a key used elsewhere. One
+//! one included. Take away the schedule's own calls of that second and what is left is another
+//! caller's: a script, another tool, a key used elsewhere. With the shared pacer the
+//! schedule's calls are every worker's, counted in the database by their slots
+//! (`store::count_recent_calls`), so sibling workers never leave room for each other; with the
+//! local pacer, this process keeps its calls' send times. One
 //! sample is off by one now and then (a call of ours just at the window's edge), so the room
 //! left is the most frequent sample of the last [`SAMPLE_SPAN`], the larger on a tie: a steady
 //! competitor is read exactly, and one that stops gives its room back within that span.
@@ -71,13 +74,16 @@ impl QuotaWatch {
     }
 
     /// The answer of the call of `key` sent at `sent`: `binding` its (Limit, Remain), none when
-    /// the answer had no quota header; `throttled` when it was refused for the quota.
+    /// the answer had no quota header; `throttled` when it was refused for the quota;
+    /// `schedule_calls` the calls of the account's shared schedule (every worker's) in the
+    /// second up to this one, when known: otherwise this process's own are counted.
     pub(super) fn answered(
         &self,
         key: &str,
         sent: Instant,
         binding: Option<(u32, u32)>,
         throttled: bool,
+        schedule_calls: Option<u32>,
     ) {
         let mut all = self.0.lock().expect("quota poisoned");
         let account = all.entry(key.to_owned()).or_default();
@@ -99,17 +105,28 @@ impl QuotaWatch {
             account.samples.pop_front();
         }
         if !throttled {
-            let ours = account
+            let own = account
                 .sent
                 .iter()
                 .filter(|t| **t <= sent && sent.saturating_duration_since(**t) < WINDOW)
                 .count();
-            let ours = u32::try_from(ours).unwrap_or(u32::MAX);
+            let own = u32::try_from(own).unwrap_or(u32::MAX);
+            // Never fewer than this process's own: a sibling's row may lag, ours are known.
+            let ours = schedule_calls.map_or(own, |n| n.max(own));
             account
                 .samples
                 .push_back((now, others_in_window(limit, remain, ours)));
         }
-        account.others = most_frequent(account.samples.iter().map(|(_, n)| *n));
+        let others = most_frequent(account.samples.iter().map(|(_, n)| *n));
+        if others != account.others {
+            tracing::info!(
+                account = key,
+                limit,
+                others,
+                "another caller's calls per second on the account: the pace leaves them room"
+            );
+        }
+        account.others = others;
     }
 
     /// The last `Limit` of `key`'s answers, and the calls per second another caller uses.
@@ -150,23 +167,33 @@ mod tests {
             let at = Instant::now();
             watch.sent("uid", at);
             let ours = (i + 1).min(7);
-            watch.answered("uid", at, Some((10, 10 - ours - 3)), false);
+            watch.answered("uid", at, Some((10, 10 - ours - 3)), false, None);
             tokio::time::advance(step).await;
         }
         assert_eq!(watch.seen("uid"), (Some(10), 3));
         // A throttled answer is no sample, and its call is not ours.
         let at = Instant::now();
         watch.sent("uid", at);
-        watch.answered("uid", at, Some((10, 0)), true);
+        watch.answered("uid", at, Some((10, 0)), true, None);
         assert_eq!(watch.seen("uid").1, 3);
         // The competitor stops: only ours in the window.
         for _ in 0..30 {
             let at = Instant::now();
             watch.sent("uid", at);
-            watch.answered("uid", at, Some((10, 3)), false);
+            watch.answered("uid", at, Some((10, 3)), false, None);
             tokio::time::advance(step).await;
         }
         assert_eq!(watch.seen("uid"), (Some(10), 0));
+        // Two sibling workers of one schedule, 5 calls a second each, 10 in all: the
+        // schedule's count says all ten were ours, though this process made five.
+        let siblings = QuotaWatch::default();
+        for _ in 0..20 {
+            let at = Instant::now();
+            siblings.sent("uid", at);
+            siblings.answered("uid", at, Some((10, 0)), false, Some(10));
+            tokio::time::advance(Duration::from_millis(200)).await;
+        }
+        assert_eq!(siblings.seen("uid"), (Some(10), 0));
         assert_eq!(watch.seen("other"), (None, 0));
     }
 }

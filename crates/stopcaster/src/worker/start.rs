@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::Backoff;
 use super::health;
 use super::job::JobContext;
-use super::pacer::{LocalPacer, Pacer, Rate, SharedPacer, room_qps};
+use super::pacer::{LocalPacer, Pacer, Rate, SharedPacer, room_rate};
 use super::quota::QuotaWatch;
 use crate::config::{ApiArgs, ConfigError, DatabaseArgs, PacerKind, WorkerArgs};
 use crate::redact::url_without_password;
@@ -142,10 +142,11 @@ pub(super) async fn pacer(
     let margin = Duration::from_millis(args.pacer_margin_ms);
     let rates = move |key: &str| {
         let (limit, others) = quota.seen(key);
-        Rate {
-            qps: room_qps(rate_accounts.qps_of(key).unwrap_or(1), limit, others),
+        let configured = Rate {
+            qps: rate_accounts.qps_of(key).unwrap_or(1),
             margin,
-        }
+        };
+        room_rate(configured, limit, others)
     };
     Ok(match args.pacer {
         PacerKind::Shared => Pacer::Shared(SharedPacer::new(

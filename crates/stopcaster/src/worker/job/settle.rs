@@ -119,13 +119,15 @@ async fn settle(
     // came back, and the late call and the next on time would share a server second with
     // ten others.
     ctx.quota.sent(&account.pacer_key, started);
-    let (answer, ()) = tokio::join!(
+    let slot_time = slot.database_time();
+    let (answer, (), ()) = tokio::join!(
         client.call(&credentials, request, account.signature_version),
         ctx.pacer.sent(&slot, started),
+        record_call(step, account, slot_time),
     );
     let outcome = &answer.outcome;
     ctx.metrics.api_call(outcome, started.elapsed());
-    read_quota(step, account, &answer, started).await;
+    read_quota(step, account, &answer, started, slot_time).await;
     if answer.clock_corrected() {
         // Signed with a clock its answer (or another's) since showed to be off: the call is
         // made again with the endpoint's time, and the account stays up. Refused again with
@@ -155,22 +157,53 @@ async fn settle(
     }
 }
 
+/// With the shared schedule, every worker's calls are counted as the schedule's in the
+/// database, so that a sibling worker's calls are never taken for another caller's.
+async fn record_call(step: &Step<'_>, account: &Account, slot: Option<time::OffsetDateTime>) {
+    if let Some(slot) = slot {
+        if let Err(err) = store::record_recent_call(&step.ctx.pool, &account.pacer_key, slot).await
+        {
+            debug!(error = %err, "could not record the call for the quota's count");
+        }
+    }
+}
+
 /// What the answer's quota headers say: the metrics; the calls of someone else in the
-/// account's second, for the room the pacer leaves them; after a throttle, the schedule
-/// resumes at the gateway's `TimeLeft` (a guess only when it gives none).
-async fn read_quota(step: &Step<'_>, account: &Account, answer: &Answer, started: Instant) {
+/// account's second, for the room the pacer leaves them (our calls in that second: the shared
+/// schedule's, every worker's, when it is shared; this process's otherwise); after a throttle,
+/// the schedule resumes at the gateway's `TimeLeft` (a guess only when it gives none).
+async fn read_quota(
+    step: &Step<'_>,
+    account: &Account,
+    answer: &Answer,
+    started: Instant,
+    slot: Option<time::OffsetDateTime>,
+) {
     let ctx = step.ctx;
+    let key = &account.pacer_key;
     let binding = answer.quota.binding();
     if let Some((limit, remain)) = binding {
         ctx.metrics.quota(&account.name, limit, remain);
     }
     let throttled = answer.outcome.is_throttled();
+    let schedule_calls = match slot {
+        Some(slot) if throttled => {
+            if let Err(err) = store::forget_recent_call(&ctx.pool, key, slot).await {
+                debug!(error = %err, "could not forget a throttled call");
+            }
+            None
+        }
+        Some(slot) if binding.is_some() => store::count_recent_calls(&ctx.pool, key, slot)
+            .await
+            .map_err(|err| debug!(error = %err, "could not count the schedule's calls"))
+            .ok()
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        _ => None,
+    };
     ctx.quota
-        .answered(&account.pacer_key, started, binding, throttled);
+        .answered(key, started, binding, throttled, schedule_calls);
     if throttled {
-        ctx.pacer
-            .throttled_for(&account.pacer_key, answer.quota.time_left())
-            .await;
+        ctx.pacer.throttled_for(key, answer.quota.time_left()).await;
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{MAX_SLOWDOWN, RECOVERY_STEP, THROTTLE_SLOWDOWN};
+use super::{MAX_SLOWDOWN, RECOVERY_STEP, ROOM_MARGIN, Rate, THROTTLE_SLOWDOWN};
 
 /// One GCRA step: given the schedule `tat`, the time `now` and the period, the slot handed out
 /// and the new schedule.
@@ -25,13 +25,25 @@ pub fn throttled(slowdown: f64) -> f64 {
     (slowdown * THROTTLE_SLOWDOWN).clamp(1.0, MAX_SLOWDOWN)
 }
 
-/// The calls per second the schedule may make on an account configured for `qps`, whose
-/// gateway says its limit is `limit`, while another caller makes `others` calls a second on it
-/// (from the quota headers, [`crate::worker::quota`]): the room they leave, never less than
-/// one call a second, never more than configured.
-pub fn room_qps(qps: u32, limit: Option<u32>, others: u32) -> u32 {
-    let cap = limit.map_or(qps, |l| l.min(qps));
-    cap.saturating_sub(others).max(1)
+/// The pace of an account configured at `rate`, whose gateway says its limit is `limit`, while
+/// another caller makes `others` calls a second on it (from the quota headers,
+/// [`crate::worker::quota`]): the room they leave, never less than one call a second, never
+/// more than configured. Beside another caller the margin is at least [`ROOM_MARGIN`]: its
+/// calls come at their own times, so the window is full to the last call whenever ours are,
+/// and only our margin stands between a few milliseconds of jitter and a throttle.
+pub fn room_rate(rate: Rate, limit: Option<u32>, others: u32) -> Rate {
+    if others == 0 && limit.is_none_or(|l| l >= rate.qps) {
+        return rate;
+    }
+    let cap = limit.map_or(rate.qps, |l| l.min(rate.qps));
+    Rate {
+        qps: cap.saturating_sub(others).max(1),
+        margin: if others > 0 {
+            rate.margin.max(ROOM_MARGIN)
+        } else {
+            rate.margin
+        },
+    }
 }
 
 /// Maps the database's clock onto this process's monotonic clock, the way NTP does: every
@@ -135,13 +147,19 @@ mod tests {
 
     #[test]
     fn room_is_left_to_another_caller() {
-        assert_eq!(room_qps(10, None, 0), 10);
-        assert_eq!(room_qps(10, Some(10), 3), 7);
+        let ten = Rate::new(10);
+        let room = |limit, others| {
+            let r = room_rate(ten, limit, others);
+            (r.qps, r.margin.as_millis())
+        };
+        assert_eq!(room_rate(ten, None, 0), ten);
+        assert_eq!(room_rate(ten, Some(10), 0), ten);
+        assert_eq!(room(Some(10), 3), (7, ROOM_MARGIN.as_millis()));
         // The gateway's limit below ours binds; above, ours does.
-        assert_eq!(room_qps(10, Some(5), 0), 5);
-        assert_eq!(room_qps(10, Some(50), 2), 8);
+        assert_eq!(room(Some(5), 0), (5, ten.margin.as_millis()));
+        assert_eq!(room(Some(50), 2), (8, ROOM_MARGIN.as_millis()));
         // Never stopped altogether: a call a second still goes.
-        assert_eq!(room_qps(10, Some(10), 12), 1);
+        assert_eq!(room(Some(10), 12).0, 1);
     }
 
     #[test]

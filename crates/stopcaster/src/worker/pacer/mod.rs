@@ -30,7 +30,8 @@
 //! Quota headers: after a throttle whose answer says how long until a call is allowed
 //! (`TimeLeft`), the schedule resumes then ([`Pacer::throttled_for`]) rather than one period
 //! later with a slowdown. The room left to another caller seen in the headers is a lower `qps`
-//! for the account ([`room_qps`]), applied where the worker's rates are read.
+//! for the account, with a wider margin ([`room_rate`]), applied where the worker's rates are
+//! read.
 //!
 //! Here: the pacer either kind is and what a slot is; `maths`: the arithmetic, free of I/O;
 //! `local` and `shared`: the two kinds; `reserved`: the guard.
@@ -47,7 +48,7 @@ mod reserved;
 mod shared;
 
 pub use local::LocalPacer;
-pub use maths::{ClockSync, gcra_step, recovered, room_qps, throttled};
+pub use maths::{ClockSync, gcra_step, recovered, room_rate, throttled};
 pub use reserved::Reserved;
 pub use shared::SharedPacer;
 
@@ -66,6 +67,8 @@ pub const PREPARE_LEAD: Duration = Duration::from_millis(100);
 
 /// Multiplier applied to `slowdown` on a throttled call.
 pub const THROTTLE_SLOWDOWN: f64 = 1.25;
+/// The least margin beside another caller of the account ([`room_rate`]).
+pub const ROOM_MARGIN: Duration = Duration::from_millis(20);
 /// Upper bound of `slowdown` (a tenth of the quota).
 pub const MAX_SLOWDOWN: f64 = 10.0;
 /// What each slot takes off `slowdown` (towards 1).
