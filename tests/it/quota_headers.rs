@@ -184,3 +184,35 @@ async fn the_worker_leaves_room_to_another_caller_of_its_account() {
     );
     assert!(metrics.contains("stopcaster_quota_remaining{"), "{metrics}");
 }
+
+/// Two workers of one account on the shared schedule see each other's calls in `Remain`: they
+/// are the schedule's (counted in Postgres), not another caller's, so neither makes room for
+/// the other and together they use the whole quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sibling_workers_leave_no_room_for_each_other() {
+    let config = FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))])
+        .with_account(KEY_ID, ACCOUNT_UID);
+    let env = TestEnv::with_fake(config).await;
+    let a = env.spawn_worker(&[]);
+    let b = env.spawn_worker(&[]);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let n = 150;
+    let casters: Vec<String> = (0..n).map(|i| format!("sibling-{i}")).collect();
+    env.publish_jobs(&casters).await;
+    env.wait_terminal(n, Duration::from_secs(90)).await;
+    assert_eq!(env.count_status("succeeded").await, n);
+    let calls = env.fake.calls();
+    let ours = admitted(&calls, KEY_ID);
+    let (from, to) = (ours[0] + 1.0, *ours.last().unwrap());
+    let rate = ours.iter().filter(|t| (from..=to).contains(*t)).count() as f64 / (to - from);
+    eprintln!("two workers: {rate:.3}/s");
+    assert!(
+        rate >= 0.95 * 10.0,
+        "the two workers made {rate:.3} calls a second"
+    );
+    for worker in [&a, &b] {
+        let logs = worker.logs().join("\n");
+        assert!(!logs.contains("another caller's calls"), "{logs}");
+    }
+}

@@ -485,6 +485,38 @@ mod tests {
     }
 
     #[test]
+    fn a_timestamp_refusal_is_cured_only_by_a_new_correction() {
+        let refused = CallOutcome::CredentialsRefused(crate::ApiError {
+            http_status: 400,
+            code: TIMESTAMP_EXPIRED.into(),
+            message: "Specified time stamp or date value is expired.".into(),
+            request_id: None,
+            host_id: None,
+            recommend: None,
+        });
+        let answer = |outcome: &CallOutcome, signed_with_skew, skew_after| Answer {
+            outcome: outcome.clone(),
+            quota: QuotaHeaders::default(),
+            signed_with_skew,
+            skew_after,
+        };
+        // Signed before the endpoint's Date showed the offset: call again.
+        assert!(answer(&refused, 0, 1200).clock_corrected());
+        // Signed with it already: the correction did not help, the account pauses.
+        assert!(!answer(&refused, 1200, 1200).clock_corrected());
+        assert!(!answer(&refused, 1200, 1201).clock_corrected());
+        // Another refusal is not about the clock.
+        let other = CallOutcome::CredentialsRefused(crate::ApiError {
+            code: "SignatureDoesNotMatch".into(),
+            ..match &refused {
+                CallOutcome::CredentialsRefused(e) => e.clone(),
+                _ => unreachable!(),
+            }
+        });
+        assert!(!answer(&other, 0, 1200).clock_corrected());
+    }
+
+    #[test]
     fn pool_is_sized_to_the_calls_in_flight() {
         let ms = Duration::from_millis;
         // Near: a call takes a few ms, so one connection plus the spares.

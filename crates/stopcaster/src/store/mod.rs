@@ -1,7 +1,7 @@
 //! Every SQL statement of the project, over one `PgPool`: this file holds the pools, the
 //! migrations and the rule for which database errors are worth waiting out; each table's
 //! concern has a file ([`jobs`], [`pacer`], [`parking`], [`pauses`], [`reports`], [`replays`],
-//! [`schedule`], [`dashboard`]). Callers get typed rows; the conditions that keep records exact
+//! [`schedule`], [`dashboard`], [`recent_calls`]). Callers get typed rows; the conditions that keep records exact
 //! (a terminal status is written once, attempt numbers come from one atomic counter) live in
 //! the statements themselves.
 //!

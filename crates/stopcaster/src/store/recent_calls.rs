@@ -5,14 +5,19 @@
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-/// Records a call of `account`'s schedule, leaving at its `slot` (the database's clock).
+/// Records a call of `account`'s schedule, leaving at its `slot` (the database's clock), and
+/// deletes the account's rows older than a few seconds (whether or not answers are counted).
 pub(crate) async fn record_recent_call(
     pool: &PgPool,
     account: &str,
     slot: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "INSERT INTO stopcaster_recent_calls (account, slot) VALUES ($1, $2)",
+        "WITH old AS (
+           DELETE FROM stopcaster_recent_calls
+           WHERE account = $1 AND slot < $2::timestamptz - interval '5 seconds'
+         )
+         INSERT INTO stopcaster_recent_calls (account, slot) VALUES ($1, $2)",
         account,
         slot,
     )
@@ -39,18 +44,14 @@ pub(crate) async fn forget_recent_call(
 }
 
 /// The calls of `account`'s schedule in the second up to `slot` (`(slot - 1 s, slot]`, as the
-/// gateway's window), this one included; rows older than a few seconds are deleted meanwhile.
+/// gateway's window), this one included.
 pub(crate) async fn count_recent_calls(
     pool: &PgPool,
     account: &str,
     slot: OffsetDateTime,
 ) -> Result<i64, sqlx::Error> {
     let count = sqlx::query_scalar!(
-        r#"WITH old AS (
-             DELETE FROM stopcaster_recent_calls
-             WHERE account = $1 AND slot < $2::timestamptz - interval '5 seconds'
-           )
-           SELECT count(*) AS "count!" FROM stopcaster_recent_calls
+        r#"SELECT count(*) AS "count!" FROM stopcaster_recent_calls
            WHERE account = $1 AND slot > $2::timestamptz - interval '1 second' AND slot <= $2"#,
         account,
         slot,
