@@ -87,10 +87,8 @@ impl QuotaWatch {
     ) {
         let mut all = self.0.lock().expect("quota poisoned");
         let account = all.entry(key.to_owned()).or_default();
-        if throttled {
-            if let Some(i) = account.sent.iter().position(|t| *t == sent) {
-                account.sent.remove(i);
-            }
+        if throttled && let Some(i) = account.sent.iter().position(|t| *t == sent) {
+            account.sent.remove(i);
         }
         let Some((limit, remain)) = binding else {
             return;

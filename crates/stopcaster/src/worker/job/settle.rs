@@ -160,11 +160,10 @@ async fn settle(
 /// With the shared schedule, every worker's calls are counted as the schedule's in the
 /// database, so that a sibling worker's calls are never taken for another caller's.
 async fn record_call(step: &Step<'_>, account: &Account, slot: Option<time::OffsetDateTime>) {
-    if let Some(slot) = slot {
-        if let Err(err) = store::record_recent_call(&step.ctx.pool, &account.pacer_key, slot).await
-        {
-            debug!(error = %err, "could not record the call for the quota's count");
-        }
+    if let Some(slot) = slot
+        && let Err(err) = store::record_recent_call(&step.ctx.pool, &account.pacer_key, slot).await
+    {
+        debug!(error = %err, "could not record the call for the quota's count");
     }
 }
 
