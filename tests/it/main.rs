@@ -8,6 +8,7 @@ mod common;
 
 mod broker_migration;
 mod broker_nodes;
+mod clock_skew;
 mod cluster;
 mod credentials;
 mod credentials_provider;
@@ -24,6 +25,7 @@ mod outage;
 mod outage_parking;
 mod pacer;
 mod python_sdk;
+mod quota_headers;
 mod reliability;
 mod restarts;
 mod schedule;

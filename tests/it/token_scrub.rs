@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const WRONG_SECRET: &str = "Wrong-Secret-Never-Shown-1a2b3c4d";
 
 /// Temporary credentials from the stand-in's credentials URI: (AccessKeyId, secret, token).
-async fn temporary_key(env: &TestEnv) -> (String, String, String) {
+pub(crate) async fn temporary_key(env: &TestEnv) -> (String, String, String) {
     let url = format!("{}/_fake/credentials", env.fake.endpoint());
     let body = env
         .http
@@ -41,7 +41,7 @@ async fn temporary_key(env: &TestEnv) -> (String, String, String) {
 
 /// Every form in which `value` could be shown: as is, percent-encoded once (a query) and twice
 /// (a string to sign), and a stretch from its middle (a value cut short).
-fn forms(value: &str) -> Vec<String> {
+pub(crate) fn forms(value: &str) -> Vec<String> {
     let once = percent_encode(value);
     let twice = percent_encode(&once);
     let middle = value[value.len() / 2 - 12..value.len() / 2 + 12].to_owned();
@@ -50,7 +50,7 @@ fn forms(value: &str) -> Vec<String> {
 
 /// The places (by name) where one of `needles` appears in `haystacks`, each with a little of
 /// the text around it.
-fn leaks<'a>(
+pub(crate) fn leaks<'a>(
     needles: &[String],
     haystacks: impl IntoIterator<Item = (String, &'a str)>,
 ) -> Vec<String> {
@@ -73,7 +73,7 @@ fn leaks<'a>(
 }
 
 /// Every row of every table of the test database, as JSON text.
-async fn all_rows(env: &TestEnv) -> Vec<(String, String)> {
+pub(crate) async fn all_rows(env: &TestEnv) -> Vec<(String, String)> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables \
          WHERE table_schema = 'public' ORDER BY table_name",

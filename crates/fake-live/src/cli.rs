@@ -52,6 +52,10 @@ pub struct FakeLiveArgs {
     /// Latency added to each call, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Its clock runs this many seconds ahead (negative: behind): timestamp checks and the
+    /// Date header.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub clock_offset_s: i64,
 }
 
 impl FakeLiveArgs {
@@ -94,6 +98,7 @@ impl FakeLiveArgs {
         config.connect_delay = Duration::from_millis(self.connect_delay_ms);
         config.fail_rate = self.fail_rate;
         config.latency = Duration::from_millis(self.latency_ms);
+        config.clock_offset_s = self.clock_offset_s;
         if let Some(path) = &self.casters {
             config.casters = Some(load_casters(path).map_err(anyhow::Error::msg)?);
         }

@@ -145,6 +145,9 @@ pub struct FakeLiveConfig {
     pub fail_rate: f64,
     /// Added to every call's answer.
     pub latency: Duration,
+    /// Its clock runs this many seconds ahead (negative: behind) of the machine's: its
+    /// timestamp checks and the `Date` of its answers.
+    pub clock_offset_s: i64,
 }
 
 impl FakeLiveConfig {
@@ -161,6 +164,7 @@ impl FakeLiveConfig {
             casters: None,
             fail_rate: 0.0,
             latency: Duration::ZERO,
+            clock_offset_s: 0,
         }
     }
 

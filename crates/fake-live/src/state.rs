@@ -187,6 +187,31 @@ impl Throttle {
             false
         }
     }
+
+    /// What `key`'s window leaves at `now` (read just after [`Throttle::admit`]): the calls
+    /// that remain, and how long until one is admitted again (zero when one would be now).
+    pub(crate) fn remaining(&self, key: &str, now: Instant, qps: u32) -> (u32, Duration) {
+        let in_window: Vec<Instant> = self
+            .windows
+            .get(key)
+            .map(|w| {
+                w.iter()
+                    .copied()
+                    .filter(|t| now.saturating_duration_since(*t) < WINDOW)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let used = u32::try_from(in_window.len()).unwrap_or(u32::MAX);
+        if used < qps {
+            return (qps - used, Duration::ZERO);
+        }
+        // The oldest call that must leave before another fits.
+        let blocking = in_window[(used - qps) as usize];
+        (
+            0,
+            WINDOW.saturating_sub(now.saturating_duration_since(blocking)),
+        )
+    }
 }
 
 /// One call as the log keeps it: compact, since the whole log stays in memory for the tests.
@@ -359,6 +384,24 @@ mod tests {
         // Refused calls did not count: 1000 and 1600 are the two in the window.
         assert!(!th.admit("a", ms(1999), 2));
         assert!(!th.admit("x", ms(0), 0), "qps 0 admits nothing");
+    }
+
+    #[test]
+    fn remaining_is_what_the_window_leaves() {
+        let mut th = Throttle::default();
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        assert_eq!(th.remaining("a", ms(0), 3), (3, Duration::ZERO));
+        assert!(th.admit("a", ms(0), 3));
+        assert_eq!(th.remaining("a", ms(0), 3), (2, Duration::ZERO));
+        assert!(th.admit("a", ms(200), 3));
+        assert!(th.admit("a", ms(300), 3));
+        // Full: the call at 0 leaves the window at 1000.
+        assert_eq!(
+            th.remaining("a", ms(400), 3),
+            (0, Duration::from_millis(600))
+        );
+        assert_eq!(th.remaining("a", ms(1000), 3), (1, Duration::ZERO));
     }
 
     #[test]

@@ -14,6 +14,12 @@
 //! a request with no `Action`, before any quota). The pool keeps idle connections for
 //! [`POOL_IDLE`], with TCP keep-alive, and the connections a busy worker reuses stay open;
 //! after [`REWARM_AFTER_IDLE`] without a call, the next call warms the pool again first.
+//!
+//! # What an answer says besides its body
+//! Each answer's quota headers are read ([`crate::quota`]) and handed back in the [`Answer`];
+//! its `Date` header is a sample of the endpoint's clock ([`crate::skew`]), kept per client
+//! (per endpoint), and every call is signed with the local time corrected by it, so a machine
+//! whose clock is minutes off is not refused with `InvalidTimeStamp.Expired`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,8 +29,35 @@ use tokio::time::Instant;
 use crate::credentials::Credentials;
 use crate::ids::{CasterId, RegionId};
 use crate::outcome::{CallOutcome, TransportError, TransportKind, interpret};
+use crate::quota::QuotaHeaders;
 use crate::signer;
 use crate::signing::{Envelope, SignatureVersion, sign_request};
+use crate::skew::{self, Skew};
+
+/// The code of a call refused for its Timestamp.
+pub const TIMESTAMP_EXPIRED: &str = "InvalidTimeStamp.Expired";
+
+/// What one call came to, and what its answer said besides its body.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub outcome: CallOutcome,
+    /// Its quota headers (empty when there was no answer, or the endpoint sends none).
+    pub quota: QuotaHeaders,
+    /// The clock correction, in seconds, the call was signed with.
+    pub signed_with_skew: i64,
+    /// The client's clock correction once the answer was read.
+    pub skew_after: i64,
+}
+
+impl Answer {
+    /// A refusal of the call's Timestamp that the correction learnt since it was signed (from
+    /// this answer's `Date` or another's) may cure: the call is worth making again, and no
+    /// reason to pause the account. Refused again with the same correction, it is not.
+    pub fn clock_corrected(&self) -> bool {
+        self.outcome.error_code() == Some(TIMESTAMP_EXPIRED)
+            && ((self.skew_after - self.signed_with_skew).abs() as f64) >= skew::STEP
+    }
+}
 
 pub const API_VERSION: &str = "2016-11-01";
 pub const ACTION: &str = "StopCaster";
@@ -151,6 +184,8 @@ pub struct LiveClient {
     signature: SignatureVersion,
     warming: Option<Warming>,
     warmth: Arc<Warmth>,
+    /// The endpoint's clock against ours, from its answers' `Date`.
+    skew: Arc<Mutex<Skew>>,
 }
 
 impl LiveClient {
@@ -185,6 +220,7 @@ impl LiveClient {
             signature: config.signature,
             warming: None,
             warmth: Arc::default(),
+            skew: Arc::default(),
         })
     }
 
@@ -289,8 +325,54 @@ impl LiveClient {
         request: StopCasterRequest<'_>,
         signature: Option<SignatureVersion>,
     ) -> CallOutcome {
+        self.call(credentials, request, signature).await.outcome
+    }
+
+    /// Seconds to add to this machine's clock to read the endpoint's (0 until an answer's
+    /// `Date` shows a difference beyond noise).
+    pub fn clock_skew(&self) -> i64 {
+        self.skew.lock().expect("skew poisoned").correction()
+    }
+
+    /// Takes an answer's `Date` in; logs once when the correction changes by a step.
+    fn observe_date(&self, date: Option<&str>, sent: time::OffsetDateTime) {
+        let Some(date) = date.and_then(crate::time::parse_http_date) else {
+            return;
+        };
+        let unix = |t: time::OffsetDateTime| t.unix_timestamp_nanos() as f64 / 1e9;
+        let sample = skew::sample(
+            date.unix_timestamp(),
+            unix(sent),
+            unix(time::OffsetDateTime::now_utc()),
+        );
+        let (before, after) = {
+            let mut skew = self.skew.lock().expect("skew poisoned");
+            let before = skew.correction();
+            skew.observe(sample);
+            (before, skew.correction())
+        };
+        if ((after - before).abs() as f64) >= skew::STEP {
+            tracing::warn!(
+                endpoint = %self.base,
+                skew_seconds = after,
+                "this machine's clock differs from the endpoint's: calls are signed with the endpoint's time"
+            );
+        }
+    }
+
+    /// Makes one call with this signature (`None`: the client's own), signed with the
+    /// endpoint's time as far as its answers told it, and returns what the answer said.
+    pub async fn call(
+        &self,
+        credentials: &Credentials,
+        request: StopCasterRequest<'_>,
+        signature: Option<SignatureVersion>,
+    ) -> Answer {
+        let signed_with_skew = self.clock_skew();
         let nonce = uuid::Uuid::new_v4().to_string();
-        let timestamp = signer::format_timestamp(time::OffsetDateTime::now_utc());
+        let timestamp = signer::format_timestamp(
+            time::OffsetDateTime::now_utc() + time::Duration::seconds(signed_with_skew),
+        );
         let signed = sign_request(
             signature.unwrap_or(self.signature),
             credentials,
@@ -307,11 +389,27 @@ impl LiveClient {
             post = post.header(*name, value);
         }
         self.touch();
+        let sent = time::OffsetDateTime::now_utc();
+        let answer = |outcome, quota| Answer {
+            outcome,
+            quota,
+            signed_with_skew,
+            skew_after: self.clock_skew(),
+        };
         let response = match post.send().await {
             Ok(response) => response,
-            Err(e) => return CallOutcome::Transport(transport_error(&e)),
+            Err(e) => {
+                return answer(
+                    CallOutcome::Transport(transport_error(&e)),
+                    QuotaHeaders::default(),
+                );
+            }
         };
         let status = response.status().as_u16();
+        let headers = response.headers();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let quota = QuotaHeaders::read(header);
+        self.observe_date(header("date"), sent);
         let outcome = match response.bytes().await {
             Ok(body) => interpret(status, &body),
             Err(e) => CallOutcome::Transport(transport_error(&e)),
@@ -319,7 +417,9 @@ impl LiveClient {
         self.touch();
         // interpret() scrubbed the parameters named like secrets; these are the values
         // themselves, wherever they are.
-        crate::scrub::scrub_outcome(outcome, &crate::scrub::known_values(credentials))
+        let outcome =
+            crate::scrub::scrub_outcome(outcome, &crate::scrub::known_values(credentials));
+        answer(outcome, quota)
     }
 }
 
@@ -382,6 +482,38 @@ mod tests {
             "{q}"
         );
         assert!(q.starts_with("AccessKeyId=testid&Action=StopCaster&CasterId="));
+    }
+
+    #[test]
+    fn a_timestamp_refusal_is_cured_only_by_a_new_correction() {
+        let refused = CallOutcome::CredentialsRefused(crate::ApiError {
+            http_status: 400,
+            code: TIMESTAMP_EXPIRED.into(),
+            message: "Specified time stamp or date value is expired.".into(),
+            request_id: None,
+            host_id: None,
+            recommend: None,
+        });
+        let answer = |outcome: &CallOutcome, signed_with_skew, skew_after| Answer {
+            outcome: outcome.clone(),
+            quota: QuotaHeaders::default(),
+            signed_with_skew,
+            skew_after,
+        };
+        // Signed before the endpoint's Date showed the offset: call again.
+        assert!(answer(&refused, 0, 1200).clock_corrected());
+        // Signed with it already: the correction did not help, the account pauses.
+        assert!(!answer(&refused, 1200, 1200).clock_corrected());
+        assert!(!answer(&refused, 1200, 1201).clock_corrected());
+        // Another refusal is not about the clock.
+        let other = CallOutcome::CredentialsRefused(crate::ApiError {
+            code: "SignatureDoesNotMatch".into(),
+            ..match &refused {
+                CallOutcome::CredentialsRefused(e) => e.clone(),
+                _ => unreachable!(),
+            }
+        });
+        assert!(!answer(&other, 0, 1200).clock_corrected());
     }
 
     #[test]

@@ -159,6 +159,18 @@ impl EndpointClients {
                 .all(|up| up)
     }
 
+    /// Each endpoint in use and its clock's lead over this machine's, in seconds
+    /// ([`LiveClient::clock_skew`]).
+    pub fn clock_skews(&self) -> Vec<(String, i64)> {
+        self.in_use()
+            .into_iter()
+            .filter_map(|endpoint| {
+                let skew = self.clients.get(&endpoint)?.clock_skew();
+                Some((endpoint, skew))
+            })
+            .collect()
+    }
+
     /// The endpoints calls have been made to (or are about to be), in order.
     pub fn in_use(&self) -> Vec<String> {
         self.in_use

@@ -1,5 +1,5 @@
-//! Every timestamp text of the project, in one place: the RPC protocol's, and the fixed
-//! precision one the audit and the stand-in's call log print.
+//! Every timestamp text of the project, in one place: the RPC protocol's, HTTP's `Date`, and
+//! the fixed precision one the audit and the stand-in's call log print.
 
 use time::format_description::FormatItem;
 use time::macros::format_description;
@@ -26,6 +26,23 @@ pub fn rfc3339_seconds(at: OffsetDateTime) -> String {
 /// Parses a `YYYY-MM-DDTHH:MM:SSZ` timestamp (the stand-in checks clients' clocks with it).
 pub fn parse_rpc_timestamp(s: &str) -> Option<OffsetDateTime> {
     PrimitiveDateTime::parse(s, RPC)
+        .ok()
+        .map(|t| t.assume_utc())
+}
+
+/// HTTP's `Date`: `Thu, 03 Dec 2026 15:20:52 GMT` (RFC 9110's IMF-fixdate, always GMT).
+const HTTP_DATE: &[FormatItem<'_>] = format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
+
+/// An HTTP `Date` header's text (the stand-in sends its clock's in every answer).
+pub fn http_date(at: OffsetDateTime) -> String {
+    format_utc(at, HTTP_DATE)
+}
+
+/// Parses an HTTP `Date` header (IMF-fixdate, the only form servers send today).
+pub fn parse_http_date(s: &str) -> Option<OffsetDateTime> {
+    PrimitiveDateTime::parse(s.trim(), HTTP_DATE)
         .ok()
         .map(|t| t.assume_utc())
 }
@@ -71,5 +88,9 @@ mod tests {
         assert_eq!(parse_rpc_timestamp("2024-01-02T03:04:05Z"), Some(whole));
         assert_eq!(parse_rpc_timestamp("2024-01-02 03:04:05"), None);
         assert_eq!(parse_rpc_timestamp("2024-01-02T03:04:05"), None);
+        let date = datetime!(2026-12-03 15:20:52 UTC);
+        assert_eq!(http_date(date), "Thu, 03 Dec 2026 15:20:52 GMT");
+        assert_eq!(parse_http_date("Thu, 03 Dec 2026 15:20:52 GMT"), Some(date));
+        assert_eq!(parse_http_date("2026-12-03T15:20:52Z"), None);
     }
 }

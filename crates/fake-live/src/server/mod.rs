@@ -73,7 +73,8 @@ async fn rpc(
     // A V3 request's own parameters travel in its headers: read them before routing.
     let v3 = verify_v3::is_v3(&headers)
         .then(|| verify_v3::read(method, query.as_deref(), &headers, &body, &mut params));
-    let wall_now = OffsetDateTime::now_utc();
+    // The stand-in's own clock, `--clock-offset-s` off: its timestamp checks and its `Date`.
+    let wall_now = OffsetDateTime::now_utc() + shared.clock_offset;
     let request_id = uuid::Uuid::new_v4();
     let request_id_text = protocol::request_id_text(request_id);
     let routed = verify::route(&params);
@@ -105,7 +106,8 @@ async fn rpc(
     let account = account_of(&shared, &params, early.is_some(), &verified);
     let fail_rate = shared.fail_rate();
 
-    let decision = {
+    let oidc = early.is_some();
+    let (decision, quota) = {
         let mut st = shared.lock();
         // Taken under the lock, so log order is decision order and times never go backwards.
         let now = Instant::now();
@@ -140,14 +142,41 @@ async fn rpc(
             line.signature = if v3.is_some() { "v3" } else { "v1" };
             st.log.push(line);
         }
-        decision
+        let quota = match (&verified, oidc) {
+            (Ok(v), false) if v.action == Action::StopCaster => {
+                let (remain, time_left) = st.throttle.remaining(&v.caller.account, now, shared.qps);
+                Some(quota_header(shared.qps, remain, time_left, wall_now))
+            }
+            _ => None,
+        };
+        (decision, quota)
     };
     trace(&params, method, &decision, &request_id_text);
     let delay = shared.latency() + decision.delay;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    respond(decision.answer, &request_id_text, service, &conn)
+    let mut response = respond(decision.answer, &request_id_text, service, &conn);
+    let headers = response.headers_mut();
+    // Ours, not hyper's: the stand-in's clock may be set off.
+    if let Ok(date) = HeaderValue::from_str(&stopcaster_live::time::http_date(wall_now)) {
+        headers.insert(header::DATE, date);
+    }
+    if let Some(quota) = quota.and_then(|q| HeaderValue::from_str(&q).ok()) {
+        headers.insert(stopcaster_live::quota::USER_API_HEADER, quota);
+    }
+    response
+}
+
+/// `x-ratelimit-user-api` as Alibaba's gateway writes it: the account's limit, the calls left
+/// in the current (sliding) second, the milliseconds until a call is admitted again, and when
+/// that is, in Unix seconds.
+fn quota_header(limit: u32, remain: u32, time_left: Duration, wall_now: OffsetDateTime) -> String {
+    let reset = (wall_now + time_left).unix_timestamp();
+    format!(
+        "Limit:{limit},Remain:{remain},TimeLeft:{},Reset:{reset}",
+        time_left.as_millis()
+    )
 }
 
 /// The query's parameters, and a form body's.

@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(super) oidc_token_file: Option<PathBuf>,
     pub metadata: Metadata,
     pub(super) qps: u32,
+    /// Added to the real time: the stand-in's clock (`--clock-offset-s`).
+    pub(super) clock_offset: time::Duration,
     fail_rate_bits: AtomicU64,
     latency_ns: AtomicU64,
     pub(super) clock: Clock,
@@ -64,6 +66,7 @@ impl Shared {
             oidc_token_file: config.oidc_token_file,
             metadata: Metadata::default(),
             qps: config.qps,
+            clock_offset: time::Duration::seconds(config.clock_offset_s),
             fail_rate_bits: AtomicU64::new(0),
             latency_ns: AtomicU64::new(0),
             clock: Clock::new(),

@@ -1,7 +1,7 @@
 //! Every SQL statement of the project, over one `PgPool`: this file holds the pools, the
 //! migrations and the rule for which database errors are worth waiting out; each table's
 //! concern has a file ([`jobs`], [`pacer`], [`parking`], [`pauses`], [`operator_pauses`], [`audit`], [`reports`], [`replays`],
-//! [`schedule`], [`dashboard`]). Callers get typed rows; the conditions that keep records exact
+//! [`schedule`], [`dashboard`], [`recent_calls`]). Callers get typed rows; the conditions that keep records exact
 //! (a terminal status is written once, attempt numbers come from one atomic counter) live in
 //! the statements themselves.
 //!
@@ -23,6 +23,7 @@ mod operator_pauses;
 mod pacer;
 mod parking;
 mod pauses;
+mod recent_calls;
 mod replays;
 mod reports;
 mod schedule;
@@ -44,6 +45,7 @@ pub use pacer::pacer_state;
 pub(crate) use pacer::{push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer};
 pub(crate) use parking::{claim_unparked, park_job, release_parked, waiting};
 pub(crate) use pauses::{clear_pauses, record_pause, withdraw_attempt};
+pub(crate) use recent_calls::{count_recent_calls, forget_recent_call, record_recent_call};
 pub(crate) use replays::{ReplayRecord, reopen_for_replay};
 pub(crate) use reports::{
     JobFilter, JobRow, ReportSummary, call_totals, filter_job_ids, report_jobs, report_summary,

@@ -49,11 +49,15 @@ async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        health.metrics.render(
-            health.in_flight.len(),
-            &health.pauses.paused(),
-            &health.pauses.held(),
-        ),
+        {
+            let mut text = health.metrics.render(
+                health.in_flight.len(),
+                &health.pauses.paused(),
+                &health.pauses.held(),
+            );
+            super::metrics::render_clock_skews(&mut text, &health.clients.clock_skews());
+            text
+        },
     )
 }
 

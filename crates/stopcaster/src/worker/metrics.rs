@@ -49,6 +49,8 @@ struct Inner {
     lateness_buckets: [AtomicU64; LATENESS_BUCKETS.len()],
     lateness_count: AtomicU64,
     lateness_sum_us: AtomicU64,
+    /// Per account: the last (Limit, Remain) its answers' quota headers gave.
+    quota: Mutex<BTreeMap<String, (u32, u32)>>,
 }
 
 impl Metrics {
@@ -84,6 +86,16 @@ impl Metrics {
         self.0
             .latency_sum_us
             .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// What an answer's quota headers said of `account` (`stopcaster_quota_limit`,
+    /// `stopcaster_quota_remaining`).
+    pub(super) fn quota(&self, account: &str, limit: u32, remain: u32) {
+        self.0
+            .quota
+            .lock()
+            .expect("metrics poisoned")
+            .insert(account.to_owned(), (limit, remain));
     }
 
     pub(super) fn pacer_wait(&self, wait: Duration) {
@@ -181,7 +193,28 @@ impl Metrics {
             &self.0.lateness_sum_us,
         );
         self.render_gauges(&mut out, in_flight);
+        self.render_quota(&mut out);
         out
+    }
+
+    fn render_quota(&self, out: &mut String) {
+        let quota = self.0.quota.lock().expect("metrics poisoned");
+        out.push_str("# HELP stopcaster_quota_limit The account's calls per second, as its last answer's quota header gave it.\n# TYPE stopcaster_quota_limit gauge\n");
+        for (account, (limit, _)) in quota.iter() {
+            let _ = writeln!(
+                out,
+                "stopcaster_quota_limit{{account=\"{}\"}} {limit}",
+                label(account)
+            );
+        }
+        out.push_str("# HELP stopcaster_quota_remaining Calls left in the account's current second, as its last answer's quota header gave it.\n# TYPE stopcaster_quota_remaining gauge\n");
+        for (account, (_, remain)) in quota.iter() {
+            let _ = writeln!(
+                out,
+                "stopcaster_quota_remaining{{account=\"{}\"}} {remain}",
+                label(account)
+            );
+        }
     }
 
     fn render_counters(
@@ -315,6 +348,18 @@ fn histogram(
     let _ = writeln!(out, "{name}_count {count}");
 }
 
+/// `stopcaster_clock_skew_seconds`: each endpoint's clock against this machine's.
+pub(super) fn render_clock_skews(out: &mut String, skews: &[(String, i64)]) {
+    out.push_str("# HELP stopcaster_clock_skew_seconds The endpoint's clock minus this machine's, from its answers' Date; calls are signed with it added.\n# TYPE stopcaster_clock_skew_seconds gauge\n");
+    for (endpoint, skew) in skews {
+        let _ = writeln!(
+            out,
+            "stopcaster_clock_skew_seconds{{endpoint=\"{}\"}} {skew}",
+            label(endpoint)
+        );
+    }
+}
+
 /// A Prometheus label value, escaped.
 fn label(value: &str) -> String {
     value
@@ -387,5 +432,15 @@ mod tests {
         assert!(text.contains("stopcaster_call_lateness_seconds_bucket{le=\"0.025\"} 0"));
         assert!(text.contains("stopcaster_call_lateness_seconds_bucket{le=\"0.05\"} 1"));
         assert!(text.contains("stopcaster_call_lateness_seconds_count 1"));
+        m.quota("prod", 10, 4);
+        let text = m.render(0, &[]);
+        assert!(
+            text.contains("stopcaster_quota_limit{account=\"prod\"} 10"),
+            "{text}"
+        );
+        assert!(text.contains("stopcaster_quota_remaining{account=\"prod\"} 4"));
+        let mut out = String::new();
+        render_clock_skews(&mut out, &[("http://x".to_owned(), 1200)]);
+        assert!(out.contains("stopcaster_clock_skew_seconds{endpoint=\"http://x\"} 1200"));
     }
 }

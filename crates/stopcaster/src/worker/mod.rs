@@ -4,6 +4,8 @@
 //! - [`job`]: one delivery from bytes to a disposition (parse, record, pace, call, decide).
 //! - [`verdict`]: what to do after a call, a pure function; [`backoff`]: the delay before a retry.
 //! - [`pacer`]: calls on the account's quota, shared by every replica through Postgres.
+//! - [`quota`]: what Alibaba's quota headers say of each account: the metrics, and the room the
+//!   pacer leaves another caller.
 //! - [`pause`]: accounts whose credentials were refused, or whose [`circuit`] opened (the
 //!   endpoint cannot be reached or keeps failing), wait, one probe call at a time; [`reach`]
 //!   brings the probe forward when an unreachable endpoint answers again; [`operator`] reads
@@ -26,6 +28,7 @@ mod metrics;
 mod operator;
 pub mod pacer;
 mod pause;
+mod quota;
 mod reach;
 mod session;
 mod stager;
@@ -75,8 +78,11 @@ pub async fn run(
         tracing::info!("shut down before the database was reachable; nothing was taken");
         return Ok(false);
     };
-    let pacer = start::pacer(&args, &database, &accounts).await?;
-    let ctx = Arc::new(start::job_context(pool, pacer, accounts, &api, &args)?);
+    let quota = quota::QuotaWatch::default();
+    let pacer = start::pacer(&args, &database, &accounts, quota.clone()).await?;
+    let ctx = Arc::new(start::job_context(
+        pool, pacer, quota, accounts, &api, &args,
+    )?);
     ctx.metrics.set_database_up(true);
     if let Some(addr) = args.metrics_addr {
         start::serve_health(addr, &ctx, &shutdown).await?;

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::Backoff;
 use super::health;
 use super::job::JobContext;
-use super::pacer::{LocalPacer, Pacer, Rate, SharedPacer};
+use super::pacer::{LocalPacer, Pacer, Rate, SharedPacer, room_rate};
+use super::quota::QuotaWatch;
 use crate::config::{ApiArgs, ConfigError, DatabaseArgs, PacerKind, WorkerArgs};
 use crate::redact::url_without_password;
 use crate::store;
@@ -129,17 +130,23 @@ pub(super) async fn database(
     }
 }
 
-/// The pacer this worker's settings ask for, each account on its own quota.
+/// The pacer this worker's settings ask for, each account on its own quota, less the room
+/// another caller seen in the quota headers uses.
 pub(super) async fn pacer(
     args: &WorkerArgs,
     database: &DatabaseArgs,
     accounts: &Accounts,
+    quota: QuotaWatch,
 ) -> Result<Pacer, StartError> {
     let rate_accounts = accounts.clone();
     let margin = Duration::from_millis(args.pacer_margin_ms);
-    let rates = move |key: &str| Rate {
-        qps: rate_accounts.qps_of(key).unwrap_or(1),
-        margin,
+    let rates = move |key: &str| {
+        let (limit, others) = quota.seen(key);
+        let configured = Rate {
+            qps: rate_accounts.qps_of(key).unwrap_or(1),
+            margin,
+        };
+        room_rate(configured, limit, others)
     };
     Ok(match args.pacer {
         PacerKind::Shared => Pacer::Shared(SharedPacer::new(
@@ -196,6 +203,7 @@ fn worker_id() -> String {
 pub(super) fn job_context(
     pool: PgPool,
     pacer: Pacer,
+    quota: QuotaWatch,
     accounts: Accounts,
     api: &ApiArgs,
     args: &WorkerArgs,
@@ -227,6 +235,7 @@ pub(super) fn job_context(
         metrics: Default::default(),
         pauses: Default::default(),
         wake_stager: Default::default(),
+        quota,
     })
 }
 

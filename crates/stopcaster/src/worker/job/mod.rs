@@ -65,6 +65,8 @@ pub(super) struct JobContext {
     pub pauses: Pauses,
     /// Wakes the stager at once, when parked jobs were released.
     pub wake_stager: Arc<Notify>,
+    /// What the quota headers said of each account; the pacer's rates read it.
+    pub quota: crate::worker::quota::QuotaWatch,
 }
 
 /// What to do with a delivery once its outcome is committed.

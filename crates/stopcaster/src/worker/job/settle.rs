@@ -1,12 +1,13 @@
 //! The call and what follows it: wait for the slot, check the account's gate once more, send,
-//! tell the account's pause and circuit what the answer says, then commit the attempt with its
+//! read the answer's quota headers, call again a refusal of a timestamp the endpoint's `Date`
+//! has corrected since, tell the account's pause and circuit what the answer says, then commit the attempt with its
 //! verdict, give it back to the budget if its account paused, or schedule the retry. Each
 //! attempt's lines carry its number in an `attempt` span of their own.
 
 use std::time::Duration;
 
 use stopcaster_live::accounts::Account;
-use stopcaster_live::{CallOutcome, StopCasterRequest};
+use stopcaster_live::{Answer, CallOutcome, StopCasterRequest};
 use tokio::time::Instant;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
@@ -117,18 +118,33 @@ async fn settle(
     // latency, twenty more slots would be handed out on the old schedule before its answer
     // came back, and the late call and the next on time would share a server second with
     // ten others.
-    let (outcome, ()) = tokio::join!(
-        client.stop_caster_signed(&credentials, request, account.signature_version),
+    ctx.quota.sent(&account.pacer_key, started);
+    let slot_time = slot.database_time();
+    let (answer, (), ()) = tokio::join!(
+        client.call(&credentials, request, account.signature_version),
         ctx.pacer.sent(&slot, started),
+        record_call(step, account, slot_time),
     );
     let answered = Instant::now();
-    ctx.metrics.api_call(&outcome, answered - started);
+    let outcome = &answer.outcome;
+    ctx.metrics.api_call(outcome, answered - started);
     // A slow round trip may have reached the server late: the calls after it keep their
     // distance from where it may have landed.
     ctx.pacer.answered(&slot, started, answered).await;
-    if outcome.is_throttled() {
-        ctx.pacer.throttled(&account.pacer_key).await;
+    read_quota(step, account, &answer, started, slot_time).await;
+    if answer.clock_corrected() {
+        // Signed with a clock its answer (or another's) since showed to be off: the call is
+        // made again with the endpoint's time, and the account stays up. Refused again with
+        // that time, it pauses as any refusal does.
+        info!(
+            skew_seconds = answer.skew_after,
+            "timestamp refused: clock corrected from the endpoint's Date, calling again"
+        );
+        step.db(|| store::finish_given_back_attempt(&ctx.pool, job.job_id, attempt, outcome))
+            .await?;
+        return Ok(Settled::WaitedForAccount);
     }
+    let outcome = outcome.clone();
     let report = tell_pause(step, job, account, &outcome, probe).await;
     log_outcome(&outcome);
     if decide::given_back(&outcome, report.paused) {
@@ -142,6 +158,55 @@ async fn settle(
             Ok(Settled::WaitedForAccount)
         }
         Next::Retry => retry(step, job, attempt, &outcome).await,
+    }
+}
+
+/// With the shared schedule, every worker's calls are counted as the schedule's in the
+/// database, so that a sibling worker's calls are never taken for another caller's.
+async fn record_call(step: &Step<'_>, account: &Account, slot: Option<time::OffsetDateTime>) {
+    if let Some(slot) = slot
+        && let Err(err) = store::record_recent_call(&step.ctx.pool, &account.pacer_key, slot).await
+    {
+        debug!(error = %err, "could not record the call for the quota's count");
+    }
+}
+
+/// What the answer's quota headers say: the metrics; the calls of someone else in the
+/// account's second, for the room the pacer leaves them (our calls in that second: the shared
+/// schedule's, every worker's, when it is shared; this process's otherwise); after a throttle,
+/// the schedule resumes at the gateway's `TimeLeft` (a guess only when it gives none).
+async fn read_quota(
+    step: &Step<'_>,
+    account: &Account,
+    answer: &Answer,
+    started: Instant,
+    slot: Option<time::OffsetDateTime>,
+) {
+    let ctx = step.ctx;
+    let key = &account.pacer_key;
+    let binding = answer.quota.binding();
+    if let Some((limit, remain)) = binding {
+        ctx.metrics.quota(&account.name, limit, remain);
+    }
+    let throttled = answer.outcome.is_throttled();
+    let schedule_calls = match slot {
+        Some(slot) if throttled => {
+            if let Err(err) = store::forget_recent_call(&ctx.pool, key, slot).await {
+                debug!(error = %err, "could not forget a throttled call");
+            }
+            None
+        }
+        Some(slot) if binding.is_some() => store::count_recent_calls(&ctx.pool, key, slot)
+            .await
+            .map_err(|err| debug!(error = %err, "could not count the schedule's calls"))
+            .ok()
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        _ => None,
+    };
+    ctx.quota
+        .answered(key, started, binding, throttled, schedule_calls);
+    if throttled {
+        ctx.pacer.throttled_for(key, answer.quota.time_left()).await;
     }
 }
 

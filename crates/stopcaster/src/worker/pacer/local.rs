@@ -101,6 +101,15 @@ impl LocalPacer {
         }
     }
 
+    pub(super) fn throttled_for(&self, account: &str, time_left: Duration) {
+        let mut state = self.state.lock().expect("pacer state poisoned");
+        let now = self.epoch.elapsed();
+        let entry = state
+            .entry(account.to_owned())
+            .or_insert((Duration::ZERO, 1.0));
+        entry.0 = entry.0.max(now + time_left);
+    }
+
     pub(super) fn throttled(&self, account: &str) {
         let mut state = self.state.lock().expect("pacer state poisoned");
         let now = self.epoch.elapsed();

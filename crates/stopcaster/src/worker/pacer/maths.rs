@@ -1,14 +1,14 @@
 //! The pacer's arithmetic, free of I/O so it can be tested alone: one GCRA step and where its
 //! slot may start (no lead for an idle schedule), how far a late call pushes the schedule back
 //! (at its departure, then at its answer), the floor of an account's round trips, the
-//! throttling slowdown and its recovery, and the mapping of the database's clock onto this
-//! process's.
+//! throttling slowdown and its recovery, the room left to another caller of the account, and
+//! the mapping of the database's clock onto this process's.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{MAX_SLOWDOWN, RECOVERY_STEP, THROTTLE_SLOWDOWN};
+use super::{MAX_SLOWDOWN, RECOVERY_STEP, ROOM_MARGIN, Rate, THROTTLE_SLOWDOWN};
 
 /// One GCRA step: given the schedule `tat`, the time `now` and the period, the slot handed out
 /// and the new schedule.
@@ -103,6 +103,27 @@ pub fn recovered(slowdown: f64) -> f64 {
 /// Slowdown after a throttled call.
 pub fn throttled(slowdown: f64) -> f64 {
     (slowdown * THROTTLE_SLOWDOWN).clamp(1.0, MAX_SLOWDOWN)
+}
+
+/// The pace of an account configured at `rate`, whose gateway says its limit is `limit`, while
+/// another caller makes `others` calls a second on it (from the quota headers,
+/// [`crate::worker::quota`]): the room they leave, never less than one call a second, never
+/// more than configured. Beside another caller the margin is at least [`ROOM_MARGIN`]: its
+/// calls come at their own times, so the window is full to the last call whenever ours are,
+/// and only our margin stands between a few milliseconds of jitter and a throttle.
+pub fn room_rate(rate: Rate, limit: Option<u32>, others: u32) -> Rate {
+    if others == 0 && limit.is_none_or(|l| l >= rate.qps) {
+        return rate;
+    }
+    let cap = limit.map_or(rate.qps, |l| l.min(rate.qps));
+    Rate {
+        qps: cap.saturating_sub(others).max(1),
+        margin: if others > 0 {
+            rate.margin.max(ROOM_MARGIN)
+        } else {
+            rate.margin
+        },
+    }
 }
 
 /// Maps the database's clock onto this process's monotonic clock, the way NTP does: every
@@ -315,6 +336,23 @@ mod tests {
         );
         let moved = RttFloor::observe(Some(kept), ms(103), later);
         assert_eq!(RttFloor::excess(Some(&moved), ms(110), later), ms(7));
+    }
+
+    #[test]
+    fn room_is_left_to_another_caller() {
+        let ten = Rate::new(10);
+        let room = |limit, others| {
+            let r = room_rate(ten, limit, others);
+            (r.qps, r.margin.as_millis())
+        };
+        assert_eq!(room_rate(ten, None, 0), ten);
+        assert_eq!(room_rate(ten, Some(10), 0), ten);
+        assert_eq!(room(Some(10), 3), (7, ROOM_MARGIN.as_millis()));
+        // The gateway's limit below ours binds; above, ours does.
+        assert_eq!(room(Some(5), 0), (5, ten.margin.as_millis()));
+        assert_eq!(room(Some(50), 2), (8, ROOM_MARGIN.as_millis()));
+        // Never stopped altogether: a call a second still goes.
+        assert_eq!(room(Some(10), 12).0, 1);
     }
 
     #[test]

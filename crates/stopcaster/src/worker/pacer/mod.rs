@@ -35,6 +35,12 @@
 //! each later slot takes 0.02 off `slowdown`, so the rate recovers within about a dozen calls,
 //! and repeated throttling (a competitor that stays) compounds into a lasting slowdown.
 //!
+//! Quota headers: after a throttle whose answer says how long until a call is allowed
+//! (`TimeLeft`), the schedule resumes then ([`Pacer::throttled_for`]) rather than one period
+//! later with a slowdown. The room left to another caller seen in the headers is a lower `qps`
+//! for the account, with a wider margin ([`room_rate`]), applied where the worker's rates are
+//! read.
+//!
 //! Here: the pacer either kind is and what a slot is; `maths`: the arithmetic, free of I/O;
 //! `local` and `shared`: the two kinds; `reserved`: the guard.
 
@@ -53,7 +59,7 @@ mod shared;
 pub use local::LocalPacer;
 pub use maths::{
     ClockSync, FLOOR_AGEING, RttFloor, answer_push, departure_push, earliest_slot, gcra_step,
-    recovered, throttled,
+    recovered, room_rate, throttled,
 };
 pub use reserved::Reserved;
 pub use shared::SharedPacer;
@@ -73,6 +79,8 @@ pub const PREPARE_LEAD: Duration = Duration::from_millis(100);
 
 /// Multiplier applied to `slowdown` on a throttled call.
 pub const THROTTLE_SLOWDOWN: f64 = 1.25;
+/// The least margin beside another caller of the account ([`room_rate`]).
+pub const ROOM_MARGIN: Duration = Duration::from_millis(20);
 /// Upper bound of `slowdown` (a tenth of the quota).
 pub const MAX_SLOWDOWN: f64 = 10.0;
 /// What each slot takes off `slowdown` (towards 1).
@@ -239,6 +247,23 @@ impl Pacer {
             Pacer::Shared(p) => &p.rates,
         };
         rates(account).margin / 2
+    }
+
+    /// Reports a throttled call whose answer said when a call is allowed again: the account's
+    /// schedule resumes no earlier than `time_left` from now, for everyone (the gateway's own
+    /// word, so no slowdown is guessed). Without it, [`Pacer::throttled`].
+    pub async fn throttled_for(&self, account: &str, time_left: Option<Duration>) {
+        let Some(time_left) = time_left else {
+            return self.throttled(account).await;
+        };
+        match self {
+            Pacer::Local(p) => p.throttled_for(account, time_left),
+            Pacer::Shared(p) => {
+                if let Err(e) = p.throttled_for(account, time_left).await {
+                    tracing::warn!(error = %e, "could not record throttling in the shared pacer");
+                }
+            }
+        }
     }
 
     /// Reports a throttled call: slow the account down for everyone.

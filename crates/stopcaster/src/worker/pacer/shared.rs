@@ -97,6 +97,17 @@ impl SharedPacer {
         .await
     }
 
+    /// Resumes the schedule no earlier than `time_left` from now (the gateway's `TimeLeft`), at
+    /// most once per `time_left` however many replicas report the same throttle; `slowdown`
+    /// stays as it is.
+    pub(super) async fn throttled_for(
+        &self,
+        account: &str,
+        time_left: Duration,
+    ) -> Result<(), sqlx::Error> {
+        crate::store::throttle_pacer(&self.pool, account, time_left, 1.0, MAX_SLOWDOWN).await
+    }
+
     pub(super) async fn push_back(&self, account: &str, by: Duration) -> Result<(), sqlx::Error> {
         crate::store::push_back_pacer(&self.pool, account, by).await
     }
