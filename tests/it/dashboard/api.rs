@@ -87,7 +87,9 @@ async fn tokens_are_checked_at_each_request_and_never_shown() {
     .unwrap();
     let who: Vec<_> = audited
         .iter()
-        .map(|(actor, source, target, count)| (actor.as_str(), source.as_str(), target.as_str(), *count))
+        .map(|(actor, source, target, count)| {
+            (actor.as_str(), source.as_str(), target.as_str(), *count)
+        })
         .collect();
     assert_eq!(
         who,

@@ -36,7 +36,7 @@ pub struct JobFilter {
 impl JobFilter {
     /// `--batch b --error-code X`: a filter as the flags that give it, values escaped.
     pub(crate) fn describe(&self) -> String {
-            let f = self;
+        let f = self;
         let shown = |v: &str| {
             crate::domain::display::bounded(v, crate::domain::display::CELL_CHARS).into_owned()
         };

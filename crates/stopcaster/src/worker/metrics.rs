@@ -433,7 +433,7 @@ mod tests {
         assert!(text.contains("stopcaster_call_lateness_seconds_bucket{le=\"0.05\"} 1"));
         assert!(text.contains("stopcaster_call_lateness_seconds_count 1"));
         m.quota("prod", 10, 4);
-        let text = m.render(0, &[]);
+        let text = m.render(0, &[], &[]);
         assert!(
             text.contains("stopcaster_quota_limit{account=\"prod\"} 10"),
             "{text}"

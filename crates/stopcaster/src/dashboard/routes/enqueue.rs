@@ -105,7 +105,13 @@ pub(crate) async fn enqueue_api(
             tracing::warn!(token = %token, error = %e, "POST /api/jobs: publishing failed");
             record(
                 &state,
-                Entry::new(Action::Enqueue, &who, &target, Some(0), Outcome::Failed(e.to_string())),
+                Entry::new(
+                    Action::Enqueue,
+                    &who,
+                    &target,
+                    Some(0),
+                    Outcome::Failed(e.to_string()),
+                ),
             )
             .await;
             return (
@@ -138,7 +144,10 @@ pub(crate) async fn enqueue_api(
     let outcome = if all {
         Outcome::Ok
     } else {
-        Outcome::Partial(format!("{} not confirmed by the broker", messages.len() - published))
+        Outcome::Partial(format!(
+            "{} not confirmed by the broker",
+            messages.len() - published
+        ))
     };
     record(
         &state,

@@ -322,8 +322,11 @@ pub(super) async fn cancel_matching_api(
 ) -> Response {
     let who = auth::who(&headers, peer.ip());
     // The one place a cancel by filter from the dashboard is recorded.
-    let mut recorded: (String, Option<usize>, Outcome) =
-        ("jobs matching an unreadable filter".into(), Some(0), Outcome::Failed("refused".into()));
+    let mut recorded: (String, Option<usize>, Outcome) = (
+        "jobs matching an unreadable filter".into(),
+        Some(0),
+        Outcome::Failed("refused".into()),
+    );
     let result: Result<Response, Failure> = async {
         let request: CancelMatching = serde_json::from_slice(&body)
             .map_err(|e| Failure::bad_request(format!("expected {{\"filter\": {{...}}}}: {e}")))?;
