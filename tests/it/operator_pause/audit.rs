@@ -87,7 +87,7 @@ async fn every_action_is_recorded_with_its_actor_source_and_count() {
     let cancel = find("cancel");
     assert_eq!(
         (cancel[0]["count"].as_i64(), cancel[0]["target"].as_str()),
-        (Some(1), Some("batch later"))
+        (Some(1), Some("--batch later"))
     );
     let pause = find("pause");
     assert_eq!(pause[0]["actor"], ESC, "kept as typed; escaped where shown");

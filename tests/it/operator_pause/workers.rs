@@ -121,7 +121,8 @@ async fn two_workers_honour_pause_and_resume_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_until_lifts_by_itself_and_holds_scheduled_stops() {
     let env = TestEnv::new().await;
-    let worker = env.spawn_worker(&[]);
+    let metrics = common::free_addr();
+    let worker = env.spawn_worker(&[("STOPCASTER_METRICS_ADDR", metrics.as_str())]);
     worker.wait_ready().await;
     let out = cli_ok(
         &env,
@@ -138,6 +139,15 @@ async fn a_pause_until_lifts_by_itself_and_holds_scheduled_stops() {
     assert!(out.contains("paused until 20"), "{out}");
     let paused = OffsetDateTime::now_utc();
     let until = paused + time::Duration::seconds(4);
+    // Workers read the pauses within a second (the contract's promise, tested above): the
+    // jobs go in once this one says it holds the account, not in the second before.
+    let readyz = format!("http://{metrics}/readyz");
+    wait_for(WAIT, || async {
+        let (status, body) = common::http::get(&env.http, &readyz).await;
+        status == 503 && body.contains("paused by operator")
+    })
+    .await
+    .expect("the worker reads the pause");
     cli_ok(&env, &["enqueue", "--batch", "now", "u-1", "u-2", "u-3"]);
     // Due before the pause ends: held past its time.
     let due = (OffsetDateTime::now_utc() + time::Duration::milliseconds(1_500))
