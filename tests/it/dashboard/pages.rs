@@ -49,10 +49,31 @@ async fn pages_show_a_batch_and_hostile_strings_stay_text() {
             .contains(&format!("{}.dead", env.prefix))
     );
     assert!(browser.exists("svg.bars rect").await, "the chart has bars");
+    // The quota line is fake-live's `Limit` (its 1,000/s), not the dashboard's configured
+    // 10/s, and the caption shows the header of the latest answer, as its attempt recorded it:
+    // the dashboard never sees the worker's memory.
+    let (limit, remain): (i32, i32) = sqlx::query_as(
+        "SELECT quota_limit, quota_remain FROM caster_stop_attempts
+         WHERE quota_limit IS NOT NULL ORDER BY finished_at DESC LIMIT 1",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .expect("the answers' quota header is on their attempts");
+    assert_eq!(limit, 1000, "fake-live's quota");
+    assert!(remain < limit, "this call counted: {remain}");
+    let caption = format!("quota 1000/s (Alibaba's header: Limit 1000, Remain {remain})");
     assert!(
-        browser.body_text().await.contains("quota 10/s"),
-        "{}",
+        browser.body_text().await.contains(&caption),
+        "{caption}: {}",
         browser.body_text().await
+    );
+    let (status, overview) = common::http::get(&env.http, &dash.url("/api/overview")).await;
+    assert_eq!(status, 200, "{overview}");
+    let overview: Value = serde_json::from_str(&overview).unwrap();
+    assert_eq!(
+        overview["calls"][0]["quota_header"],
+        json!({"limit": limit, "remain": remain}),
+        "{overview}"
     );
     assert_eq!(
         browser.eval("return document.scripts.length").await,

@@ -182,7 +182,10 @@ impl Record {
             &self.pool,
             self.job_id,
             self.attempt,
-            outcome,
+            store::Answered {
+                outcome,
+                quota: None,
+            },
             Some(&verdict),
             None,
         )

@@ -278,6 +278,35 @@ pub(crate) async fn calls_per_second(
     Ok((now, rows))
 }
 
+/// The quota header of an account's latest answer (`Limit`, `Remain`), as its attempt recorded it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct LatestQuota {
+    /// The job's account; `None` for the default one.
+    pub account: Option<String>,
+    pub limit: i32,
+    pub remain: i32,
+}
+
+/// Each account's latest answer with a quota header among the calls started in the last
+/// `window_secs` seconds (the chart's window: an account without a call there has no chart).
+pub(crate) async fn latest_quotas(
+    pool: &PgPool,
+    window_secs: u32,
+) -> Result<Vec<LatestQuota>, sqlx::Error> {
+    sqlx::query_as!(
+        LatestQuota,
+        r#"SELECT DISTINCT ON (j.account)
+                j.account AS "account?", a.quota_limit AS "limit!", a.quota_remain AS "remain!"
+         FROM caster_stop_attempts a JOIN caster_stop_jobs j ON j.job_id = a.job_id
+         WHERE a.started_at >= clock_timestamp() - make_interval(secs => $1)
+           AND a.quota_limit IS NOT NULL AND a.quota_remain IS NOT NULL
+         ORDER BY j.account, a.finished_at DESC"#,
+        f64::from(window_secs),
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// A job's row, as the job page shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct JobDetail {

@@ -204,6 +204,14 @@ pub(crate) async fn start_attempt(
     })
 }
 
+/// What an attempt's answer left to record: its outcome, and the `(Limit, Remain)` of the quota
+/// header that bound the call (`QuotaHeaders::binding`), for the dashboard's chart.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Answered<'a> {
+    pub outcome: &'a CallOutcome,
+    pub quota: Option<(u32, u32)>,
+}
+
 /// Completes an attempt and, in the same transaction, the job's last-error columns and its
 /// terminal status if `verdict` is given. Returns false if the job was already terminal (another
 /// delivery got there first); the attempt is recorded either way.
@@ -211,16 +219,16 @@ pub(crate) async fn finish_attempt(
     pool: &PgPool,
     job_id: JobId,
     attempt: u32,
-    outcome: &CallOutcome,
+    answer: Answered<'_>,
     verdict: Option<&Verdict>,
     next_attempt_at: Option<OffsetDateTime>,
 ) -> Result<bool, sqlx::Error> {
-    let refused = matches!(outcome, CallOutcome::CredentialsRefused(_));
+    let refused = matches!(answer.outcome, CallOutcome::CredentialsRefused(_));
     finish(
         pool,
         job_id,
         attempt,
-        outcome,
+        answer,
         verdict,
         next_attempt_at,
         refused,
@@ -235,9 +243,9 @@ pub(crate) async fn finish_given_back_attempt(
     pool: &PgPool,
     job_id: JobId,
     attempt: u32,
-    outcome: &CallOutcome,
+    answer: Answered<'_>,
 ) -> Result<bool, sqlx::Error> {
-    finish(pool, job_id, attempt, outcome, None, None, true).await
+    finish(pool, job_id, attempt, answer, None, None, true).await
 }
 
 /// [`finish_attempt`], the attempt given back to the budget if `given_back`. Never more given
@@ -247,16 +255,20 @@ async fn finish(
     pool: &PgPool,
     job_id: JobId,
     attempt: u32,
-    outcome: &CallOutcome,
+    answer: Answered<'_>,
     verdict: Option<&Verdict>,
     next_attempt_at: Option<OffsetDateTime>,
     given_back: bool,
 ) -> Result<bool, sqlx::Error> {
+    let Answered { outcome, quota } = answer;
+    // Postgres has no unsigned int; a header beyond i32 is no quota anyone is given.
+    let quota_field = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
     let mut tx = pool.begin().await?;
     sqlx::query!(
         "UPDATE caster_stop_attempts
          SET finished_at = clock_timestamp(), http_status = $3, request_id = $4,
-             error_code = $5, error_message = $6, outcome = $7, outcome_unknown = $8
+             error_code = $5, error_message = $6, outcome = $7, outcome_unknown = $8,
+             quota_limit = $9, quota_remain = $10
          WHERE job_id = $1 AND attempt = $2",
         job_id.as_uuid(),
         attempt as i32,
@@ -266,6 +278,8 @@ async fn finish(
         outcome.error_message(),
         outcome.label(),
         outcome.outcome_unknown(),
+        quota.map(|q| quota_field(q.0)),
+        quota.map(|q| quota_field(q.1)),
     )
     .execute(&mut *tx)
     .await?;

@@ -30,13 +30,13 @@ mod schedule;
 
 pub(crate) use audit::{AuditRow, audit_rows, record_action};
 pub(crate) use dashboard::{
-    AttemptRow, BatchRow, CallsInSecond, Cursor, JobDetail, PauseRow, ReplayRow, account_pauses,
-    calls_per_second, fold_job_counts, job_counts, job_counts_rows, job_detail, pending_by_account,
-    recent_batches, scheduled_jobs, search_jobs,
+    AttemptRow, BatchRow, CallsInSecond, Cursor, JobDetail, LatestQuota, PauseRow, ReplayRow,
+    account_pauses, calls_per_second, fold_job_counts, job_counts, job_counts_rows, job_detail,
+    latest_quotas, pending_by_account, recent_batches, scheduled_jobs, search_jobs,
 };
 pub use dashboard::{JobSearch, explain_search};
 pub(crate) use jobs::{
-    AttemptStart, JobState, RejectedMessage, claim_lease, conclude_job, finish_attempt,
+    Answered, AttemptStart, JobState, RejectedMessage, claim_lease, conclude_job, finish_attempt,
     finish_given_back_attempt, is_dead_lettered, mark_dead_lettered, open_job, record_rejected,
     start_attempt,
 };

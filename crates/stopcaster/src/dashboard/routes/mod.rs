@@ -177,9 +177,10 @@ const CALL_WINDOW_S: u32 = 120;
 
 async fn overview(state: &AppState) -> Result<Overview, Failure> {
     let pool = &state.pool;
-    let (counts, calls, queues, paused_accounts, operator_pauses, scheduled, batches) = tokio::join!(
+    let (counts, calls, quotas, queues, paused_accounts, operator_pauses, scheduled, batches) = tokio::join!(
         store::job_counts(pool, None),
         store::calls_per_second(pool, CALL_WINDOW_S),
+        store::latest_quotas(pool, CALL_WINDOW_S),
         state.broker.depths(),
         store::account_pauses(pool),
         store::operator_pauses(pool),
@@ -194,7 +195,7 @@ async fn overview(state: &AppState) -> Result<Overview, Failure> {
         jobs: counts.values().sum(),
         by_status: status_counts(&counts),
         window_seconds: CALL_WINDOW_S,
-        calls: account_calls(&calls, CALL_WINDOW_S, |a| state.qps_of(a)),
+        calls: account_calls(&calls, &quotas?, CALL_WINDOW_S, |a| state.qps_of(a)),
         queues_error: queues.as_ref().err().cloned(),
         queues: queues.unwrap_or_default(),
         paused_accounts: paused_accounts?,

@@ -18,7 +18,7 @@ use super::reserve::Ready;
 use super::step::{Interrupt, Step};
 use crate::domain::display::escape;
 use crate::domain::{Job, Verdict};
-use crate::store::{self, JobState};
+use crate::store::{self, Answered, JobState};
 use crate::worker::circuit::{self, Signal};
 use crate::worker::due;
 use crate::worker::pacer::Reserved;
@@ -132,6 +132,8 @@ async fn settle(
     // distance from where it may have landed.
     ctx.pacer.answered(&slot, started, answered).await;
     read_quota(step, account, &answer, started, slot_time).await;
+    // Kept on the attempt's row: the dashboard, another process, draws it.
+    let quota = answer.quota.binding();
     if answer.clock_corrected() {
         // Signed with a clock its answer (or another's) since showed to be off: the call is
         // made again with the endpoint's time, and the account stays up. Refused again with
@@ -140,24 +142,29 @@ async fn settle(
             skew_seconds = answer.skew_after,
             "timestamp refused: clock corrected from the endpoint's Date, calling again"
         );
-        step.db(|| store::finish_given_back_attempt(&ctx.pool, job.job_id, attempt, outcome))
+        let answered = Answered { outcome, quota };
+        step.db(|| store::finish_given_back_attempt(&ctx.pool, job.job_id, attempt, answered))
             .await?;
         return Ok(Settled::WaitedForAccount);
     }
     let outcome = outcome.clone();
     let report = tell_pause(step, job, account, &outcome, probe).await;
     log_outcome(&outcome);
+    let answered = Answered {
+        outcome: &outcome,
+        quota,
+    };
     if decide::given_back(&outcome, report.paused) {
-        return wait_for_account(step, job, attempt, &outcome).await;
+        return wait_for_account(step, job, attempt, answered).await;
     }
     match verdict::decide(&outcome, attempt, budget, unknown_before) {
-        Next::Finish(verdict) => finish(step, job, attempt, &outcome, &verdict).await,
+        Next::Finish(verdict) => finish(step, job, attempt, answered, &verdict).await,
         Next::WaitForAccount => {
-            step.db(|| store::finish_attempt(&ctx.pool, job.job_id, attempt, &outcome, None, None))
+            step.db(|| store::finish_attempt(&ctx.pool, job.job_id, attempt, answered, None, None))
                 .await?;
             Ok(Settled::WaitedForAccount)
         }
-        Next::Retry => retry(step, job, attempt, &outcome).await,
+        Next::Retry => retry(step, job, attempt, answered).await,
     }
 }
 
@@ -216,10 +223,10 @@ async fn wait_for_account(
     step: &Step<'_>,
     job: &Job,
     attempt: u32,
-    outcome: &CallOutcome,
+    answered: Answered<'_>,
 ) -> Result<Settled, Interrupt> {
     let ctx = step.ctx;
-    step.db(|| store::finish_given_back_attempt(&ctx.pool, job.job_id, attempt, outcome))
+    step.db(|| store::finish_given_back_attempt(&ctx.pool, job.job_id, attempt, answered))
         .await?;
     Ok(Settled::WaitedForAccount)
 }
@@ -278,12 +285,22 @@ async fn finish(
     step: &Step<'_>,
     job: &Job,
     attempt: u32,
-    outcome: &CallOutcome,
+    answered: Answered<'_>,
     verdict: &Verdict,
 ) -> Result<Settled, Interrupt> {
     let ctx = step.ctx;
+    let outcome = answered.outcome;
     let first = step
-        .db(|| store::finish_attempt(&ctx.pool, job.job_id, attempt, outcome, Some(verdict), None))
+        .db(|| {
+            store::finish_attempt(
+                &ctx.pool,
+                job.job_id,
+                attempt,
+                answered,
+                Some(verdict),
+                None,
+            )
+        })
         .await?;
     if !first {
         return Ok(Settled::Done(Disposition::Ack));
@@ -307,13 +324,22 @@ async fn retry(
     step: &Step<'_>,
     job: &Job,
     attempt: u32,
-    outcome: &CallOutcome,
+    answered: Answered<'_>,
 ) -> Result<Settled, Interrupt> {
     let ctx = step.ctx;
     let delay: Duration = ctx.backoff.random_delay(attempt);
     let next_at = time::OffsetDateTime::now_utc() + delay;
-    step.db(|| store::finish_attempt(&ctx.pool, job.job_id, attempt, outcome, None, Some(next_at)))
-        .await?;
+    step.db(|| {
+        store::finish_attempt(
+            &ctx.pool,
+            job.job_id,
+            attempt,
+            answered,
+            None,
+            Some(next_at),
+        )
+    })
+    .await?;
     if !step.fits(delay) {
         return Ok(Settled::Done(Disposition::Republish { job_id: job.job_id }));
     }
