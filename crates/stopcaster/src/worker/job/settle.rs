@@ -203,11 +203,18 @@ async fn read_quota(
             }
             None
         }
-        Some(slot) if binding.is_some() => store::count_recent_calls(&ctx.pool, key, slot)
-            .await
-            .map_err(|err| debug!(error = %err, "could not count the schedule's calls"))
-            .ok()
-            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        // Only when this process's own calls do not explain the gateway's count.
+        Some(slot)
+            if binding.is_some_and(|(limit, remain)| {
+                !ctx.quota.own_explain(key, started, limit, remain)
+            }) =>
+        {
+            store::count_recent_calls(&ctx.pool, key, slot)
+                .await
+                .map_err(|err| debug!(error = %err, "could not count the schedule's calls"))
+                .ok()
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+        }
         _ => None,
     };
     ctx.quota
