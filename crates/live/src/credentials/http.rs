@@ -286,7 +286,7 @@ pub fn temporary_credentials(
         ))
     })?;
     // Refused rather than stored: stored, they would be refreshed at once, again and again.
-    if expiration <= OffsetDateTime::now_utc() {
+    if expiration <= super::clock::now() {
         return Err(FetchErrorKind::Malformed(format!(
             "{prefix}Expiration {} is already past (is this machine's clock right?)",
             crate::signer::format_timestamp(expiration)

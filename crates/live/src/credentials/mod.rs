@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 
 mod account;
 pub mod chain;
+mod clock;
 mod ecs;
 mod fetch;
 pub mod http;

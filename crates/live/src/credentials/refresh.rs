@@ -177,7 +177,7 @@ impl CredentialsProvider {
     /// Fetches the first credentials (an error if that fails) and, for temporary ones, starts
     /// the background refresh. Needs a Tokio runtime.
     pub async fn start(source: Source, ctx: ProviderContext) -> Result<Self, CredentialsError> {
-        let obtained = OffsetDateTime::now_utc();
+        let obtained = super::clock::now();
         let credentials = fetch(&source, &ctx.clients)
             .await
             .map_err(|e| start_error(&source, e))?;
@@ -283,7 +283,7 @@ impl Shared {
     fn current(&self) -> Result<Arc<Credentials>, CredentialsError> {
         let held = self.state.borrow().clone();
         if let Some(expires) = held.credentials.expiration()
-            && OffsetDateTime::now_utc() >= usable_until(held.obtained, expires)
+            && super::clock::now() >= usable_until(held.obtained, expires)
         {
             return Err(CredentialsError::Expired {
                 source_label: self.source.label.clone(),
@@ -301,7 +301,7 @@ impl Shared {
         if self.state.borrow().generation != seen {
             return Ok(());
         }
-        let obtained = OffsetDateTime::now_utc();
+        let obtained = super::clock::now();
         match fetch(&self.source, &self.clients).await {
             Ok(credentials) => {
                 tracing::info!(
@@ -350,7 +350,7 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             .retry(shared.policy.backoff())
             .sleep(tokio::time::sleep)
             .notify(|e: &FetchError, wait: StdDuration| {
-                let valid = OffsetDateTime::now_utc() < usable_until(held.obtained, expires);
+                let valid = super::clock::now() < usable_until(held.obtained, expires);
                 tracing::warn!(
                     source = %label,
                     error = %e,
@@ -368,7 +368,7 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) {
 
 /// Sleeps until a wall-clock time (expiry is wall-clock, so the schedule is too).
 async fn sleep_until(at: OffsetDateTime) {
-    let wait = at - OffsetDateTime::now_utc();
+    let wait = at - super::clock::now();
     if wait > Duration::ZERO {
         tokio::time::sleep(wait.unsigned_abs()).await;
     }

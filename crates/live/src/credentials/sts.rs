@@ -12,6 +12,7 @@
 
 use super::Credentials;
 use super::chain::{OidcRole, RamRole};
+use super::clock;
 use super::http::{
     FetchError, FetchErrorKind, api_error, malformed_json, read_body, temporary_credentials,
     transport,
@@ -191,13 +192,13 @@ pub(super) fn parse_caller_identity(status: u16, body: &[u8]) -> Result<String, 
     super::http::required(&parsed.account_id, "AccountId").map(str::to_owned)
 }
 
-/// Sends an STS request and reads the answer.
+/// Sends an STS request and reads the answer and its `Date` (Unix seconds).
 async fn send(
     http: &reqwest::Client,
     endpoint: &str,
     request: RpcRequest,
     provider: &str,
-) -> Result<(u16, Vec<u8>), FetchError> {
+) -> Result<(u16, Vec<u8>, Option<i64>), FetchError> {
     let fail = |kind| FetchError::new(provider, endpoint, kind);
     let url = format!("{}/?{}", endpoint.trim_end_matches('/'), request.query);
     let response = http
@@ -209,14 +210,49 @@ async fn send(
         .send()
         .await
         .map_err(|e| fail(transport(&e)))?;
-    read_body(response).await.map_err(fail)
+    let date = response
+        .headers()
+        .get(reqwest::header::DATE)
+        .and_then(|d| d.to_str().ok())
+        .and_then(crate::time::parse_http_date)
+        .map(time::OffsetDateTime::unix_timestamp);
+    let (status, body) = read_body(response).await.map_err(fail)?;
+    Ok((status, body, date))
 }
 
-fn nonce_and_timestamp() -> (String, String) {
-    (
-        uuid::Uuid::new_v4().to_string(),
-        signer::format_timestamp(time::OffsetDateTime::now_utc()),
-    )
+/// Sends the request `build` makes for a timestamp, stamped in the servers' time
+/// ([`clock::now`]). When STS refuses the timestamp and its `Date` shows this machine's clock
+/// is off, the correction is learnt and the request built and sent once more.
+async fn send_stamped(
+    http: &reqwest::Client,
+    endpoint: &str,
+    provider: &str,
+    build: impl Fn(&str) -> RpcRequest,
+) -> Result<(u16, Vec<u8>), FetchError> {
+    let unix = |t: time::OffsetDateTime| t.unix_timestamp_nanos() as f64 / 1e9;
+    let mut corrected = false;
+    loop {
+        let sent = time::OffsetDateTime::now_utc();
+        let request = build(&signer::format_timestamp(clock::now()));
+        let (status, body, date) = send(http, endpoint, request, provider).await?;
+        let received = time::OffsetDateTime::now_utc();
+        let code = match api_error(status, &body) {
+            FetchErrorKind::Api { code, .. } if status != 200 => code,
+            _ => None,
+        };
+        let learnt = clock::learnt_from(status, code.as_deref(), date, unix(sent), unix(received));
+        match learnt {
+            Some(correction) if !corrected => {
+                clock::learn(correction);
+                corrected = true;
+            }
+            _ => return Ok((status, body)),
+        }
+    }
+}
+
+fn nonce() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// Assumes `role` with `credentials`.
@@ -226,9 +262,8 @@ pub(super) async fn assume_role(
     role: &RamRole,
 ) -> Result<Credentials, FetchError> {
     const PROVIDER: &str = "sts AssumeRole";
-    let (nonce, timestamp) = nonce_and_timestamp();
-    let request = assume_role_request(credentials, role, &nonce, &timestamp);
-    let (status, body) = send(http, &role.sts_endpoint, request, PROVIDER).await?;
+    let build = |timestamp: &str| assume_role_request(credentials, role, &nonce(), timestamp);
+    let (status, body) = send_stamped(http, &role.sts_endpoint, PROVIDER, build).await?;
     parse_assume_role(status, &body)
         .map_err(|kind| FetchError::new(PROVIDER, &role.sts_endpoint, kind))
 }
@@ -253,9 +288,8 @@ pub(super) async fn assume_role_with_oidc(
     })?;
     // Sent exactly as read, as credentials-go and -python do: a stand-in comparing with the
     // same file must see the same bytes.
-    let (_, timestamp) = nonce_and_timestamp();
-    let request = assume_role_with_oidc_request(role, &token, &timestamp);
-    let (status, body) = send(http, &role.sts_endpoint, request, PROVIDER).await?;
+    let build = |timestamp: &str| assume_role_with_oidc_request(role, &token, timestamp);
+    let (status, body) = send_stamped(http, &role.sts_endpoint, PROVIDER, build).await?;
     parse_assume_role(status, &body)
         .map_err(|kind| FetchError::new(PROVIDER, &role.sts_endpoint, kind))
 }
@@ -267,9 +301,8 @@ pub(super) async fn caller_identity(
     credentials: &Credentials,
 ) -> Result<String, FetchError> {
     const PROVIDER: &str = "sts GetCallerIdentity";
-    let (nonce, timestamp) = nonce_and_timestamp();
-    let request = caller_identity_request(credentials, &nonce, &timestamp);
-    let (status, body) = send(http, sts_endpoint, request, PROVIDER).await?;
+    let build = |timestamp: &str| caller_identity_request(credentials, &nonce(), timestamp);
+    let (status, body) = send_stamped(http, sts_endpoint, PROVIDER, build).await?;
     parse_caller_identity(status, &body)
         .map_err(|kind| FetchError::new(PROVIDER, sts_endpoint, kind))
 }
