@@ -348,7 +348,8 @@ async fn pages_show_a_batch_and_hostile_strings_stay_text() {
 async fn screenshots_for_the_readme() {
     let running: Vec<String> = (1..=54).map(|i| format!("studio-{i:02}")).collect();
     let env = TestEnv::with_running(&running.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    let worker = env.spawn_worker(&[]);
+    let metrics = common::free_addr();
+    let worker = env.spawn_worker(&[("STOPCASTER_METRICS_ADDR", metrics.as_str())]);
     worker.wait_ready().await;
     let mut casters = running.clone();
     casters.extend((1..=6).map(|i| format!("studio-gone-{i}")));
@@ -389,6 +390,7 @@ async fn screenshots_for_the_readme() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    super::account::wait_held(&env, &metrics).await;
     let late: Vec<String> = (1..=40).map(|i| format!("studio-{i:02}")).collect();
     enqueue(
         &env,

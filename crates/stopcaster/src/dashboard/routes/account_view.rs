@@ -46,7 +46,7 @@ pub(super) struct ErrorWindow {
 pub(super) struct BacklogView {
     #[serde(flatten)]
     pub jobs: Backlog,
-    /// The pending jobs' first calls at the account's quota.
+    /// The pending jobs' first calls at the account's configured quota.
     pub drain_seconds: Option<f64>,
     /// When they are done, if the account is not paused.
     #[serde(with = "time::serde::rfc3339::option")]
@@ -161,13 +161,15 @@ async fn account(state: &AppState, name: &str) -> Result<AccountView, Failure> {
         .collect();
     let held = operator_pause.is_some() || !automatic_pauses.is_empty();
     let jobs = backlog?;
-    let drain_seconds =
-        (jobs.pending > 0).then(|| pace::drain_seconds(jobs.pending, calls.quota()));
+    // At the pace the workers keep: their configured quota (the gateway's `Limit` may be
+    // higher; they do not go faster for it), as the batch page's expected finish.
+    let qps = state.qps_of(Some(&name));
+    let drain_seconds = (jobs.pending > 0).then(|| pace::drain_seconds(jobs.pending, qps));
     let expected_drain = drain_seconds
         .filter(|_| !held)
         .map(|s| pace::finish_at(OffsetDateTime::now_utc(), s));
     Ok(AccountView {
-        qps: state.qps_of(Some(&name)),
+        qps,
         account: name,
         now,
         quota_header,
