@@ -1,7 +1,7 @@
 //! `POST /api/jobs`: schedulers enqueue over HTTP with a bearer token. Valid, missing, wrong
-//! and revoked tokens; bodies refused field by field; the same job id twice makes one job; a
-//! burst of 200 requests; hostile values stay data. Through the real dashboard, RabbitMQ,
-//! Postgres, a worker and the stand-in; no browser needed.
+//! and revoked tokens; a burst of wrong ones locked out; bodies refused field by field; the
+//! same job id twice makes one job; a burst of 200 requests; hostile values stay data. Through
+//! the real dashboard, RabbitMQ, Postgres, a worker and the stand-in; no browser needed.
 
 use super::*;
 
@@ -206,4 +206,56 @@ async fn the_same_job_id_twice_is_one_job_and_a_burst_of_200_is_enqueued() {
         .unwrap();
     assert_eq!(rows, 1);
     assert_eq!(env.attempts(id).await.len(), 1, "one call for the job");
+}
+
+/// Wrong tokens count in the password's limiter: five are free, then the address is locked
+/// out (429 with `Retry-After`), the right token included, and nothing is published.
+#[tokio::test]
+async fn a_burst_of_wrong_tokens_gets_429_with_retry_after() {
+    let env = TestEnv::new().await;
+    let path = tokens_file("api-wrong");
+    let dash = Dashboard::start(&env, &[("STOPCASTER_API_TOKENS", path.to_str().unwrap())]);
+    let body = r#"{"caster_id": "api-1", "batch_id": "api"}"#;
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let (status, _) = post(&env, &dash, Some(&format!("guess-{i}")), body).await;
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 401, 401, 401, 429],
+        "{statuses:?}"
+    );
+    let response = env
+        .http
+        .post(dash.url("/api/jobs"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429, "locked out, the right token too");
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    let enqueued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM stopcaster_audit WHERE action = 'enqueue'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(enqueued, 0, "nothing published");
+    let logs = dash.logs.lock().unwrap().clone();
+    let warned = logs
+        .iter()
+        .filter(|l| l.contains("wrong API token"))
+        .count();
+    assert_eq!(warned, 1, "one line per burst: {logs:?}");
+    assert!(
+        !logs.iter().any(|l| l.contains("guess-")),
+        "no token in the log"
+    );
 }

@@ -35,6 +35,8 @@ async fn hostile_sizes_and_bytes_stay_bounded_and_escaped_on_every_page() {
         batch(&h.rlo_batch),
         "/dead-letters".to_owned(),
         "/scheduled".to_owned(),
+        "/accounts".to_owned(),
+        "/accounts/default".to_owned(),
         format!("/jobs/{}", h.big),
         format!("/jobs/{}", h.ctl),
         format!("/jobs/{}", h.rlo),
@@ -66,6 +68,8 @@ async fn hostile_sizes_and_bytes_stay_bounded_and_escaped_on_every_page() {
         "/api/batches",
         "/api/dead-letters",
         "/api/scheduled",
+        "/api/accounts",
+        "/api/accounts/default",
     ] {
         get(path.to_owned()).await;
     }

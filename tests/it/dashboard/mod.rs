@@ -4,6 +4,7 @@
 //! without a password, refusals of a wrong password and a foreign Origin, a replay from the
 //! page that brings a job back, and no error in the browser's console.
 
+mod account;
 mod actions;
 mod api;
 mod bulk;

@@ -348,7 +348,8 @@ async fn pages_show_a_batch_and_hostile_strings_stay_text() {
 async fn screenshots_for_the_readme() {
     let running: Vec<String> = (1..=54).map(|i| format!("studio-{i:02}")).collect();
     let env = TestEnv::with_running(&running.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    let worker = env.spawn_worker(&[]);
+    let metrics = common::free_addr();
+    let worker = env.spawn_worker(&[("STOPCASTER_METRICS_ADDR", metrics.as_str())]);
     worker.wait_ready().await;
     let mut casters = running.clone();
     casters.extend((1..=6).map(|i| format!("studio-gone-{i}")));
@@ -367,6 +368,40 @@ async fn screenshots_for_the_readme() {
     browser
         .screenshot(&docs.join("dashboard-overview.png"))
         .await;
+    // The account page: a drill paused and resumed, then a pause holding a new batch.
+    let act = |path: &str, body: Value| {
+        env.http
+            .post(dash.url(path))
+            .basic_auth("admin", Some(PASSWORD))
+            .header("origin", dash.url(""))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let pause = "/api/accounts/default/pause";
+    let r = act(pause, json!({"reason": "drill"})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = act("/api/accounts/default/resume", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let reason = "Alibaba support asked us to hold while they rotate the key";
+    let r = act(pause, json!({"reason": reason, "until": "2h"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    super::account::wait_held(&env, &metrics).await;
+    let late: Vec<String> = (1..=40).map(|i| format!("studio-{i:02}")).collect();
+    enqueue(
+        &env,
+        "late-show-43",
+        &late.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    browser.goto(&dash.url("/accounts/default")).await;
+    browser.wait_text("#backlog .pending", |t| t == "40").await;
+    browser
+        .screenshot(&docs.join("dashboard-account.png"))
+        .await;
     browser.goto(&dash.url("/dead-letters")).await;
     browser.click("#replay-matching").await;
     browser
@@ -375,6 +410,12 @@ async fn screenshots_for_the_readme() {
     browser
         .screenshot(&docs.join("dashboard-replay-confirm.png"))
         .await;
+    browser.click("#confirm-ok").await;
+    browser
+        .wait_text("#action-result", |t| t.contains("eplayed"))
+        .await;
+    browser.goto(&dash.url("/audit")).await;
+    browser.screenshot(&docs.join("dashboard-audit.png")).await;
     browser.assert_clean_console().await;
     browser.close().await;
     drop(worker);

@@ -20,6 +20,7 @@ mod chart;
 mod hosts;
 mod job_requests;
 mod limiter;
+mod pace;
 mod queues;
 mod routes;
 mod search;

@@ -113,6 +113,22 @@ pub(super) fn batch_href(batch: &Option<String>) -> String {
     }
 }
 
+/// A job's account as operators name it: `default` when its message named none.
+pub(super) fn account_name(account: &Option<String>) -> &str {
+    account
+        .as_deref()
+        .unwrap_or(crate::domain::pause::DEFAULT_ACCOUNT)
+}
+
+/// `/accounts/NAME` (the list of accounts for a name too long to link).
+pub(super) fn account_href(name: &str) -> String {
+    if linkable(name) {
+        format!("/accounts/{}", path_segment(name))
+    } else {
+        "/accounts".to_owned()
+    }
+}
+
 /// `/jobs?NAME=VALUE`: the job list filtered on one field (unfiltered for a value too long
 /// to link).
 pub(super) fn filter_href(name: &str, value: &str) -> String {

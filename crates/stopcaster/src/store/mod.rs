@@ -1,6 +1,6 @@
 //! Every SQL statement of the project, over one `PgPool`: this file holds the pools, the
 //! migrations and the rule for which database errors are worth waiting out; each table's
-//! concern has a file ([`jobs`], [`pacer`], [`parking`], [`pauses`], [`operator_pauses`], [`audit`], [`reports`], [`replays`],
+//! concern has a file ([`accounts`], [`jobs`], [`pacer`], [`parking`], [`pauses`], [`operator_pauses`], [`audit`], [`reports`], [`replays`],
 //! [`schedule`], [`dashboard`], [`recent_calls`]). Callers get typed rows; the conditions that keep records exact
 //! (a terminal status is written once, attempt numbers come from one atomic counter) live in
 //! the statements themselves.
@@ -16,6 +16,7 @@
 //! Depends on [`crate::domain`] and the outcome and client settings of [`stopcaster_live`]; nothing here decides
 //! what a job should do next.
 
+mod accounts;
 mod audit;
 mod dashboard;
 mod jobs;
@@ -28,6 +29,9 @@ mod replays;
 mod reports;
 mod schedule;
 
+pub(crate) use accounts::{
+    Backlog, CallErrors, account_backlog, account_errors, account_seen, pause_history,
+};
 pub(crate) use audit::{AuditRow, audit_rows, record_action};
 pub(crate) use dashboard::{
     AttemptRow, BatchRow, CallsInSecond, Cursor, JobDetail, LatestQuota, PauseRow, ReplayRow,

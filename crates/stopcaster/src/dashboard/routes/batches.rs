@@ -5,8 +5,8 @@ use axum::response::Response;
 use time::OffsetDateTime;
 
 use super::{Failure, Shared, api, page, render};
-use crate::dashboard::AppState;
 use crate::dashboard::views::{self, *};
+use crate::dashboard::{AppState, pace};
 use crate::domain::JobStatus;
 use crate::store::{self, JobSearch};
 
@@ -60,7 +60,7 @@ async fn batch(state: &AppState, id: &str) -> Result<BatchView, Failure> {
         .map(|(account, n)| {
             let qps = state.qps_of(account.as_deref());
             AccountPace {
-                seconds: n as f64 / f64::from(qps),
+                seconds: pace::drain_seconds(n, qps),
                 account,
                 pending: n,
                 qps,
@@ -68,9 +68,7 @@ async fn batch(state: &AppState, id: &str) -> Result<BatchView, Failure> {
         })
         .collect();
     let expected_seconds = pace.iter().map(|p| p.seconds).reduce(f64::max);
-    let expected_finish = expected_seconds.map(|s| {
-        OffsetDateTime::now_utc() + time::Duration::milliseconds((s * 1000.0).ceil() as i64)
-    });
+    let expected_finish = expected_seconds.map(|s| pace::finish_at(OffsetDateTime::now_utc(), s));
     Ok(BatchView {
         batch_id: id.to_owned(),
         jobs,

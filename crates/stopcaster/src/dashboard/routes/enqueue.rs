@@ -1,18 +1,24 @@
 //! `POST /api/jobs`: schedulers enqueue over HTTP. A bearer token of `STOPCASTER_API_TOKENS`
 //! (read afresh at each request: a token removed from the file is refused from the next
 //! request on), the body checked by the worker's own parser ([`crate::dashboard::job_requests`]),
-//! the jobs published with confirms; the answer is the batch id and each job's status.
+//! the jobs published with confirms; the answer is the batch id and each job's status. Wrong
+//! tokens count against their address in the password's limiter (429 with `Retry-After`).
+
+use std::net::IpAddr;
+use std::sync::PoisonError;
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::Shared;
 use crate::dashboard::api_tokens::{ApiTokens, bearer};
 use crate::dashboard::job_requests::plan;
+use crate::dashboard::limiter::retry_after_secs;
 use crate::domain::audit::{Action, Entry, Outcome, Who};
 use crate::store;
 
@@ -34,7 +40,11 @@ fn unauthorized(message: &str) -> Response {
 /// The name of the request's token, or the answer that refuses it. The file is read now: an
 /// unreadable or malformed file refuses every token (503), and says which line, never what
 /// it holds.
-async fn authorize(state: &Shared, headers: &HeaderMap) -> Result<String, Response> {
+async fn authorize(
+    state: &Shared,
+    headers: &HeaderMap,
+    client: IpAddr,
+) -> Result<String, Response> {
     let Some(path) = &state.api_tokens else {
         return Err(unauthorized(
             "no API tokens are configured (STOPCASTER_API_TOKENS)",
@@ -59,7 +69,40 @@ async fn authorize(state: &Shared, headers: &HeaderMap) -> Result<String, Respon
     };
     match tokens.name_of(presented) {
         Some(name) => Ok(name.to_owned()),
-        None => Err(unauthorized("unknown or revoked API token")),
+        None => {
+            wrong_token(state, client);
+            Err(unauthorized("unknown or revoked API token"))
+        }
+    }
+}
+
+/// 429 while `client` is locked out by the limiter the password uses: wrong tokens and wrong
+/// passwords count together, so neither gives a guesser more tries.
+fn locked_out(state: &Shared, client: IpAddr) -> Option<Response> {
+    let limiter = state.limiter.lock().unwrap_or_else(PoisonError::into_inner);
+    let wait = limiter.check(client, Instant::now()).err()?;
+    Some(
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_after_secs(wait).to_string())],
+            Json(json!({
+                "error": "too many wrong API tokens or passwords from this address: try again after Retry-After seconds"
+            })),
+        )
+            .into_response(),
+    )
+}
+
+/// Counts a wrong token against its address (a request without one does not count, as for
+/// the password); the first of a burst is logged, never the token.
+fn wrong_token(state: &Shared, client: IpAddr) {
+    let mut limiter = state.limiter.lock().unwrap_or_else(PoisonError::into_inner);
+    let failure = limiter.fail(client, Instant::now());
+    drop(limiter);
+    if failure.first_of_burst {
+        tracing::warn!(%client, "wrong API token on POST /api/jobs (further failures from this \
+            address are not logged until 15 minutes without any; after 5, it is locked out for \
+            a time that doubles with each failure)");
     }
 }
 
@@ -69,7 +112,10 @@ pub(crate) async fn enqueue_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let token = match authorize(&state, &headers).await {
+    if let Some(refusal) = locked_out(&state, peer.ip()) {
+        return refusal;
+    }
+    let token = match authorize(&state, &headers, peer.ip()).await {
         Ok(name) => name,
         Err(refusal) => {
             tracing::info!(client = %peer.ip(), "POST /api/jobs refused: no valid token");

@@ -1,9 +1,10 @@
 //! The routes: each page and its JSON twin are built from one function returning the data
 //! ([`overview`] here; the jobs in [`jobs`], the batches in [`batches`], the dead letters and
-//! the scheduled jobs in [`queues`]); the page renders it with its template, the API
+//! the scheduled jobs in [`queues`], the accounts in [`account_view`]); the page renders it with its template, the API
 //! serializes it. Errors are shown in place: a page gets an error page with the reason, the API
 //! a JSON `{"error"}`.
 
+mod account_view;
 mod accounts;
 mod batches;
 mod enqueue;
@@ -20,6 +21,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use self::account_view::{account_api, account_page, accounts_api, accounts_page};
 use self::accounts::{audit_api, audit_page, pause_api, resume_api};
 use self::batches::{batch_api, batch_page, batches_api, batches_page};
 use self::jobs::{
@@ -58,6 +60,10 @@ pub(super) fn router(state: Shared) -> axum::Router {
         .route("/dead-letters", get(dead_letters_page))
         .route("/api/dead-letters", get(dead_letters_api))
         .route("/api/dead-letters/replay", post(replay_api))
+        .route("/accounts", get(accounts_page))
+        .route("/api/accounts", get(accounts_api))
+        .route("/accounts/{name}", get(account_page))
+        .route("/api/accounts/{name}", get(account_api))
         .route("/api/accounts/{name}/pause", post(pause_api))
         .route("/api/accounts/{name}/resume", post(resume_api))
         .route("/audit", get(audit_page))
