@@ -140,7 +140,7 @@ async fn the_account_page_shows_calls_errors_backlog_and_pauses() {
     assert_eq!(hour["window"], "last hour");
     assert_eq!(hour["calls"], calls);
     assert_eq!(hour["by_code"], json!([["InvalidCaster.NotFound", 1]]));
-    assert_eq!(doc["errors"][1]["window"], "since the start");
+    assert_eq!(doc["errors"][1]["window"], "last 24 hours");
 
     // Resume from the page: the backlog drains and the history has both.
     browser

@@ -347,7 +347,19 @@ async fn pages_show_a_batch_and_hostile_strings_stay_text() {
 #[ignore = "writes docs/dashboard-*.png"]
 async fn screenshots_for_the_readme() {
     let running: Vec<String> = (1..=54).map(|i| format!("studio-{i:02}")).collect();
-    let env = TestEnv::with_running(&running.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    // Alibaba's quota, 10/s, so that the quota header's Limit (the charts' quota line) is the
+    // pace the calls keep, as on the real API.
+    let mut config = stopcaster_fake_live::FakeLiveConfig::new(vec![(
+        common::KEY_ID.into(),
+        stopcaster::Secret::new(KEY_SECRET),
+    )]);
+    config.casters = Some(
+        running
+            .iter()
+            .map(|c| (c.clone(), StudioState::Running))
+            .collect(),
+    );
+    let env = TestEnv::with_fake(config).await;
     let metrics = common::free_addr();
     let worker = env.spawn_worker(&[("STOPCASTER_METRICS_ADDR", metrics.as_str())]);
     worker.wait_ready().await;

@@ -63,19 +63,19 @@ pub(crate) struct CallErrors {
 /// The most error codes listed per window.
 pub(crate) const MAX_CODES: i64 = 50;
 
-/// `account`'s calls started within the last `window` (all of them with `None`).
+/// `account`'s calls started within the last `window`.
 pub(crate) async fn account_errors(
     pool: &PgPool,
     account: &str,
-    window: Option<Duration>,
+    window: Duration,
 ) -> Result<CallErrors, sqlx::Error> {
-    let secs = window.map(|w| w.as_secs_f64());
+    let secs = window.as_secs_f64();
     let totals = sqlx::query!(
         r#"SELECT count(*) AS "calls!",
                 count(*) FILTER (WHERE a.error_code LIKE 'Throttling%') AS "throttled!"
          FROM caster_stop_attempts a JOIN caster_stop_jobs j ON j.job_id = a.job_id
          WHERE (j.account = $1 OR ($1 = 'default' AND j.account IS NULL))
-           AND ($2::float8 IS NULL OR a.started_at >= now() - make_interval(secs => $2))"#,
+           AND a.started_at >= now() - make_interval(secs => $2)"#,
         account,
         secs,
     )
@@ -86,7 +86,7 @@ pub(crate) async fn account_errors(
                 count(*) AS "n!"
          FROM caster_stop_attempts a JOIN caster_stop_jobs j ON j.job_id = a.job_id
          WHERE (j.account = $1 OR ($1 = 'default' AND j.account IS NULL))
-           AND ($2::float8 IS NULL OR a.started_at >= now() - make_interval(secs => $2))
+           AND a.started_at >= now() - make_interval(secs => $2)
            AND a.outcome IS NOT NULL AND a.outcome <> 'ok'
          GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $3"#,
         account,

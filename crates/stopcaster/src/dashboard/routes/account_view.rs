@@ -29,14 +29,16 @@ const HISTORY_LIMIT: i64 = 100;
 const MAX_NAME_BYTES: usize = 1024;
 /// The errors' short window.
 const RECENT: Duration = Duration::from_secs(3600);
+/// The errors' long window: bounded, so that the page costs the same on a table of millions
+/// of calls (the attempts' `started_at` index), and long enough to see yesterday's evening.
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// Calls and their errors over a window.
 #[derive(Clone, Debug, Serialize)]
 pub(super) struct ErrorWindow {
-    /// `last hour`, `since the start`.
+    /// `last hour`, `last 24 hours`.
     pub window: &'static str,
-    /// `None`: since the first recorded call.
-    pub seconds: Option<u64>,
+    pub seconds: u64,
     #[serde(flatten)]
     pub errors: CallErrors,
 }
@@ -139,8 +141,8 @@ async fn account(state: &AppState, name: &str) -> Result<AccountView, Failure> {
         store::account_pauses(pool),
         store::pause_history(pool, &name, HISTORY_LIMIT),
         store::account_backlog(pool, &name),
-        store::account_errors(pool, &name, Some(RECENT)),
-        store::account_errors(pool, &name, None),
+        store::account_errors(pool, &name, RECENT),
+        store::account_errors(pool, &name, DAY),
     );
     let (now, rows) = calls?;
     let mut calls = own_calls(state, &name, rows);
@@ -186,12 +188,12 @@ async fn account(state: &AppState, name: &str) -> Result<AccountView, Failure> {
         errors: vec![
             ErrorWindow {
                 window: "last hour",
-                seconds: Some(RECENT.as_secs()),
+                seconds: RECENT.as_secs(),
                 errors: recent?,
             },
             ErrorWindow {
-                window: "since the start",
-                seconds: None,
+                window: "last 24 hours",
+                seconds: DAY.as_secs(),
                 errors: all?,
             },
         ],
