@@ -339,12 +339,7 @@ impl LiveClient {
         let Some(date) = date.and_then(crate::time::parse_http_date) else {
             return;
         };
-        let unix = |t: time::OffsetDateTime| t.unix_timestamp_nanos() as f64 / 1e9;
-        let sample = skew::sample(
-            date.unix_timestamp(),
-            unix(sent),
-            unix(time::OffsetDateTime::now_utc()),
-        );
+        let sample = skew::sample_between(date, sent, time::OffsetDateTime::now_utc());
         let (before, after) = {
             let mut skew = self.skew.lock().expect("skew poisoned");
             let before = skew.correction();

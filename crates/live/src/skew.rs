@@ -29,6 +29,16 @@ pub fn sample(date: i64, sent: f64, received: f64) -> f64 {
     (date as f64 + 0.5) - (sent + received) / 2.0
 }
 
+/// [`sample`] of a request sent and answered at these local times.
+pub fn sample_between(
+    date: time::OffsetDateTime,
+    sent: time::OffsetDateTime,
+    received: time::OffsetDateTime,
+) -> f64 {
+    let unix = |t: time::OffsetDateTime| t.unix_timestamp_nanos() as f64 / 1e9;
+    sample(date.unix_timestamp(), unix(sent), unix(received))
+}
+
 impl Skew {
     /// Takes one sample in.
     pub fn observe(&mut self, sample: f64) {

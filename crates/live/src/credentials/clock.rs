@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use time::{Duration, OffsetDateTime};
 
-use crate::skew::{self, Skew};
+use crate::skew::Skew;
 
 /// Seconds to add to the local clock to read the servers'.
 static CORRECTION: AtomicI64 = AtomicI64::new(0);
@@ -26,21 +26,14 @@ pub(super) fn now() -> OffsetDateTime {
 }
 
 /// The correction a refusal teaches, if it is one: an answer `status` with error `code`
-/// refusing the request's timestamp, whose `Date` (Unix seconds) was read against the local
-/// clock between `sent` and `received` (Unix seconds). `None` when the answer is no such
-/// refusal, has no `Date`, or the `Date` shows no difference beyond noise (then a retry would
-/// be refused again). Pure.
-pub(super) fn learnt_from(
-    status: u16,
-    code: Option<&str>,
-    date: Option<i64>,
-    sent: f64,
-    received: f64,
-) -> Option<i64> {
+/// refusing the request's timestamp, whose `Date` gave `sample` ([`skew::sample`]). `None`
+/// when the answer is no such refusal, has no `Date`, or the `Date` shows no difference beyond
+/// noise (then a retry would be refused again). Pure.
+pub(super) fn learnt_from(status: u16, code: Option<&str>, sample: Option<f64>) -> Option<i64> {
     let refused_timestamp = status == 400 && code == Some("InvalidTimeStamp.Expired");
-    let date = date.filter(|_| refused_timestamp)?;
+    let sample = sample.filter(|_| refused_timestamp)?;
     let mut estimate = Skew::default();
-    estimate.observe(skew::sample(date, sent, received));
+    estimate.observe(sample);
     Some(estimate.correction()).filter(|&c| c != 0)
 }
 
@@ -59,26 +52,24 @@ pub(super) fn learn(correction: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::skew;
 
     #[test]
     fn only_a_refused_timestamp_with_a_date_beyond_noise_teaches() {
         let expired = Some("InvalidTimeStamp.Expired");
         // The server 20 minutes ahead of a request sent at 1000.0 and answered at 1000.2.
-        assert_eq!(
-            learnt_from(400, expired, Some(2200), 1000.0, 1000.2),
-            Some(1200)
-        );
-        assert_eq!(
-            learnt_from(400, expired, Some(-200), 1000.0, 1000.2),
-            Some(-1200)
-        );
+        let ahead = Some(skew::sample(2200, 1000.0, 1000.2));
+        assert_eq!(learnt_from(400, expired, ahead), Some(1200));
+        let behind = Some(skew::sample(-200, 1000.0, 1000.2));
+        assert_eq!(learnt_from(400, expired, behind), Some(-1200));
         // Within noise: a retry would be refused again.
-        assert_eq!(learnt_from(400, expired, Some(1000), 1000.0, 1000.2), None);
+        let noise = Some(skew::sample(1000, 1000.0, 1000.2));
+        assert_eq!(learnt_from(400, expired, noise), None);
         // Not a timestamp refusal, or no Date.
         let format = Some("InvalidTimeStamp.Format");
-        assert_eq!(learnt_from(400, format, Some(2200), 1000.0, 1000.2), None);
-        assert_eq!(learnt_from(403, expired, Some(2200), 1000.0, 1000.2), None);
-        assert_eq!(learnt_from(400, expired, None, 1000.0, 1000.2), None);
-        assert_eq!(learnt_from(400, None, Some(2200), 1000.0, 1000.2), None);
+        assert_eq!(learnt_from(400, format, ahead), None);
+        assert_eq!(learnt_from(403, expired, ahead), None);
+        assert_eq!(learnt_from(400, expired, None), None);
+        assert_eq!(learnt_from(400, None, ahead), None);
     }
 }

@@ -18,6 +18,7 @@ use super::http::{
     transport,
 };
 use crate::signer;
+use crate::skew;
 use serde::Deserialize;
 
 pub(super) const VERSION: &str = "2015-04-01";
@@ -192,13 +193,13 @@ pub(super) fn parse_caller_identity(status: u16, body: &[u8]) -> Result<String, 
     super::http::required(&parsed.account_id, "AccountId").map(str::to_owned)
 }
 
-/// Sends an STS request and reads the answer and its `Date` (Unix seconds).
+/// Sends an STS request and reads the answer and its `Date`.
 async fn send(
     http: &reqwest::Client,
     endpoint: &str,
     request: RpcRequest,
     provider: &str,
-) -> Result<(u16, Vec<u8>, Option<i64>), FetchError> {
+) -> Result<(u16, Vec<u8>, Option<time::OffsetDateTime>), FetchError> {
     let fail = |kind| FetchError::new(provider, endpoint, kind);
     let url = format!("{}/?{}", endpoint.trim_end_matches('/'), request.query);
     let response = http
@@ -214,8 +215,7 @@ async fn send(
         .headers()
         .get(reqwest::header::DATE)
         .and_then(|d| d.to_str().ok())
-        .and_then(crate::time::parse_http_date)
-        .map(time::OffsetDateTime::unix_timestamp);
+        .and_then(crate::time::parse_http_date);
     let (status, body) = read_body(response).await.map_err(fail)?;
     Ok((status, body, date))
 }
@@ -229,7 +229,6 @@ async fn send_stamped(
     provider: &str,
     build: impl Fn(&str) -> RpcRequest,
 ) -> Result<(u16, Vec<u8>), FetchError> {
-    let unix = |t: time::OffsetDateTime| t.unix_timestamp_nanos() as f64 / 1e9;
     let mut corrected = false;
     loop {
         let sent = time::OffsetDateTime::now_utc();
@@ -240,7 +239,8 @@ async fn send_stamped(
             FetchErrorKind::Api { code, .. } if status != 200 => code,
             _ => None,
         };
-        let learnt = clock::learnt_from(status, code.as_deref(), date, unix(sent), unix(received));
+        let sample = date.map(|d| skew::sample_between(d, sent, received));
+        let learnt = clock::learnt_from(status, code.as_deref(), sample);
         match learnt {
             Some(correction) if !corrected => {
                 clock::learn(correction);
