@@ -8,9 +8,10 @@
 //! schedule's calls are every worker's, counted in the database by their slots
 //! (`store::count_recent_calls`), so sibling workers never leave room for each other; with the
 //! local pacer, this process keeps its calls' send times. One
-//! sample is off by one now and then (a call of ours just at the window's edge), so the room
-//! left is the most frequent sample of the last [`SAMPLE_SPAN`], the larger on a tie: a steady
-//! competitor is read exactly, and one that stops gives its room back within that span.
+//! sample is off by one now and then (a call of ours just at the window's edge, a sibling's
+//! row not yet written), so the room left is the most frequent sample of the last
+//! [`SAMPLE_SPAN`] that at least two agree on, the larger on a tie: a steady competitor is
+//! read exactly, and one that stops gives its room back within that span.
 //! Throttled answers are no sample (the window is full whoever filled it), and a throttled call
 //! of ours is not counted as ours (the gateway did not count it either).
 
@@ -31,7 +32,13 @@ pub(super) fn others_in_window(limit: u32, remain: u32, ours: u32) -> u32 {
     limit.saturating_sub(remain).saturating_sub(ours)
 }
 
-/// The most frequent of `samples`, the larger on a tie; 0 without any.
+/// A value of others must be seen this often within the span to be believed: one sample
+/// alone may be a sibling's call whose row the database did not yet hold when it was counted
+/// (the row is written while the call is in flight, and a loaded database lags).
+const MIN_AGREEING: u32 = 2;
+
+/// The most frequent of `samples` seen at least [`MIN_AGREEING`] times, the larger on a tie;
+/// 0 without any.
 pub(super) fn most_frequent(samples: impl IntoIterator<Item = u32>) -> u32 {
     let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
     for s in samples {
@@ -39,6 +46,7 @@ pub(super) fn most_frequent(samples: impl IntoIterator<Item = u32>) -> u32 {
     }
     counts
         .into_iter()
+        .filter(|&(_, n)| n >= MIN_AGREEING)
         .max_by_key(|&(value, n)| (n, value))
         .map_or(0, |(value, _)| value)
 }
@@ -167,8 +175,19 @@ mod tests {
     #[test]
     fn the_most_frequent_sample_wins_the_larger_on_a_tie() {
         assert_eq!(most_frequent([3, 3, 4, 2, 3]), 3);
-        assert_eq!(most_frequent([0, 3]), 3);
+        assert_eq!(most_frequent([0, 3, 0, 3]), 3);
         assert_eq!(most_frequent([]), 0);
+    }
+
+    #[test]
+    fn one_sample_alone_is_not_believed() {
+        // A sibling's row counted late, once: no room for a caller who is not there.
+        assert_eq!(most_frequent([1]), 0);
+        assert_eq!(most_frequent([0, 1]), 0);
+        assert_eq!(most_frequent([1, 0, 0, 2]), 0);
+        // Seen twice, it is.
+        assert_eq!(most_frequent([0, 3, 3]), 3);
+        assert_eq!(most_frequent([3, 3]), 3);
     }
 
     #[tokio::test(start_paused = true)]
