@@ -27,7 +27,7 @@ use crate::protocol::{self, Refusal, Service};
 use crate::severable::Conn;
 use crate::state::CallRecord;
 use crate::verify::{self, Action, Verified};
-use crate::verify_v3;
+use crate::verify_v3::{self, V3Signed};
 use crate::{admin, metadata};
 
 /// Serves `shared` on `listener` until `shutdown` is cancelled, then lets calls in flight end.
@@ -63,12 +63,7 @@ async fn rpc(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // The method is part of what is signed; the routes only let these three through.
-    let method: &'static str = match method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        _ => "POST",
-    };
+    let method = signed_method(&method);
     let mut params = read_params(query.as_deref(), &headers, &body);
     // A V3 request's own parameters travel in its headers: read them before routing.
     let v3 = verify_v3::is_v3(&headers)
@@ -81,84 +76,134 @@ async fn rpc(
     let service = routed
         .as_ref()
         .map_or_else(|_| verify::service_of(&params), |a| a.service());
-    let (early, verified) = match routed {
-        Ok(Action::AssumeRoleWithOidc) => {
-            let answer = assume_role_with_oidc(&shared, &params, &request_id_text, wall_now).await;
-            (Some(answer), Err(Refusal::InvalidAction))
-        }
-        Ok(action) => (
-            None,
-            match &v3 {
-                Some(Err(refusal)) => Err(refusal.clone()),
-                Some(Ok(v3)) => verify::verify(
-                    &shared.identity,
-                    action,
-                    method,
-                    &params,
-                    Some(v3),
-                    wall_now,
-                ),
-                None => verify::verify(&shared.identity, action, method, &params, None, wall_now),
-            },
-        ),
-        Err(refusal) => (None, Err(refusal)),
+    let call = Call {
+        identity: &shared.identity,
+        params: &params,
+        request_id: &request_id_text,
+        wall_now,
     };
-    let account = account_of(&shared, &params, early.is_some(), &verified);
-    let fail_rate = shared.fail_rate();
-
-    let oidc = early.is_some();
-    let (decision, quota) = {
-        let mut st = shared.lock();
-        // Taken under the lock, so log order is decision order and times never go backwards.
-        let now = Instant::now();
-        let decision = match early {
-            Some(answer) => Decision {
-                answer,
-                delay: Duration::ZERO,
-                admitted: false,
-                fault: None,
-            },
-            None => {
-                let call = Call {
-                    identity: &shared.identity,
-                    params: &params,
-                    request_id: &request_id_text,
-                    wall_now,
-                };
-                decide(&mut st, shared.qps, fail_rate, &verified, &call, now)
-            }
-        };
-        // No parameters at all is no call: a client warming a connection (`GET /`). It is
-        // answered like any request without `Action`, but kept out of the log.
-        if !params.is_empty() {
-            let mut line = record(
-                &params,
-                &decision,
-                shared.clock.offset_ns(now),
-                method,
-                request_id,
-                account,
-            );
-            line.signature = if v3.is_some() { "v3" } else { "v1" };
-            st.log.push(line);
-        }
-        let quota = match (&verified, oidc) {
-            (Ok(v), false) if v.action == Action::StopCaster => {
-                let (remain, time_left) = st.throttle.remaining(&v.caller.account, now, shared.qps);
-                Some(quota_header(shared.qps, remain, time_left, wall_now))
-            }
-            _ => None,
-        };
-        (decision, quota)
+    let (early, verified) = verify_call(&shared, routed, method, v3.as_ref(), &call).await;
+    let signature = if v3.is_some() { "v3" } else { "v1" };
+    let logged = Logged {
+        method,
+        request_id,
+        signature,
     };
+    let (decision, quota) = decide_logged(&shared, early, &verified, &call, &logged);
     trace(&params, method, &decision, &request_id_text);
     let delay = shared.latency() + decision.delay;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let mut response = respond(decision.answer, &request_id_text, service, &conn);
+    let response = respond(decision.answer, &request_id_text, service, &conn);
+    with_headers(response, wall_now, quota)
+}
+
+/// The method as signed; the routes only let these three through.
+fn signed_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        _ => "POST",
+    }
+}
+
+/// Steps 1 to 8: an answer already, for `AssumeRoleWithOIDC` (which is not signed), or the
+/// verified caller, or why the call is refused.
+async fn verify_call<'p>(
+    shared: &Shared,
+    routed: Result<Action, Refusal>,
+    method: &'static str,
+    v3: Option<&Result<V3Signed, Refusal>>,
+    call: &Call<'p>,
+) -> (Option<Answer>, Result<Verified<'p>, Refusal>) {
+    match routed {
+        Ok(Action::AssumeRoleWithOidc) => {
+            let answer =
+                assume_role_with_oidc(shared, call.params, call.request_id, call.wall_now).await;
+            (Some(answer), Err(Refusal::InvalidAction))
+        }
+        Ok(action) => {
+            let verified = match v3 {
+                Some(Err(refusal)) => Err(refusal.clone()),
+                signed => verify::verify(
+                    &shared.identity,
+                    action,
+                    method,
+                    call.params,
+                    signed.and_then(|s| s.as_ref().ok()),
+                    call.wall_now,
+                ),
+            };
+            (None, verified)
+        }
+        Err(refusal) => (None, Err(refusal)),
+    }
+}
+
+/// What a call's line in the log takes from the request besides its parameters.
+struct Logged {
+    method: &'static str,
+    request_id: uuid::Uuid,
+    signature: &'static str,
+}
+
+/// The decision, taken under the lock with the call's line in the log, and the
+/// `x-ratelimit-user-api` header of a verified StopCaster call.
+fn decide_logged(
+    shared: &Shared,
+    early: Option<Answer>,
+    verified: &Result<Verified<'_>, Refusal>,
+    call: &Call<'_>,
+    logged: &Logged,
+) -> (Decision, Option<String>) {
+    let oidc = early.is_some();
+    let account = account_of(shared, call.params, oidc, verified);
+    let fail_rate = shared.fail_rate();
+    let mut st = shared.lock();
+    // Taken under the lock, so log order is decision order and times never go backwards.
+    let now = Instant::now();
+    let decision = match early {
+        Some(answer) => Decision {
+            answer,
+            delay: Duration::ZERO,
+            admitted: false,
+            fault: None,
+        },
+        None => decide(&mut st, shared.qps, fail_rate, verified, call, now),
+    };
+    // No parameters at all is no call: a client warming a connection (`GET /`). It is
+    // answered like any request without `Action`, but kept out of the log.
+    if !call.params.is_empty() {
+        let at_ns = shared.clock.offset_ns(now);
+        let mut line = record(
+            call.params,
+            &decision,
+            at_ns,
+            logged.method,
+            logged.request_id,
+            account,
+        );
+        line.signature = logged.signature;
+        st.log.push(line);
+    }
+    let quota = match (verified, oidc) {
+        (Ok(v), false) if v.action == Action::StopCaster => {
+            let (remain, time_left) = st.throttle.remaining(&v.caller.account, now, shared.qps);
+            Some(quota_header(shared.qps, remain, time_left, call.wall_now))
+        }
+        _ => None,
+    };
+    (decision, quota)
+}
+
+/// Ours, not hyper's, `Date` (the stand-in's clock may be set off), and the quota header.
+fn with_headers(
+    mut response: Response,
+    wall_now: OffsetDateTime,
+    quota: Option<String>,
+) -> Response {
     let headers = response.headers_mut();
-    // Ours, not hyper's: the stand-in's clock may be set off.
     if let Ok(date) = HeaderValue::from_str(&stopcaster_live::time::http_date(wall_now)) {
         headers.insert(header::DATE, date);
     }

@@ -77,8 +77,63 @@ pub(crate) fn plan(
             "expected a JSON object: one message, or {\"batch\": ..., \"jobs\": [...]}",
         ));
     };
-    let (batch, items, prefix): (Option<String>, Vec<Value>, bool) = if object.contains_key("jobs")
-    {
+    let request = Request::read(object)?;
+    let batch_id = request.batch_id().unwrap_or_else(&mut new_id);
+    let Request {
+        items, enveloped, ..
+    } = request;
+    let mut errors = Vec::new();
+    let mut jobs = Vec::with_capacity(items.len());
+    let mut seen = HashSet::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(message) = item else {
+            errors.push(FieldError {
+                field: field_at(enveloped, i, None),
+                error: "a message is a JSON object".into(),
+            });
+            continue;
+        };
+        match complete(message, &batch_id, &mut new_id) {
+            Ok((job_id, body)) => {
+                let duplicate = !seen.insert(job_id.clone());
+                jobs.push(PlannedJob {
+                    job_id,
+                    body,
+                    duplicate,
+                });
+            }
+            Err(reason) => errors.push(FieldError {
+                field: field_at(enveloped, i, Some(field_of(&reason))),
+                error: reason,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Planned { batch_id, jobs })
+    } else {
+        Err(errors)
+    }
+}
+
+/// A request's messages, still unparsed.
+struct Request {
+    /// The envelope's `batch`.
+    batch: Option<String>,
+    items: Vec<Value>,
+    /// Sent as `{"batch": ..., "jobs": [...]}`, so that a refusal names `jobs[i]`.
+    enveloped: bool,
+}
+
+impl Request {
+    /// One message, or an envelope of 1 to [`MAX_JOBS`] of them.
+    fn read(object: Map<String, Value>) -> Result<Self, Vec<FieldError>> {
+        if !object.contains_key("jobs") {
+            return Ok(Self {
+                batch: None,
+                items: vec![Value::Object(object)],
+                enveloped: false,
+            });
+        }
         let mut batch = None;
         let mut jobs = Vec::new();
         for (key, v) in object {
@@ -102,65 +157,49 @@ pub(crate) fn plan(
                 format!("jobs holds 1 to {MAX_JOBS} messages, not {}", jobs.len()),
             ));
         }
-        (batch, jobs, true)
-    } else {
-        (None, vec![Value::Object(object)], false)
-    };
-    let batch_id = batch
-        .clone()
-        .or_else(|| {
-            // A single message's own batch is the answer's.
-            (!prefix)
-                .then(|| items[0].get("batch_id").and_then(Value::as_str))
+        Ok(Self {
+            batch,
+            items: jobs,
+            enveloped: true,
+        })
+    }
+
+    /// The answer's batch id when the request names one: the envelope's, or a single
+    /// message's own.
+    fn batch_id(&self) -> Option<String> {
+        self.batch.clone().or_else(|| {
+            (!self.enveloped)
+                .then(|| self.items[0].get("batch_id").and_then(Value::as_str))
                 .flatten()
                 .map(str::to_owned)
         })
-        .unwrap_or_else(&mut new_id);
-    let mut errors = Vec::new();
-    let mut jobs = Vec::with_capacity(items.len());
-    let mut seen = HashSet::new();
-    for (i, item) in items.into_iter().enumerate() {
-        let at = |field: &str| {
-            if prefix {
-                format!("jobs[{i}].{field}")
-            } else {
-                field.to_owned()
-            }
-        };
-        let Value::Object(mut message) = item else {
-            errors.push(FieldError {
-                field: if prefix {
-                    format!("jobs[{i}]")
-                } else {
-                    "body".into()
-                },
-                error: "a message is a JSON object".into(),
-            });
-            continue;
-        };
-        fill(&mut message, "job_id", &mut new_id);
-        fill(&mut message, "batch_id", &mut || batch_id.clone());
-        let bytes = serde_json::to_vec(&Value::Object(message)).expect("JSON serializes");
-        match parse_message(&bytes, None) {
-            Parsed::Job(job) => {
-                let job_id = job.job_id.to_string();
-                let duplicate = !seen.insert(job_id.clone());
-                jobs.push(PlannedJob {
-                    job_id,
-                    body: bytes,
-                    duplicate,
-                });
-            }
-            Parsed::Rejected { rejection, .. } => errors.push(FieldError {
-                field: at(field_of(&rejection.reason)),
-                error: rejection.reason,
-            }),
-        }
     }
-    if errors.is_empty() {
-        Ok(Planned { batch_id, jobs })
-    } else {
-        Err(errors)
+}
+
+/// Where a refusal points: the message `i` (`jobs[i]`, or the whole body when it is the only
+/// one), or one of its fields.
+fn field_at(enveloped: bool, i: usize, field: Option<&str>) -> String {
+    match (enveloped, field) {
+        (true, Some(field)) => format!("jobs[{i}].{field}"),
+        (true, None) => format!("jobs[{i}]"),
+        (false, Some(field)) => field.to_owned(),
+        (false, None) => "body".into(),
+    }
+}
+
+/// The message with its ids filled in, through the worker's parser: its job id and body, or
+/// the parser's reason for refusing it.
+fn complete(
+    mut message: Map<String, Value>,
+    batch_id: &str,
+    new_id: &mut impl FnMut() -> String,
+) -> Result<(String, Vec<u8>), String> {
+    fill(&mut message, "job_id", new_id);
+    fill(&mut message, "batch_id", &mut || batch_id.to_owned());
+    let bytes = serde_json::to_vec(&Value::Object(message)).expect("JSON serializes");
+    match parse_message(&bytes, None) {
+        Parsed::Job(job) => Ok((job.job_id.to_string(), bytes)),
+        Parsed::Rejected { rejection, .. } => Err(rejection.reason),
     }
 }
 

@@ -21,7 +21,7 @@ use crate::broker::BrokerError;
 
 pub(crate) use letter::DeadLetter;
 pub(crate) use queue::list;
-pub(crate) use replay::{Selection, audit_outcome, preview, replay};
+pub(crate) use replay::{ReplayReport, Selection, audit_outcome, preview, replay};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {

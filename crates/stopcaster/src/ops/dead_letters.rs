@@ -13,7 +13,9 @@ use crate::config::{AttemptsArgs, BrokerArgs, DatabaseArgs};
 use crate::domain::time::rfc3339_micros as timestamp;
 use crate::ops::table::{cell, table};
 
-use crate::dead_letters::{DeadLetter, DeadLetterError, Selection, list, preview, replay};
+use crate::dead_letters::{
+    DeadLetter, DeadLetterError, ReplayReport, Selection, list, preview, replay,
+};
 use crate::domain::audit::{Action, Entry, Outcome};
 use crate::ops::audit::{self, ActorArgs};
 use crate::ops::filter::FilterArgs;
@@ -124,46 +126,16 @@ pub async fn run(
             if *dry_run {
                 let result = preview(&broker.amqp_url, &names, &pool, &selection).await;
                 pool.close().await;
-                let letters = result?;
-                write_preview(out, &letters)?;
+                write_preview(out, &result?)?;
                 out.flush()?;
                 return Ok(Vec::new());
             }
-            let mut write_error = None;
-            let result = replay(
-                &broker.amqp_url,
-                &names,
-                &pool,
-                &selection,
-                attempts.max_attempts.max(1),
-                |r| {
-                    if let Err(e) = writeln!(out, "{}", r.describe()).and_then(|()| out.flush()) {
-                        write_error.get_or_insert(e);
-                    }
-                },
-            )
-            .await;
-            let outcome = match &result {
-                Ok(report) => report.audit_outcome(),
-                Err(e) => Outcome::Failed(e.to_string()),
-            };
-            let count = result.as_ref().ok().map(|r| r.replayed.len());
-            audit::record(
-                &pool,
-                &Entry::new(
-                    Action::Replay,
-                    &actor.who(),
-                    &selection.describe(),
-                    count,
-                    outcome,
-                ),
-            )
-            .await;
+            let max_attempts = attempts.max_attempts.max(1);
+            let url = &broker.amqp_url;
+            let result =
+                replay_audited(out, url, &names, &pool, &selection, max_attempts, actor).await;
             pool.close().await;
             let report = result?;
-            if let Some(e) = write_error {
-                return Err(e.into());
-            }
             if report.without_job_id > 0 {
                 eprintln!(
                     "{} dead letter(s) without a readable job id left in {}",
@@ -175,6 +147,45 @@ pub async fn run(
             }
             Ok(report.missing)
         }
+    }
+}
+
+/// Replays `selection`, printing a line per job as it goes, and records the replay in the
+/// audit trail whatever its result. A line that cannot be written fails the command only
+/// once the replay is over and recorded.
+async fn replay_audited(
+    out: &mut dyn Write,
+    amqp_url: &str,
+    names: &Names,
+    pool: &sqlx::PgPool,
+    selection: &Selection,
+    max_attempts: u32,
+    actor: &ActorArgs,
+) -> Result<ReplayReport, DeadLetterError> {
+    let mut write_error = None;
+    let result = replay(amqp_url, names, pool, selection, max_attempts, |r| {
+        if let Err(e) = writeln!(out, "{}", r.describe()).and_then(|()| out.flush()) {
+            write_error.get_or_insert(e);
+        }
+    })
+    .await;
+    let outcome = match &result {
+        Ok(report) => report.audit_outcome(),
+        Err(e) => Outcome::Failed(e.to_string()),
+    };
+    let count = result.as_ref().ok().map(|r| r.replayed.len());
+    let entry = Entry::new(
+        Action::Replay,
+        &actor.who(),
+        &selection.describe(),
+        count,
+        outcome,
+    );
+    audit::record(pool, &entry).await;
+    let report = result?;
+    match write_error {
+        Some(e) => Err(e.into()),
+        None => Ok(report),
     }
 }
 

@@ -76,29 +76,13 @@ pub async fn run(
         endpoint: api.endpoint_settings().resolve(&region, None),
         ..client_config.clone()
     })?;
-    let job = Job {
-        job_id: JobId::new_random(),
-        caster_id,
-        region_id: Some(region.clone()),
-        batch_id: Some(STOP_COMMAND_BATCH.to_owned()),
-        account: None,
-        not_before: None,
-    };
+    let job = stop_job(caster_id, &region);
     let targets = Targets {
         broker: None,
         database: Some(database_url.to_owned()),
     };
     let lease = store::claim_lease(&client_config);
-    let record = match Record::open(database_url, &job, &region, lease).await {
-        Ok(record) => Some(record),
-        Err(e) => {
-            eprintln!(
-                "warning: this call is not recorded: {}",
-                one_line(&e, &targets)
-            );
-            None
-        }
-    };
+    let record = Record::open_or_warn(database_url, &job, &region, lease, &targets).await;
     let outcome = client
         .stop_caster(
             &credentials,
@@ -109,19 +93,28 @@ pub async fn run(
         )
         .await;
     if let Some(record) = record {
-        audit::record(
-            &record.pool,
-            &audit_entry(&actor.who(), &job, &region, &outcome),
-        )
-        .await;
-        if let Err(e) = record.finish(&outcome).await {
-            eprintln!(
-                "warning: the call was made but its outcome is not recorded: {}",
-                one_line(&e, &targets)
-            );
-        }
+        let entry = audit_entry(&actor.who(), &job, &region, &outcome);
+        record.finish_or_warn(&entry, &outcome, &targets).await;
     }
-    Ok(match outcome {
+    Ok(report(outcome))
+}
+
+/// The job this call is recorded as: a new id, in batch [`STOP_COMMAND_BATCH`].
+fn stop_job(caster_id: CasterId, region: &RegionId) -> Job {
+    Job {
+        job_id: JobId::new_random(),
+        caster_id,
+        region_id: Some(region.clone()),
+        batch_id: Some(STOP_COMMAND_BATCH.to_owned()),
+        account: None,
+        not_before: None,
+    }
+}
+
+/// Prints the RequestId (stdout) or the error (stderr); the exit code says which kind of
+/// answer it was.
+fn report(outcome: CallOutcome) -> ExitCode {
+    match outcome {
         CallOutcome::Stopped { request_id, .. } => {
             println!("{request_id}");
             ExitCode::SUCCESS
@@ -140,7 +133,7 @@ pub async fn run(
             eprintln!("{}: {} (RequestId none)", t.code(), t.message);
             ExitCode::from(exit::TRANSPORT)
         }
-    })
+    }
 }
 
 /// The job row and attempt of this call, opened before it is made, so that a call cut short
@@ -152,6 +145,38 @@ struct Record {
 }
 
 impl Record {
+    /// Opens the record, or warns that the call is not recorded: it is made all the same.
+    async fn open_or_warn(
+        database_url: &str,
+        job: &Job,
+        region: &RegionId,
+        lease: Duration,
+        targets: &Targets,
+    ) -> Option<Self> {
+        match Self::open(database_url, job, region, lease).await {
+            Ok(record) => Some(record),
+            Err(e) => {
+                eprintln!(
+                    "warning: this call is not recorded: {}",
+                    one_line(&e, targets)
+                );
+                None
+            }
+        }
+    }
+
+    /// Puts the call in the audit trail and its outcome on its attempt, or warns that the
+    /// outcome is not recorded.
+    async fn finish_or_warn(self, entry: &Entry, outcome: &CallOutcome, targets: &Targets) {
+        audit::record(&self.pool, entry).await;
+        if let Err(e) = self.finish(outcome).await {
+            eprintln!(
+                "warning: the call was made but its outcome is not recorded: {}",
+                one_line(&e, targets)
+            );
+        }
+    }
+
     async fn open(
         database_url: &str,
         job: &Job,

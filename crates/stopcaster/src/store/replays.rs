@@ -36,15 +36,27 @@ pub(crate) async fn reopen_for_replay(
     max_attempts: u32,
 ) -> Result<Vec<ReplayRecord>, sqlx::Error> {
     let ids: Vec<uuid::Uuid> = jobs.iter().map(|(id, _)| id.as_uuid()).collect();
+    let found = lock_rows(conn, &ids).await?;
+    let reopened = reopen(conn, &found, max_attempts).await?;
+    let records = records(jobs, &found, reopened);
+    insert_records(conn, &ids, jobs, &records).await?;
+    Ok(records)
+}
+
+/// The rows of `ids` that exist, locked until the caller's transaction ends.
+async fn lock_rows(
+    conn: &mut sqlx::PgConnection,
+    ids: &[uuid::Uuid],
+) -> Result<HashMap<uuid::Uuid, Found>, sqlx::Error> {
     // Locked in one order, so that two replays of overlapping sets cannot deadlock.
     let rows = sqlx::query!(
         "SELECT job_id, status, error_code, caster_id FROM caster_stop_jobs
          WHERE job_id = ANY($1) ORDER BY job_id FOR UPDATE",
-        &ids,
+        ids,
     )
     .fetch_all(&mut *conn)
     .await?;
-    let found: HashMap<uuid::Uuid, Found> = rows
+    Ok(rows
         .into_iter()
         .map(|r| {
             (
@@ -52,7 +64,15 @@ pub(crate) async fn reopen_for_replay(
                 (JobStatus::parse(&r.status), r.error_code, r.caster_id),
             )
         })
-        .collect();
+        .collect())
+}
+
+/// Reopens the `failed` and `rejected` rows among `found`; returns the ids reopened.
+async fn reopen(
+    conn: &mut sqlx::PgConnection,
+    found: &HashMap<uuid::Uuid, Found>,
+    max_attempts: u32,
+) -> Result<HashSet<uuid::Uuid>, sqlx::Error> {
     let with = |wanted: JobStatus| -> Vec<uuid::Uuid> {
         found
             .iter()
@@ -83,21 +103,39 @@ pub(crate) async fn reopen_for_replay(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut reopened: HashSet<uuid::Uuid> = failed.into_iter().chain(rejected).collect();
-    let mut records = Vec::with_capacity(jobs.len());
-    for (id, _) in jobs {
-        let (previous_status, previous_error_code, caster_id) = found
-            .get(&id.as_uuid())
-            .cloned()
-            .unwrap_or((None, None, None));
-        records.push(ReplayRecord {
-            previous_status,
-            previous_error_code,
-            caster_id,
-            // Only the first listing of a job counts as the one that reopened it.
-            reopened: reopened.remove(&id.as_uuid()),
-        });
-    }
+    Ok(failed.into_iter().chain(rejected).collect())
+}
+
+/// One record per listed job, in order, from the rows as found and the ids reopened.
+fn records(
+    jobs: &[(JobId, Option<&str>)],
+    found: &HashMap<uuid::Uuid, Found>,
+    mut reopened: HashSet<uuid::Uuid>,
+) -> Vec<ReplayRecord> {
+    jobs.iter()
+        .map(|(id, _)| {
+            let (previous_status, previous_error_code, caster_id) = found
+                .get(&id.as_uuid())
+                .cloned()
+                .unwrap_or((None, None, None));
+            ReplayRecord {
+                previous_status,
+                previous_error_code,
+                caster_id,
+                // Only the first listing of a job counts as the one that reopened it.
+                reopened: reopened.remove(&id.as_uuid()),
+            }
+        })
+        .collect()
+}
+
+/// The replays' rows in `caster_stop_replays`, one per record, with each job's reason.
+async fn insert_records(
+    conn: &mut sqlx::PgConnection,
+    ids: &[uuid::Uuid],
+    jobs: &[(JobId, Option<&str>)],
+    records: &[ReplayRecord],
+) -> Result<(), sqlx::Error> {
     let statuses: Vec<Option<&str>> = records
         .iter()
         .map(|r| r.previous_status.map(JobStatus::as_str))
@@ -112,7 +150,7 @@ pub(crate) async fn reopen_for_replay(
         "INSERT INTO caster_stop_replays
            (job_id, previous_status, previous_error_code, reason, reopened)
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[])",
-        &ids,
+        ids,
         &statuses as &[Option<&str>],
         &codes as &[Option<&str>],
         &reasons as &[Option<&str>],
@@ -120,5 +158,31 @@ pub(crate) async fn reopen_for_replay(
     )
     .execute(&mut *conn)
     .await?;
-    Ok(records)
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_listed_twice_is_reopened_by_its_first_listing_and_a_missing_row_has_no_status() {
+        let (failed, missing) = (JobId::new_random(), JobId::new_random());
+        let found = HashMap::from([(
+            failed.as_uuid(),
+            (
+                Some(JobStatus::Failed),
+                Some("E".to_owned()),
+                Some("c".to_owned()),
+            ),
+        )]);
+        let jobs = [(failed, None), (missing, Some("why")), (failed, None)];
+        let records = records(&jobs, &found, HashSet::from([failed.as_uuid()]));
+        let reopened: Vec<bool> = records.iter().map(|r| r.reopened).collect();
+        assert_eq!(reopened, [true, false, false]);
+        assert_eq!(records[0].previous_status, Some(JobStatus::Failed));
+        assert_eq!(records[2].previous_error_code.as_deref(), Some("E"));
+        assert_eq!(records[1].previous_status, None);
+        assert_eq!(records[1].caster_id, None);
+    }
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::Shared;
 use crate::dashboard::api_tokens::{ApiTokens, bearer};
-use crate::dashboard::job_requests::plan;
+use crate::dashboard::job_requests::{FieldError, Planned, PlannedJob, plan};
 use crate::dashboard::limiter::retry_after_secs;
 use crate::domain::audit::{Action, Entry, Outcome, Who};
 use crate::store;
@@ -124,42 +124,29 @@ pub(crate) async fn enqueue_api(
     };
     let planned = match plan(&body, || uuid::Uuid::new_v4().to_string()) {
         Ok(p) => p,
-        Err(errors) => {
-            let first = &errors[0];
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({
-                    "error": format!("{}: {}", first.field, first.error),
-                    "field": first.field,
-                    "errors": errors,
-                })),
-            )
-                .into_response();
-        }
+        Err(errors) => return invalid_body(&errors),
     };
+    publish(&state, &token, peer.ip(), &planned).await
+}
+
+/// Publishes the jobs with confirms, records the enqueue in the audit trail by the token's
+/// name, and answers each job's status: 201 when the broker confirmed them all, else 503.
+async fn publish(state: &Shared, token: &str, client: IpAddr, planned: &Planned) -> Response {
     let messages: Vec<(String, &[u8])> = planned
         .jobs
         .iter()
         .filter(|j| !j.duplicate)
         .map(|j| (j.job_id.clone(), j.body.as_slice()))
         .collect();
-    let who = Who::api(&token, peer.ip());
+    let who = Who::api(token, client);
     let target = format!("batch {}", planned.batch_id);
     let confirmed = match state.broker.publish_jobs(&messages).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(token = %token, error = %e, "POST /api/jobs: publishing failed");
-            record(
-                &state,
-                Entry::new(
-                    Action::Enqueue,
-                    &who,
-                    &target,
-                    Some(0),
-                    Outcome::Failed(e.to_string()),
-                ),
-            )
-            .await;
+            let failed = Outcome::Failed(e.to_string());
+            let entry = Entry::new(Action::Enqueue, &who, &target, Some(0), failed);
+            record(state, entry).await;
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({ "error": e, "batch_id": planned.batch_id })),
@@ -167,54 +154,130 @@ pub(crate) async fn enqueue_api(
                 .into_response();
         }
     };
-    let mut confirmed = confirmed.into_iter();
-    let mut all = true;
-    let jobs: Vec<serde_json::Value> = planned
-        .jobs
-        .iter()
-        .map(|j| {
-            let status = if j.duplicate {
-                "duplicate"
-            } else if confirmed.next().unwrap_or(false) {
-                "published"
-            } else {
-                all = false;
-                "not_confirmed"
-            };
-            json!({ "job_id": j.job_id, "status": status })
-        })
-        .collect();
-    tracing::info!(token = %token, client = %peer.ip(), batch_id = %planned.batch_id,
-        jobs = jobs.len(), confirmed = all, "jobs enqueued over HTTP");
-    let published = jobs.iter().filter(|j| j["status"] == "published").count();
-    let outcome = if all {
-        Outcome::Ok
-    } else {
-        Outcome::Partial(format!(
-            "{} not confirmed by the broker",
-            messages.len() - published
-        ))
-    };
-    record(
-        &state,
-        Entry::new(Action::Enqueue, &who, &target, Some(published), outcome),
-    )
-    .await;
-    let status = if all {
+    let published = Published::of(&planned.jobs, confirmed);
+    tracing::info!(token = %token, client = %client, batch_id = %planned.batch_id,
+        jobs = published.jobs.len(), confirmed = published.all, "jobs enqueued over HTTP");
+    let outcome = published.outcome(messages.len());
+    let entry = Entry::new(
+        Action::Enqueue,
+        &who,
+        &target,
+        Some(published.count),
+        outcome,
+    );
+    record(state, entry).await;
+    let status = if published.all {
         StatusCode::CREATED
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        Json(json!({ "batch_id": planned.batch_id, "jobs": jobs })),
+        Json(json!({ "batch_id": planned.batch_id, "jobs": published.jobs })),
     )
         .into_response()
+}
+
+/// 400 naming the first refused field, and listing them all.
+fn invalid_body(errors: &[FieldError]) -> Response {
+    let first = &errors[0];
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({
+            "error": format!("{}: {}", first.field, first.error),
+            "field": first.field,
+            "errors": errors,
+        })),
+    )
+        .into_response()
+}
+
+/// Each job's status in the answer, from the broker's confirms of the jobs sent.
+struct Published {
+    jobs: Vec<serde_json::Value>,
+    /// Jobs the broker confirmed.
+    count: usize,
+    /// Every job sent was confirmed.
+    all: bool,
+}
+
+impl Published {
+    /// `confirmed` holds one flag per job sent, that is per job not a duplicate, in order.
+    fn of(planned: &[PlannedJob], confirmed: Vec<bool>) -> Self {
+        let mut confirmed = confirmed.into_iter();
+        let mut all = true;
+        let jobs: Vec<serde_json::Value> = planned
+            .iter()
+            .map(|j| {
+                let status = if j.duplicate {
+                    "duplicate"
+                } else if confirmed.next().unwrap_or(false) {
+                    "published"
+                } else {
+                    all = false;
+                    "not_confirmed"
+                };
+                json!({ "job_id": j.job_id, "status": status })
+            })
+            .collect();
+        let count = jobs.iter().filter(|j| j["status"] == "published").count();
+        Self { jobs, count, all }
+    }
+
+    /// The audit trail's outcome, `sent` jobs having been published.
+    fn outcome(&self, sent: usize) -> Outcome {
+        if self.all {
+            Outcome::Ok
+        } else {
+            Outcome::Partial(format!("{} not confirmed by the broker", sent - self.count))
+        }
+    }
 }
 
 /// The one place an enqueue over HTTP is recorded in the audit trail (by the token's name).
 async fn record(state: &Shared, entry: Entry) {
     if let Err(e) = store::record_action(&state.pool, &entry).await {
         tracing::warn!(error = %e, "an enqueue over HTTP is not in the audit trail");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, duplicate: bool) -> PlannedJob {
+        PlannedJob {
+            job_id: id.to_owned(),
+            body: Vec::new(),
+            duplicate,
+        }
+    }
+
+    #[test]
+    fn a_duplicate_takes_no_confirm_and_a_missing_confirm_is_not_confirmed() {
+        let jobs = [
+            job("a", false),
+            job("a", true),
+            job("b", false),
+            job("c", false),
+        ];
+        let published = Published::of(&jobs, vec![true, false]);
+        let statuses: Vec<&str> = published
+            .jobs
+            .iter()
+            .map(|j| j["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            statuses,
+            ["published", "duplicate", "not_confirmed", "not_confirmed"]
+        );
+        assert_eq!((published.count, published.all), (1, false));
+        assert_eq!(
+            published.outcome(3),
+            Outcome::Partial("2 not confirmed by the broker".into())
+        );
+        let published = Published::of(&jobs[..2], vec![true]);
+        assert!(published.all);
+        assert_eq!(published.outcome(1), Outcome::Ok);
     }
 }
