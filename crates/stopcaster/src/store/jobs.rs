@@ -68,6 +68,9 @@ pub(crate) struct JobState {
 /// and the delivery may be acknowledged once it is committed. Otherwise it is `pending`, and a
 /// `scheduled` row found within the lead of its due time becomes `pending` here (`staged_at`):
 /// this delivery carries it, whether the stager's or a redelivery of the original.
+///
+/// One statement, committed on its own: no `BEGIN`/`COMMIT` round trips around it (a single
+/// statement is atomic and durable at its commit all the same).
 pub(crate) async fn open_job(
     pool: &PgPool,
     job: &Job,
@@ -75,7 +78,6 @@ pub(crate) async fn open_job(
     payload: &str,
     payload_escaped: bool,
 ) -> Result<JobState, sqlx::Error> {
-    let mut tx = pool.begin().await?;
     let row = sqlx::query!(
         r#"INSERT INTO caster_stop_jobs
            (job_id, caster_id, region_id, batch_id, account, payload, payload_escaped,
@@ -103,9 +105,8 @@ pub(crate) async fn open_job(
         job.not_before,
         schedule::LEAD.as_secs_f64(),
     )
-    .fetch_one(&mut *tx)
+    .fetch_one(pool)
     .await?;
-    tx.commit().await?;
     Ok(JobState {
         status: JobStatus::parse(&row.status).unwrap_or(JobStatus::Pending),
         attempts: row.attempts as u32,
