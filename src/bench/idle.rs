@@ -161,7 +161,7 @@ fn print(
     latencies: &[(OffsetDateTime, f64)],
 ) {
     println!(
-        "setup: idle latency, {} jobs one every {} ms, {} worker process(es), quota {} calls/s, {}, {}, {}",
+        "setup: idle latency, {} jobs one every {} ms, {} worker process(es), quota {} calls/s, {}, {}, enqueue = just before the publish, call = its arrival at the stand-in (ms, truncated)",
         setup.studios,
         interval.as_millis(),
         args.workers,
@@ -171,7 +171,6 @@ fn print(
             None => "one account".to_owned(),
         },
         if args.tls { "https" } else { "http" },
-        "enqueue = just before the publish, call = its arrival at the stand-in (ms, truncated)"
     );
     let mut sorted: Vec<f64> = latencies.iter().map(|l| l.1).collect();
     sorted.sort_by(f64::total_cmp);
