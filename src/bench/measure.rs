@@ -18,7 +18,7 @@ use super::{BenchArgs, KEY_ID, KEY_SECRET, Setup, WARM_UP_STUDIOS, fleet, store}
 
 /// What the polling saw while the batch ran.
 #[derive(Default)]
-struct Polling {
+pub(super) struct Polling {
     /// Polls that failed: Postgres restarted under the run (on a shared machine), which is
     /// waited out, as the workers do, and said: such a run measures the outage, not the pacing.
     outages: AtomicU32,
@@ -58,15 +58,10 @@ pub(super) async fn measure(
     let transactions_before = store::committed_transactions(pool).await.ok();
     let mut workers = workers::spawn(args, setup, fake)?;
     let polling = Polling::default();
-    let watch = Watch {
-        pool,
-        polling: &polling,
-        scheduled: due.is_some(),
-        workers_started: Instant::now(),
-        // Generous: a benchmark that times out measures nothing.
-        timeout: Duration::from_secs(60)
-            + Duration::from_secs_f64(setup.studios as f64 / f64::from(setup.qps.min(50)) * 3.0),
-    };
+    // Generous: a benchmark that times out measures nothing.
+    let timeout = Duration::from_secs(60)
+        + Duration::from_secs_f64(setup.studios as f64 / f64::from(setup.qps.min(50)) * 3.0);
+    let watch = Watch::new(pool, &polling, due.is_some(), timeout);
     if args.warm {
         // Warm: once every worker consumes, a small batch, so that each has used its
         // connections; then a pause, so they are idle, as between two batches.
@@ -124,7 +119,7 @@ pub(super) async fn measure(
 }
 
 /// Each worker's CPU seconds and peak RSS, read just before it is stopped.
-fn stop_workers(workers: &mut [WorkerProc]) -> Vec<(f64, u64)> {
+pub(super) fn stop_workers(workers: &mut [WorkerProc]) -> Vec<(f64, u64)> {
     let costs = workers.iter().filter_map(WorkerProc::cost).collect();
     for w in workers {
         w.terminate();
@@ -176,7 +171,7 @@ impl Batches<'_> {
 }
 
 /// Polls the database until a count of jobs has finished.
-struct Watch<'a> {
+pub(super) struct Watch<'a> {
     pool: &'a PgPool,
     polling: &'a Polling,
     /// A scheduled run, whose holding of every job is timed.
@@ -185,8 +180,24 @@ struct Watch<'a> {
     timeout: Duration,
 }
 
-impl Watch<'_> {
-    async fn until_finished(&self, count: usize, since: Instant) -> anyhow::Result<()> {
+impl<'a> Watch<'a> {
+    /// A watch of a run whose workers start now.
+    pub(super) fn new(
+        pool: &'a PgPool,
+        polling: &'a Polling,
+        scheduled: bool,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            pool,
+            polling,
+            scheduled,
+            workers_started: Instant::now(),
+            timeout,
+        }
+    }
+
+    pub(super) async fn until_finished(&self, count: usize, since: Instant) -> anyhow::Result<()> {
         let mut done = 0;
         loop {
             self.polling.queries.fetch_add(1, Ordering::Relaxed);

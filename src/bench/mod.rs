@@ -12,9 +12,12 @@
 //! records, CPU seconds per 1,000 jobs and the worker's peak RSS. Scheduled run
 //! (`--scheduled SECS`): every job due SECS after it is enqueued; prints when the workers held
 //! them all as `scheduled`, when the first and last calls left against the due time, calls
-//! before it (must be 0), and the workers' peak RSS.
+//! before it (must be 0), and the workers' peak RSS. Idle run (`--idle-interval-ms MS`): one
+//! job every MS to workers that already consume; prints the median and p90 of enqueue to the
+//! call's arrival at the stand-in.
 
 mod fleet;
+mod idle;
 mod measure;
 mod pki;
 mod results;
@@ -103,6 +106,11 @@ pub struct BenchArgs {
     /// for the workers to receive and hold them all first).
     #[arg(long, conflicts_with_all = ["ceiling", "warm"])]
     scheduled: Option<u64>,
+    /// Idle latency: once every worker consumes, one job every this many milliseconds;
+    /// prints the median and p90 of enqueue (just before the publish) to the call's arrival
+    /// at the stand-in.
+    #[arg(long, conflicts_with_all = ["ceiling", "warm", "scheduled", "competitor_qps"])]
+    idle_interval_ms: Option<u64>,
     /// The workers' STOPCASTER_PACER_MARGIN_MS: what each second of the schedule adds for
     /// jitter (each millisecond costs 0.1 % of the quota).
     #[arg(long, default_value_t = stopcaster::DEFAULT_PACER_MARGIN_MS)]
@@ -186,7 +194,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         accounts_file: accounts_file.as_ref(),
         ca_file: pki.as_ref().map(|p| p.ca.as_path()),
     };
-    let result = measure::measure(&args, &setup, &pool, &fake).await;
+    let result = match args.idle_interval_ms {
+        Some(ms) => idle::measure(&args, &setup, &pool, &fake, Duration::from_millis(ms)).await,
+        None => measure::measure(&args, &setup, &pool, &fake).await,
+    };
     cleanup(&args, &pool, &db_name, &prefix).await;
     drop(pki);
     result

@@ -312,3 +312,50 @@ async fn an_unanswered_attempt_by_another_worker_is_evidence() {
     assert_eq!(row["evidence_request_id"], attempts[1]["request_id"]);
     assert!(env.drain_dead().await.is_empty());
 }
+
+/// A worker that died during its call left its attempt open (no outcome) and its claim expired:
+/// the next attempt marks that one `Interrupted`, its outcome unknown, and, in the same step,
+/// counts it as an attempt that may have stopped the studio (the rule above), though the
+/// marking and the reading are one statement.
+#[tokio::test]
+async fn an_attempt_left_open_by_a_dead_worker_is_marked_interrupted_and_is_evidence() {
+    let mut config = FakeLiveConfig::new(vec![(KEY_ID.into(), Secret::new(KEY_SECRET))]);
+    config.qps = 1000;
+    let env = TestEnv::with_fake(config).await;
+    let job_id = uuid::Uuid::new_v4();
+    let body = serde_json::json!({"caster_id": "left-open", "job_id": job_id.to_string()});
+    // Attempt 1 was recorded and sent; its worker died before the answer, its claim ran out.
+    sqlx::query(
+        "INSERT INTO caster_stop_jobs
+           (job_id, caster_id, region_id, payload, attempts, claimed_by, claimed_until)
+         VALUES ($1, 'left-open', 'cn-shanghai', $2, 1, 'a-dead-worker',
+                 now() - interval '1 second')",
+    )
+    .bind(job_id)
+    .bind(body.to_string())
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO caster_stop_attempts (job_id, attempt, worker) VALUES ($1, 1, 'a-dead-worker')",
+    )
+    .bind(job_id)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    // That call did stop the studio.
+    env.fake
+        .set_caster("left-open", stopcaster_fake_live::StudioState::Stopped);
+    let _worker = env.spawn_worker(&[("STOPCASTER_QPS", "1000")]);
+    env.publish_raw(&[body.to_string().into_bytes()]).await;
+    env.wait_terminal(1, WAIT).await;
+    let row = env.job(job_id).await;
+    assert_eq!(row["status"], "succeeded", "{row}");
+    assert_eq!(row["conclusion"], "stopped-by-unanswered-attempt");
+    let attempts = env.attempts(job_id).await;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0]["error_code"], "Interrupted");
+    assert_eq!(attempts[0]["outcome_unknown"], true);
+    assert_eq!(attempts[1]["error_code"], "IncorrectSceneStatus");
+    assert!(env.drain_dead().await.is_empty());
+}
