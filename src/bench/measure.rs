@@ -63,17 +63,7 @@ pub(super) async fn measure(
         + Duration::from_secs_f64(setup.studios as f64 / f64::from(setup.qps.min(50)) * 3.0);
     let watch = Watch::new(pool, &polling, due.is_some(), timeout);
     if args.warm {
-        // Warm: once every worker consumes, a small batch, so that each has used its
-        // connections; then a pause, so they are idle, as between two batches.
-        workers::wait_for_consumers(&args.amqp_url, &names, args.workers, watch.timeout).await?;
-        let warm_ids = (0..WARM_UP_STUDIOS)
-            .map(|i| format!("bench-warmup-{i}"))
-            .collect();
-        batches.enqueue(warm_ids, None).await?;
-        watch
-            .until_finished(WARM_UP_STUDIOS, Instant::now())
-            .await?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        warm_up(&batches, &watch).await?;
         start_wall = OffsetDateTime::now_utc();
         enqueue_time = batches.enqueue(ids, None).await?;
     }
@@ -90,15 +80,7 @@ pub(super) async fn measure(
     // The workers' sessions reported their counts as they ended; the bench's own, idle, within
     // a second.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let transactions = match (
-        transactions_before,
-        store::committed_transactions(pool).await.ok(),
-    ) {
-        (Some(before), Some(after)) => {
-            Some(after - before - 1 - i64::from(polling.queries.load(Ordering::Relaxed)))
-        }
-        _ => None,
-    };
+    let transactions = workers_transactions(pool, transactions_before, &polling).await;
     let all_calls = calls_logged(fake)?;
     let all_held = *polling.all_held.lock().expect("not poisoned");
     let succeeded = store::count_jobs_with_status(pool, JobStatus::Succeeded).await?;
@@ -116,6 +98,33 @@ pub(super) async fn measure(
         transactions,
     };
     results::print(args, setup, pool, &outcome).await
+}
+
+/// Warm: once every worker consumes, a small batch, so that each has used its connections;
+/// then a pause, so they are idle, as between two batches.
+async fn warm_up(batches: &Batches<'_>, watch: &Watch<'_>) -> anyhow::Result<()> {
+    let args = batches.args;
+    workers::wait_for_consumers(&args.amqp_url, batches.names, args.workers, watch.timeout).await?;
+    let warm_ids = (0..WARM_UP_STUDIOS)
+        .map(|i| format!("bench-warmup-{i}"))
+        .collect();
+    batches.enqueue(warm_ids, None).await?;
+    watch
+        .until_finished(WARM_UP_STUDIOS, Instant::now())
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+/// The transactions the workers committed since `before`: the database's count, less the
+/// bench's own polls and the reading itself.
+async fn workers_transactions(
+    pool: &PgPool,
+    before: Option<i64>,
+    polling: &Polling,
+) -> Option<i64> {
+    let after = store::committed_transactions(pool).await.ok()?;
+    Some(after - before? - 1 - i64::from(polling.queries.load(Ordering::Relaxed)))
 }
 
 /// Each worker's CPU seconds and peak RSS, read just before it is stopped.
