@@ -82,20 +82,7 @@ async fn the_account_page_shows_calls_errors_backlog_and_pauses() {
 
     // Pause from the page, with a hostile reason.
     let reason = format!("{HOSTILE_BATCH} {ESC} rotate key");
-    browser
-        .eval(&format!(
-            "document.getElementById('pause-reason').value = {};",
-            json!(reason)
-        ))
-        .await;
-    browser.click("#pause-button").await;
-    browser
-        .wait_text("#confirm-list", |t| t.contains("<script>"))
-        .await;
-    browser.click("#confirm-ok").await;
-    browser
-        .wait_text("#action-result", |t| t.contains("Paused default"))
-        .await;
+    pause_from_page(&browser, &reason, None).await;
     let shown = browser
         .wait_text("#operator-pause .reason", |t| !t.is_empty())
         .await;

@@ -329,6 +329,31 @@ impl Drop for Browser {
     }
 }
 
+/// Pauses `default` from the open page's form (the overview's or the account page's) with
+/// `reason` and, if given, `until`, and confirms. `reason` holds [`HOSTILE_BATCH`], which the
+/// confirmation must show as text.
+async fn pause_from_page(browser: &Browser, reason: &str, until: Option<&str>) {
+    let mut script = format!(
+        "document.getElementById('pause-reason').value = {};",
+        json!(reason)
+    );
+    if let Some(until) = until {
+        script += &format!(
+            " document.getElementById('pause-until').value = {};",
+            json!(until)
+        );
+    }
+    browser.eval(&script).await;
+    browser.click("#pause-button").await;
+    browser
+        .wait_text("#confirm-list", |t| t.contains(HOSTILE_BATCH))
+        .await;
+    browser.click("#confirm-ok").await;
+    browser
+        .wait_text("#action-result", |t| t.contains("Paused default"))
+        .await;
+}
+
 async fn job_id_of(env: &TestEnv, caster: &str) -> uuid::Uuid {
     sqlx::query_scalar("SELECT job_id FROM caster_stop_jobs WHERE caster_id = $1")
         .bind(caster)

@@ -14,20 +14,7 @@ async fn pause_and_resume_from_the_overview_and_the_audit_page() {
     // Credentials in the page's URL would make its fetch() refuse relative URLs.
     browser.goto(&dash.url("/")).await;
     let reason = format!("{HOSTILE_BATCH} {ESC} leak");
-    browser
-        .eval(&format!(
-            "document.getElementById('pause-reason').value = {}; document.getElementById('pause-until').value = '30m';",
-            json!(reason)
-        ))
-        .await;
-    browser.click("#pause-button").await;
-    browser
-        .wait_text("#confirm-list", |t| t.contains("<script>"))
-        .await;
-    browser.click("#confirm-ok").await;
-    browser
-        .wait_text("#action-result", |t| t.contains("Paused default"))
-        .await;
+    pause_from_page(&browser, &reason, Some("30m")).await;
     let shown = browser
         .wait_text("#operator-pauses .reason", |t| !t.is_empty())
         .await;
