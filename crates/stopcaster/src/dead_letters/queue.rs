@@ -40,15 +40,7 @@ pub(super) async fn take_unacked(
     channel: &Channel,
     queue: &str,
 ) -> Result<Vec<Taken>, DeadLetterError> {
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+    let declared = look_up(channel, queue)
         .await
         .map_err(|error| DeadLetterError::Queue {
             queue: queue.to_owned(),
@@ -139,8 +131,8 @@ pub(super) async fn requeue(channel: &Channel, queue: &str, messages: &[Taken]) 
     let _ = tokio::time::timeout(SETTLE, settled).await;
 }
 
-/// Messages ready in `queue`, `None` when it cannot be read.
-async fn ready(channel: &Channel, queue: &str) -> Option<u32> {
+/// `queue` as the broker holds it (a passive declaration: it must exist, nothing is changed).
+async fn look_up(channel: &Channel, queue: &str) -> Result<lapin::Queue, lapin::Error> {
     channel
         .queue_declare(
             queue.into(),
@@ -150,6 +142,12 @@ async fn ready(channel: &Channel, queue: &str) -> Option<u32> {
             },
             FieldTable::default(),
         )
+        .await
+}
+
+/// Messages ready in `queue`, `None` when it cannot be read.
+async fn ready(channel: &Channel, queue: &str) -> Option<u32> {
+    look_up(channel, queue)
         .await
         .ok()
         .map(|q| q.message_count())
