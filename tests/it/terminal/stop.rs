@@ -37,6 +37,16 @@ async fn stop_is_recorded_like_a_job_and_says_so_when_it_cannot_be() {
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0]["request_id"], request_id.as_str());
     assert_eq!(attempts[0]["outcome"], "ok");
+    // The answer's quota header is kept, as a worker's attempt keeps it (the dashboard draws it).
+    let (limit, remain): (Option<i32>, Option<i32>) = sqlx::query_as(
+        "SELECT quota_limit, quota_remain FROM caster_stop_attempts WHERE job_id = $1",
+    )
+    .bind(job_id)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(limit, Some(10), "the stand-in's default quota");
+    assert!(remain.is_some());
     // The table shows it too, by its short RequestId.
     let table = stdout_ok(&quiet(&env, &["report", "--caster", "studio-rec"]));
     assert!(table.contains(&request_id[..8]), "{table}");

@@ -83,18 +83,19 @@ pub async fn run(
     };
     let lease = store::claim_lease(&client_config);
     let record = Record::open_or_warn(database_url, &job, &region, lease, &targets).await;
-    let outcome = client
-        .stop_caster(
-            &credentials,
-            StopCasterRequest {
-                caster_id: &job.caster_id,
-                region_id: &region,
-            },
-        )
-        .await;
+    let request = StopCasterRequest {
+        caster_id: &job.caster_id,
+        region_id: &region,
+    };
+    let answer = client.call(&credentials, request, None).await;
+    let outcome = answer.outcome;
     if let Some(record) = record {
         let entry = audit_entry(&actor.who(), &job, &region, &outcome);
-        record.finish_or_warn(&entry, &outcome, &targets).await;
+        let answered = store::Answered {
+            outcome: &outcome,
+            quota: answer.quota.binding(),
+        };
+        record.finish_or_warn(&entry, answered, &targets).await;
     }
     Ok(report(outcome))
 }
@@ -167,9 +168,9 @@ impl Record {
 
     /// Puts the call in the audit trail and its outcome on its attempt, or warns that the
     /// outcome is not recorded.
-    async fn finish_or_warn(self, entry: &Entry, outcome: &CallOutcome, targets: &Targets) {
+    async fn finish_or_warn(self, entry: &Entry, answered: store::Answered<'_>, targets: &Targets) {
         audit::record(&self.pool, entry).await;
-        if let Err(e) = self.finish(outcome).await {
+        if let Err(e) = self.finish(answered).await {
             eprintln!(
                 "warning: the call was made but its outcome is not recorded: {}",
                 one_line(&e, targets)
@@ -201,16 +202,14 @@ impl Record {
         }
     }
 
-    async fn finish(self, outcome: &CallOutcome) -> Result<(), sqlx::Error> {
-        let verdict = verdict(outcome);
+    /// The attempt's answer, with the quota header it carried (the dashboard draws it).
+    async fn finish(self, answered: store::Answered<'_>) -> Result<(), sqlx::Error> {
+        let verdict = verdict(answered.outcome);
         store::finish_attempt(
             &self.pool,
             self.job_id,
             self.attempt,
-            store::Answered {
-                outcome,
-                quota: None,
-            },
+            answered,
             Some(&verdict),
             None,
         )
