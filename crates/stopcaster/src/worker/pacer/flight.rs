@@ -1,5 +1,6 @@
 //! Each account's round-trip floor in this process ([`RttFloor`]): how much longer than usual a
-//! call's round trip took, which bounds how late it may have reached the server.
+//! call's round trip took, which bounds how late it may have reached the server; and the recent
+//! lateness of its calls ([`JitterWindow`]), from which its margin is learnt.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,27 +8,55 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::Rate;
+use super::margin::JitterWindow;
 use super::maths::RttFloor;
 
-/// The round-trip floors of this process's accounts.
+/// The round-trip floors and recent lateness of this process's accounts.
 #[derive(Clone, Default)]
-pub(super) struct Flights(Arc<Mutex<HashMap<String, RttFloor>>>);
+pub(super) struct Flights(Arc<Mutex<HashMap<String, Flight>>>);
+
+#[derive(Default)]
+struct Flight {
+    floor: Option<RttFloor>,
+    jitter: JitterWindow,
+}
 
 impl Flights {
     /// The excess of a round trip of `rtt` answered at `at` over the account's floor, which it
-    /// then updates. Allocates only for an account's first call.
-    pub(super) fn excess(&self, account: &str, rtt: Duration, at: Instant) -> Duration {
-        let mut floors = self.0.lock().expect("pacer flights poisoned");
-        match floors.get_mut(account) {
-            Some(floor) => {
-                let excess = RttFloor::excess(Some(floor), rtt, at);
-                *floor = RttFloor::observe(Some(*floor), rtt, at);
-                excess
-            }
-            None => {
-                floors.insert(account.to_owned(), RttFloor::observe(None, rtt, at));
-                RttFloor::excess(None, rtt, at)
-            }
+    /// then updates; the call's arrival lateness (`late` plus the excess) joins the account's
+    /// jitter window, unless no floor was known (the first call's excess is its whole round
+    /// trip, not jitter). Allocates only for an account's first call.
+    pub(super) fn excess(
+        &self,
+        account: &str,
+        late: Duration,
+        rtt: Duration,
+        at: Instant,
+    ) -> Duration {
+        let mut flights = self.0.lock().expect("pacer flights poisoned");
+        let flight = match flights.get_mut(account) {
+            Some(flight) => flight,
+            None => flights.entry(account.to_owned()).or_default(),
+        };
+        let excess = RttFloor::excess(flight.floor.as_ref(), rtt, at);
+        if flight.floor.is_some() {
+            flight.jitter.observe(late + excess, at);
+        }
+        flight.floor = Some(RttFloor::observe(flight.floor, rtt, at));
+        excess
+    }
+
+    /// The account's configured rate with the margin learnt from its recent jitter (never
+    /// under the configured one).
+    pub(super) fn rate(&self, account: &str, configured: Rate) -> Rate {
+        let flights = self.0.lock().expect("pacer flights poisoned");
+        let margin = flights.get(account).map_or(configured.margin, |f| {
+            f.jitter.margin(configured.margin, Instant::now())
+        });
+        Rate {
+            margin,
+            ..configured
         }
     }
 }

@@ -27,7 +27,7 @@ impl LocalGates {
 /// In-process GCRA, for a single worker (and for tests of the pacing maths).
 #[derive(Clone)]
 pub struct LocalPacer {
-    pub(super) rates: Arc<dyn Fn(&str) -> Rate + Send + Sync>,
+    rates: Arc<dyn Fn(&str) -> Rate + Send + Sync>,
     epoch: Instant,
     state: Arc<Mutex<HashMap<String, (Duration, f64)>>>,
     gates: LocalGates,
@@ -45,6 +45,11 @@ impl LocalPacer {
         }
     }
 
+    /// The account's rate: as configured, its margin widened by the jitter its calls met.
+    pub(super) fn rate(&self, account: &str) -> Rate {
+        self.flights.rate(account, (self.rates)(account))
+    }
+
     pub(super) async fn acquire(
         &self,
         account: &str,
@@ -52,7 +57,7 @@ impl LocalPacer {
     ) -> Slot {
         let gate = self.gates.gate(account);
         let _one_at_a_time = gate.lock().await;
-        let period = (self.rates)(account).period();
+        let period = self.rate(account).period();
         let (slot, wait) = {
             let mut state = self.state.lock().expect("pacer state poisoned");
             let entry = state
@@ -83,7 +88,7 @@ impl LocalPacer {
     pub(super) fn release(&self, account: &str, slot: Duration) {
         let mut state = self.state.lock().expect("pacer state poisoned");
         if let Some(entry) = state.get_mut(account) {
-            let period = (self.rates)(account).period();
+            let period = self.rate(account).period();
             if entry.0 <= slot + period.mul_f64(MAX_SLOWDOWN) && entry.0 > slot {
                 entry.0 = slot;
             }
@@ -116,7 +121,7 @@ impl LocalPacer {
         let entry = state
             .entry(account.to_owned())
             .or_insert((Duration::ZERO, 1.0));
-        let period = (self.rates)(account).period();
+        let period = self.rate(account).period();
         entry.0 = entry.0.max(now) + period;
         entry.1 = throttled(entry.1);
     }

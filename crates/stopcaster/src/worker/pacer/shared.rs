@@ -21,7 +21,7 @@ use super::{
 #[derive(Clone)]
 pub struct SharedPacer {
     pool: PgPool,
-    pub(super) rates: Arc<dyn Fn(&str) -> Rate + Send + Sync>,
+    rates: Arc<dyn Fn(&str) -> Rate + Send + Sync>,
     gates: LocalGates,
     clock: Arc<Mutex<ClockSync>>,
     pub(super) flights: Flights,
@@ -41,6 +41,14 @@ impl SharedPacer {
         }
     }
 
+    /// The account's rate: as configured, its margin widened by the jitter this process's calls
+    /// met. Each process paces the slots it reserves with its own margin, so the shared
+    /// schedule's second is widened by the mean of the processes' margins, weighted by the
+    /// slots each takes (processes on one machine meet much the same jitter).
+    pub(super) fn rate(&self, account: &str) -> Rate {
+        self.flights.rate(account, (self.rates)(account))
+    }
+
     pub(super) async fn acquire(
         &self,
         account: &str,
@@ -48,7 +56,7 @@ impl SharedPacer {
     ) -> Result<Slot, PacerError> {
         let gate = self.gates.gate(account);
         let _one_at_a_time = gate.lock().await;
-        let period = (self.rates)(account).period();
+        let period = self.rate(account).period();
         let asked = Instant::now();
         let reservation = crate::store::reserve_pacer_slot(
             &self.pool,
@@ -90,7 +98,7 @@ impl SharedPacer {
         crate::store::throttle_pacer(
             &self.pool,
             account,
-            (self.rates)(account).period(),
+            self.rate(account).period(),
             THROTTLE_SLOWDOWN,
             MAX_SLOWDOWN,
         )
