@@ -195,7 +195,8 @@ pub struct WorkerArgs {
     /// StopCaster calls per second per account, summed over every worker sharing the database.
     #[arg(help_heading = PACING, long, env = "STOPCASTER_QPS", default_value_t = DEFAULT_QPS)]
     pub qps: u32,
-    /// Safety margin added to each second of the pacer's schedule, in milliseconds.
+    /// Safety margin added to each second of the pacer's schedule, in milliseconds: the least
+    /// an account's margin learnt from its calls' jitter may be (it learns up to 20 ms).
     #[arg(help_heading = PACING, long, env = "STOPCASTER_PACER_MARGIN_MS", default_value_t = DEFAULT_PACER_MARGIN_MS)]
     pub pacer_margin_ms: u64,
     #[command(flatten)]
