@@ -130,16 +130,7 @@ async fn the_account_page_shows_calls_errors_backlog_and_pauses() {
     assert_eq!(doc["errors"][1]["window"], "last 24 hours");
 
     // Resume from the page: the backlog drains and the history has both.
-    browser
-        .eval("document.querySelector('button[data-resume]').click();")
-        .await;
-    browser
-        .wait_text("#confirm-title", |t| t.contains("Resume"))
-        .await;
-    browser.click("#confirm-ok").await;
-    browser
-        .wait_text("#action-result", |t| t.contains("Resumed default"))
-        .await;
+    resume_from_page(&browser).await;
     env.wait_terminal(7, WAIT).await;
     browser.wait_text("#backlog .pending", |t| t == "0").await;
     assert!(browser.text("#running").await.starts_with("Running"));

@@ -354,6 +354,22 @@ async fn pause_from_page(browser: &Browser, reason: &str, until: Option<&str>) {
         .await;
 }
 
+/// Resumes `default` from the open page's Resume button (the overview's or the account
+/// page's), clicked from the page's own script (the live refresh replaces the row every
+/// second), and confirms.
+async fn resume_from_page(browser: &Browser) {
+    browser
+        .eval("document.querySelector(\"button[data-resume='default']\").click();")
+        .await;
+    browser
+        .wait_text("#confirm-title", |t| t.contains("Resume"))
+        .await;
+    browser.click("#confirm-ok").await;
+    browser
+        .wait_text("#action-result", |t| t.contains("Resumed default"))
+        .await;
+}
+
 async fn job_id_of(env: &TestEnv, caster: &str) -> uuid::Uuid {
     sqlx::query_scalar("SELECT job_id FROM caster_stop_jobs WHERE caster_id = $1")
         .bind(caster)

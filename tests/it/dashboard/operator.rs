@@ -39,17 +39,7 @@ async fn pause_and_resume_from_the_overview_and_the_audit_page() {
     .unwrap();
     assert_eq!(stored, reason, "stored as typed");
 
-    // Clicked from the page's own script: the live refresh replaces the row every second.
-    browser
-        .eval("document.querySelector(\"button[data-resume='default']\").click();")
-        .await;
-    browser
-        .wait_text("#confirm-title", |t| t.contains("Resume"))
-        .await;
-    browser.click("#confirm-ok").await;
-    browser
-        .wait_text("#action-result", |t| t.contains("Resumed default"))
-        .await;
+    resume_from_page(&browser).await;
 
     browser.goto(&dash.url("/audit")).await;
     let rows = browser.text("#audit").await;
