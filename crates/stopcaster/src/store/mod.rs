@@ -96,11 +96,33 @@ pub async fn pool(database_url: &str, max_connections: u32) -> Result<PgPool, sq
     let options: PgConnectOptions = database_url
         .parse::<PgConnectOptions>()?
         .disable_statement_logging();
-    PgPoolOptions::new()
+    pool_options()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
+}
+
+/// A connection that sat idle this long is checked with a round trip before it is handed out.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// Pool options shared by every pool: a few seconds' wait at most for a connection, and a
+/// liveness check only for a connection that sat idle. sqlx's default checks every connection
+/// it hands out with a round trip of its own (and again, always, as it takes it back), which
+/// on a busy worker doubled the round trips of each statement. A connection in steady use
+/// needs no check: if the database went away under it, its next statement fails, the caller
+/// retries, and the pool drops the broken connection as it takes it back.
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// How long a one-shot command waits for the database to answer its first connection.
@@ -140,9 +162,8 @@ pub(crate) async fn pacer_pool(database_url: &str) -> Result<PgPool, sqlx::Error
         .parse::<PgConnectOptions>()?
         .options([("synchronous_commit", "off")])
         .disable_statement_logging();
-    PgPoolOptions::new()
+    pool_options()
         .max_connections(4)
-        .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
 }
