@@ -189,7 +189,7 @@ impl Record {
             .expect("a serialized job is UTF-8");
         store::open_job(&pool, job, region, &payload, false).await?;
         let worker = format!("stop-command-{}", std::process::id());
-        match store::start_attempt(&pool, job.job_id, &worker, lease).await? {
+        match store::start_attempt(&pool, job.job_id, &worker, lease, None).await? {
             AttemptStart::Started { attempt, .. } => Ok(Self {
                 pool,
                 job_id: job.job_id,

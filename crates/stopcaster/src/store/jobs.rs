@@ -138,13 +138,24 @@ pub(crate) enum AttemptStart {
     ClaimedElsewhere,
 }
 
+/// A call of an account's shared schedule, about to leave at `slot` (the database's clock): what
+/// `stopcaster_recent_calls` counts (see [`super::recent_calls`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScheduledCall<'a> {
+    pub account: &'a str,
+    pub slot: OffsetDateTime,
+}
+
 /// Numbers and records a new attempt before its call, and claims the job for `lease` so that
-/// no other worker calls for it meanwhile.
+/// no other worker calls for it meanwhile. With `call`, the same statement records it among the
+/// schedule's recent calls (one round trip and one commit fewer per call than a statement of
+/// its own); a call that then stays home is forgotten with `forget_recent_call`.
 pub(crate) async fn start_attempt(
     pool: &PgPool,
     job_id: JobId,
     worker: &str,
     lease: Duration,
+    call: Option<ScheduledCall<'_>>,
 ) -> Result<AttemptStart, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query!(
@@ -187,6 +198,14 @@ pub(crate) async fn start_attempt(
              RETURNING 1
            ), recorded AS (
              INSERT INTO caster_stop_attempts (job_id, attempt, worker) VALUES ($1, $2, $3)
+           ), old_calls AS (
+             DELETE FROM stopcaster_recent_calls WHERE ctid = ANY (ARRAY (
+               SELECT ctid FROM stopcaster_recent_calls
+               WHERE account = $4 AND slot < $5::timestamptz - interval '5 seconds'
+               FOR UPDATE SKIP LOCKED))
+           ), scheduled_call AS (
+             INSERT INTO stopcaster_recent_calls (account, slot)
+             SELECT $4, $5 WHERE $4::text IS NOT NULL
            )
            SELECT (EXISTS (SELECT 1 FROM interrupted)
                    OR EXISTS (SELECT 1 FROM caster_stop_attempts
@@ -194,6 +213,8 @@ pub(crate) async fn start_attempt(
         job_id.as_uuid(),
         row.attempts,
         worker,
+        call.map(|c| c.account),
+        call.map(|c| c.slot),
     )
     .fetch_one(&mut *tx)
     .await?;

@@ -40,16 +40,16 @@ pub(crate) use dashboard::{
 };
 pub use dashboard::{JobSearch, explain_search};
 pub(crate) use jobs::{
-    Answered, AttemptStart, JobState, RejectedMessage, claim_lease, conclude_job, finish_attempt,
-    finish_given_back_attempt, is_dead_lettered, mark_dead_lettered, open_job, record_rejected,
-    start_attempt,
+    Answered, AttemptStart, JobState, RejectedMessage, ScheduledCall, claim_lease, conclude_job,
+    finish_attempt, finish_given_back_attempt, is_dead_lettered, mark_dead_lettered, open_job,
+    record_rejected, start_attempt,
 };
 pub(crate) use operator_pauses::{OperatorPause, operator_pauses, pause_account, resume_account};
 pub use pacer::pacer_state;
 pub(crate) use pacer::{push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer};
 pub(crate) use parking::{claim_unparked, park_job, release_parked, waiting};
 pub(crate) use pauses::{clear_pauses, record_pause, withdraw_attempt};
-pub(crate) use recent_calls::{count_recent_calls, forget_recent_call, record_recent_call};
+pub(crate) use recent_calls::{count_recent_calls, forget_recent_call};
 pub(crate) use replays::{ReplayRecord, reopen_for_replay};
 pub(crate) use reports::{
     JobFilter, JobRow, ReportSummary, call_totals, filter_job_ids, report_jobs, report_summary,

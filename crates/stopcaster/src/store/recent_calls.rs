@@ -5,28 +5,9 @@
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-/// Records a call of `account`'s schedule, leaving at its `slot` (the database's clock), and
-/// deletes the account's rows older than a few seconds (whether or not answers are counted).
-pub(crate) async fn record_recent_call(
-    pool: &PgPool,
-    account: &str,
-    slot: OffsetDateTime,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "WITH old AS (
-           DELETE FROM stopcaster_recent_calls
-           WHERE account = $1 AND slot < $2::timestamptz - interval '5 seconds'
-         )
-         INSERT INTO stopcaster_recent_calls (account, slot) VALUES ($1, $2)",
-        account,
-        slot,
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// Forgets a call the gateway refused for the quota (it does not count it either).
+/// Forgets a call the gateway refused for the quota (it does not count it either), or one that
+/// stayed home. Calls are recorded with their attempt (`start_attempt`), deleting the
+/// account's rows older than a few seconds.
 pub(crate) async fn forget_recent_call(
     pool: &PgPool,
     account: &str,

@@ -16,7 +16,7 @@ use super::Disposition;
 use super::attempt::Probe;
 use super::step::{Interrupt, Step};
 use crate::domain::Job;
-use crate::store::{self, AttemptStart, JobState};
+use crate::store::{self, AttemptStart, JobState, ScheduledCall};
 use crate::worker::circuit::Signal;
 use crate::worker::pacer::Reserved;
 
@@ -97,7 +97,12 @@ pub(super) async fn reserve<'a>(
         }
     };
     ctx.metrics.pacer_wait(slot.wait);
-    match prepare(step, job, account).await {
+    // With the shared schedule, the call is counted as the schedule's with its attempt.
+    let call = slot.database_time().map(|slot| ScheduledCall {
+        account: &account.pacer_key,
+        slot,
+    });
+    match prepare(step, job, account, call).await {
         Ok(Prepared {
             credentials,
             attempt,
@@ -118,7 +123,12 @@ pub(super) async fn reserve<'a>(
 }
 
 /// With the slot held: the credentials to sign with and the attempt row.
-async fn prepare(step: &Step<'_>, job: &Job, account: &Account) -> Result<Prepared, Unready> {
+async fn prepare(
+    step: &Step<'_>,
+    job: &Job,
+    account: &Account,
+    call: Option<ScheduledCall<'_>>,
+) -> Result<Prepared, Unready> {
     let ctx = step.ctx;
     if step.shutdown.is_cancelled() {
         return Err(Unready::Shutdown);
@@ -131,7 +141,7 @@ async fn prepare(step: &Step<'_>, job: &Job, account: &Account) -> Result<Prepar
         .current()
         .map_err(Unready::NoCredentials)?;
     let start = step
-        .db(|| store::start_attempt(&ctx.pool, job.job_id, &ctx.worker_id, ctx.claim_lease))
+        .db(|| store::start_attempt(&ctx.pool, job.job_id, &ctx.worker_id, ctx.claim_lease, call))
         .await
         .map_err(Unready::Interrupted)?;
     match start {

@@ -52,7 +52,7 @@ pub(super) async fn call_and_settle(
     let attempt = ready.attempt;
     async {
         if !slot_due(step, account, &ready).await {
-            return stay_home(step, job, ready.slot, attempt).await;
+            return stay_home(step, job, account, ready.slot, attempt).await;
         }
         settle(step, job, state, account, request, ready, budget).await
     }
@@ -81,14 +81,22 @@ async fn slot_due(step: &Step<'_>, account: &Account, ready: &Ready<'_>) -> bool
 async fn stay_home(
     step: &Step<'_>,
     job: &Job,
+    account: &Account,
     slot: Reserved<'_>,
     attempt: u32,
 ) -> Result<Settled, Interrupt> {
     let ctx = step.ctx;
+    let slot_time = slot.database_time();
     slot.release().await;
     debug!("pause came while the call waited for its slot: it stays home, slot given back");
     step.db(|| store::withdraw_attempt(&ctx.pool, job.job_id, attempt, &ctx.worker_id))
         .await?;
+    // Counted as the schedule's with its attempt: no longer.
+    if let Some(slot) = slot_time
+        && let Err(err) = store::forget_recent_call(&ctx.pool, &account.pacer_key, slot).await
+    {
+        debug!(error = %err, "could not forget a call that stayed home");
+    }
     Ok(Settled::StayedHome)
 }
 
@@ -120,10 +128,9 @@ async fn settle(
     // ten others.
     ctx.quota.sent(&account.pacer_key, started);
     let slot_time = slot.database_time();
-    let (answer, (), ()) = tokio::join!(
+    let (answer, ()) = tokio::join!(
         client.call(&credentials, request, account.signature_version),
         ctx.pacer.sent(&slot, started),
-        record_call(step, account, slot_time),
     );
     let answered = Instant::now();
     let outcome = &answer.outcome;
@@ -165,16 +172,6 @@ async fn settle(
             Ok(Settled::WaitedForAccount)
         }
         Next::Retry => retry(step, job, attempt, answered).await,
-    }
-}
-
-/// With the shared schedule, every worker's calls are counted as the schedule's in the
-/// database, so that a sibling worker's calls are never taken for another caller's.
-async fn record_call(step: &Step<'_>, account: &Account, slot: Option<time::OffsetDateTime>) {
-    if let Some(slot) = slot
-        && let Err(err) = store::record_recent_call(&step.ctx.pool, &account.pacer_key, slot).await
-    {
-        debug!(error = %err, "could not record the call for the quota's count");
     }
 }
 
