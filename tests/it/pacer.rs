@@ -153,3 +153,39 @@ async fn an_unused_slot_is_handed_back() {
     assert_eq!(tat2, reserved, "the schedule goes back to the unused slot");
     assert!(tat2 <= tat1 + time::Duration::milliseconds(1));
 }
+
+/// A quota far above Alibaba's: one reservation takes slots for the calls waiting behind it
+/// (`maths::batch_size`). However the slots are taken, two replicas with sixty-four calls
+/// each waiting at once get a slot each, never two calls on one, never closer than the period.
+#[tokio::test]
+async fn a_lifted_quota_hands_each_waiting_call_its_own_slot() {
+    let env = TestEnv::new().await;
+    // A period of exactly 10 µs, the database's resolution: (1 s + 5 ms) / 100,500.
+    let qps = 100_500;
+    let period = Rate {
+        qps,
+        margin: Duration::from_millis(5),
+    }
+    .period();
+    assert_eq!(period, Duration::from_micros(10));
+    let other_pool = stopcaster::database_pool(&env.database_url, 4)
+        .await
+        .unwrap();
+    let a = Pacer::Shared(SharedPacer::new(env.pool.clone(), rate(qps)));
+    let b = Pacer::Shared(SharedPacer::new(other_pool, rate(qps)));
+    let many = |pacer: Pacer| async move {
+        let calls = (0..64).map(|_| {
+            let pacer = pacer.clone();
+            async move { take(&pacer, "K", 1).await[0] }
+        });
+        futures_util::future::join_all(calls).await
+    };
+    let (sa, sb) = tokio::join!(many(a), many(b));
+    let mut all: Vec<OffsetDateTime> = sa.iter().chain(&sb).copied().collect();
+    all.sort();
+    assert_eq!(all.len(), 128);
+    for pair in all.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= period, "slots {gap} apart, less than {period:?}");
+    }
+}

@@ -46,7 +46,7 @@ pub(crate) use jobs::{
 };
 pub(crate) use operator_pauses::{OperatorPause, operator_pauses, pause_account, resume_account};
 pub use pacer::pacer_state;
-pub(crate) use pacer::{push_back_pacer, release_pacer_slot, reserve_pacer_slot, throttle_pacer};
+pub(crate) use pacer::{push_back_pacer, release_pacer_slot, reserve_pacer_slots, throttle_pacer};
 pub(crate) use parking::{claim_unparked, park_job, release_parked, waiting};
 pub(crate) use pauses::{clear_pauses, record_pause, withdraw_attempt};
 pub(crate) use recent_calls::{count_recent_calls, forget_recent_call};

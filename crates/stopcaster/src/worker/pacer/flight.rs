@@ -1,6 +1,7 @@
 //! Each account's round-trip floor in this process ([`RttFloor`]): how much longer than usual a
 //! call's round trip took, which bounds how late it may have reached the server; and the recent
-//! lateness of its calls ([`JitterWindow`]), from which its margin is learnt.
+//! lateness of its calls ([`JitterWindow`]), from which its margin is learnt; and the pushes
+//! this process made to its schedule.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,8 @@ pub(super) struct Flights(Arc<Mutex<HashMap<String, Flight>>>);
 struct Flight {
     floor: Option<RttFloor>,
     jitter: JitterWindow,
+    /// Every push this process made to the account's schedule, added up.
+    pushed: Duration,
 }
 
 impl Flights {
@@ -45,6 +48,23 @@ impl Flights {
         }
         flight.floor = Some(RttFloor::observe(flight.floor, rtt, at));
         excess
+    }
+
+    /// The pushes this process made to the account's schedule so far, added up: read when a
+    /// slot is reserved, so that a late call knows which pushes came after its reservation
+    /// (`maths::uncovered`).
+    pub(super) fn pushed(&self, account: &str) -> Duration {
+        let flights = self.0.lock().expect("pacer flights poisoned");
+        flights.get(account).map_or(Duration::ZERO, |f| f.pushed)
+    }
+
+    /// Counts a push of the account's schedule.
+    pub(super) fn add_pushed(&self, account: &str, by: Duration) {
+        let mut flights = self.0.lock().expect("pacer flights poisoned");
+        match flights.get_mut(account) {
+            Some(flight) => flight.pushed += by,
+            None => flights.entry(account.to_owned()).or_default().pushed = by,
+        }
     }
 
     /// The account's configured rate with the margin learnt from its recent jitter (never

@@ -8,10 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::flight::Flights;
-use super::{
-    MAX_SLOWDOWN, PREPARE_LEAD, Rate, Slot, SlotToken, earliest_slot, gcra_step, recovered,
-    throttled,
-};
+use super::{MAX_SLOWDOWN, Rate, Slot, SlotToken, earliest_slot, gcra_step, recovered, throttled};
 
 /// Per-process queueing: one outstanding reservation per account in this process.
 #[derive(Clone, Default)]
@@ -57,7 +54,8 @@ impl LocalPacer {
     ) -> Slot {
         let gate = self.gates.gate(account);
         let _one_at_a_time = gate.lock().await;
-        let period = self.rate(account).period();
+        let rate = self.rate(account);
+        let (period, lead) = (rate.period(), rate.lead());
         let (slot, wait) = {
             let mut state = self.state.lock().expect("pacer state poisoned");
             let entry = state
@@ -68,13 +66,14 @@ impl LocalPacer {
             let due = not_before
                 .and_then(|t| Duration::try_from(t - time::OffsetDateTime::now_utc()).ok())
                 .map(|ahead| now + ahead);
-            let earliest = earliest_slot(entry.0, now, PREPARE_LEAD, due);
+            let earliest = earliest_slot(entry.0, now, lead, due);
             let (slot, tat) = gcra_step(entry.0, earliest, period.mul_f64(entry.1));
             *entry = (tat, recovered(entry.1));
             (slot, slot.saturating_sub(now))
         };
+        let pushed_before = self.flights.pushed(account);
         let at = self.epoch + slot;
-        tokio::time::sleep_until(at - PREPARE_LEAD).await;
+        tokio::time::sleep_until(at - lead).await;
         Slot {
             at,
             wait,
@@ -82,6 +81,7 @@ impl LocalPacer {
                 account: account.to_owned(),
                 slot,
             },
+            pushed_before,
         }
     }
 

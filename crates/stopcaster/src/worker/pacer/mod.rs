@@ -11,12 +11,15 @@
 //!
 //! The shared pacer keeps `tat` in a Postgres row and advances it with one `UPDATE`, using the
 //! database's clock, so replicas need no clock agreement and no new infrastructure. Each process
-//! holds at most one reserved slot per account at a time (a local lock), so a process that stops
-//! can waste at most one slot, and it hands that one back if nobody reserved after it.
+//! reserves for one account at a time (a local queue), one slot per round trip at Alibaba's
+//! quota, so a process that stops can waste at most one slot, and it hands that one back if
+//! nobody reserved after it. Where the quota is high (hundreds of calls a second), one round
+//! trip takes a slot for each call of the process waiting behind it (`maths::batch_size`,
+//! spanning at most a quarter of the lead), so the round trip does not bound the rate.
 //!
 //! Calls go out on time: on a contended schedule (a slot reserved from now on) slots are handed
-//! out at least [`PREPARE_LEAD`] (100 ms) ahead, and [`Pacer::acquire`] returns that much
-//! before the slot, so the caller records its attempt, then waits for [`Slot::due`] and sends.
+//! out at least [`PREPARE_LEAD`] (100 ms; ten periods where the quota is over a hundred calls a
+//! second, [`Rate::lead`]) ahead, and [`Pacer::acquire`] returns that much before the slot, so the caller records its attempt, then waits for [`Slot::due`] and sends.
 //! An idle schedule hands out the present instead (`maths::earliest_slot`): the call leaves as
 //! soon as its attempt is recorded, and that little lateness is pushed back like any other.
 //!
@@ -63,8 +66,8 @@ mod shared;
 
 pub use local::LocalPacer;
 pub use maths::{
-    ClockSync, FLOOR_AGEING, RttFloor, answer_push, departure_push, earliest_slot, gcra_step,
-    recovered, room_rate, throttled,
+    ClockSync, FLOOR_AGEING, MAX_BATCH, RttFloor, answer_push, batch_size, departure_push,
+    earliest_slot, gcra_step, recovered, room_rate, throttled, uncovered,
 };
 pub use reserved::Reserved;
 pub use shared::SharedPacer;
@@ -81,6 +84,12 @@ pub struct Rate {
 /// takes tens of milliseconds; a call it makes late costs the schedule its lateness. At 25 ms,
 /// a warm bench batch 2 s away saw a call leave about 100 ms after its slot.
 pub const PREPARE_LEAD: Duration = Duration::from_millis(100);
+
+/// The lead is at most this many periods: at Alibaba's quota (up to a hundred calls a second)
+/// it is the whole [`PREPARE_LEAD`]; where the quota is lifted far beyond, a call that leaves a
+/// few milliseconds after its slot costs the schedule nothing worth a wait, and a lead of a
+/// tenth of a second would hold every queued call that long.
+pub const LEAD_PERIODS: u32 = 10;
 
 /// Multiplier applied to `slowdown` on a throttled call.
 pub const THROTTLE_SLOWDOWN: f64 = 1.25;
@@ -103,6 +112,12 @@ impl Rate {
     pub fn period(&self) -> Duration {
         (Duration::from_secs(1) + self.margin) / self.qps.max(1)
     }
+
+    /// How far ahead a contended schedule hands out slots: [`PREPARE_LEAD`], or
+    /// [`LEAD_PERIODS`] periods where the quota is higher than a hundred calls a second.
+    pub fn lead(&self) -> Duration {
+        PREPARE_LEAD.min(self.period() * LEAD_PERIODS)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +133,9 @@ pub struct Slot {
     pub at: Instant,
     pub wait: Duration,
     token: SlotToken,
+    /// This process's pushes of the account's schedule when the slot was reserved
+    /// (`Flights::pushed`).
+    pushed_before: Duration,
 }
 
 impl Slot {
@@ -161,7 +179,7 @@ pub enum Pacer {
 }
 
 impl Pacer {
-    /// Reserves the next slot for `account` and sleeps until [`PREPARE_LEAD`] before it.
+    /// Reserves the next slot for `account` and sleeps until the lead ([`Rate::lead`]) before it.
     pub async fn acquire(&self, account: &str) -> Result<Slot, PacerError> {
         self.acquire_from(account, None).await
     }
@@ -194,16 +212,16 @@ impl Pacer {
         }
     }
 
-    /// Reports when a slot's call was sent: if late, the schedule moves back by the lateness.
+    /// Reports when a slot's call was sent: if late, the schedule moves back by the lateness
+    /// (what of it the pushes since the slot's reservation have not moved it already).
     pub async fn sent(&self, slot: &Slot, sent_at: Instant) {
         let late = sent_at.saturating_duration_since(slot.at);
         let push = departure_push(late, self.late_tolerance(&slot.token));
-        if !push.is_zero() {
+        if self.push_back(slot, push).await {
             tracing::debug!(
                 late_ms = late.as_millis() as u64,
                 "call left late; schedule pushed back"
             );
-            self.push_back(&slot.token, push).await;
         }
     }
 
@@ -213,27 +231,59 @@ impl Pacer {
     pub async fn answered(&self, slot: &Slot, sent_at: Instant, answered_at: Instant) {
         let late = sent_at.saturating_duration_since(slot.at);
         let rtt = answered_at.saturating_duration_since(sent_at);
-        let flights = match self {
-            Pacer::Local(p) => &p.flights,
-            Pacer::Shared(p) => &p.flights,
-        };
-        let excess = flights.excess(token_account(&slot.token), late, rtt, answered_at);
-        let push = answer_push(
+        let tolerance = self.late_tolerance(&slot.token);
+        let excess = self
+            .flights()
+            .excess(token_account(&slot.token), late, rtt, answered_at);
+        let beyond_departure = answer_push(
             late,
             excess,
             answered_at.saturating_duration_since(slot.at),
-            self.late_tolerance(&slot.token),
+            tolerance,
         );
-        if !push.is_zero() {
+        // The whole arrival lateness; the departure's push is among the pushes since the
+        // reservation, so it is not made twice.
+        let push = if beyond_departure.is_zero() {
+            Duration::ZERO
+        } else {
+            beyond_departure + departure_push(late, tolerance)
+        };
+        if self.push_back(slot, push).await {
             tracing::debug!(
                 excess_ms = excess.as_millis() as u64,
                 "call answered slower than usual; schedule pushed back"
             );
-            self.push_back(&slot.token, push).await;
         }
     }
 
-    async fn push_back(&self, token: &SlotToken, by: Duration) {
+    fn flights(&self) -> &flight::Flights {
+        match self {
+            Pacer::Local(p) => &p.flights,
+            Pacer::Shared(p) => &p.flights,
+        }
+    }
+
+    /// Pushes the schedule back for `slot`'s call, which `push` is the arrival lateness of, by
+    /// what the pushes since its reservation do not cover; true if it pushed.
+    async fn push_back(&self, slot: &Slot, push: Duration) -> bool {
+        if push.is_zero() {
+            return false;
+        }
+        let account = token_account(&slot.token);
+        let flights = self.flights();
+        let by = uncovered(
+            push,
+            flights.pushed(account).saturating_sub(slot.pushed_before),
+        );
+        if by.is_zero() {
+            return false;
+        }
+        flights.add_pushed(account, by);
+        self.push_schedule(&slot.token, by).await;
+        true
+    }
+
+    async fn push_schedule(&self, token: &SlotToken, by: Duration) {
         match (self, token) {
             (Pacer::Local(p), SlotToken::Local { account, .. }) => p.push_back(account, by),
             (Pacer::Shared(p), SlotToken::Shared { account, .. }) => {
@@ -287,6 +337,13 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lead_is_shorter_only_where_the_quota_is_high() {
+        assert_eq!(Rate::new(10).lead(), PREPARE_LEAD);
+        assert_eq!(Rate::new(100).lead(), PREPARE_LEAD);
+        assert_eq!(Rate::new(1000).lead(), Duration::from_micros(10_050));
+    }
 
     #[test]
     fn period_includes_margin() {

@@ -1,6 +1,8 @@
 //! The pacer shared by every replica: GCRA in a Postgres row per account, on the database's
 //! clock, mapped onto this process's clock by [`ClockSync`].
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,11 +10,32 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use super::flight::Flights;
-use super::local::LocalGates;
 use super::{
     ClockSync, MAX_SLOWDOWN, PREPARE_LEAD, PacerError, RECOVERY_STEP, Rate, Slot, SlotToken,
-    THROTTLE_SLOWDOWN,
+    THROTTLE_SLOWDOWN, batch_size,
 };
+
+/// This process's queue for one account: one reservation at a time, and the slots a
+/// reservation took for the calls waiting behind it (`maths::batch_size`), handed out in turn.
+#[derive(Default)]
+struct Gate {
+    /// Slots reserved ahead, each with this process's pushes when it was reserved.
+    reserved: tokio::sync::Mutex<VecDeque<(time::OffsetDateTime, Duration)>>,
+    waiting: AtomicUsize,
+}
+
+#[derive(Clone, Default)]
+struct Gates(Arc<Mutex<HashMap<String, Arc<Gate>>>>);
+
+impl Gates {
+    fn gate(&self, account: &str) -> Arc<Gate> {
+        let mut gates = self.0.lock().expect("pacer gates poisoned");
+        match gates.get(account) {
+            Some(gate) => gate.clone(),
+            None => gates.entry(account.to_owned()).or_default().clone(),
+        }
+    }
+}
 
 /// GCRA in a Postgres row per account (`stopcaster_pacer`), on the database's clock. Give it
 /// a pool from `store::pacer_pool`: its commits skip the WAL flush, which is slow
@@ -22,7 +45,7 @@ use super::{
 pub struct SharedPacer {
     pool: PgPool,
     rates: Arc<dyn Fn(&str) -> Rate + Send + Sync>,
-    gates: LocalGates,
+    gates: Gates,
     clock: Arc<Mutex<ClockSync>>,
     pub(super) flights: Flights,
 }
@@ -32,7 +55,7 @@ impl SharedPacer {
         Self {
             pool,
             rates: Arc::new(rates),
-            gates: LocalGates::default(),
+            gates: Gates::default(),
             clock: Arc::new(Mutex::new(ClockSync::new(
                 Instant::now(),
                 time::OffsetDateTime::now_utc(),
@@ -55,27 +78,36 @@ impl SharedPacer {
         not_before: Option<time::OffsetDateTime>,
     ) -> Result<Slot, PacerError> {
         let gate = self.gates.gate(account);
-        let _one_at_a_time = gate.lock().await;
-        let period = self.rate(account).period();
-        let asked = Instant::now();
-        let reservation = crate::store::reserve_pacer_slot(
-            &self.pool,
-            account,
-            period,
-            RECOVERY_STEP,
-            PREPARE_LEAD,
-            not_before,
-        )
-        .await?;
-        let answered = Instant::now();
-        let at = {
-            let mut clock = self.clock.lock().expect("pacer clock poisoned");
-            clock.observe(asked, answered, reservation.now);
-            clock.to_local(reservation.slot)
+        gate.waiting.fetch_add(1, Ordering::Relaxed);
+        let mut reserved = gate.reserved.lock().await;
+        let waiting = gate.waiting.fetch_sub(1, Ordering::Relaxed) - 1;
+        let rate = self.rate(account);
+        let lead = rate.lead();
+        // A slot reserved for a call that has since gone is stale once a call on it would
+        // leave late enough to push the schedule back.
+        let stale_after = rate.margin / 2;
+        let (slot, pushed_before) = match self.take_reserved(&mut reserved, not_before, stale_after)
+        {
+            Some(slot) => slot,
+            None => {
+                let count = match not_before {
+                    // A due time is this call's own: the calls behind it take their own slots.
+                    Some(_) => 1,
+                    None => batch_size(waiting, rate.period(), PREPARE_LEAD),
+                };
+                let mut slots = self
+                    .reserve(account, rate.period(), lead, not_before, count)
+                    .await?;
+                let first = slots.pop_front().expect("a reservation holds a slot");
+                *reserved = slots;
+                first
+            }
         };
-        let slot = reservation.slot;
-        let wait = at.saturating_duration_since(answered);
-        tokio::time::sleep_until(at - PREPARE_LEAD).await;
+        let at = self.to_local(slot);
+        let wait = at.saturating_duration_since(Instant::now());
+        // The queue is held until the lead: the next call's slot is handed out after this one.
+        tokio::time::sleep_until(at - lead).await;
+        drop(reserved);
         Ok(Slot {
             at,
             wait,
@@ -83,7 +115,67 @@ impl SharedPacer {
                 account: account.to_owned(),
                 slot,
             },
+            pushed_before,
         })
+    }
+
+    /// The next slot a reservation took for a call waiting behind it, unless it is stale (the
+    /// calls it was taken for have gone, and it is more than `stale_after` behind: the slots
+    /// left are dropped) or before `not_before`.
+    fn take_reserved(
+        &self,
+        reserved: &mut VecDeque<(time::OffsetDateTime, Duration)>,
+        not_before: Option<time::OffsetDateTime>,
+        stale_after: Duration,
+    ) -> Option<(time::OffsetDateTime, Duration)> {
+        let (slot, _) = *reserved.front()?;
+        if self.to_local(slot) + stale_after < Instant::now() {
+            reserved.clear();
+            return None;
+        }
+        if not_before.is_some_and(|due| slot < due) {
+            return None;
+        }
+        reserved.pop_front()
+    }
+
+    /// Takes `count` slots of the account's schedule in one round trip, learning the database's
+    /// clock from it.
+    async fn reserve(
+        &self,
+        account: &str,
+        period: Duration,
+        lead: Duration,
+        not_before: Option<time::OffsetDateTime>,
+        count: u32,
+    ) -> Result<VecDeque<(time::OffsetDateTime, Duration)>, PacerError> {
+        let asked = Instant::now();
+        let reservation = crate::store::reserve_pacer_slots(
+            &self.pool,
+            account,
+            period,
+            RECOVERY_STEP,
+            lead,
+            not_before,
+            count,
+        )
+        .await?;
+        let answered = Instant::now();
+        self.clock
+            .lock()
+            .expect("pacer clock poisoned")
+            .observe(asked, answered, reservation.now);
+        // Read after the round trip: a push made during it may have moved these slots too, so
+        // it is not counted as moving only the slots after them.
+        let pushed_before = self.flights.pushed(account);
+        Ok(reservation.slots().map(|s| (s, pushed_before)).collect())
+    }
+
+    fn to_local(&self, slot: time::OffsetDateTime) -> Instant {
+        self.clock
+            .lock()
+            .expect("pacer clock poisoned")
+            .to_local(slot)
     }
 
     pub(super) async fn release(
