@@ -128,16 +128,16 @@ async fn settle(
     // ten others.
     ctx.quota.sent(&account.pacer_key, started);
     let slot_time = slot.database_time();
-    let (answer, ()) = tokio::join!(
-        client.call(&credentials, request, account.signature_version),
-        ctx.pacer.sent(&slot, started),
-    );
+    ctx.pacer.sent(&slot, started);
+    let answer = client
+        .call(&credentials, request, account.signature_version)
+        .await;
     let answered = Instant::now();
     let outcome = &answer.outcome;
     ctx.metrics.api_call(outcome, answered - started);
     // A slow round trip may have reached the server late: the calls after it keep their
     // distance from where it may have landed.
-    ctx.pacer.answered(&slot, started, answered).await;
+    ctx.pacer.answered(&slot, started, answered);
     read_quota(step, account, &answer, started, slot_time).await;
     // Kept on the attempt's row: the dashboard, another process, draws it.
     let quota = answer.quota.binding();

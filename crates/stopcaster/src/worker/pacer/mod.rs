@@ -214,10 +214,10 @@ impl Pacer {
 
     /// Reports when a slot's call was sent: if late, the schedule moves back by the lateness
     /// (what of it the pushes since the slot's reservation have not moved it already).
-    pub async fn sent(&self, slot: &Slot, sent_at: Instant) {
+    pub fn sent(&self, slot: &Slot, sent_at: Instant) {
         let late = sent_at.saturating_duration_since(slot.at);
         let push = departure_push(late, self.late_tolerance(&slot.token));
-        if self.push_back(slot, push).await {
+        if self.push_back(slot, push) {
             tracing::debug!(
                 late_ms = late.as_millis() as u64,
                 "call left late; schedule pushed back"
@@ -228,7 +228,7 @@ impl Pacer {
     /// Reports when a slot's call, sent at `sent_at`, was answered: a round trip longer than the
     /// account's usual may have reached the server late, and the schedule moves back by that
     /// too (beyond what [`Pacer::sent`] pushed).
-    pub async fn answered(&self, slot: &Slot, sent_at: Instant, answered_at: Instant) {
+    pub fn answered(&self, slot: &Slot, sent_at: Instant, answered_at: Instant) {
         let late = sent_at.saturating_duration_since(slot.at);
         let rtt = answered_at.saturating_duration_since(sent_at);
         let tolerance = self.late_tolerance(&slot.token);
@@ -248,7 +248,7 @@ impl Pacer {
         } else {
             beyond_departure + departure_push(late, tolerance)
         };
-        if self.push_back(slot, push).await {
+        if self.push_back(slot, push) {
             tracing::debug!(
                 excess_ms = excess.as_millis() as u64,
                 "call answered slower than usual; schedule pushed back"
@@ -265,7 +265,7 @@ impl Pacer {
 
     /// Pushes the schedule back for `slot`'s call, which `push` is the arrival lateness of, by
     /// what the pushes since its reservation do not cover; true if it pushed.
-    async fn push_back(&self, slot: &Slot, push: Duration) -> bool {
+    fn push_back(&self, slot: &Slot, push: Duration) -> bool {
         if push.is_zero() {
             return false;
         }
@@ -279,18 +279,14 @@ impl Pacer {
             return false;
         }
         flights.add_pushed(account, by);
-        self.push_schedule(&slot.token, by).await;
+        self.push_schedule(&slot.token, by);
         true
     }
 
-    async fn push_schedule(&self, token: &SlotToken, by: Duration) {
+    fn push_schedule(&self, token: &SlotToken, by: Duration) {
         match (self, token) {
             (Pacer::Local(p), SlotToken::Local { account, .. }) => p.push_back(account, by),
-            (Pacer::Shared(p), SlotToken::Shared { account, .. }) => {
-                if let Err(e) = p.push_back(account, by).await {
-                    tracing::debug!(error = %e, "could not push the pacer back");
-                }
-            }
+            (Pacer::Shared(p), SlotToken::Shared { account, .. }) => p.push_back(account, by),
             _ => {}
         }
     }

@@ -48,6 +48,7 @@ pub struct SharedPacer {
     gates: Gates,
     clock: Arc<Mutex<ClockSync>>,
     pub(super) flights: Flights,
+    pushes: Arc<Mutex<HashMap<String, PendingPush>>>,
 }
 
 impl SharedPacer {
@@ -61,6 +62,7 @@ impl SharedPacer {
                 time::OffsetDateTime::now_utc(),
             ))),
             flights: Flights::default(),
+            pushes: Arc::default(),
         }
     }
 
@@ -208,7 +210,48 @@ impl SharedPacer {
         crate::store::throttle_pacer(&self.pool, account, time_left, 1.0, MAX_SLOWDOWN).await
     }
 
-    pub(super) async fn push_back(&self, account: &str, by: Duration) -> Result<(), sqlx::Error> {
-        crate::store::push_back_pacer(&self.pool, account, by).await
+    /// Pushes the account's schedule back by `by`. Pushes that come while one is on its way
+    /// are added up and sent as one statement after it: under load most calls of a high quota
+    /// leave a few milliseconds late, and a statement each cost the database as much as the
+    /// rest of the call's records. Sent from a task of its own, so a caller that goes away
+    /// cannot leave the account's pushes waiting.
+    pub(super) fn push_back(&self, account: &str, by: Duration) {
+        {
+            let mut pushes = self.pushes.lock().expect("pacer pushes poisoned");
+            let pending = match pushes.get_mut(account) {
+                Some(pending) => pending,
+                None => pushes.entry(account.to_owned()).or_default(),
+            };
+            pending.by += by;
+            if pending.sending {
+                return;
+            }
+            pending.sending = true;
+        }
+        let (pool, pushes, account) = (self.pool.clone(), self.pushes.clone(), account.to_owned());
+        tokio::spawn(async move {
+            loop {
+                let by = {
+                    let mut pushes = pushes.lock().expect("pacer pushes poisoned");
+                    let pending = pushes.get_mut(&account).expect("a pending push stays");
+                    let by = std::mem::take(&mut pending.by);
+                    if by.is_zero() {
+                        pending.sending = false;
+                        return;
+                    }
+                    by
+                };
+                if let Err(e) = crate::store::push_back_pacer(&pool, &account, by).await {
+                    tracing::debug!(error = %e, "could not push the pacer back");
+                }
+            }
+        });
     }
+}
+
+/// Pushes of an account's schedule not yet sent, and whether a statement is on its way.
+#[derive(Default)]
+struct PendingPush {
+    by: Duration,
+    sending: bool,
 }
