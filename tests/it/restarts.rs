@@ -406,7 +406,7 @@ async fn assert_each_called_once_from(
             .calls()
             .iter()
             .filter(|call| call.caster_id.as_deref() == Some(c.as_str()))
-            .map(|call| OffsetDateTime::parse(&call.time, &Rfc3339).unwrap())
+            .map(|call| OffsetDateTime::parse(&call.wall_time, &Rfc3339).unwrap())
             .collect();
         assert_eq!(
             calls.len(),

@@ -239,8 +239,15 @@ impl Fault {
 /// One call as `GET /_fake/calls` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallLogEntry {
-    /// When it was decided: RFC 3339, UTC, milliseconds truncated.
+    /// When it was decided: RFC 3339, UTC, milliseconds truncated. On the stand-in's monotonic
+    /// clock from its start, so the spacing of calls is exactly what its throttle saw.
     pub time: String,
+    /// The machine's wall clock read when it was decided, for comparing with times the callers
+    /// read from the same clock (a due time, an answer's time): after a step of the wall clock
+    /// (a virtual machine's clock set right after a pause) `time` is off by the step, this
+    /// is not.
+    #[serde(default)]
+    pub wall_time: String,
     pub method: String,
     pub access_key_id: Option<String>,
     pub caster_id: Option<String>,

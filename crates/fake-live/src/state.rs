@@ -217,8 +217,10 @@ impl Throttle {
 /// One call as the log keeps it: compact, since the whole log stays in memory for the tests.
 #[derive(Clone, Debug)]
 pub(crate) struct CallRecord {
-    /// Nanoseconds since the server's clock origin (see `server::Clock`).
+    /// Nanoseconds since the server's clock origin (see `server::Clock`): the windows.
     pub at_ns: u64,
+    /// The wall clock read at arrival (`CallLogEntry::wall_time`).
+    pub wall: time::OffsetDateTime,
     pub method: &'static str,
     pub access_key_id: Option<Box<str>>,
     pub caster_id: Option<Box<str>>,

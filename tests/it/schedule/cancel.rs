@@ -158,7 +158,7 @@ async fn cancel_during_a_run_cancels_what_was_not_called_and_reports_the_rest() 
     }
     // No call after cancel answered, except for jobs it reported as started.
     for call in env.fake.calls() {
-        let at = OffsetDateTime::parse(&call.time, &Rfc3339).unwrap();
+        let at = OffsetDateTime::parse(&call.wall_time, &Rfc3339).unwrap();
         let caster = call.caster_id.unwrap_or_default();
         if at > answered {
             assert!(

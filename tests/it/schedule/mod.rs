@@ -42,7 +42,7 @@ fn call_times(env: &TestEnv, caster: &str) -> Vec<OffsetDateTime> {
         .calls()
         .iter()
         .filter(|c| c.caster_id.as_deref() == Some(caster))
-        .map(|c| OffsetDateTime::parse(&c.time, &Rfc3339).unwrap())
+        .map(|c| OffsetDateTime::parse(&c.wall_time, &Rfc3339).unwrap())
         .collect()
 }
 

@@ -270,6 +270,7 @@ fn record(
     };
     CallRecord {
         at_ns,
+        wall: time::OffsetDateTime::now_utc(),
         method,
         access_key_id: boxed(params, "AccessKeyId"),
         caster_id: boxed(params, "CasterId"),

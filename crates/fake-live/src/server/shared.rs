@@ -129,6 +129,7 @@ impl Shared {
     fn entry(&self, r: &CallRecord) -> CallLogEntry {
         CallLogEntry {
             time: stopcaster_live::time::rfc3339_millis(self.clock.wall(r.at_ns)),
+            wall_time: stopcaster_live::time::rfc3339_millis(r.wall),
             method: r.method.to_owned(),
             access_key_id: r.access_key_id.as_deref().map(str::to_owned),
             caster_id: r.caster_id.as_deref().map(str::to_owned),
