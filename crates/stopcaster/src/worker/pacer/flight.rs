@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Rate;
 use super::margin::JitterWindow;
 use super::maths::RttFloor;
+use super::{Rate, account_entry};
 
 /// The round-trip floors and recent lateness of this process's accounts.
 #[derive(Clone, Default)]
@@ -38,10 +38,7 @@ impl Flights {
         at: Instant,
     ) -> Duration {
         let mut flights = self.0.lock().expect("pacer flights poisoned");
-        let flight = match flights.get_mut(account) {
-            Some(flight) => flight,
-            None => flights.entry(account.to_owned()).or_default(),
-        };
+        let flight = account_entry(&mut flights, account);
         let excess = RttFloor::excess(flight.floor.as_ref(), rtt, at);
         if flight.floor.is_some() {
             flight.jitter.observe(late + excess, at);
@@ -61,10 +58,7 @@ impl Flights {
     /// Counts a push of the account's schedule.
     pub(super) fn add_pushed(&self, account: &str, by: Duration) {
         let mut flights = self.0.lock().expect("pacer flights poisoned");
-        match flights.get_mut(account) {
-            Some(flight) => flight.pushed += by,
-            None => flights.entry(account.to_owned()).or_default().pushed = by,
-        }
+        account_entry(&mut flights, account).pushed += by;
     }
 
     /// The account's configured rate with the margin learnt from its recent jitter (never

@@ -72,6 +72,18 @@ pub use maths::{
 pub use reserved::Reserved;
 pub use shared::SharedPacer;
 
+/// The value kept for `account` in a per-account map, made on its first use: the account's
+/// name is copied only then, not on every call.
+fn account_entry<'a, V: Default>(
+    map: &'a mut std::collections::HashMap<String, V>,
+    account: &str,
+) -> &'a mut V {
+    if !map.contains_key(account) {
+        map.insert(account.to_owned(), V::default());
+    }
+    map.get_mut(account).expect("inserted above")
+}
+
 /// Pacing parameters for one account.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rate {

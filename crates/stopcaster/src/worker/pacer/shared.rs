@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::flight::Flights;
 use super::{
     ClockSync, MAX_SLOWDOWN, PREPARE_LEAD, PacerError, RECOVERY_STEP, Rate, Slot, SlotToken,
-    THROTTLE_SLOWDOWN, batch_size,
+    THROTTLE_SLOWDOWN, account_entry, batch_size,
 };
 
 /// This process's queue for one account: one reservation at a time, and the slots a
@@ -30,10 +30,7 @@ struct Gates(Arc<Mutex<HashMap<String, Arc<Gate>>>>);
 impl Gates {
     fn gate(&self, account: &str) -> Arc<Gate> {
         let mut gates = self.0.lock().expect("pacer gates poisoned");
-        match gates.get(account) {
-            Some(gate) => gate.clone(),
-            None => gates.entry(account.to_owned()).or_default().clone(),
-        }
+        account_entry(&mut gates, account).clone()
     }
 }
 
@@ -218,10 +215,7 @@ impl SharedPacer {
     pub(super) fn push_back(&self, account: &str, by: Duration) {
         {
             let mut pushes = self.pushes.lock().expect("pacer pushes poisoned");
-            let pending = match pushes.get_mut(account) {
-                Some(pending) => pending,
-                None => pushes.entry(account.to_owned()).or_default(),
-            };
+            let pending = account_entry(&mut pushes, account);
             pending.by += by;
             if pending.sending {
                 return;
