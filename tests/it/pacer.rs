@@ -29,6 +29,29 @@ async fn take(pacer: &Pacer, account: &str, n: usize) -> Vec<OffsetDateTime> {
     out
 }
 
+/// Two "replicas" of the shared pacer at `qps`: separate pools, separate processes' worth of
+/// state, one database.
+async fn two_replicas(env: &TestEnv, qps: u32) -> (Pacer, Pacer) {
+    let other_pool = stopcaster::database_pool(&env.database_url, 4)
+        .await
+        .unwrap();
+    (
+        Pacer::Shared(SharedPacer::new(env.pool.clone(), rate(qps))),
+        Pacer::Shared(SharedPacer::new(other_pool, rate(qps))),
+    )
+}
+
+/// Both replicas' slots, earliest first, each at least `period` after the one before.
+fn spaced(sa: &[OffsetDateTime], sb: &[OffsetDateTime], period: Duration) -> Vec<OffsetDateTime> {
+    let mut all: Vec<OffsetDateTime> = sa.iter().chain(sb).copied().collect();
+    all.sort();
+    for pair in all.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= period, "slots {gap} apart, less than {period:?}");
+    }
+    all
+}
+
 #[tokio::test]
 async fn two_pacers_on_one_database_never_hand_out_slots_closer_than_the_interval() {
     let env = TestEnv::new().await;
@@ -38,20 +61,10 @@ async fn two_pacers_on_one_database_never_hand_out_slots_closer_than_the_interva
         margin: Duration::from_millis(5),
     }
     .period();
-    // Two "replicas": separate pools, separate processes' worth of state.
-    let other_pool = stopcaster::database_pool(&env.database_url, 4)
-        .await
-        .unwrap();
-    let a = Pacer::Shared(SharedPacer::new(env.pool.clone(), rate(qps)));
-    let b = Pacer::Shared(SharedPacer::new(other_pool, rate(qps)));
+    let (a, b) = two_replicas(&env, qps).await;
     let (sa, sb) = tokio::join!(take(&a, "K", 20), take(&b, "K", 20));
     assert_eq!(sa.len() + sb.len(), 40);
-    let mut all: Vec<OffsetDateTime> = sa.iter().chain(&sb).copied().collect();
-    all.sort();
-    for pair in all.windows(2) {
-        let gap = pair[1] - pair[0];
-        assert!(gap >= period, "slots {gap} apart, less than {period:?}");
-    }
+    let all = spaced(&sa, &sb, period);
     // Both replicas got a share, and no one-second window holds more than qps slots.
     assert!(!sa.is_empty() && !sb.is_empty());
     for (i, start) in all.iter().enumerate() {
@@ -168,11 +181,7 @@ async fn a_lifted_quota_hands_each_waiting_call_its_own_slot() {
     }
     .period();
     assert_eq!(period, Duration::from_micros(10));
-    let other_pool = stopcaster::database_pool(&env.database_url, 4)
-        .await
-        .unwrap();
-    let a = Pacer::Shared(SharedPacer::new(env.pool.clone(), rate(qps)));
-    let b = Pacer::Shared(SharedPacer::new(other_pool, rate(qps)));
+    let (a, b) = two_replicas(&env, qps).await;
     let many = |pacer: Pacer| async move {
         let calls = (0..64).map(|_| {
             let pacer = pacer.clone();
@@ -181,11 +190,5 @@ async fn a_lifted_quota_hands_each_waiting_call_its_own_slot() {
         futures_util::future::join_all(calls).await
     };
     let (sa, sb) = tokio::join!(many(a), many(b));
-    let mut all: Vec<OffsetDateTime> = sa.iter().chain(&sb).copied().collect();
-    all.sort();
-    assert_eq!(all.len(), 128);
-    for pair in all.windows(2) {
-        let gap = pair[1] - pair[0];
-        assert!(gap >= period, "slots {gap} apart, less than {period:?}");
-    }
+    assert_eq!(spaced(&sa, &sb, period).len(), 128);
 }
