@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::common::hostile::{ESC, assert_inert, escaped};
+use crate::operator_pause::wait_held;
 
 async fn pending_of_default(env: &TestEnv) -> i64 {
     sqlx::query_scalar(
@@ -14,17 +15,6 @@ async fn pending_of_default(env: &TestEnv) -> i64 {
     .fetch_one(&env.pool)
     .await
     .unwrap()
-}
-
-/// Until the worker's `/readyz` says an operator paused an account.
-pub(super) async fn wait_held(env: &TestEnv, metrics: &str) {
-    let readyz = format!("http://{metrics}/readyz");
-    wait_for(WAIT, || async {
-        let (status, body) = common::http::get(&env.http, &readyz).await;
-        status == 503 && body.contains("paused by operator")
-    })
-    .await
-    .expect("the worker reads the pause");
 }
 
 async fn api_json(env: &TestEnv, dash: &Dashboard, path: &str) -> (u16, Value) {

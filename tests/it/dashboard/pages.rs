@@ -402,7 +402,7 @@ async fn screenshots_for_the_readme() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    super::account::wait_held(&env, &metrics).await;
+    crate::operator_pause::wait_held(&env, &metrics).await;
     let late: Vec<String> = (1..=40).map(|i| format!("studio-{i:02}")).collect();
     enqueue(
         &env,

@@ -16,6 +16,18 @@ use crate::common::{self, TestEnv};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
+/// Until the worker whose metrics listen on `metrics` says, on `/readyz`, that an operator
+/// paused an account.
+pub(crate) async fn wait_held(env: &TestEnv, metrics: &str) {
+    let readyz = format!("http://{metrics}/readyz");
+    common::wait_for(WAIT, || async {
+        let (status, body) = common::http::get(&env.http, &readyz).await;
+        status == 503 && body.contains("paused by operator")
+    })
+    .await
+    .expect("the worker reads the pause");
+}
+
 /// Runs a command; panics with its output unless it succeeds; its standard output.
 pub(crate) fn cli_ok(env: &TestEnv, args: &[&str]) -> String {
     let out = env.run_cli(args, &[]);

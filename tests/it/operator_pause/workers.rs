@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::{WAIT, call_times, cli_ok};
+use super::{WAIT, call_times, cli_ok, wait_held};
 use crate::common::{self, TestEnv, wait_for};
 
 /// A call the stand-in logs may start this long after the command returned (the workers read
@@ -141,13 +141,7 @@ async fn a_pause_until_lifts_by_itself_and_holds_scheduled_stops() {
     let until = paused + time::Duration::seconds(4);
     // Workers read the pauses within a second (the contract's promise, tested above): the
     // jobs go in once this one says it holds the account, not in the second before.
-    let readyz = format!("http://{metrics}/readyz");
-    wait_for(WAIT, || async {
-        let (status, body) = common::http::get(&env.http, &readyz).await;
-        status == 503 && body.contains("paused by operator")
-    })
-    .await
-    .expect("the worker reads the pause");
+    wait_held(&env, &metrics).await;
     cli_ok(&env, &["enqueue", "--batch", "now", "u-1", "u-2", "u-3"]);
     // Due before the pause ends: held past its time.
     let due = (OffsetDateTime::now_utc() + time::Duration::milliseconds(1_500))
